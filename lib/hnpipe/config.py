@@ -7,6 +7,9 @@ developer's shell always win over the file.
 from __future__ import annotations
 
 import os
+import re
+import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -53,3 +56,42 @@ def runs_dir(root: Path | None = None) -> Path:
 
 def default_warehouse_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / ".warehouse"
+
+
+_RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}_[0-9a-f]{6}", re.ASCII)
+
+
+def new_run_id() -> str:
+    """A sortable, identifier-safe run id such as 20261121T140102_3fa9c1 (UTC)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}_{secrets.token_hex(3)}"
+
+
+def current_run_id() -> str:
+    """The run id `hnpipe run` handed down (HNPIPE_RUN_ID), else a new one for this process."""
+    global _PROCESS_RUN_ID
+    given = os.environ.get("HNPIPE_RUN_ID")
+    if given:
+        if not _RUN_ID.fullmatch(given):
+            raise ValueError(f"HNPIPE_RUN_ID={given!r} is not a run id like 20261121T140102_3fa9c1")
+        return given
+    if _PROCESS_RUN_ID is None:
+        _PROCESS_RUN_ID = new_run_id()
+    return _PROCESS_RUN_ID
+
+
+_PROCESS_RUN_ID: str | None = None
+
+
+def git_sha(root: Path | None = None) -> str:
+    """The checked-out commit, or 'unknown' outside a git checkout."""
+    import subprocess
+
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root or project_root(), capture_output=True,
+            text=True, timeout=5, check=True,
+        )
+        return result.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

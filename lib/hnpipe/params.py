@@ -1,0 +1,217 @@
+"""Notebook parameters: one declared set, validated wherever a run starts.
+
+Every pipeline notebook accepts the same parameters (so one params file serves them all).
+papermill only *warns* about an unknown parameter and injects any type it is given, so
+hnpipe checks both: in `hnpipe run` before any notebook starts, and in the notebook itself
+(`pipeline.start`) before anything is fetched or written.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from hnpipe.environments import ENVIRONMENTS
+from hnpipe.errors import ParameterError
+
+MAX_ITEMS = 5_000_000
+_ENV_VAR = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
+# Credential settings a params file may map to environment-variable *names*.
+CREDENTIAL_SETTINGS = ("account", "user", "password", "private_key_file", "role", "warehouse")
+_SECRET_WORDS = re.compile(r"pass(word|wd)?|token|secret|private[_ ]?key|api[_ ]?key|credential", re.I)
+
+
+def looks_like_secret_key(key: str) -> bool:
+    """True for parameter names that would carry a secret (refused: parameters are written
+    into every executed notebook). `snowflake_env` only names variables, so it is allowed."""
+    return bool(_SECRET_WORDS.search(key))
+
+
+def _check_environment(value: str) -> None:
+    if value not in ENVIRONMENTS:
+        raise ValueError(f"choose one of {', '.join(ENVIRONMENTS)}")
+
+
+def _check_n_items(value: int) -> None:
+    if not 1 <= value <= MAX_ITEMS:
+        raise ValueError(f"use a whole number from 1 to {MAX_ITEMS:,}")
+
+
+def _check_url(value: str) -> None:
+    if value != "sample" and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+        raise ValueError("use 'sample' (the bundled sample) or an http(s) URL such as "
+                         "https://hacker-news.firebaseio.com/v0")
+
+
+def _check_concurrency(value: int) -> None:
+    if not 1 <= value <= 256:
+        raise ValueError("use a whole number from 1 to 256")
+
+
+def _check_snowflake_env(value: dict) -> None:
+    for setting, variable in value.items():
+        if setting not in CREDENTIAL_SETTINGS:
+            raise ValueError(f"key {setting!r} is not one of {', '.join(CREDENTIAL_SETTINGS)}")
+        if not isinstance(variable, str) or not _ENV_VAR.fullmatch(variable):
+            raise ValueError(f"{setting!r} must name an environment variable such as "
+                             f"SNOWFLAKE_{setting.upper()}, not hold a value")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: type
+    default: Any
+    help: str
+    check: Callable[[Any], None] | None = None
+
+
+PARAMETERS: dict[str, Parameter] = {
+    p.name: p
+    for p in (
+        Parameter("environment", str, "local",
+                  "the environment this run is for; must match HNPIPE_ENV", _check_environment),
+        Parameter("n_items", int, 1000, "how many of the most recent HN items to fetch", _check_n_items),
+        Parameter("hn_api_url", str, "sample",
+                  "HN API base URL, or 'sample' for the bundled offline sample", _check_url),
+        Parameter("concurrency", int, 32, "parallel HN API requests", _check_concurrency),
+        Parameter("snowflake_env", dict, {},
+                  "which environment variables hold each Snowflake credential (names, never values)",
+                  _check_snowflake_env),
+    )
+}
+
+_TYPE_NAMES = {int: "a whole number", str: "a string", dict: "a mapping"}
+
+
+def validate(values: Mapping[str, Any], *, complete: bool = False) -> dict[str, Any]:
+    """Check names and types; returns the values merged over the defaults.
+
+    Raises ParameterError naming the key, the value and what is allowed.
+    """
+    for key, value in values.items():
+        if looks_like_secret_key(key):
+            raise ParameterError(
+                f"refused parameter {key!r}: secrets are never parameters (papermill writes "
+                "parameters into every executed notebook); put it in the environment or .env"
+            )
+        if key not in PARAMETERS:
+            raise ParameterError(
+                f"unknown parameter {key!r}: allowed are {', '.join(PARAMETERS)}"
+            )
+        spec = PARAMETERS[key]
+        # bool is a subclass of int in Python: `n_items: yes` must not pass as 1.
+        if not isinstance(value, spec.type) or isinstance(value, bool):
+            raise ParameterError(
+                f"parameter {key}={value!r} ({type(value).__name__}) is not "
+                f"{_TYPE_NAMES[spec.type]}: {spec.help}"
+            )
+        if spec.check:
+            try:
+                spec.check(value)
+            except ValueError as reason:
+                raise ParameterError(f"parameter {key}={value!r} is not allowed: {reason}") from None
+    if complete:
+        missing = [k for k in PARAMETERS if k not in values]
+        if missing:
+            raise ParameterError(f"missing parameters: {', '.join(missing)}")
+    return {**{k: p.default for k, p in PARAMETERS.items()}, **values}
+
+
+# -- params files ------------------------------------------------------------------------
+class _StrictLoader(yaml.SafeLoader):
+    """YAML without 1.1 surprises: `no`/`on` are not booleans and `0123` is not octal 83."""
+
+
+def _strict_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
+    text = loader.construct_scalar(node)
+    if text not in ("true", "false"):
+        raise ParameterError(
+            f"ambiguous YAML value {text!r} (line {node.start_mark.line + 1}): "
+            "write true or false, or quote it to mean a string"
+        )
+    return text == "true"
+
+
+def _strict_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if not re.fullmatch(r"-?(0|[1-9][0-9]*)", text):
+        raise ParameterError(
+            f"ambiguous YAML number {text!r} (line {node.start_mark.line + 1}): "
+            "write plain decimal digits without leading zeros, or quote it"
+        )
+    return int(text)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:bool", _strict_bool)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _strict_int)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ParameterError as error:
+        raise ParameterError(f"{source}: {error}") from None
+    except yaml.YAMLError as error:
+        raise ParameterError(f"{source}: not valid YAML: {str(error).splitlines()[0]}") from None
+
+
+def load_params_file(path: Path) -> dict[str, Any]:
+    """Read and validate a params file (every key must be a notebook parameter)."""
+    if not path.is_file():
+        raise ParameterError(f"no params file {path}")
+    values = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    if not isinstance(values, dict):
+        raise ParameterError(f"{path}: expected a mapping of parameter: value")
+    try:
+        validate(values)
+    except ParameterError as error:
+        raise ParameterError(f"{path}: {error}") from None
+    if "environment" not in values:
+        raise ParameterError(f"{path}: missing 'environment'")
+    return values
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`-p KEY=VALUE` on the command line; VALUE is read as a strict YAML scalar."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ParameterError(f"bad -p {text!r}: write KEY=VALUE, e.g. -p n_items=500")
+    value = parse_yaml(raw, f"-p {key}") if raw else ""
+    value = validate({key.strip(): value})[key.strip()]
+    return key.strip(), value
+
+
+# -- inside a notebook -------------------------------------------------------------------
+def injected_names(namespace: Mapping[str, Any]) -> list[str]:
+    """Names papermill injected into this kernel, read from the executed-cell history.
+
+    papermill adds a cell starting with '# Parameters' after the parameters cell; IPython
+    keeps every executed cell's source in `In`. Without papermill there is no such cell.
+    """
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return []
+    for source in reversed(history):
+        if isinstance(source, str) and source.lstrip().startswith("# Parameters"):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return []
+            return [t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]
+    return []
+
+
+def from_namespace(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's parameters from a notebook's globals, refusing unknown injected ones."""
+    values = {name: namespace[name] for name in PARAMETERS if name in namespace}
+    for name in injected_names(namespace):
+        if name not in PARAMETERS:
+            values[name] = namespace[name]  # validate() names it and refuses it
+    return validate(values)

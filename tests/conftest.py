@@ -1,0 +1,53 @@
+"""Test-wide setup: every test (and every notebook nbval runs) gets a throwaway warehouse.
+
+nbval starts notebook kernels that inherit this process's environment, so pointing
+HNPIPE_WAREHOUSE and HNPIPE_RUNS_DIR at temporary directories here keeps the suite away
+from the developer's own .warehouse/ and runs/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The order nbval must run the notebooks in: each needs the tables the previous ones built.
+NOTEBOOK_ORDER = ["items.ipynb", "comments.ipynb", "stories.ipynb", "explore.ipynb", "admin.ipynb"]
+_SCRATCH = Path(tempfile.mkdtemp(prefix="hnpipe-tests-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for key in ("HNPIPE_ENV", "HNPIPE_PR_ID", "HNPIPE_RUN_ID", "HNPIPE_WAREHOUSE", "HNPIPE_ROOT",
+                "GITHUB_REF", "CI_MERGE_REQUEST_IID"):
+        os.environ.pop(key, None)
+    os.environ["HNPIPE_WAREHOUSE"] = f"duckdb:{_SCRATCH / 'warehouse'}"
+    os.environ["HNPIPE_RUNS_DIR"] = str(_SCRATCH / "runs")
+    os.environ["HNPIPE_DEV_SCHEMA"] = "TESTER"
+    os.environ["HNPIPE_PROGRESS"] = "0"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def notebook_rank(item: pytest.Item) -> int:
+        name = Path(str(item.fspath)).name
+        return NOTEBOOK_ORDER.index(name) if name in NOTEBOOK_ORDER else -1
+
+    items.sort(key=notebook_rank)  # stable: tests keep their order, notebooks follow in order
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private warehouse and runs directory for one test; returns the warehouse dir."""
+    warehouse = tmp_path / "warehouse"
+    monkeypatch.setenv("HNPIPE_WAREHOUSE", f"duckdb:{warehouse}")
+    monkeypatch.setenv("HNPIPE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("HNPIPE_ENV", raising=False)
+    monkeypatch.delenv("HNPIPE_PR_ID", raising=False)
+    return warehouse

@@ -1,0 +1,129 @@
+"""Parameter validation: params files, -p overrides and what papermill injects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import papermill
+import pytest
+
+from hnpipe import params
+from hnpipe.errors import ParameterError
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS_FILES = sorted((ROOT / "params").glob("*.yaml"))
+NOTEBOOKS = ["items.ipynb", "comments.ipynb", "stories.ipynb", "explore.ipynb"]
+
+
+def test_there_is_a_params_file_per_environment() -> None:
+    assert [p.stem for p in PARAMS_FILES] == sorted(["local", "staging", "production", "branch"])
+
+
+@pytest.mark.parametrize("path", PARAMS_FILES, ids=lambda p: p.name)
+def test_params_file_is_valid_and_names_its_environment(path: Path) -> None:
+    values = params.load_params_file(path)
+    assert values["environment"] == path.stem
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("path", PARAMS_FILES, ids=lambda p: p.name)
+def test_every_params_key_is_a_notebook_parameter(path: Path, notebook: str) -> None:
+    declared = papermill.inspect_notebook(str(ROOT / "notebooks" / notebook))
+    keys = set(params.load_params_file(path))
+    assert keys <= set(declared), f"{path.name} keys not in {notebook}: {keys - set(declared)}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_parameters_cell_matches_declared_defaults(notebook: str) -> None:
+    declared = papermill.inspect_notebook(str(ROOT / "notebooks" / notebook))
+    assert set(declared) == set(params.PARAMETERS)
+    for name, spec in params.PARAMETERS.items():
+        assert eval(declared[name]["default"]) == spec.default, name  # noqa: S307 - literals from our notebook
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"n_items": "10"}, "parameter n_items='10' (str) is not a whole number"),
+    ({"n_items": True}, "parameter n_items=True (bool) is not a whole number"),
+    ({"n_items": 0}, "n_items=0 is not allowed: use a whole number from 1"),
+    ({"n_items": 10_000_000}, "n_items=10000000 is not allowed"),
+    ({"environment": "prod"}, "environment='prod' is not allowed: choose one of local, staging"),
+    ({"environment": False}, "environment=False (bool) is not a string"),
+    ({"hn_api_url": "ftp://x"}, "hn_api_url='ftp://x' is not allowed: use 'sample'"),
+    ({"concurrency": 0}, "concurrency=0 is not allowed"),
+    ({"colour": "red"}, "unknown parameter 'colour': allowed are environment, n_items"),
+    ({"snowflake_password": "hunter2"}, "refused parameter 'snowflake_password': secrets are never"),
+    ({"api_token": "x"}, "refused parameter 'api_token'"),
+    ({"snowflake_env": {"password": "hunter2"}}, "'password' must name an environment variable"),
+    ({"snowflake_env": {"colour": "X"}}, "key 'colour' is not one of account, user"),
+])
+def test_validate_refuses_with_one_line_naming_key_and_value(values: dict, message: str) -> None:
+    with pytest.raises(ParameterError) as refused:
+        params.validate(values)
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_validate_fills_defaults() -> None:
+    values = params.validate({"n_items": 5})
+    assert values == {"environment": "local", "n_items": 5, "hn_api_url": "sample",
+                      "concurrency": 32, "snowflake_env": {}}
+
+
+@pytest.mark.parametrize("text,message", [
+    ("environment: local\nn_items: 0123\n", "ambiguous YAML number '0123' (line 2)"),
+    ("environment: no\n", "ambiguous YAML value 'no' (line 1)"),
+    ("environment: local\nn_items: 1_000\n", "ambiguous YAML number '1_000'"),
+    ("environment: local\nn_items: 0x10\n", "ambiguous YAML number '0x10'"),
+    ("environment: local\nn_items: [1\n", "not valid YAML"),
+    ("- local\n", "expected a mapping"),
+    ("n_items: 5\n", "missing 'environment'"),
+    ("environment: local\nn_items: 10.5\n", "n_items=10.5 (float) is not a whole number"),
+])
+def test_params_file_yaml_surprises_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(text)
+    with pytest.raises(ParameterError) as refused:
+        params.load_params_file(path)
+    assert message in str(refused.value)
+    assert str(path) in str(refused.value)
+
+
+def test_quoted_strings_stay_strings(tmp_path: Path) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text('environment: "local"\nhn_api_url: "sample"\nn_items: 12\n')
+    assert params.load_params_file(path) == {"environment": "local", "hn_api_url": "sample", "n_items": 12}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("n_items=500", ("n_items", 500)),
+    ("hn_api_url=http://127.0.0.1:9/v0", ("hn_api_url", "http://127.0.0.1:9/v0")),
+    ("environment=local", ("environment", "local")),
+])
+def test_parse_override(text: str, expected: tuple) -> None:
+    assert params.parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ("n_items", "write KEY=VALUE"),
+    ("n_items=abc", "n_items='abc' (str) is not a whole number"),
+    ("n_items=012", "ambiguous YAML number '012'"),
+    ("colour=red", "unknown parameter 'colour'"),
+])
+def test_parse_override_refuses(text: str, message: str) -> None:
+    with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        params.parse_override(text)
+
+
+def test_injected_names_read_from_papermill_cell_history() -> None:
+    namespace = {"In": ["", 'environment = "local"\nn_items = 5',
+                        '# Parameters\nn_items = 7\ncolour = "red"\n', "x = 1"],
+                 "n_items": 7, "colour": "red", "environment": "local"}
+    assert params.injected_names(namespace) == ["n_items", "colour"]
+    with pytest.raises(ParameterError, match="unknown parameter 'colour'"):
+        params.from_namespace(namespace)
+
+
+def test_from_namespace_ignores_notebook_variables_outside_the_injected_cell() -> None:
+    namespace = {"In": ["", 'environment = "local"'], "environment": "local", "items": object(),
+                 "n_items": 3}
+    assert params.from_namespace(namespace)["n_items"] == 3
