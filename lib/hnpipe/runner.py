@@ -1,0 +1,133 @@
+"""`hnpipe run`: execute the pipeline notebooks with papermill, in dependency order.
+
+Each executed notebook is kept under runs/<env>/<run id>/. The parameters come from
+params/<env>.yaml plus `-p` overrides, and are validated, together with the environment
+guard, before the first notebook starts. The run id reaches the notebooks through the
+environment (HNPIPE_RUN_ID), not as a parameter, so every notebook of a run shares it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from hnpipe import config, datasets, environments, params
+from hnpipe.errors import HnpipeError
+
+log = logging.getLogger("hnpipe.runner")
+
+
+class RunFailed(HnpipeError):
+    """A notebook failed; the message names it, its kept output and the error."""
+
+
+@dataclass
+class NotebookResult:
+    dataset: str
+    notebook: str
+    output: Path
+    seconds: float
+    rows: int | None = None
+
+
+@dataclass
+class RunResult:
+    env: str
+    run_id: str
+    target: environments.Target
+    directory: Path
+    notebooks: list[NotebookResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"run {self.run_id} ({self.env} -> {self.target}) in {self.seconds:.1f} s",
+                 f"{'dataset':<10} {'rows':>9} {'seconds':>8}"]
+        for nb in self.notebooks:
+            rows = "?" if nb.rows is None else f"{nb.rows:,}"
+            lines.append(f"{nb.dataset:<10} {rows:>9} {nb.seconds:>8.1f}")
+        lines.append(f"executed notebooks: {self.directory}")
+        return "\n".join(lines)
+
+
+def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None) -> dict[str, Any]:
+    """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment."""
+    environments.check_environment_name(env, "--env")
+    values = params.load_params_file(config.params_dir(root) / f"{env}.yaml")
+    values.update(dict(overrides))
+    params.validate(values)
+    if values["environment"] != env:
+        raise params.ParameterError(
+            f"params/{env}.yaml sets environment={values['environment']!r}; it must say {env!r}"
+        )
+    return values
+
+
+@contextmanager
+def _run_environment(run_id: str) -> Iterator[None]:
+    """Hand the run id to the notebook kernels, and keep their progress bars out of outputs."""
+    saved = {k: os.environ.get(k) for k in ("HNPIPE_RUN_ID", "HNPIPE_PROGRESS")}
+    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
+        only: list[str] | None = None) -> RunResult:
+    """Run the pipeline notebooks for `env`; raises RunFailed naming the failing notebook."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    root = root or config.project_root()
+    config.load_env(root)
+    values = run_parameters(env, overrides, root)
+    target = environments.resolve(values["environment"])  # refuse before any notebook starts
+    run_id = config.new_run_id()
+    directory = config.runs_dir(root) / env / run_id
+    directory.mkdir(parents=True, exist_ok=True)
+    result = RunResult(env, run_id, target, directory)
+    started = time.perf_counter()
+    with _run_environment(run_id):
+        for dataset in datasets.dependency_order(only):
+            source = config.notebooks_dir(root) / dataset.notebook
+            output = directory / dataset.notebook
+            notebook_started = time.perf_counter()
+            log.info("running %s -> %s", source.name, output)
+            try:
+                papermill.execute_notebook(
+                    str(source), str(output), parameters=values, kernel_name="python3",
+                    cwd=str(source.parent), progress_bar=False, log_output=False,
+                )
+            except PapermillExecutionError as error:
+                reason = f"{error.ename}: {error.evalue}".splitlines()[0]
+                raise RunFailed(f"{source.name} failed: {_redact(reason)} "
+                                f"(executed notebook kept at {output})") from None
+            result.notebooks.append(NotebookResult(
+                dataset.name, dataset.notebook, output, time.perf_counter() - notebook_started))
+    result.seconds = time.perf_counter() - started
+    _count_rows(result, values)
+    return result
+
+
+def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:
+    from hnpipe import pipeline
+
+    tables = pipeline.connect(result.env, values).list_tables(result.target)
+    for nb in result.notebooks:
+        nb.rows = tables.get(nb.dataset)
+
+
+def _redact(text: str) -> str:
+    from hnpipe.credentials import redact
+
+    return redact(text)
