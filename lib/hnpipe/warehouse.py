@@ -12,14 +12,22 @@ reader sees the old table or the new one, never a partial or missing one.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence, TypeVar
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
 
-from hnpipe.environments import Target, check_identifier
-from hnpipe.errors import WarehouseError
+from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier
+from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError
 
 WriteGuard = Callable[[Target], None]
 
@@ -122,3 +130,482 @@ def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) 
 
 # -- DuckDB ------------------------------------------------------------------------------
 # (implementation below)
+STAGING_MARKER = "__STAGING_"  # staging tables are <TABLE>__STAGING_<RUN ID>
+T = TypeVar("T")
+
+# How frames travel: pandas <-> Arrow <-> DuckDB. One mapping from Arrow to pandas, used by
+# both the ItemsBuilder and warehouse reads, so a published frame reads back identical.
+
+_NULLABLE_INTS = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
+}
+
+
+def _pandas_dtype(arrow_type: pa.DataType):
+    """types_mapper for Table.to_pandas: nullable pandas dtypes instead of float/object."""
+    if arrow_type in _NULLABLE_INTS:
+        return _NULLABLE_INTS[arrow_type]
+    if pa.types.is_boolean(arrow_type):
+        return pd.BooleanDtype()
+    if pa.types.is_string(arrow_type):
+        return pd.StringDtype()  # Arrow-backed: wraps the Arrow buffers, no Python strings
+    if pa.types.is_list(arrow_type):
+        return pd.ArrowDtype(arrow_type)  # a cell reads as a Python list, or NA
+    return None  # the default, e.g. timestamp[us, UTC] -> datetime64[us, UTC]
+
+
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a frame with hnpipe's dtypes (Int64, boolean, string, UTC, lists).
+
+    Naive timestamps are UTC wall time (how the warehouses store them) and come back UTC.
+    """
+    columns = []
+    for field, column in zip(table.schema, table.columns):
+        kind = field.type
+        if pa.types.is_timestamp(kind) and kind.tz is None:
+            column = column.cast(pa.timestamp(kind.unit, tz="UTC"))  # same values, labelled UTC
+        elif pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+            column = column.cast(pa.string())
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            column = column.cast(pa.list_(kind.value_type))  # DuckDB names the item field "l"
+        columns.append(column)
+    return pa.table(columns, names=table.column_names).to_pandas(types_mapper=_pandas_dtype)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:
+    """The frame as the Arrow table DuckDB loads; refuses what cannot be stored, in one line.
+
+    Timestamps become naive UTC wall time in microseconds (DuckDB TIMESTAMP, like Snowflake
+    TIMESTAMP_NTZ). Converted in Arrow so the session time zone never shifts them.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
+    for column in frame.columns:
+        check_identifier(column, f"column of {destination}")
+    if frame.columns.has_duplicates:
+        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        columns = []
+        for field, column in zip(table.schema, table.columns):
+            if pa.types.is_timestamp(field.type):
+                # A tz-aware column holds UTC instants; dropping the label keeps them UTC.
+                # safe=True: refuse sub-microsecond values rather than truncating silently.
+                column = column.cast(pa.timestamp("us"), safe=True)
+            columns.append(column)
+        return pa.table(columns, names=table.column_names)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise WarehouseError(f"cannot publish {destination}: {_one_line(exc)}") from exc
+
+
+def _q(name: str) -> str:
+    """A checked identifier, double-quoted so DuckDB keeps it exactly (upper case)."""
+    return f'"{check_identifier(name)}"'
+
+
+def _check_clone_name(database: object, action: str) -> str:
+    """Only branch clones may be replaced or dropped wholesale, whoever asks."""
+    if not isinstance(database, str) or not CLONE_NAME.fullmatch(database):
+        raise GuardError(
+            f"refused to {action} database {database!r}: only {CLONE_PREFIX}<digits> databases "
+            f"(e.g. {CLONE_PREFIX}123) may be the target of {action}"
+        )
+    return database
+
+
+def _lock_timeout(value: float | None) -> float:
+    source = "lock_timeout_s"
+    if value is None:
+        source, value = "HNPIPE_LOCK_TIMEOUT_S", os.environ.get("HNPIPE_LOCK_TIMEOUT_S", "30")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise WarehouseError(f"invalid {source} {value!r}: use a number of seconds >= 0, e.g. 30")
+    return seconds
+
+
+class DuckDBWarehouse(Warehouse):
+    """The embedded warehouse: `<directory>/<DATABASE>.duckdb`, tables `<SCHEMA>.<TABLE>`.
+
+    Connections live for one operation only, because JupyterLab may open the same files.
+    DuckDB lets one process write a file (or several read it): when another process holds
+    it, operations wait up to `lock_timeout_s` (default: HNPIPE_LOCK_TIMEOUT_S, else 30 s),
+    then raise WarehouseLockedError. Reads open files read-only. `read_only_databases`
+    are never opened for writing (non-production environments use it for PRODUCTION).
+    """
+
+    engine = "duckdb"
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        write_guard: WriteGuard | None = None,
+        lock_timeout_s: float | None = None,
+        read_only_databases: Sequence[str] = (),
+    ) -> None:
+        super().__init__(write_guard)
+        self.directory = Path(directory)
+        self.lock_timeout_s = _lock_timeout(lock_timeout_s)
+        if isinstance(read_only_databases, str):
+            read_only_databases = (read_only_databases,)
+        self.read_only_databases = frozenset(
+            check_identifier(name, "read-only database") for name in read_only_databases
+        )
+
+    def __repr__(self) -> str:
+        return f"DuckDBWarehouse({str(self.directory)!r})"
+
+    def path(self, database: str) -> Path:
+        """The file holding `database`."""
+        return self.directory / f"{check_identifier(database, 'database')}.duckdb"
+
+    # -- reads -------------------------------------------------------------------------
+    def list_databases(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            path.stem for path in self.directory.glob("*.duckdb")
+            if path.is_file() and _is_identifier(path.stem)
+        )
+
+    def list_tables(self, target: Target) -> dict[str, int]:
+        with self._reading(target.database) as con:
+            if con is None:
+                return {}
+            names = [
+                name for name in _table_names(con, target.schema)
+                # Half-published staging tables are not tables anyone should read.
+                if _is_identifier(name) and STAGING_MARKER not in name
+            ]
+            qualified = f"{_q(target.database)}.{_q(target.schema)}"
+            return {
+                name: con.execute(f"SELECT COUNT(*) FROM {qualified}.{_q(name)}").fetchone()[0]
+                for name in names
+            }
+
+    def read_table(self, target: Target, table: str) -> pd.DataFrame:
+        check_identifier(table, "table")
+        with self._reading(target.database) as con:
+            if con is None or table not in _table_names(con, target.schema):
+                raise WarehouseError(f"no table {target}.{table} in {self.directory}")
+            columns = [row[0] for row in con.execute(
+                "SELECT column_name FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
+                [target.schema, table],
+            ).fetchall()]
+            order = ' ORDER BY "ID"' if "ID" in columns else ""
+            arrow = con.sql(
+                f"SELECT * FROM {_q(target.database)}.{_q(target.schema)}.{_q(table)}{order}"
+            ).to_arrow_table()
+        return frame_from_arrow(arrow)
+
+    def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        with self._reading(target.database) as con:
+            if con is None:
+                raise WarehouseError(f"no database {target.database} in {self.directory}")
+            if target.schema not in _schema_names(con):
+                raise WarehouseError(f"no schema {target} in {self.directory}")
+            con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
+            try:
+                # The file is open read-only, so anything but a read fails here.
+                relation = con.sql(sql, params=list(params) or None)
+                if relation is None:
+                    raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
+                arrow = relation.to_arrow_table()
+            except duckdb.Error as exc:
+                raise WarehouseError(f"query in {target} failed: {_one_line(exc)}") from exc
+        return frame_from_arrow(arrow)
+
+    # -- writes ------------------------------------------------------------------------
+    def ensure_schema(self, target: Target) -> None:
+        with self._writing(target):
+            pass  # _writing creates the file and schema (after the guard)
+
+    def publish_frame(
+        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
+        checks: Sequence[Check] = (),
+    ) -> int:
+        staging = staging_table_name(table, run_id)
+        # Convert before opening anything: a frame that cannot be stored writes nothing.
+        arrow = _frame_to_arrow(frame, f"{target}.{table}")
+        checks = _checked_checks(checks)
+
+        def load(con: duckdb.DuckDBPyConnection) -> None:
+            con.register("hnpipe_frame", arrow)
+            try:
+                con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame")
+            finally:
+                con.unregister("hnpipe_frame")
+
+        with self._writing(target) as con:
+            return self._publish(con, target, table, staging, load, len(frame), checks)
+
+    def publish_query(
+        self, target: Target, table: str, select_sql: str, run_id: str,
+        checks: Sequence[Check] = (),
+    ) -> int:
+        staging = staging_table_name(table, run_id)
+        checks = _checked_checks(checks)
+        select_sql = select_sql.strip().rstrip(";")
+
+        def load(con: duckdb.DuckDBPyConnection) -> None:
+            # Unqualified names in select_sql resolve in target: _writing ran USE target.
+            con.execute(f"CREATE TABLE {_q(staging)} AS {select_sql}")
+
+        with self._writing(target) as con:
+            return self._publish(con, target, table, staging, load, None, checks)
+
+    def clone_database(self, source: str, dest: str) -> None:
+        source = check_identifier(source, "source database")
+        dest = _check_clone_name(dest, "clone")
+        if dest == source or dest in self.read_only_databases:
+            raise GuardError(f"refused to clone {source} into {dest}: {dest} is the source or read-only")
+        source_path, dest_path = self.path(source), self.path(dest)
+        if not source_path.is_file():
+            raise WarehouseError(f"cannot clone {source}: no database file {source_path}")
+        # Build the copy beside its destination, then rename it in place (atomic on one
+        # file system): readers see the old clone or the new one, never half a copy.
+        temporary = dest_path.with_name(f".{dest}.duckdb.{os.getpid()}.tmp")
+        _remove_database_files(temporary)
+        try:
+            con = duckdb.connect()  # in memory; the files are attached below
+            try:
+                # READ_ONLY: a consistent snapshot that never writes the source, and that
+                # shares the file with other readers.
+                self._retry_locked(source_path, lambda: con.execute(
+                    f"ATTACH {_sql_string(source_path)} AS hnpipe_source (READ_ONLY)"))
+                con.execute(f"ATTACH {_sql_string(temporary)} AS hnpipe_clone")
+                con.execute("COPY FROM DATABASE hnpipe_source TO hnpipe_clone")
+                con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
+                con.execute("DETACH hnpipe_clone")
+                con.execute("DETACH hnpipe_source")
+            finally:
+                con.close()
+            if dest_path.exists():
+                self._wait_until_unused(dest_path)
+            # A WAL left beside the old clone would be replayed into the new one.
+            _remove_file(_wal(dest_path))
+            os.replace(temporary, dest_path)
+        except BaseException:
+            _remove_database_files(temporary)
+            raise
+
+    def drop_database(self, database: str) -> bool:
+        database = _check_clone_name(database, "drop")  # before touching the disk
+        if database in self.read_only_databases:
+            raise GuardError(f"refused to drop {database}: this warehouse opens it read-only")
+        path = self.path(database)
+        if not path.exists():
+            return False
+        self._wait_until_unused(path)
+        _remove_database_files(path)
+        return True
+
+    # -- internals ---------------------------------------------------------------------
+    def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        return self._retry_locked(path, lambda: duckdb.connect(str(path), read_only=read_only))
+
+    def _retry_locked(self, path: Path, open_file: Callable[[], T]) -> T:
+        """Run `open_file`, retrying while another process holds `path`'s lock."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        pause = 0.02
+        while True:
+            try:
+                return open_file()
+            except duckdb.IOException as exc:
+                if "Could not set lock" not in str(exc):
+                    raise WarehouseError(f"cannot open {path}: {_one_line(exc)}") from exc
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    holder = re.search(r"\(PID \d+\)", str(exc))
+                    raise WarehouseLockedError(
+                        f"{path} is locked by another process{' ' + holder.group(0) if holder else ''}; "
+                        f"waited {self.lock_timeout_s:g} s: close it there (e.g. a notebook "
+                        "kernel) and retry, or raise HNPIPE_LOCK_TIMEOUT_S"
+                    ) from None
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.5)
+
+    def _wait_until_unused(self, path: Path) -> None:
+        """Open `path` for writing and close it: waits out other processes (then raises
+        WarehouseLockedError), and closing folds any WAL into the file."""
+        self._connect(path, read_only=False).close()
+
+    @contextmanager
+    def _reading(self, database: str) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """A read-only connection to `database`, or None when it has no file yet."""
+        path = self.path(database)
+        if not path.is_file():
+            yield None
+            return
+        con = self._connect(path, read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _writing(self, target: Target) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection whose current database.schema is target, after the guard allowed it.
+
+        Creates the directory, file and schema when missing; if the guard refuses, what this
+        call created is removed again, so a refused write leaves the disk as it was.
+        """
+        if target.database in self.read_only_databases:
+            raise WarehouseError(
+                f"refused write to {target}: this warehouse opens {target.database} read-only"
+            )
+        path = self.path(target.database)
+        created_directory = not self.directory.exists()
+        created_file = not path.exists()
+        allowed = False
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            con = self._connect(path, read_only=False)
+            try:
+                self._use(con, target)
+                allowed = True
+                yield con
+            finally:
+                con.close()
+        finally:
+            if not allowed and created_file:
+                _remove_database_files(path)
+                if created_directory:
+                    with contextlib.suppress(OSError):
+                        self.directory.rmdir()
+
+    def _use(self, con: duckdb.DuckDBPyConnection, target: Target) -> None:
+        """Make target current, guarding with the connection's actual location first."""
+        con.execute(f"USE {_q(target.database)}")
+        if target.schema in _schema_names(con):
+            con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
+            actual = Target(*con.execute("SELECT current_database(), current_schema()").fetchone())
+            self._guard(actual)
+        else:
+            # The schema is part of the write: guard the database it would be created in.
+            actual = Target(con.execute("SELECT current_database()").fetchone()[0], target.schema)
+            self._guard(actual)
+            con.execute(f"CREATE SCHEMA {_q(target.schema)}")
+            con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
+        if actual != target:
+            raise WarehouseError(f"refused write: asked for {target} but the connection is at {actual}")
+
+    def _publish(
+        self, con: duckdb.DuckDBPyConnection, target: Target, table: str, staging: str,
+        load: Callable[[duckdb.DuckDBPyConnection], None], expected_rows: int | None,
+        checks: Sequence[Check],
+    ) -> int:
+        """Load staging, check it, swap it in; on any failure drop staging, keep the table."""
+        destination = f"{target}.{table}"
+        for leftover in _table_names(con, target.schema):
+            if leftover.startswith(table + STAGING_MARKER) and _is_identifier(leftover):
+                con.execute(f"DROP TABLE {_q(leftover)}")  # from an earlier run that crashed
+        try:
+            try:
+                load(con)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"cannot load {destination}: {_one_line(exc)}") from exc
+            rows = con.execute(f"SELECT COUNT(*) FROM {_q(staging)}").fetchone()[0]
+            if expected_rows is not None and rows != expected_rows:
+                raise WarehouseError(
+                    f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
+                )
+            self._run_checks(con, target, destination, staging, checks)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for statement in _swap_sql(table, staging):
+                    con.execute(statement)
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
+                    con.execute("ROLLBACK")
+                raise
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP TABLE IF EXISTS {_q(staging)}")
+            raise
+        return rows
+
+    def _run_checks(
+        self, con: duckdb.DuckDBPyConnection, target: Target, destination: str, staging: str,
+        checks: Sequence[Check],
+    ) -> None:
+        qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
+        failures = []
+        for check in checks:
+            offending = check.sql.replace("{table}", qualified).strip().rstrip(";")
+            count = con.execute(f"SELECT COUNT(*) FROM ({offending}) AS offending").fetchone()[0]
+            if count:
+                sample = con.execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5")
+                names = [column[0] for column in con.description]
+                at = names.index("ID") if "ID" in names else 0
+                ids = ", ".join(str(row[at]) for row in sample.fetchall())
+                failures.append(f"{check.name} ({count} rows, e.g. {names[at]} {ids})")
+        if failures:
+            raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
+
+
+
+def _swap_sql(table: str, staging: str) -> list[str]:
+    """Statements that replace table by staging; run in one transaction."""
+    return [f"DROP TABLE IF EXISTS {_q(table)}", f"ALTER TABLE {_q(staging)} RENAME TO {_q(table)}"]
+
+
+def _checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
+    checks = tuple(checks)
+    for check in checks:
+        if not isinstance(check, Check) or "{table}" not in check.sql:
+            raise WarehouseError(f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}")
+    return checks
+
+
+def _is_identifier(name: str) -> bool:
+    try:
+        check_identifier(name)
+    except GuardError:
+        return False
+    return True
+
+
+def _schema_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [row[0] for row in con.execute(
+        "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()"
+    ).fetchall()]
+
+
+def _table_names(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    return [row[0] for row in con.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name",
+        [schema],
+    ).fetchall()]
+
+
+def _sql_string(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _remove_file(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _remove_database_files(path: Path) -> None:
+    _remove_file(path)
+    _remove_file(_wal(path))
