@@ -1,0 +1,244 @@
+"""Snowflake credentials, and keeping secrets out of errors, logs and reprs.
+
+Secrets come only from the process environment or the git-ignored `.env` (loaded by
+`config.load_env`, which never overrides a variable already set). A params file may say
+*which* variables hold each setting (`env_names`), never the values: papermill writes every
+parameter into every executed notebook.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+
+from hnpipe import config
+from hnpipe.errors import HnpipeError
+
+# setting -> the variable that holds it unless env_names says otherwise
+SNOWFLAKE_SETTINGS: dict[str, str] = {
+    "account": "SNOWFLAKE_ACCOUNT",
+    "user": "SNOWFLAKE_USER",
+    "password": "SNOWFLAKE_PASSWORD",
+    "private_key_file": "SNOWFLAKE_PRIVATE_KEY_FILE",
+    "role": "SNOWFLAKE_ROLE",
+    "warehouse": "SNOWFLAKE_WAREHOUSE",
+}
+# Optional: the passphrase of an encrypted private key file (the connector's own name).
+OPTIONAL_SETTINGS: dict[str, str] = {"private_key_file_pwd": "SNOWFLAKE_PRIVATE_KEY_FILE_PWD"}
+_ALL_SETTINGS = {**SNOWFLAKE_SETTINGS, **OPTIONAL_SETTINGS}
+_REQUIRED = ("account", "user", "role", "warehouse")
+# Settings whose values are secrets, whatever their variable is called.
+_SECRET_SETTINGS = ("password", "private_key_file_pwd")
+
+ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
+_MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words and digits
+REDACTED = "***"
+
+# Variables remapped through env_names that hold a secret or a key file, so redaction finds
+# them even when their names do not look secret (e.g. {"password": "SF_PW"}).
+_registered_secret_vars: set[str] = set()
+_registered_key_file_vars: set[str] = {"SNOWFLAKE_PRIVATE_KEY_FILE"}
+
+
+class CredentialsError(HnpipeError):
+    """A credential is missing or misconfigured; the message names variables, never values."""
+
+
+def check_env_names(env_names: Mapping[str, str] | None) -> dict[str, str]:
+    """Validate an env_names mapping (setting -> variable name); returns it as a dict."""
+    if env_names is None:
+        return {}
+    if not isinstance(env_names, Mapping):
+        raise CredentialsError(
+            f"env_names must map Snowflake settings to variable names, got {type(env_names).__name__}"
+        )
+    checked: dict[str, str] = {}
+    for setting, variable in env_names.items():
+        if setting not in _ALL_SETTINGS:
+            raise CredentialsError(
+                f"unknown Snowflake setting {setting!r} in env_names: choose from {', '.join(_ALL_SETTINGS)}"
+            )
+        # The value is not echoed: a mistaken value here may well be the secret itself.
+        if not isinstance(variable, str) or not ENV_VAR_NAME.fullmatch(variable):
+            raise CredentialsError(
+                f"env_names[{setting!r}] must name an environment variable ([A-Z_][A-Z0-9_]*, "
+                f"e.g. {_ALL_SETTINGS[setting]}), never hold a value"
+            )
+        checked[setting] = variable
+    return checked
+
+
+def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    if environ is not None:
+        return environ
+    try:
+        config.load_env()
+    except FileNotFoundError:
+        pass  # installed outside a checkout: no .env to read
+    return os.environ
+
+
+def snowflake_credentials(
+    env_names: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Connection settings for snowflake.connector.connect, read from the environment/.env.
+
+    Returns account, user, role, warehouse and either private_key_file (preferred when both
+    are set; plus private_key_file_pwd if set) or password. Missing settings raise one
+    CredentialsError naming every missing variable.
+    """
+    names = {**_ALL_SETTINGS, **check_env_names(env_names)}
+    env = _environ(environ)
+    for setting in _SECRET_SETTINGS:
+        _registered_secret_vars.add(names[setting])
+    _registered_key_file_vars.add(names["private_key_file"])
+
+    def value(setting: str) -> str | None:
+        raw = env.get(names[setting])
+        return raw.strip() if isinstance(raw, str) and raw.strip() else None
+
+    missing = [names[setting] for setting in _REQUIRED if value(setting) is None]
+    if value("password") is None and value("private_key_file") is None:
+        missing.append(f"{names['password']} or {names['private_key_file']}")
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise CredentialsError(
+            f"missing Snowflake credential{plural}: set {', '.join(missing)} (in the environment or .env)"
+        )
+    credentials = {setting: value(setting) for setting in _REQUIRED}
+    key_file = value("private_key_file")
+    if key_file is not None:
+        if not Path(key_file).expanduser().is_file():
+            raise CredentialsError(
+                f"{names['private_key_file']} does not name a readable file; set it to the path "
+                "of your Snowflake private key (PEM)"
+            )
+        credentials["private_key_file"] = str(Path(key_file).expanduser())
+        if value("private_key_file_pwd") is not None:
+            credentials["private_key_file_pwd"] = value("private_key_file_pwd")
+    else:
+        credentials["password"] = value("password")
+    return credentials  # type: ignore[return-value]
+
+
+# -- secrets -----------------------------------------------------------------------------
+_SECRET_WORDS = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|TOKEN|SECRET|PRIVATE_?KEY|WEBHOOK|CREDENTIAL")
+# KEY only as a whole word (API_KEY, ACCESS_KEY), so KEYBOARD or MONKEY are not secrets.
+_KEY_WORD = re.compile(r"(^|_)(API)?KEYS?(_|$)")
+# Variables naming a file or directory hold a path, not a secret (key contents are read apart).
+_PATH_SUFFIX = re.compile(r"_(FILE|PATH|DIR)$")
+
+
+def secret_variable(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret."""
+    upper = name.upper()
+    if _PATH_SUFFIX.search(upper):
+        return False
+    # _PWD only as a suffix: PWD and OLDPWD are the shell's working directories.
+    return bool(_SECRET_WORDS.search(upper) or _KEY_WORD.search(upper) or upper.endswith("_PWD"))
+
+
+def _key_file_secrets(path: str) -> set[str]:
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8", errors="replace")
+    except (OSError, ValueError):
+        return set()
+    # The whole key, and each line of its body, in case a fragment ends up in a message.
+    lines = {line.strip() for line in text.splitlines() if line.strip() and "-----" not in line}
+    return {text, text.strip(), *lines}
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Values worth redacting: secret-looking variables, Snowflake password and key contents."""
+    env = os.environ if environ is None else environ
+    found: set[str] = set()
+    for name, val in env.items():
+        if isinstance(val, str) and (secret_variable(name) or name in _registered_secret_vars):
+            found.add(val)
+            found.add(val.strip())
+    for name in _registered_key_file_vars:
+        if env.get(name):
+            found |= _key_file_secrets(env[name])
+    return {v for v in found if len(v) >= _MIN_SECRET_LENGTH}
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`text` with every secret value replaced by ***."""
+    text = str(text)
+    # Longest first, so a secret containing another is replaced whole.
+    for secret in sorted(secret_values(environ), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message (with its args merged in) and traceback without secrets."""
+
+    def __init__(self, name: str = "", environ: Mapping[str, str] | None = None) -> None:
+        super().__init__(name)
+        self.environ = environ
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _redact_record(record, self.environ)
+        return True
+
+
+def _redact_record(record: logging.LogRecord, environ: Mapping[str, str] | None = None) -> None:
+    if getattr(record, "_hnpipe_redacted", False):
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: log it as given rather than lose it
+        message = f"{record.msg} {record.args}"
+    record.msg, record.args = redact(message, environ), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text, environ)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info, environ)
+    record._hnpipe_redacted = True
+
+
+_installed: set[str] = set()
+
+
+def install_log_redaction(logger_name: str = "hnpipe") -> None:
+    """Redact every record logged under `logger_name` (the logger and all its children).
+
+    A filter on a logger only sees records logged on that very logger, not its children's,
+    so records are also redacted as they are created (the log record factory); idempotent.
+    """
+    if logger_name in _installed:
+        return
+    logging.getLogger(logger_name).addFilter(RedactingFilter())
+    previous = logging.getLogRecordFactory()
+    prefix = logger_name + "."
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.name == logger_name or record.name.startswith(prefix):
+            _redact_record(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed.add(logger_name)
+
+
+# -- params ------------------------------------------------------------------------------
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)|secret|token|private_?key|(api|access|secret|signing|ssh)_?keys?(?![a-z0-9])"
+    r"|credentials?|webhook",
+)
+
+
+def looks_like_secret_key(key: str) -> bool:
+    """Whether a params-file key names a secret (such keys are refused: parameters are
+    written into every executed notebook). `snowflake_env`-style maps of variable *names*
+    must be exempted by the caller: their keys are settings such as 'password'."""
+    normal = re.sub(r"[\s\-.]+", "_", str(key).strip().lower())
+    return bool(_SECRET_KEY.search(normal) or normal in {"pwd", "passwd", "pass"} or normal.endswith("_pwd"))

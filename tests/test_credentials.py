@@ -1,0 +1,259 @@
+"""Credentials come from the environment or .env, and secrets never reach errors or logs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from hnpipe import credentials
+from hnpipe.credentials import (
+    CredentialsError,
+    RedactingFilter,
+    install_log_redaction,
+    looks_like_secret_key,
+    redact,
+    secret_values,
+    snowflake_credentials,
+)
+from hnpipe.errors import HnpipeError
+
+PASSWORD = "s3cret-Pa55word!"
+FULL = {
+    "SNOWFLAKE_ACCOUNT": "xy12345.eu-west-1",
+    "SNOWFLAKE_USER": "ALICE",
+    "SNOWFLAKE_PASSWORD": PASSWORD,
+    "SNOWFLAKE_ROLE": "DEVELOPER",
+    "SNOWFLAKE_WAREHOUSE": "DEV_WH",
+}
+ALL_VARIABLES = (*credentials.SNOWFLAKE_SETTINGS.values(), *credentials.OPTIONAL_SETTINGS.values())
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No Snowflake variable in os.environ (restored afterwards, even those .env loads), and
+    HNPIPE_ROOT at an empty project in tmp_path, whose .env the test may write."""
+    for name in ALL_VARIABLES:
+        # setenv first so the undo removes whatever load_dotenv adds later
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HNPIPE_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_dotenv_fills_gaps_but_the_process_environment_wins(bare_env: Path, monkeypatch) -> None:
+    (bare_env / ".env").write_text(
+        "SNOWFLAKE_ACCOUNT=from-dotenv\nSNOWFLAKE_USER=DOTENV_USER\nSNOWFLAKE_PASSWORD=dotenv-password\n"
+        "SNOWFLAKE_ROLE=DOTENV_ROLE\nSNOWFLAKE_WAREHOUSE=DOTENV_WH\n"
+    )
+    monkeypatch.setenv("SNOWFLAKE_USER", "SHELL_USER")
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "shell-password")
+
+    got = snowflake_credentials()
+
+    assert got == {
+        "account": "from-dotenv", "user": "SHELL_USER", "role": "DOTENV_ROLE",
+        "warehouse": "DOTENV_WH", "password": "shell-password",
+    }
+
+
+def test_without_dotenv_or_variables_every_missing_variable_is_named(bare_env: Path) -> None:
+    with pytest.raises(CredentialsError) as caught:
+        snowflake_credentials()
+    message = str(caught.value)
+    assert message == (
+        "missing Snowflake credentials: set SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, SNOWFLAKE_ROLE, "
+        "SNOWFLAKE_WAREHOUSE, SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_FILE (in the environment or .env)"
+    )
+    assert isinstance(caught.value, HnpipeError)
+
+
+def test_missing_variable_error_names_it_and_shows_no_value() -> None:
+    environ = {**FULL, "SNOWFLAKE_USER": "   "}  # blank counts as missing
+    with pytest.raises(CredentialsError) as caught:
+        snowflake_credentials(environ=environ)
+    message = str(caught.value)
+    assert message == (
+        "missing Snowflake credential: set SNOWFLAKE_USER (in the environment or .env)"
+    )
+    assert "\n" not in message
+    for value in FULL.values():
+        assert value not in message
+
+
+def test_missing_password_and_key_names_both_variables() -> None:
+    environ = {k: v for k, v in FULL.items() if k != "SNOWFLAKE_PASSWORD"}
+    with pytest.raises(CredentialsError, match=r"set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_FILE \("):
+        snowflake_credentials(environ=environ)
+
+
+def test_env_names_remap_variables_per_environment() -> None:
+    environ = {
+        **FULL,  # the developer's own, which production must not use
+        "SNOWFLAKE_PROD_USER": "SVC_HNPIPE",
+        "SNOWFLAKE_PROD_PASSWORD": "prod-pa55word",
+    }
+    got = snowflake_credentials(
+        {"user": "SNOWFLAKE_PROD_USER", "password": "SNOWFLAKE_PROD_PASSWORD"}, environ=environ
+    )
+    assert got["user"] == "SVC_HNPIPE"
+    assert got["password"] == "prod-pa55word"
+    assert got["account"] == FULL["SNOWFLAKE_ACCOUNT"]
+
+
+def test_missing_remapped_variable_is_named_by_its_remapped_name() -> None:
+    with pytest.raises(CredentialsError, match=r"set SNOWFLAKE_PROD_USER \(in the environment"):
+        snowflake_credentials({"user": "SNOWFLAKE_PROD_USER"}, environ=FULL)
+
+
+@pytest.mark.parametrize(
+    ("env_names", "expected"),
+    [
+        ({"passwd": "SNOWFLAKE_PASSWORD"}, r"unknown Snowflake setting 'passwd' in env_names: choose from account, user"),
+        ({"password": "snowflake_password"}, r"env_names\['password'\] must name an environment variable"),
+        ({"password": "SNOWFLAKE-PASSWORD"}, r"env_names\['password'\] must name an environment variable"),
+        ({"user": ""}, r"env_names\['user'\] must name an environment variable"),
+        ({"user": 42}, r"env_names\['user'\] must name an environment variable"),
+        (["user"], r"env_names must map Snowflake settings to variable names, got list"),
+    ],
+)
+def test_bad_env_names_are_refused(env_names, expected) -> None:
+    with pytest.raises(CredentialsError, match=expected):
+        snowflake_credentials(env_names, environ=FULL)
+
+
+def test_a_value_put_in_env_names_by_mistake_is_not_echoed() -> None:
+    with pytest.raises(CredentialsError) as caught:
+        snowflake_credentials({"password": PASSWORD}, environ=FULL)
+    assert PASSWORD not in str(caught.value)
+    assert "never hold a value" in str(caught.value)
+
+
+def test_private_key_file_is_preferred_over_password(tmp_path: Path) -> None:
+    key = tmp_path / "rsa_key.p8"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMIIEvAIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n")
+    environ = {**FULL, "SNOWFLAKE_PRIVATE_KEY_FILE": str(key), "SNOWFLAKE_PRIVATE_KEY_FILE_PWD": "key-passphrase"}
+    got = snowflake_credentials(environ=environ)
+    assert got["private_key_file"] == str(key)
+    assert got["private_key_file_pwd"] == "key-passphrase"
+    assert "password" not in got
+
+
+def test_a_missing_private_key_file_is_named_by_variable(tmp_path: Path) -> None:
+    environ = {**FULL, "SNOWFLAKE_PRIVATE_KEY_FILE": str(tmp_path / "nope.p8")}
+    with pytest.raises(CredentialsError, match=r"^SNOWFLAKE_PRIVATE_KEY_FILE does not name a readable file"):
+        snowflake_credentials(environ=environ)
+
+
+# -- secrets -----------------------------------------------------------------------------
+def test_secret_values_pick_secret_looking_names_only() -> None:
+    environ = {
+        **FULL,
+        "GITHUB_TOKEN": "ghp_abcdef123456",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.example/T000/B000/XXXX",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+        "OPENAI_API_KEY": "sk-123456789",
+        "DB_PASSWD": "pw12",
+        "SHORT_TOKEN": "abc",  # too short to redact safely
+        "PWD": "/work/main",  # the shell's working directory, not a password
+        "OLDPWD": "/tmp",
+        "HOME": "/home/alice",
+        "KEYBOARD_LAYOUT": "dvorak",
+        "SNOWFLAKE_PRIVATE_KEY_FILE": "/nonexistent/key.p8",  # a path, not a secret
+    }
+    found = secret_values(environ)
+    assert {PASSWORD, "ghp_abcdef123456", "https://hooks.slack.example/T000/B000/XXXX",
+            "wJalrXUtnFEMI/K7MDENG", "sk-123456789", "pw12"} <= found
+    for harmless in ("abc", "/work/main", "/tmp", "/home/alice", "dvorak", "/nonexistent/key.p8",
+                     "ALICE", "DEV_WH"):
+        assert harmless not in found
+
+
+def test_private_key_contents_are_secret(tmp_path: Path) -> None:
+    body = "MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQC7"
+    key = tmp_path / "rsa_key.p8"
+    key.write_text(f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+    environ = {"SNOWFLAKE_PRIVATE_KEY_FILE": str(key)}
+    assert body in secret_values(environ)
+    assert redact(f"bad key line {body} here", environ) == "bad key line *** here"
+
+
+def test_redact_replaces_every_occurrence_and_longest_first() -> None:
+    environ = {"A_TOKEN": "abcd", "B_TOKEN": "abcdefgh"}
+    assert redact("x abcdefgh y abcd z abcd", environ) == "x *** y *** z ***"
+    assert redact("nothing here", environ) == "nothing here"
+
+
+def test_remapped_password_variable_is_redacted_even_with_a_plain_name() -> None:
+    environ = {**FULL, "SF_PW_FOR_CI": "plain-named-secret"}
+    assert "plain-named-secret" not in secret_values(environ)  # not secret-looking by name
+    snowflake_credentials({"password": "SF_PW_FOR_CI"}, environ=environ)
+    assert redact("login with plain-named-secret failed", environ) == "login with *** failed"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["password", "Password", "snowflake_password", "passwd", "pwd", "db-pwd", "token", "api_token",
+     "secret", "client_secret", "private_key", "private key", "privateKey", "api_key", "API-KEY",
+     "apikey", "access_key", "credential", "credentials", "passphrase", "webhook_url"],
+)
+def test_secret_looking_keys(key: str) -> None:
+    assert looks_like_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["environment", "n_items", "hn_api_url", "action", "pr_id", "snowflake_env", "keyword", "monkey",
+            "sort_key_order", "passes", "compass"],
+)
+def test_ordinary_keys(key: str) -> None:
+    assert not looks_like_secret_key(key)
+
+
+# -- logs --------------------------------------------------------------------------------
+def test_redacting_filter_on_a_handler_cleans_message_args_and_traceback(monkeypatch) -> None:
+    monkeypatch.setenv("HNPIPE_TEST_TOKEN", "tok-9f8e7d6c")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            self.format(record)
+
+    handler = Keep()
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("test_credentials.handler_only")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("connecting with %s", "tok-9f8e7d6c")
+        try:
+            raise RuntimeError("server said tok-9f8e7d6c is wrong")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+
+    assert records[0].getMessage() == "connecting with ***"
+    text = handler.format(records[1])
+    assert "tok-9f8e7d6c" not in text
+    assert "RuntimeError: server said *** is wrong" in text
+
+
+def test_install_log_redaction_covers_child_loggers(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", PASSWORD)
+    install_log_redaction()
+    install_log_redaction()  # idempotent
+    # a child logger created after installation, as modules do
+    child = logging.getLogger("hnpipe.some_new_module.deeper")
+    with caplog.at_level(logging.DEBUG, logger="hnpipe"):
+        child.info("password is %s", PASSWORD)
+        logging.getLogger("hnpipe").info({"password": PASSWORD})
+    assert PASSWORD not in caplog.text
+    assert caplog.records[0].getMessage() == "password is ***"
+    assert caplog.records[1].getMessage() == "{'password': '***'}"
+    # other loggers are left alone (redaction applies under hnpipe only)
+    with caplog.at_level(logging.INFO, logger="elsewhere"):
+        logging.getLogger("elsewhere").info("x %s", "plain")
+    assert caplog.records[-1].getMessage() == "x plain"
