@@ -192,8 +192,8 @@ def _items_of_type(item_type: str) -> str:
     return f"SELECT {', '.join(ITEMS_COLUMNS)} FROM ITEMS WHERE TYPE = '{item_type}'"
 
 
-def _only_type(item_type: str) -> Check:
-    return Check(f"only_{item_type}s", f"SELECT ID FROM {{table}} WHERE TYPE <> '{item_type}' OR TYPE IS NULL")
+def _only_type(item_type: str, check_name: str) -> Check:
+    return Check(check_name, f"SELECT ID FROM {{table}} WHERE TYPE <> '{item_type}' OR TYPE IS NULL")
 
 
 _ID_CHECKS = (
@@ -218,7 +218,7 @@ DATASETS: dict[str, Dataset] = {
             upstream=("ITEMS",),
             notebook="comments.ipynb",
             sql=_items_of_type("comment"),
-            checks=(_only_type("comment"),),
+            checks=(_only_type("comment", "only_comments"),),
         ),
         Dataset(
             name="STORIES",
@@ -226,7 +226,7 @@ DATASETS: dict[str, Dataset] = {
             upstream=("ITEMS",),
             notebook="stories.ipynb",
             sql=_items_of_type("story"),
-            checks=(_only_type("story"),),
+            checks=(_only_type("story", "only_stories"),),
         ),
     )
 }
