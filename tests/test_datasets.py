@@ -111,6 +111,12 @@ def test_a_repeated_id_keeps_the_last_one_added() -> None:
     frame = builder.to_frame()
     assert frame.ID.tolist() == [3, 7]
     assert frame.SCORE.tolist() == [pd.NA, 5]
+    # Adding after to_frame still lets the newest item win.
+    builder.add({"id": 3, "type": "comment", "score": 9})
+    builder.add({"id": 1, "type": "job"})
+    assert builder.to_frame().SCORE.tolist() == [pd.NA, 9, 5]
+    pd.testing.assert_frame_equal(frame, items_frame([{"id": 3, "type": "comment"},
+                                                      {"id": 7, "type": "story", "score": 5}]))
 
 
 @settings(max_examples=60, deadline=None)

@@ -117,6 +117,9 @@ class ItemsBuilder:
         keep = order[last_of_run]
         if len(keep) != len(ids) or not np.array_equal(keep, np.arange(len(ids))):
             table = table.take(keep)  # only copy when not already sorted and unique
+            # Keep the sorted copy instead of the batches: the frame shares its buffers, so
+            # the builder and the frame together hold the items once, not twice.
+            self._batches = table.to_batches()
         return frame_from_arrow(table)
 
     def _flush(self) -> None:
