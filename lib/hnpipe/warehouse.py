@@ -129,7 +129,6 @@ def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) 
 
 
 # -- DuckDB ------------------------------------------------------------------------------
-# (implementation below)
 STAGING_MARKER = "__STAGING_"  # staging tables are <TABLE>__STAGING_<RUN ID>
 T = TypeVar("T")
 
@@ -184,7 +183,8 @@ def _frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:
     """The frame as the Arrow table DuckDB loads; refuses what cannot be stored, in one line.
 
     Timestamps become naive UTC wall time in microseconds (DuckDB TIMESTAMP, like Snowflake
-    TIMESTAMP_NTZ). Converted in Arrow so the session time zone never shifts them.
+    TIMESTAMP_NTZ); naive ones are taken to be UTC already. Converted in Arrow so the
+    session time zone never shifts them.
     """
     if not isinstance(frame, pd.DataFrame):
         raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
