@@ -1,0 +1,542 @@
+"""The Snowflake engine behind staging, production and branch runs.
+
+How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
+
+* Names: every database, schema and table name passes `environments.check_identifier`
+  before any SQL is sent, then travels as a bind variable in `IDENTIFIER(?)` (qmark
+  paramstyle) in every CREATE/ALTER/DROP TABLE, CLONE, DROP DATABASE, GRANT and table read.
+  A few places take the checked name inline, double-quoted instead: `USE SCHEMA` and
+  `CREATE SCHEMA` (fakesnow cannot parse IDENTIFIER() there), `<db>.INFORMATION_SCHEMA`
+  (fakesnow resolves IDENTIFIER() only once the session has a current database), the
+  `{table}` of quality checks and column names in DDL. An upper-case quoted name is the
+  same object as the unquoted one in Snowflake.
+* Guards: before any write the session runs `USE SCHEMA`, asks Snowflake where it actually
+  is (`CURRENT_DATABASE(), CURRENT_SCHEMA()`) and hands that to the write guard. Writes then
+  use unqualified names, which resolve exactly where the guard looked.
+* Atomic publish: load `<TABLE>__STAGING_<RUN ID>`, count and check it, then
+  `ALTER TABLE <table> SWAP WITH <staging>` (one metadata operation) or, on the first publish,
+  `ALTER TABLE <staging> RENAME TO <table>`. Never truncate-then-load. On failure the staging
+  table is dropped and the published table is untouched.
+* Secrets: credentials come from `hnpipe.credentials` at connect time and are never kept on
+  the object; connector errors are re-raised as one-line WarehouseErrors passed through
+  `credentials.redact`, without chaining the original (which could carry them).
+* Query tag: JSON of the caller's `query_tag` (env, notebook, run_id, git_sha), set once per
+  session through `session_parameters={"QUERY_TAG": ...}` at connect.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import contextlib
+import json
+import logging
+import re
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import snowflake.connector
+import snowflake.connector.errors
+import snowflake.connector.pandas_tools
+from snowflake.connector.constants import FIELD_ID_TO_NAME
+
+from hnpipe import credentials
+from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier
+from hnpipe.errors import GuardError, HnpipeError, WarehouseError
+from hnpipe.warehouse import (
+    STAGING_MARKER,
+    Check,
+    Warehouse,
+    WriteGuard,
+    frame_from_arrow,
+    staging_table_name,
+)
+
+log = logging.getLogger(__name__)
+
+QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG, in characters
+_RUN_ID = re.compile(r"[A-Za-z0-9_]+", re.ASCII)
+_READ_ONLY_SQL = re.compile(r"\s*\(*\s*(SELECT|WITH)\b", re.IGNORECASE)
+
+
+def _connect_with_snowflake_connector(**kwargs: Any) -> Any:
+    # Looked up at call time, so fakesnow.patch() (which patches the module attribute) works.
+    return snowflake.connector.connect(**kwargs)
+
+
+def _q(name: str, what: str = "identifier") -> str:
+    """A checked identifier, double-quoted: for the few places IDENTIFIER(?) cannot go."""
+    return f'"{check_identifier(name, what)}"'
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return " ".join(text.split()) if text else type(error).__name__
+
+
+def _check_clone_name(database: object, action: str) -> str:
+    """Only branch clones may be replaced or dropped wholesale, whoever asks."""
+    if not isinstance(database, str) or not CLONE_NAME.fullmatch(database):
+        raise GuardError(
+            f"refused to {action} database {database!r}: only {CLONE_PREFIX}<digits> databases "
+            f"(e.g. {CLONE_PREFIX}123) may be the target of {action}"
+        )
+    return database
+
+
+def _checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
+    checks = tuple(checks)
+    for check in checks:
+        if not isinstance(check, Check) or "{table}" not in check.sql:
+            raise WarehouseError(
+                f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}"
+            )
+    return checks
+
+
+def _query_tag_json(query_tag: Mapping[str, Any] | None) -> str | None:
+    if query_tag is None:
+        return None
+    if not isinstance(query_tag, Mapping) or not all(isinstance(key, str) for key in query_tag):
+        raise WarehouseError(f"invalid query_tag {query_tag!r}: use a mapping with string keys")
+    text = json.dumps(dict(query_tag), sort_keys=True, separators=(",", ":"), default=str)
+    if len(text) > QUERY_TAG_MAX:
+        raise WarehouseError(
+            f"query_tag is {len(text)} characters as JSON; Snowflake allows at most {QUERY_TAG_MAX}"
+        )
+    return text
+
+
+# -- frames out --------------------------------------------------------------------------
+def _column_type(column: str, series: pd.Series, destination: str) -> str:
+    """The Snowflake type a frame column is staged as; refuses what hnpipe cannot read back."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype):
+        return "ARRAY"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "BOOLEAN"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "NUMBER(38,0)"
+    if pd.api.types.is_float_dtype(dtype):
+        return "FLOAT"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "TIMESTAMP_NTZ"  # UTC wall time, as the embedded engine stores it
+    if pd.api.types.is_object_dtype(dtype):
+        values = series.dropna()
+        if values.map(lambda v: isinstance(v, (list, tuple))).all() and len(values):
+            return "ARRAY"
+        if values.map(lambda v: isinstance(v, str)).all():
+            return "VARCHAR"
+    elif pd.api.types.is_string_dtype(dtype):
+        return "VARCHAR"
+    raise WarehouseError(
+        f"cannot publish {destination}: column {column} has dtype {dtype}; use Int64, Float64, "
+        "boolean, string, datetime64 or list<int64>"
+    )
+
+
+def _prepare_frame(frame: pd.DataFrame, destination: str) -> tuple[str, pd.DataFrame]:
+    """Column DDL for the staging table, and the frame as write_pandas should load it."""
+    if not isinstance(frame, pd.DataFrame):
+        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
+    for column in frame.columns:
+        check_identifier(column, f"column of {destination}")
+    if frame.columns.has_duplicates:
+        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
+    if frame.columns.empty:
+        raise WarehouseError(f"cannot publish {destination}: the frame has no columns")
+    types = {column: _column_type(column, frame[column], destination) for column in frame.columns}
+    prepared = frame.reset_index(drop=True).copy()
+    for column, kind in types.items():
+        if kind == "TIMESTAMP_NTZ" and getattr(prepared[column].dtype, "tz", None) is not None:
+            # NTZ holds UTC wall time: convert instants to UTC, then drop the label.
+            prepared[column] = prepared[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    # Quoted because a checked name may still be a reserved word (ORDER); upper case, so
+    # the column is the same as if unquoted and plain SQL can name it without quotes.
+    ddl = ", ".join(f"{_q(column)} {kind}" for column, kind in types.items())
+    return ddl, prepared
+
+
+# -- frames in ---------------------------------------------------------------------------
+def _json_values(values: list[Any]) -> tuple[list[Any], pa.DataType | None]:
+    """ARRAY/VARIANT cells arrive as JSON text: parse them, typed list<int64> when they fit."""
+    parsed = [json.loads(v) if isinstance(v, str) else v for v in values]
+    present = [v for v in parsed if v is not None]
+    if all(isinstance(v, list) and all(type(i) is int for i in v) for v in present):
+        return parsed, pa.list_(pa.int64())
+    return [v if v is None else json.dumps(v) for v in parsed], pa.string()
+
+
+def _arrow_column(values: list[Any], type_name: str, scale: int | None) -> pa.Array:
+    if type_name == "FIXED":
+        kind = pa.int64() if not scale else pa.float64()
+        return pa.array([v if v is None or not scale else float(v) for v in values], type=kind)
+    if type_name == "REAL":
+        return pa.array(values, type=pa.float64())
+    if type_name == "TEXT":
+        return pa.array(values, type=pa.string())
+    if type_name == "BOOLEAN":
+        return pa.array(values, type=pa.bool_())
+    if type_name == "TIMESTAMP_NTZ":
+        return pa.array(values, type=pa.timestamp("us"))  # UTC wall time; labelled UTC later
+    if type_name in ("TIMESTAMP_LTZ", "TIMESTAMP_TZ"):
+        return pa.array(values, type=pa.timestamp("us", tz="UTC"))
+    if type_name == "DATE":
+        return pa.array(values, type=pa.date32())
+    if type_name in ("ARRAY", "VARIANT", "OBJECT"):
+        parsed, kind = _json_values(values)
+        return pa.array(parsed, type=kind)
+    return pa.array(values)
+
+
+def _frame(cursor: Any) -> pd.DataFrame:
+    """A cursor's result with hnpipe's dtypes (the same mapping as the DuckDB engine)."""
+    # DB-API description rows: (name, type_code, display_size, internal_size, precision, scale, ...)
+    description = list(cursor.description or [])
+    names = [column[0] for column in description]
+    rows = cursor.fetchall() if description else []
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    arrays = [
+        _arrow_column(list(values), FIELD_ID_TO_NAME.get(column[1], ""), column[5])
+        for column, values in zip(description, columns)
+    ]
+    return frame_from_arrow(pa.table(arrays, names=names))
+
+
+class SnowflakeWarehouse(Warehouse):
+    """A Snowflake account, reached with credentials from the environment or .env.
+
+    One connection per instance, opened on first use; `close()` (or `with`) ends it.
+    `connect` replaces snowflake.connector.connect (tests pass fakes); it receives the
+    credentials, `paramstyle="qmark"` and `session_parameters` as keyword arguments.
+    """
+
+    engine = "snowflake"
+
+    def __init__(
+        self,
+        write_guard: WriteGuard | None = None,
+        *,
+        env_names: Mapping[str, str] | None = None,
+        query_tag: Mapping[str, Any] | None = None,
+        connect: Callable[..., Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(write_guard)
+        self._env_names = credentials.check_env_names(env_names)
+        self._environ = None if environ is None else _Hidden(environ)
+        # Fail now, naming the missing variable, rather than mid-run; keep no value.
+        credentials.snowflake_credentials(self._env_names, environ)
+        self._query_tag = _query_tag_json(query_tag)
+        self._connect = connect or _connect_with_snowflake_connector
+        self._connection: Any = None
+        credentials.install_log_redaction()
+
+    def __repr__(self) -> str:
+        return f"SnowflakeWarehouse(connected={self._connection is not None})"
+
+    def __enter__(self) -> SnowflakeWarehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # closing is best effort
+                connection.close()
+
+    # -- reads -------------------------------------------------------------------------
+    def list_databases(self) -> list[str]:
+        cursor = self._execute("SHOW DATABASES", what="list databases")
+        at = [column[0].lower() for column in cursor.description].index("name")
+        names = {row[at] for row in cursor.fetchall()}
+        return sorted(name for name in names if isinstance(name, str) and _is_identifier(name))
+
+    def list_tables(self, target: Target) -> dict[str, int]:
+        return {
+            name: rows for name, rows in self._tables(target).items()
+            if STAGING_MARKER not in name  # half-published tables are not for reading
+        }
+
+    def read_table(self, target: Target, table: str) -> pd.DataFrame:
+        check_identifier(table, "table")
+        if table not in self._tables(target):
+            raise WarehouseError(f"no table {target}.{table} on Snowflake (or this role cannot see it)")
+        self._use(target)
+        frame = _frame(self._execute("SELECT * FROM IDENTIFIER(?)", [table], what=f"read {target}.{table}"))
+        if "ID" in frame.columns:
+            frame = frame.sort_values("ID", kind="stable").reset_index(drop=True)
+        return frame
+
+    def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        if not isinstance(sql, str) or not _READ_ONLY_SQL.match(sql):
+            raise WarehouseError(f"refused query {sql!r:.80}: query() runs a single SELECT (or WITH ... SELECT)")
+        self._use(target)
+        return _frame(self._execute(sql.strip().rstrip(";"), list(params), what=f"query in {target}"))
+
+    # -- writes ------------------------------------------------------------------------
+    def ensure_schema(self, target: Target) -> None:
+        database = check_identifier(target.database, "database")
+        schema = check_identifier(target.schema, "schema")
+        if not self.database_exists(database):
+            raise WarehouseError(_missing_database(database))
+        if schema not in self._schemas(database):
+            # The schema is part of the write: guard the database it would be created in.
+            self._execute(f"USE DATABASE {_q(database)}", what=f"use {database}")
+            current = self._execute("SELECT CURRENT_DATABASE()").fetchone()[0]
+            self._guard(Target(current, schema))
+            if current != database:
+                raise WarehouseError(f"refused write: asked for {target} but the connection is at {current}")
+            self._execute(f"CREATE SCHEMA IF NOT EXISTS {_q(database)}.{_q(schema)}", what=f"create {target}")
+        self._use_for_write(target)
+
+    def publish_frame(
+        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
+        checks: Sequence[Check] = (),
+    ) -> int:
+        staging = self._staging(table, run_id)
+        destination = f"{target}.{table}"
+        # Everything checkable is checked before the first statement.
+        ddl, prepared = _prepare_frame(frame, destination)
+        checks = _checked_checks(checks)
+
+        def load() -> None:
+            self._execute(f"CREATE TABLE IDENTIFIER(?) ({ddl})", [staging], what=f"create {staging}")
+            if prepared.empty:
+                return
+            try:
+                ok, _chunks, loaded, _ = snowflake.connector.pandas_tools.write_pandas(
+                    self._connect_once(), prepared, staging,
+                    database=target.database, schema=target.schema,
+                    quote_identifiers=True, auto_create_table=False, overwrite=False,
+                    # Parquet logical types: timestamps load as timestamps, not integers.
+                    use_logical_type=True,
+                )
+            except Exception as exc:  # connector, network or Arrow errors alike
+                raise WarehouseError(f"cannot load {destination}: {self._clean(exc)}") from None
+            if not ok:
+                raise WarehouseError(f"cannot load {destination}: write_pandas reported a failed load ({loaded} rows)")
+
+        return self._publish(target, table, staging, load, len(prepared), checks)
+
+    def publish_query(
+        self, target: Target, table: str, select_sql: str, run_id: str,
+        checks: Sequence[Check] = (),
+    ) -> int:
+        staging = self._staging(table, run_id)
+        if not isinstance(select_sql, str) or not _READ_ONLY_SQL.match(select_sql):
+            raise WarehouseError(
+                f"refused to publish {target}.{table} from {select_sql!r:.80}: use a single SELECT (or WITH ... SELECT)"
+            )
+        select_sql = select_sql.strip().rstrip(";")
+        checks = _checked_checks(checks)
+
+        def load() -> None:
+            # Unqualified names in select_sql resolve in target: the session is there.
+            self._execute(f"CREATE TABLE IDENTIFIER(?) AS {select_sql}", [staging],
+                          what=f"compute {target}.{table}")
+
+        return self._publish(target, table, staging, load, None, checks)
+
+    def clone_database(self, source: str, dest: str) -> None:
+        source = check_identifier(source, "source database")
+        dest = _check_clone_name(dest, "clone")
+        if dest == source:
+            raise GuardError(f"refused to clone {source} into itself")
+        if not self.database_exists(source):
+            raise WarehouseError(f"cannot clone {source}: no such database on Snowflake (or this role cannot see it)")
+        # Zero-copy and consistent as of one instant; replaces an earlier clone whole.
+        self._execute("CREATE OR REPLACE DATABASE IDENTIFIER(?) CLONE IDENTIFIER(?)", [dest, source],
+                      what=f"clone {source} into {dest}")
+
+    def drop_database(self, database: str) -> bool:
+        database = _check_clone_name(database, "drop")  # before any SQL
+        existed = self.database_exists(database)
+        self._execute("DROP DATABASE IF EXISTS IDENTIFIER(?)", [database], what=f"drop {database}")
+        return existed
+
+    def grant_usage(self, database: str, role: str) -> None:
+        """GRANT USAGE ON DATABASE to a role: a clone keeps its schemas' and tables' grants
+        but not those on the database itself, so readers of a branch need this."""
+        database = check_identifier(database, "database")
+        role = check_identifier(role, "role")
+        self._execute("GRANT USAGE ON DATABASE IDENTIFIER(?) TO ROLE IDENTIFIER(?)", [database, role],
+                      what=f"grant usage on {database} to {role}")
+
+    # -- internals ---------------------------------------------------------------------
+    def _connect_once(self) -> Any:
+        if self._connection is None:
+            settings = credentials.snowflake_credentials(self._env_names, self._environ)
+            session = {"TIMEZONE": "UTC"}  # CURRENT_TIMESTAMP and NTZ comparisons in UTC
+            if self._query_tag is not None:
+                session["QUERY_TAG"] = self._query_tag
+            try:
+                self._connection = self._connect(**settings, paramstyle="qmark", session_parameters=session)
+            except Exception as exc:  # connector, network, key-file errors alike
+                raise WarehouseError(
+                    f"cannot connect to Snowflake account {settings['account']} as {settings['user']}: "
+                    f"{self._clean(exc)}"
+                ) from None  # the original could carry what redact removed
+        return self._connection
+
+    def _execute(self, sql: str, params: Sequence[object] | None = None, *, what: str | None = None) -> Any:
+        cursor = self._connect_once().cursor()
+        bound = list(params) if params else None  # a fresh list: fakesnow consumes it
+        log.debug("snowflake: %s %s", sql, bound or "")
+        try:
+            cursor.execute(sql, bound)
+        except snowflake.connector.errors.Error as exc:
+            raise WarehouseError(f"{what or 'Snowflake statement'} failed: {self._clean(exc)}") from None
+        return cursor
+
+    def _clean(self, error: BaseException) -> str:
+        """One line, with the secrets of os.environ and of the caller's environ redacted."""
+        text = credentials.redact(_one_line(error))
+        return text if self._environ is None else credentials.redact(text, self._environ)
+
+    def _actual(self) -> Target:
+        row = self._execute("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").fetchone()
+        if not row or row[0] is None or row[1] is None:
+            raise WarehouseError(f"the Snowflake session has no current schema (it reports {row!r})")
+        return Target(row[0], row[1])
+
+    def _use(self, target: Target) -> Target:
+        """Make target the session's schema; returns where the session says it is."""
+        database = check_identifier(target.database, "database")
+        schema = check_identifier(target.schema, "schema")
+        # USE takes the name inline: checked above, and quoted.
+        self._execute(f"USE SCHEMA {_q(database)}.{_q(schema)}", what=f"use {database}.{schema}")
+        actual = self._actual()
+        if actual != target:
+            raise WarehouseError(f"asked for {target} but the Snowflake session is at {actual}")
+        return actual
+
+    def _use_for_write(self, target: Target) -> Target:
+        database = check_identifier(target.database, "database")
+        schema = check_identifier(target.schema, "schema")
+        self._execute(f"USE SCHEMA {_q(database)}.{_q(schema)}", what=f"use {database}.{schema}")
+        actual = self._actual()
+        self._guard(actual)  # with what Snowflake reports, not what was asked
+        if actual != target:
+            raise WarehouseError(f"refused write: asked for {target} but the connection is at {actual}")
+        return actual
+
+    def _staging(self, table: str, run_id: str) -> str:
+        check_identifier(table, "table")
+        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+            raise WarehouseError(f"invalid run_id {run_id!r}: use ASCII letters, digits and _ only")
+        return staging_table_name(table, run_id)
+
+    def _schemas(self, database: str) -> set[str]:
+        cursor = self._execute(
+            f"SELECT SCHEMA_NAME FROM {_q(database)}.INFORMATION_SCHEMA.SCHEMATA", what=f"list schemas of {database}"
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+    def _tables(self, target: Target) -> dict[str, int]:
+        """Base tables in target (staging ones included) with row counts; {} if it is missing."""
+        database = check_identifier(target.database, "database")
+        schema = check_identifier(target.schema, "schema")
+        if not self.database_exists(database):
+            return {}
+        cursor = self._execute(
+            f"SELECT TABLE_NAME, ROW_COUNT FROM {_q(database)}.INFORMATION_SCHEMA.TABLES "
+            "WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            [schema],
+            what=f"list tables of {target}",
+        )
+        return {name: int(rows or 0) for name, rows in cursor.fetchall() if _is_identifier(name)}
+
+    def _publish(
+        self, target: Target, table: str, staging: str, load: Callable[[], None],
+        expected_rows: int | None, checks: Sequence[Check],
+    ) -> int:
+        """Load staging, check it, swap it in; on any failure drop staging, keep the table."""
+        destination = f"{target}.{table}"
+        self._use_for_write(target)
+        existing = self._tables(target)
+        for leftover in existing:
+            if leftover.startswith(table + STAGING_MARKER):  # from an earlier run that crashed
+                self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [leftover], what=f"drop {leftover}")
+        replacing = table in existing
+        try:
+            load()
+            rows = self._execute("SELECT COUNT(*) FROM IDENTIFIER(?)", [staging]).fetchone()[0]
+            if expected_rows is not None and rows != expected_rows:
+                raise WarehouseError(
+                    f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
+                )
+            self._run_checks(target, destination, staging, checks)
+            if replacing:
+                # Atomic: readers see the old table or the new one, never neither.
+                self._execute("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", [table, staging],
+                              what=f"swap {staging} into {destination}")
+            else:
+                self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [staging, table],
+                              what=f"rename {staging} to {destination}")
+        except BaseException:
+            with contextlib.suppress(HnpipeError):  # keep the first error, not the cleanup's
+                self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [staging])
+            raise
+        if replacing:
+            try:
+                self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [staging])  # now the old data
+            except HnpipeError as exc:
+                # Published already; the next publish of this table removes the leftover.
+                log.warning("published %s but could not drop %s: %s", destination, staging, exc)
+        return rows
+
+    def _run_checks(self, target: Target, destination: str, staging: str, checks: Sequence[Check]) -> None:
+        qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
+        failures = []
+        for check in checks:
+            offending = check.sql.replace("{table}", qualified).strip().rstrip(";")
+            what = f"check {check.name} on {destination}"
+            count = self._execute(f"SELECT COUNT(*) FROM ({offending}) AS offending", what=what).fetchone()[0]
+            if count:
+                sample = self._execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5", what=what)
+                names = [column[0] for column in sample.description]
+                at = names.index("ID") if "ID" in names else 0
+                ids = ", ".join(str(row[at]) for row in sample.fetchall())
+                failures.append(f"{check.name} ({count} rows, e.g. {names[at]} {ids})")
+        if failures:
+            raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
+
+
+class _Hidden(collections.abc.Mapping):
+    """The caller's environ, kept for connecting, that never shows its values in a repr."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, key: str) -> str:
+        return self._environ[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+    def __repr__(self) -> str:
+        return f"<environ: {len(self)} variables>"
+
+
+def _is_identifier(name: object) -> bool:
+    try:
+        check_identifier(name)
+    except GuardError:
+        return False
+    return True
+
+
+def _missing_database(database: str) -> str:
+    if CLONE_NAME.fullmatch(database):
+        return f"database {database} does not exist on Snowflake: run `hnpipe admin clone` for this pull request first"
+    return (
+        f"database {database} does not exist on Snowflake (or this role cannot see it): databases are "
+        "created by an admin, hnpipe creates only schemas"
+    )

@@ -1,0 +1,820 @@
+"""The Snowflake engine, on fakesnow where it can answer, and on recorded SQL where it cannot.
+
+No Snowflake account exists for tests. Two stand-ins, both clearly test fakes:
+
+* fakesnow 0.12.1, in process (`fakesnow.patch()`): runs the SQL on DuckDB. It cannot parse
+  `ALTER TABLE .. SWAP WITH`, so `SwapEmulatingConnection` replays that one statement as three
+  renames; it has no DROP DATABASE or GRANT, ignores QUERY_TAG, and clones databases empty.
+* `RecordingConnection`: records every (sql, params) the adapter sends and answers from a
+  small script, so the exact statements Snowflake would receive are pinned.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import fakesnow
+import pandas as pd
+import pyarrow as pa
+import pytest
+import snowflake.connector
+import snowflake.connector.errors
+import snowflake.connector.pandas_tools
+
+from hnpipe import datasets
+from hnpipe.environments import Target
+from hnpipe.errors import GuardError, HnpipeError, WarehouseError
+from hnpipe.snowflake_warehouse import SnowflakeWarehouse
+from hnpipe.warehouse import Check, open_warehouse
+
+# fakesnow's own noise about DuckDB result copies; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+
+PASSWORD = "sn0wflake-Pa55-do-not-leak"
+ENV = {
+    "SNOWFLAKE_ACCOUNT": "xy12345.eu-west-1",
+    "SNOWFLAKE_USER": "SVC_HNPIPE",
+    "SNOWFLAKE_PASSWORD": PASSWORD,
+    "SNOWFLAKE_ROLE": "HNPIPE_WRITER",
+    "SNOWFLAKE_WAREHOUSE": "HNPIPE_WH",
+}
+STAGING = Target("STAGING", "HACKER_NEWS")
+ITEMS_CHECKS = datasets.get("ITEMS").checks
+COMMENTS = datasets.get("COMMENTS")
+
+RAW_ITEMS = [
+    {"id": 10, "type": "story", "by": "ann", "time": 1_700_000_000, "kids": [11, 12], "title": "Show HN",
+     "url": "https://example.com", "score": 42, "descendants": 2},
+    {"id": 11, "type": "comment", "by": "bob", "time": 1_700_000_100, "parent": 10, "text": "Nice", "kids": []},
+    {"id": 12, "type": "comment", "by": "cy", "time": 1_700_000_200, "parent": 10, "deleted": True},
+    {"id": 13, "type": "poll", "by": "dee", "time": 1_700_000_300, "parts": [14, 15], "dead": True},
+]
+
+
+def items(raw: list[dict] = RAW_ITEMS) -> pd.DataFrame:
+    return datasets.items_frame(raw)
+
+
+# -- fakesnow ----------------------------------------------------------------------------
+class SwapEmulatingConnection:
+    """Test fake around a fakesnow connection: replays `ALTER TABLE .. SWAP WITH` (which
+    fakesnow 0.12.1 cannot parse) as three renames. Not atomic, unlike Snowflake's swap; the
+    recorded-SQL tests pin the real statement. Everything else goes to fakesnow unchanged."""
+
+    SWAP = "ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)"
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.swaps: list[tuple[str, str]] = []
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        return _SwapEmulatingCursor(self._inner.cursor(*args, **kwargs), self)
+
+    def __getattr__(self, name: str) -> Any:  # write_pandas reaches fakesnow's internals
+        return getattr(self._inner, name)
+
+
+class _SwapEmulatingCursor:
+    def __init__(self, inner: Any, connection: SwapEmulatingConnection) -> None:
+        self._inner, self._connection = inner, connection
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        if sql == SwapEmulatingConnection.SWAP:
+            table, other = params
+            spare = f"{table}__SWAPPING"
+            for old, new in ((table, spare), (other, table), (spare, other)):
+                self._inner.execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [old, new])
+            self._connection.swaps.append((table, other))
+            return self
+        self._inner.execute(sql, params)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+def fake_snowflake():
+    """An in-process fakesnow account holding the admin-made databases STAGING and PRODUCTION."""
+    with fakesnow.patch():
+        admin = snowflake.connector.connect()
+        for database in ("STAGING", "PRODUCTION"):
+            admin.cursor().execute(f"CREATE DATABASE {database}")
+        yield SimpleNamespace(swapping=[])
+
+
+def fake_warehouse(fake_snowflake, guard=None) -> SnowflakeWarehouse:
+    def connect(**kwargs: Any) -> SwapEmulatingConnection:
+        connection = SwapEmulatingConnection(snowflake.connector.connect(**kwargs))
+        fake_snowflake.swapping.append(connection)
+        return connection
+
+    return SnowflakeWarehouse(guard, environ=ENV, connect=connect)
+
+
+def schemas(database: str) -> set[str]:
+    """Schemas of a fakesnow database, asked directly."""
+    cursor = snowflake.connector.connect().cursor()
+    cursor.execute(f'SELECT SCHEMA_NAME FROM "{database}".INFORMATION_SCHEMA.SCHEMATA')
+    return {row[0] for row in cursor.fetchall()}
+
+
+def all_tables(database: str = "STAGING", schema: str = "HACKER_NEWS") -> dict[str, int]:
+    """Every table in the schema, staging ones too, asked of fakesnow directly."""
+    cursor = snowflake.connector.connect(paramstyle="qmark").cursor()
+    cursor.execute(
+        f'SELECT TABLE_NAME, ROW_COUNT FROM "{database}".INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ?',
+        [schema],
+    )
+    return dict(cursor.fetchall())
+
+
+def test_publish_frame_round_trips_every_items_column(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    frame = items()
+
+    assert warehouse.publish_frame(STAGING, "ITEMS", frame, "run1", ITEMS_CHECKS) == 4
+    back = warehouse.read_table(STAGING, "ITEMS")
+
+    # Same values and dtypes as ItemsBuilder made, lists included: fakesnow keeps list
+    # columns when the staging table is created with explicit ARRAY columns first.
+    pd.testing.assert_frame_equal(back, frame)
+    assert back.loc[1, "KIDS"] == []  # an empty list stays an empty list, not NA
+    assert pd.isna(back.loc[2, "KIDS"])
+
+
+def test_times_are_stored_as_utc_wall_time(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    paris = pd.Series(pd.to_datetime(["2024-07-01 14:30:00.123456", None]).tz_localize("Europe/Paris"))
+    frame = pd.DataFrame({"ID": pd.array([2, 1], dtype="Int64"), "TIME": paris})
+
+    warehouse.publish_frame(STAGING, "TIMES", frame, "run1")
+
+    back = warehouse.read_table(STAGING, "TIMES")
+    assert list(back["ID"]) == [1, 2]  # ordered by ID
+    assert str(back["TIME"].dtype) == "datetime64[us, UTC]"
+    assert back.loc[1, "TIME"] == pd.Timestamp("2024-07-01 12:30:00.123456", tz="UTC")
+    assert pd.isna(back.loc[0, "TIME"])
+    raw = warehouse.query(STAGING, "SELECT TO_VARCHAR(TIME) AS T FROM TIMES WHERE ID = 2")
+    assert raw.loc[0, "T"].startswith("2024-07-01 12:30:00.123456")  # NTZ holds UTC wall time
+
+
+def test_publish_replaces_old_data_by_swapping_and_drops_the_old_copy(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
+
+    newer = items([{"id": 20, "type": "story", "by": "eve", "time": 1_700_001_000}])
+    assert warehouse.publish_frame(STAGING, "ITEMS", newer, "run2", ITEMS_CHECKS) == 1
+
+    pd.testing.assert_frame_equal(warehouse.read_table(STAGING, "ITEMS"), newer)
+    assert fake_snowflake.swapping[0].swaps == [("ITEMS", "ITEMS__STAGING_RUN2")]
+    assert all_tables() == {"ITEMS": 1}  # the swapped-out old data is dropped
+
+
+def test_publish_query_builds_comments_inside_the_warehouse(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    frame = items()
+    warehouse.publish_frame(STAGING, "ITEMS", frame, "run1", ITEMS_CHECKS)
+
+    rows = warehouse.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run1", COMMENTS.checks)
+
+    assert rows == 2
+    expected = frame[frame["TYPE"] == "comment"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(warehouse.read_table(STAGING, "COMMENTS"), expected)
+    assert warehouse.list_tables(STAGING) == {"COMMENTS": 2, "ITEMS": 4}
+
+
+def test_a_failing_check_keeps_the_old_table_and_drops_staging(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    old = items()
+    warehouse.publish_frame(STAGING, "ITEMS", old, "run1", ITEMS_CHECKS)
+    duplicated = pd.concat([old, old.iloc[[0, 1]]], ignore_index=True)
+
+    with pytest.raises(WarehouseError) as caught:
+        warehouse.publish_frame(STAGING, "ITEMS", duplicated, "run2", ITEMS_CHECKS)
+
+    # GROUP BY gives no order, so either order of the two duplicated IDs will do.
+    assert re.fullmatch(
+        r"refused to publish STAGING\.HACKER_NEWS\.ITEMS: failed checks: id_unique \(2 rows, e\.g\. ID (10, 11|11, 10)\)",
+        str(caught.value),
+    )
+    pd.testing.assert_frame_equal(warehouse.read_table(STAGING, "ITEMS"), old)
+    assert all_tables() == {"ITEMS": 4}
+
+
+def test_a_failing_query_check_keeps_comments_as_they_were(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
+    warehouse.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run1", COMMENTS.checks)
+    wrong = Check("only_stories", "SELECT ID FROM {table} WHERE TYPE <> 'story'")
+
+    with pytest.raises(WarehouseError, match=r"failed checks: only_stories \(2 rows, e\.g\. ID 1[12], 1[12]\)"):
+        warehouse.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run2", [wrong])
+
+    assert warehouse.list_tables(STAGING) == {"COMMENTS": 2, "ITEMS": 4}
+    assert "COMMENTS__STAGING_RUN2" not in all_tables()
+
+
+def test_leftover_staging_tables_are_hidden_then_cleaned_up(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
+    cursor = snowflake.connector.connect(paramstyle="qmark").cursor()
+    cursor.execute('CREATE TABLE "STAGING"."HACKER_NEWS"."ITEMS__STAGING_CRASHED" (ID NUMBER(38,0))')
+
+    assert warehouse.list_tables(STAGING) == {"ITEMS": 4}
+    assert not warehouse.table_exists(STAGING, "ITEMS__STAGING_CRASHED")
+
+    warehouse.publish_frame(STAGING, "ITEMS", items(), "run2", ITEMS_CHECKS)
+    assert all_tables() == {"ITEMS": 4}
+
+
+def test_guard_sees_where_the_session_actually_is(fake_snowflake) -> None:
+    seen: list[Target] = []
+    warehouse = fake_warehouse(fake_snowflake, guard=seen.append)
+    warehouse.ensure_schema(STAGING)
+    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1")
+    assert seen and set(seen) == {STAGING}
+    assert all(type(target) is Target for target in seen)
+
+
+def test_a_refusing_guard_writes_nothing(fake_snowflake) -> None:
+    allowing = fake_warehouse(fake_snowflake)
+    allowing.ensure_schema(STAGING)
+    before = all_tables()
+
+    def refuse(actual: Target) -> None:
+        raise GuardError(f"refused write to {actual}")
+
+    refusing = fake_warehouse(fake_snowflake, guard=refuse)
+    with pytest.raises(GuardError, match="refused write to STAGING.HACKER_NEWS"):
+        refusing.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
+    with pytest.raises(GuardError):
+        refusing.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run1")
+    with pytest.raises(GuardError, match="refused write to PRODUCTION.HACKER_NEWS"):
+        refusing.ensure_schema(Target("PRODUCTION", "HACKER_NEWS"))
+
+    assert all_tables() == before == {}
+    assert all_tables("PRODUCTION") == {}
+    assert "HACKER_NEWS" not in schemas("PRODUCTION")
+
+
+def test_ensure_schema_creates_the_schema_once(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    assert warehouse.list_tables(STAGING) == {}
+    assert "HACKER_NEWS" not in schemas("STAGING")
+    warehouse.ensure_schema(STAGING)
+    warehouse.ensure_schema(STAGING)  # idempotent
+    assert "HACKER_NEWS" in schemas("STAGING")
+
+
+@pytest.mark.parametrize(
+    ("database", "expected"),
+    [
+        ("LOCAL", r"^database LOCAL does not exist on Snowflake \(or this role cannot see it\): databases are created by an admin"),
+        ("PRODUCTION_CLONE_7", r"^database PRODUCTION_CLONE_7 does not exist on Snowflake: run `hnpipe admin clone`"),
+    ],
+)
+def test_ensure_schema_on_a_missing_database_names_it(fake_snowflake, database: str, expected: str) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    with pytest.raises(WarehouseError, match=expected):
+        warehouse.ensure_schema(Target(database, "HACKER_NEWS"))
+    assert not warehouse.database_exists(database)
+
+
+def test_list_databases_and_database_exists(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    assert warehouse.list_databases() == ["PRODUCTION", "STAGING"]
+    assert warehouse.database_exists("PRODUCTION")
+    assert not warehouse.database_exists("PRODUCTION_CLONE_1")
+    assert warehouse.list_tables(Target("LOCAL", "ALICE")) == {}  # missing database: empty
+
+
+def test_reads_refuse_what_is_missing_or_not_a_select(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    with pytest.raises(WarehouseError, match=r"^no table STAGING.HACKER_NEWS.ITEMS on Snowflake"):
+        warehouse.read_table(STAGING, "ITEMS")
+    with pytest.raises(WarehouseError, match=r"^refused query 'DROP TABLE ITEMS'"):
+        warehouse.query(STAGING, "DROP TABLE ITEMS")
+    with pytest.raises(WarehouseError, match=r"^query in STAGING.HACKER_NEWS failed: .*NOPE"):
+        warehouse.query(STAGING, "SELECT * FROM NOPE")
+
+
+def test_query_binds_values_and_returns_hnpipe_dtypes(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    warehouse.ensure_schema(STAGING)
+    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1")
+    got = warehouse.query(STAGING, "SELECT ID, TYPE, DEAD, KIDS FROM ITEMS WHERE TYPE = ? ORDER BY ID", ["story"])
+    assert got["ID"].tolist() == [10] and got["TYPE"].tolist() == ["story"]
+    assert got["DEAD"].tolist() == [False] and list(got.loc[0, "KIDS"]) == [11, 12]
+    assert [str(t) for t in got.dtypes] == ["Int64", "string", "boolean", "list<item: int64>[pyarrow]"]
+
+
+def test_open_warehouse_builds_the_snowflake_engine(fake_snowflake) -> None:
+    warehouse = open_warehouse("snowflake", environ=ENV)
+    assert isinstance(warehouse, SnowflakeWarehouse) and warehouse.engine == "snowflake"
+    assert warehouse.list_databases() == ["PRODUCTION", "STAGING"]  # via the patched connector
+    warehouse.close()
+
+
+# -- recorded SQL ------------------------------------------------------------------------
+def _meta(name: str, type_code: int = 2, scale: int | None = None) -> tuple:
+    # DB-API description row: name, type_code, display_size, internal_size, precision, scale, null_ok
+    return (name, type_code, None, None, None, scale, True)
+
+
+_STATUS = ([_meta("status")], [("Statement executed successfully.",)])
+_USE = re.compile(r'USE SCHEMA "([A-Z0-9_]+)"\."([A-Z0-9_]+)"')
+_USE_DATABASE = re.compile(r'USE DATABASE "([A-Z0-9_]+)"')
+
+
+class RecordingConnection:
+    """Test fake: records every (sql, params) it is sent and answers a few questions from
+    its state (databases, tables, the session's schema); anything else gets a status row."""
+
+    def __init__(self, databases=("STAGING", "PRODUCTION"), schemas=(), tables=None, staged_rows=None,
+                 reports=None, failing=None) -> None:
+        self.statements: list[tuple[str, list | None]] = []
+        self.databases = list(databases)
+        self.schemas = list(schemas)  # in every database
+        self.tables: dict[str, int] = dict(tables or {})
+        self.staged_rows = staged_rows  # COUNT(*) of the staging table; None: what was loaded
+        self.reports = reports  # (database, schema) CURRENT_* answers, whatever USE said
+        self.failing = failing or {}  # sql prefix -> exception to raise
+        self.current: tuple[str | None, str | None] = (None, None)
+        self.loaded = 0
+        self.closed = False
+
+    def cursor(self) -> RecordingCursor:
+        return RecordingCursor(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def answer(self, sql: str, params: list | None) -> tuple[list, list]:
+        for prefix, error in self.failing.items():
+            if sql.startswith(prefix):
+                raise error
+        if match := _USE.fullmatch(sql):
+            self.current = match.groups()
+            return _STATUS
+        if match := _USE_DATABASE.fullmatch(sql):
+            self.current = (match.group(1), "PUBLIC")
+            return _STATUS
+        if sql == "SELECT CURRENT_DATABASE()":
+            return [_meta("CURRENT_DATABASE()")], [(self.current[0],)]
+        if "INFORMATION_SCHEMA.SCHEMATA" in sql:
+            return [_meta("SCHEMA_NAME")], [(name,) for name in self.schemas]
+        if sql == "SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()":
+            return [_meta("CURRENT_DATABASE()"), _meta("CURRENT_SCHEMA()")], [self.reports or self.current]
+        if sql == "SHOW DATABASES":
+            return [_meta("created_on", 6), _meta("name")], [(None, name) for name in self.databases]
+        if "INFORMATION_SCHEMA.TABLES" in sql:
+            return [_meta("TABLE_NAME"), _meta("ROW_COUNT", 0, 0)], sorted(self.tables.items())
+        if sql == "SELECT COUNT(*) FROM IDENTIFIER(?)":
+            rows = self.loaded if self.staged_rows is None else self.staged_rows
+            return [_meta("COUNT(*)", 0, 0)], [(rows,)]
+        if sql.startswith("SELECT COUNT(*) FROM ("):  # quality checks: none fail here
+            return [_meta("COUNT(*)", 0, 0)], [(0,)]
+        return _STATUS
+
+
+class RecordingCursor:
+    def __init__(self, connection: RecordingConnection) -> None:
+        self.connection = connection
+        self.description: list | None = None
+        self._rows: list = []
+
+    def execute(self, sql: str, params: Any = None) -> RecordingCursor:
+        self.connection.statements.append((sql, None if params is None else list(params)))
+        self.description, self._rows = self.connection.answer(sql, params)
+        return self
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list:
+        return list(self._rows)
+
+
+class Recorder:
+    """A recording connection plus the connect() kwargs the adapter used."""
+
+    def __init__(self, **script: Any) -> None:
+        self.connection = RecordingConnection(**script)
+        self.connect_calls: list[dict] = []
+
+    def connect(self, **kwargs: Any) -> RecordingConnection:
+        self.connect_calls.append(kwargs)
+        return self.connection
+
+    @property
+    def statements(self) -> list[tuple[str, list | None]]:
+        return self.connection.statements
+
+    def warehouse(self, guard=None, **options: Any) -> SnowflakeWarehouse:
+        return SnowflakeWarehouse(guard, environ=options.pop("environ", ENV), connect=self.connect, **options)
+
+
+@pytest.fixture
+def recorded_write_pandas(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Test fake for write_pandas (which would PUT files to a stage): records its call in the
+    connection's statement list as ('<write_pandas>', [table]) and 'loads' every row."""
+    calls: list[dict] = []
+
+    def fake(conn, df, table_name, **kwargs):
+        conn.statements.append(("<write_pandas>", [table_name]))
+        conn.loaded = len(df)
+        calls.append({"frame": df.copy(), "table_name": table_name, **kwargs})
+        return True, 1, len(df), []
+
+    monkeypatch.setattr(snowflake.connector.pandas_tools, "write_pandas", fake)
+    return calls
+
+
+TABLES_SQL = (
+    'SELECT TABLE_NAME, ROW_COUNT FROM "STAGING".INFORMATION_SCHEMA.TABLES '
+    "WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME"
+)
+SESSION = [
+    ('USE SCHEMA "STAGING"."HACKER_NEWS"', None),
+    ("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()", None),
+    ("SHOW DATABASES", None),
+    (TABLES_SQL, ["HACKER_NEWS"]),
+]
+ITEMS_DDL = (
+    'CREATE TABLE IDENTIFIER(?) ("ID" NUMBER(38,0), "DELETED" BOOLEAN, "TYPE" VARCHAR, '
+    '"USER_ID" VARCHAR, "TIME" TIMESTAMP_NTZ, "TEXT" VARCHAR, "DEAD" BOOLEAN, "PARENT" NUMBER(38,0), '
+    '"POLL" NUMBER(38,0), "KIDS" ARRAY, "URL" VARCHAR, "SCORE" NUMBER(38,0), "TITLE" VARCHAR, '
+    '"PARTS" ARRAY, "DESCENDANTS" NUMBER(38,0))'
+)
+CHECKS_SQL = [
+    ('SELECT COUNT(*) FROM (SELECT ID FROM "STAGING"."HACKER_NEWS"."ITEMS__STAGING_RUN7" '
+     "WHERE ID IS NULL) AS offending", None),
+    ('SELECT COUNT(*) FROM (SELECT ID FROM "STAGING"."HACKER_NEWS"."ITEMS__STAGING_RUN7" '
+     "GROUP BY ID HAVING COUNT(*) > 1) AS offending", None),
+]
+
+
+def test_connect_sets_query_tag_qmark_and_credentials_once() -> None:
+    recorder = Recorder()
+    tag = {"env": "staging", "notebook": "items.ipynb", "run_id": "20240101T000000Z", "git_sha": "abc1234"}
+    warehouse = recorder.warehouse(query_tag=tag)
+    assert recorder.connect_calls == []  # connects on first use only
+
+    warehouse.list_databases()
+    warehouse.list_databases()
+
+    assert recorder.connect_calls == [{
+        "account": "xy12345.eu-west-1", "user": "SVC_HNPIPE", "role": "HNPIPE_WRITER",
+        "warehouse": "HNPIPE_WH", "password": PASSWORD, "paramstyle": "qmark",
+        "session_parameters": {
+            "TIMEZONE": "UTC",
+            "QUERY_TAG": '{"env":"staging","git_sha":"abc1234","notebook":"items.ipynb","run_id":"20240101T000000Z"}',
+        },
+    }]
+    # The tag rides on the session: no statement for it, so none to forget on a reconnect.
+    assert not any("QUERY_TAG" in sql for sql, _ in recorder.statements)
+    assert PASSWORD not in repr(warehouse) and PASSWORD not in str(vars(warehouse))
+    warehouse.close()
+    assert recorder.connection.closed
+
+
+def test_private_key_file_is_passed_by_path_not_password(tmp_path) -> None:
+    key = tmp_path / "rsa_key.p8"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\n")
+    environ = {k: v for k, v in ENV.items() if k != "SNOWFLAKE_PASSWORD"}
+    environ["SNOWFLAKE_PRIVATE_KEY_FILE"] = str(key)
+    recorder = Recorder()
+    recorder.warehouse(environ=environ).list_databases()
+    (kwargs,) = recorder.connect_calls
+    assert kwargs["private_key_file"] == str(key)  # connector 4.8 reads and converts it
+    assert "password" not in kwargs
+
+
+def test_an_overlong_query_tag_is_refused_before_connecting() -> None:
+    recorder = Recorder()
+    with pytest.raises(WarehouseError, match=r"^query_tag is \d+ characters as JSON; Snowflake allows at most 2000$"):
+        recorder.warehouse(query_tag={"notebook": "x" * 2000})
+    assert recorder.connect_calls == []
+
+
+def test_missing_credentials_fail_at_construction_naming_the_variable() -> None:
+    recorder = Recorder()
+    environ = {k: v for k, v in ENV.items() if k != "SNOWFLAKE_ROLE"}
+    with pytest.raises(HnpipeError, match=r"^missing Snowflake credential: set SNOWFLAKE_ROLE "):
+        recorder.warehouse(environ=environ)
+    assert recorder.connect_calls == []
+
+
+def test_connector_errors_are_one_line_and_redacted() -> None:
+    leaky = snowflake.connector.errors.DatabaseError(
+        msg=f"250001: Failed to connect\nIncorrect username or password was specified: {PASSWORD}"
+    )
+
+    def refuse(**kwargs: Any) -> Any:
+        raise leaky
+
+    warehouse = SnowflakeWarehouse(environ=ENV, connect=refuse)
+    with pytest.raises(WarehouseError) as caught:
+        warehouse.list_databases()
+    message = str(caught.value)
+    assert message.startswith("cannot connect to Snowflake account xy12345.eu-west-1 as SVC_HNPIPE: ")
+    assert PASSWORD not in message and "***" in message and "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no leaky chain
+
+
+def test_errors_are_redacted_when_credentials_come_from_os_environ(monkeypatch, tmp_path) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HNPIPE_ROOT", str(tmp_path))  # no project .env to load
+
+    def refuse(**kwargs: Any) -> Any:
+        raise snowflake.connector.errors.DatabaseError(msg=f"bad password {kwargs['password']}")
+
+    with pytest.raises(WarehouseError) as caught:
+        SnowflakeWarehouse(connect=refuse).list_databases()
+    assert str(caught.value).endswith("bad password ***")
+
+
+def test_statement_errors_are_redacted_too() -> None:
+    recorder = Recorder(failing={"SHOW DATABASES": snowflake.connector.errors.ProgrammingError(
+        msg=f"SQL compilation error: near '{PASSWORD}'")})
+    with pytest.raises(WarehouseError) as caught:
+        recorder.warehouse().list_databases()
+    assert str(caught.value).startswith("list databases failed: ")
+    assert PASSWORD not in str(caught.value)
+
+
+def test_first_publish_stages_checks_and_renames(recorded_write_pandas) -> None:
+    recorder = Recorder()
+    seen: list[Target] = []
+    frame = items()
+
+    rows = recorder.warehouse(seen.append).publish_frame(STAGING, "ITEMS", frame, "run7", ITEMS_CHECKS)
+
+    assert rows == 4
+    assert seen == [STAGING]
+    assert recorder.statements == [
+        *SESSION,
+        (ITEMS_DDL, ["ITEMS__STAGING_RUN7"]),
+        ("<write_pandas>", ["ITEMS__STAGING_RUN7"]),
+        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"]),
+        *CHECKS_SQL,
+        ("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", ["ITEMS__STAGING_RUN7", "ITEMS"]),
+    ]
+    (call,) = recorded_write_pandas
+    assert {k: call[k] for k in ("database", "schema", "quote_identifiers", "auto_create_table",
+                                 "overwrite", "use_logical_type")} == {
+        "database": "STAGING", "schema": "HACKER_NEWS", "quote_identifiers": True,
+        "auto_create_table": False, "overwrite": False, "use_logical_type": True,
+    }
+    # TIME goes as naive UTC wall time (TIMESTAMP_NTZ); the caller's frame is not modified.
+    assert str(call["frame"]["TIME"].dtype) == "datetime64[us]"
+    assert call["frame"].loc[0, "TIME"] == pd.Timestamp("2023-11-14 22:13:20")
+    assert str(frame["TIME"].dtype) == "datetime64[us, UTC]"
+
+
+def test_republish_drops_leftovers_swaps_and_drops_the_old_copy(recorded_write_pandas) -> None:
+    recorder = Recorder(tables={"ITEMS": 4, "ITEMS__STAGING_CRASHED": 2, "STORIES": 1})
+
+    recorder.warehouse().publish_frame(STAGING, "ITEMS", items(), "run7", ITEMS_CHECKS)
+
+    assert recorder.statements == [
+        *SESSION,
+        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_CRASHED"]),
+        (ITEMS_DDL, ["ITEMS__STAGING_RUN7"]),
+        ("<write_pandas>", ["ITEMS__STAGING_RUN7"]),
+        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"]),
+        *CHECKS_SQL,
+        ("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", ["ITEMS", "ITEMS__STAGING_RUN7"]),
+        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"]),
+    ]
+    assert not any(sql.startswith(("TRUNCATE", "DELETE")) for sql, _ in recorder.statements)
+
+
+def test_publish_query_is_a_ctas_in_the_target_schema() -> None:
+    recorder = Recorder(tables={"ITEMS": 4})
+    recorder.connection.staged_rows = 2
+
+    rows = recorder.warehouse().publish_query(STAGING, "COMMENTS", COMMENTS.sql + ";\n", "run7")
+
+    assert rows == 2
+    assert recorder.statements == [
+        *SESSION,
+        (f"CREATE TABLE IDENTIFIER(?) AS {COMMENTS.sql}", ["COMMENTS__STAGING_RUN7"]),
+        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["COMMENTS__STAGING_RUN7"]),
+        ("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", ["COMMENTS__STAGING_RUN7", "COMMENTS"]),
+    ]
+
+
+def test_a_short_load_is_refused_and_staging_dropped(recorded_write_pandas) -> None:
+    recorder = Recorder(tables={"ITEMS": 4}, staged_rows=3)
+    with pytest.raises(WarehouseError, match=r"^refused to publish STAGING.HACKER_NEWS.ITEMS: staged 3 rows, expected 4$"):
+        recorder.warehouse().publish_frame(STAGING, "ITEMS", items(), "run7")
+    sent = [sql for sql, _ in recorder.statements]
+    assert sent[-1] == "DROP TABLE IF EXISTS IDENTIFIER(?)" and recorder.statements[-1][1] == ["ITEMS__STAGING_RUN7"]
+    assert not any("SWAP" in sql or "RENAME" in sql for sql in sent)
+
+
+def test_a_failed_swap_drops_staging_and_reports_the_swap(recorded_write_pandas) -> None:
+    recorder = Recorder(tables={"ITEMS": 4}, failing={
+        "ALTER TABLE IDENTIFIER(?) SWAP": snowflake.connector.errors.ProgrammingError(msg="insufficient privileges")})
+    with pytest.raises(WarehouseError, match=r"^swap ITEMS__STAGING_RUN7 into STAGING.HACKER_NEWS.ITEMS failed: "):
+        recorder.warehouse().publish_frame(STAGING, "ITEMS", items(), "run7")
+    assert recorder.statements[-1] == ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"])
+
+
+def test_guard_gets_what_the_session_reports_not_what_was_asked(recorded_write_pandas) -> None:
+    # e.g. a session that silently stayed elsewhere: the guard must judge the real place.
+    recorder = Recorder(reports=("PRODUCTION", "HACKER_NEWS"))
+    seen: list[Target] = []
+    with pytest.raises(WarehouseError, match=r"^refused write: asked for STAGING.HACKER_NEWS but the connection is at PRODUCTION.HACKER_NEWS$"):
+        recorder.warehouse(seen.append).publish_frame(STAGING, "ITEMS", items(), "run7")
+    assert seen == [Target("PRODUCTION", "HACKER_NEWS")]
+    assert [sql for sql, _ in recorder.statements] == [SESSION[0][0], SESSION[1][0]]  # nothing written
+
+
+def test_ensure_schema_guards_then_creates_in_the_checked_database() -> None:
+    recorder = Recorder()
+    seen: list[Target] = []
+    recorder.warehouse(seen.append).ensure_schema(STAGING)
+    assert recorder.statements == [
+        ("SHOW DATABASES", None),
+        ('SELECT SCHEMA_NAME FROM "STAGING".INFORMATION_SCHEMA.SCHEMATA', None),
+        ('USE DATABASE "STAGING"', None),
+        ("SELECT CURRENT_DATABASE()", None),
+        ('CREATE SCHEMA IF NOT EXISTS "STAGING"."HACKER_NEWS"', None),
+        ('USE SCHEMA "STAGING"."HACKER_NEWS"', None),
+        ("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()", None),
+    ]
+    assert seen == [STAGING, STAGING]  # before creating, and in the schema once made
+
+
+def test_ensure_schema_on_an_existing_schema_creates_nothing() -> None:
+    recorder = Recorder(schemas=["HACKER_NEWS"])
+    recorder.warehouse().ensure_schema(STAGING)
+    assert not any(sql.startswith("CREATE") for sql, _ in recorder.statements)
+
+
+def test_clone_replaces_the_branch_database_with_a_zero_copy_clone() -> None:
+    recorder = Recorder()
+    recorder.warehouse().clone_database("PRODUCTION", "PRODUCTION_CLONE_42")
+    assert recorder.statements == [
+        ("SHOW DATABASES", None),
+        ("CREATE OR REPLACE DATABASE IDENTIFIER(?) CLONE IDENTIFIER(?)", ["PRODUCTION_CLONE_42", "PRODUCTION"]),
+    ]
+
+
+def test_clone_of_a_missing_source_is_refused_before_cloning() -> None:
+    recorder = Recorder(databases=["STAGING"])
+    with pytest.raises(WarehouseError, match=r"^cannot clone PRODUCTION: no such database on Snowflake"):
+        recorder.warehouse().clone_database("PRODUCTION", "PRODUCTION_CLONE_42")
+    assert [sql for sql, _ in recorder.statements] == ["SHOW DATABASES"]
+
+
+@pytest.mark.parametrize(("databases", "existed"), [(["PRODUCTION", "PRODUCTION_CLONE_42"], True), (["PRODUCTION"], False)])
+def test_drop_database_drops_if_exists_and_says_whether_it_existed(databases, existed) -> None:
+    recorder = Recorder(databases=databases)
+    assert recorder.warehouse().drop_database("PRODUCTION_CLONE_42") is existed
+    assert recorder.statements == [
+        ("SHOW DATABASES", None),
+        ("DROP DATABASE IF EXISTS IDENTIFIER(?)", ["PRODUCTION_CLONE_42"]),
+    ]
+
+
+def test_grant_usage_on_a_database() -> None:
+    recorder = Recorder()
+    recorder.warehouse().grant_usage("PRODUCTION_CLONE_42", "HNPIPE_READER")
+    assert recorder.statements == [
+        ("GRANT USAGE ON DATABASE IDENTIFIER(?) TO ROLE IDENTIFIER(?)", ["PRODUCTION_CLONE_42", "HNPIPE_READER"]),
+    ]
+
+
+def test_reads_bind_the_table_name() -> None:
+    recorder = Recorder(tables={"ITEMS": 0})
+    frame = recorder.warehouse().read_table(STAGING, "ITEMS")
+    assert recorder.statements[-1] == ("SELECT * FROM IDENTIFIER(?)", ["ITEMS"])
+    assert recorder.statements[-3] == ('USE SCHEMA "STAGING"."HACKER_NEWS"', None)
+    assert isinstance(frame, pd.DataFrame)
+
+
+@pytest.mark.parametrize("name", ["PRODUCTION", "STAGING", "LOCAL", "PRODUCTION_CLONE_", "PRODUCTION_CLONE_01",
+                                  "PRODUCTION_CLONE_1X", "production_clone_1", "PRODUCTION_CLONE_1; DROP DATABASE PRODUCTION"])
+def test_drop_and_clone_refuse_anything_but_a_branch_clone_before_any_sql(name: str) -> None:
+    recorder = Recorder(databases=["PRODUCTION", "STAGING", "LOCAL"])
+    warehouse = recorder.warehouse()
+    with pytest.raises(GuardError, match=r"^refused to drop database .*only PRODUCTION_CLONE_<digits> databases"):
+        warehouse.drop_database(name)
+    with pytest.raises(GuardError, match=r"^refused to clone database "):
+        warehouse.clone_database("PRODUCTION", name)
+    assert recorder.statements == [] and recorder.connect_calls == []
+
+
+BAD_NAMES = [
+    "42; DROP DATABASE PRODUCTION",
+    'ITEMS"; DROP TABLE ITEMS; --',
+    "ITEMS'",
+    "STAGING.HACKER_NEWS",
+    "PRODUCT\u0130ON",  # Turkish dotted capital I: looks like PRODUCTION
+    "\uff29TEMS",  # fullwidth I
+    "ITEM\u200bS",  # zero-width space
+    "",
+    "A" * 129,
+    "items",
+    "ITEMS ",
+    None,
+]
+
+
+def _every_identifier_use(warehouse: SnowflakeWarehouse, bad: Any) -> list:
+    bad_target = SimpleNamespace(database=bad, schema="HACKER_NEWS")  # Target() itself refuses these
+    bad_schema = SimpleNamespace(database="STAGING", schema=bad)
+    frame = items()
+    return [
+        lambda: warehouse.publish_frame(STAGING, bad, frame, "run7"),
+        lambda: warehouse.publish_frame(bad_target, "ITEMS", frame, "run7"),
+        lambda: warehouse.publish_frame(bad_schema, "ITEMS", frame, "run7"),
+        lambda: warehouse.publish_query(STAGING, bad, COMMENTS.sql, "run7"),
+        lambda: warehouse.publish_query(bad_target, "COMMENTS", COMMENTS.sql, "run7"),
+        lambda: warehouse.ensure_schema(bad_target),
+        lambda: warehouse.ensure_schema(bad_schema),
+        lambda: warehouse.read_table(STAGING, bad),
+        lambda: warehouse.read_table(bad_schema, "ITEMS"),
+        lambda: warehouse.query(bad_target, "SELECT 1"),
+        lambda: warehouse.list_tables(bad_target),
+        lambda: warehouse.list_tables(bad_schema),
+        lambda: warehouse.table_exists(STAGING, bad),
+        lambda: warehouse.database_exists(bad),
+        lambda: warehouse.clone_database(bad, "PRODUCTION_CLONE_1"),
+        lambda: warehouse.clone_database("PRODUCTION", bad),
+        lambda: warehouse.drop_database(bad),
+        lambda: warehouse.grant_usage(bad, "HNPIPE_READER"),
+        lambda: warehouse.grant_usage("PRODUCTION_CLONE_1", bad),
+    ]
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES, ids=repr)
+def test_injection_in_any_identifier_is_refused_before_any_sql(bad: Any) -> None:
+    recorder = Recorder()
+    warehouse = recorder.warehouse()
+    for call in _every_identifier_use(warehouse, bad):
+        with pytest.raises((GuardError, WarehouseError)) as caught:
+            call()
+        assert "\n" not in str(caught.value)
+    assert recorder.statements == []
+    assert recorder.connect_calls == []
+
+
+@pytest.mark.parametrize("run_id", ["", "1; DROP TABLE ITEMS", "a-b", "r\u0130", "x" * 120, None, 7])
+def test_bad_run_ids_are_refused_before_any_sql(run_id: Any) -> None:
+    recorder = Recorder()
+    warehouse = recorder.warehouse()
+    with pytest.raises((GuardError, WarehouseError), match=r"run_id|staging table"):
+        warehouse.publish_frame(STAGING, "ITEMS", items(), run_id)
+    with pytest.raises((GuardError, WarehouseError), match=r"run_id|staging table"):
+        warehouse.publish_query(STAGING, "COMMENTS", COMMENTS.sql, run_id)
+    assert recorder.statements == [] and recorder.connect_calls == []
+
+
+def test_unstorable_frames_are_refused_before_any_sql() -> None:
+    recorder = Recorder()
+    warehouse = recorder.warehouse()
+    with pytest.raises(WarehouseError, match=r"column BLOB has dtype object; use Int64"):
+        warehouse.publish_frame(STAGING, "T", pd.DataFrame({"BLOB": [b"x"]}), "run7")
+    with pytest.raises(GuardError, match=r"refused column of STAGING.HACKER_NEWS.T 'id'"):
+        warehouse.publish_frame(STAGING, "T", pd.DataFrame({"id": [1]}), "run7")
+    with pytest.raises(WarehouseError, match=r"invalid check 'SELECT 1'"):
+        warehouse.publish_frame(STAGING, "T", pd.DataFrame({"ID": [1]}), "run7", ["SELECT 1"])
+    with pytest.raises(WarehouseError, match=r"^refused to publish STAGING.HACKER_NEWS.T from 'DROP TABLE ITEMS'"):
+        warehouse.publish_query(STAGING, "T", "DROP TABLE ITEMS", "run7")
+    assert recorder.statements == [] and recorder.connect_calls == []
+
+
+def test_arrays_and_timestamps_read_back_as_hnpipe_dtypes() -> None:
+    from hnpipe.snowflake_warehouse import _frame
+
+    # What the real connector hands back: ARRAY as (pretty-printed) JSON text, NTZ naive.
+    import datetime as dt
+
+    cursor = SimpleNamespace(
+        description=[_meta("ID", 0, 0), _meta("KIDS", 10), _meta("TIME", 8), _meta("OK", 13), _meta("T")],
+        fetchall=lambda: [
+            (1, "[\n  2,\n  3\n]", dt.datetime(2024, 1, 1, 12, 0, 0, 5), True, "x"),
+            (2, None, None, None, None),
+        ],
+    )
+    frame = _frame(cursor)
+    assert frame["KIDS"].tolist()[0] == [2, 3] and pd.isna(frame["KIDS"].iloc[1])
+    assert frame.loc[0, "TIME"] == pd.Timestamp("2024-01-01 12:00:00.000005", tz="UTC")
+    assert [str(t) for t in frame.dtypes] == [
+        "Int64", str(pd.ArrowDtype(pa.list_(pa.int64()))), "datetime64[us, UTC]", "boolean", "string"]
