@@ -107,6 +107,9 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 papermill.execute_notebook(
                     str(source), str(output), parameters=values, kernel_name="python3",
                     cwd=str(source.parent), progress_bar=False, log_output=False,
+                    # ipykernel logs an unencrypted-loopback warning at start and a KeyboardInterrupt at
+                    # shutdown on every run: noise here (notebook errors surface through papermill)
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                 )
             except PapermillExecutionError as error:
                 reason = f"{error.ename}: {error.evalue}".splitlines()[0]
