@@ -818,3 +818,23 @@ def test_arrays_and_timestamps_read_back_as_hnpipe_dtypes() -> None:
     assert frame.loc[0, "TIME"] == pd.Timestamp("2024-01-01 12:00:00.000005", tz="UTC")
     assert [str(t) for t in frame.dtypes] == [
         "Int64", str(pd.ArrowDtype(pa.list_(pa.int64()))), "datetime64[us, UTC]", "boolean", "string"]
+
+
+def test_query_across_and_describe_databases_on_fakesnow(fake_snowflake) -> None:
+    warehouse = fake_warehouse(fake_snowflake)
+    for database in ("STAGING", "PRODUCTION"):
+        warehouse.ensure_schema(Target(database, "HACKER_NEWS"))
+    warehouse.publish_frame(Target("PRODUCTION", "HACKER_NEWS"), "ITEMS", items(RAW_ITEMS[:1]), "r1")
+    warehouse.publish_frame(Target("STAGING", "HACKER_NEWS"), "ITEMS", items(RAW_ITEMS), "r2")
+    added = warehouse.query_across(
+        ["PRODUCTION", "STAGING"],
+        'SELECT ID FROM "STAGING"."HACKER_NEWS"."ITEMS" EXCEPT SELECT ID FROM "PRODUCTION"."HACKER_NEWS"."ITEMS"')
+    expected = sorted(raw["id"] for raw in RAW_ITEMS[1:])
+    assert sorted(added.ID.tolist()) == expected and expected
+    with pytest.raises(WarehouseError, match="no database PRODUCTION_CLONE_9"):
+        warehouse.query_across(["PRODUCTION_CLONE_9"], "SELECT 1")
+    with pytest.raises(WarehouseError, match="refused query"):
+        warehouse.query_across(["PRODUCTION"], "DROP DATABASE PRODUCTION")
+    infos = warehouse.describe_databases()
+    assert [info.name for info in infos] == ["PRODUCTION", "STAGING"]
+    assert all(info.size_bytes is None for info in infos)  # SHOW DATABASES tells no size

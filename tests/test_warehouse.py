@@ -422,3 +422,29 @@ def test_open_warehouse_builds_duckdb_from_a_spec(tmp_path: Path) -> None:
     opened = open_warehouse(f"duckdb:{tmp_path}", lock_timeout_s=1)
     assert isinstance(opened, DuckDBWarehouse) and opened.engine == "duckdb"
     assert opened.directory == tmp_path and opened.lock_timeout_s == 1
+
+
+def test_query_across_reads_several_databases_read_only(tmp_path) -> None:
+    import hashlib
+
+    wh = DuckDBWarehouse(tmp_path)
+    prod = Target("PRODUCTION", "HACKER_NEWS")
+    wh.publish_frame(prod, "ITEMS", items_frame([{"id": 1, "type": "story"}, {"id": 2, "type": "comment"}]), "r1")
+    wh.clone_database("PRODUCTION", "PRODUCTION_CLONE_3")
+    clone = Target("PRODUCTION_CLONE_3", "HACKER_NEWS")
+    wh.publish_frame(clone, "ITEMS", items_frame([{"id": 2, "type": "comment"}, {"id": 3, "type": "job"}]), "r2")
+    before = hashlib.sha256(wh.path("PRODUCTION").read_bytes()).hexdigest()
+    added = wh.query_across(
+        ["PRODUCTION", "PRODUCTION_CLONE_3"],
+        'SELECT ID FROM "PRODUCTION_CLONE_3"."HACKER_NEWS"."ITEMS" EXCEPT '
+        'SELECT ID FROM "PRODUCTION"."HACKER_NEWS"."ITEMS" ORDER BY ID')
+    assert added.ID.tolist() == [3]
+    assert hashlib.sha256(wh.path("PRODUCTION").read_bytes()).hexdigest() == before
+    with pytest.raises(WarehouseError, match="no database NOPE"):
+        wh.query_across(["NOPE"], "SELECT 1")
+    with pytest.raises(WarehouseError, match="failed"):
+        wh.query_across(["PRODUCTION"], 'DELETE FROM "PRODUCTION"."HACKER_NEWS"."ITEMS"')
+    infos = {info.name: info for info in wh.describe_databases()}
+    assert set(infos) == {"PRODUCTION", "PRODUCTION_CLONE_3"}
+    assert infos["PRODUCTION"].size_bytes == wh.path("PRODUCTION").stat().st_size > 0
+    assert infos["PRODUCTION_CLONE_3"].created is not None and infos["PRODUCTION_CLONE_3"].created.tzinfo

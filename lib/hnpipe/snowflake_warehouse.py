@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import re
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
@@ -46,6 +47,7 @@ from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.warehouse import (
     STAGING_MARKER,
     Check,
+    DatabaseInfo,
     Warehouse,
     WriteGuard,
     frame_from_arrow,
@@ -276,6 +278,31 @@ class SnowflakeWarehouse(Warehouse):
             raise WarehouseError(f"refused query {sql!r:.80}: query() runs a single SELECT (or WITH ... SELECT)")
         self._use(target)
         return _frame(self._execute(sql.strip().rstrip(";"), list(params), what=f"query in {target}"))
+
+    def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        # Snowflake reads across databases natively; the names only have to exist.
+        if not isinstance(sql, str) or not _READ_ONLY_SQL.match(sql):
+            raise WarehouseError(f"refused query {sql!r:.80}: query_across() runs a single SELECT")
+        present = set(self.list_databases())
+        for database in databases:
+            if check_identifier(database, "database") not in present:
+                raise WarehouseError(f"no database {database} on Snowflake (or this role cannot see it)")
+        return _frame(self._execute(sql.strip().rstrip(";"), list(params),
+                                    what=f"query across {', '.join(databases)}"))
+
+    def describe_databases(self) -> list[DatabaseInfo]:
+        cursor = self._execute("SHOW DATABASES", what="list databases")
+        columns = [column[0].lower() for column in cursor.description]
+        infos = []
+        for row in cursor.fetchall():
+            record = dict(zip(columns, row))
+            name, created = record.get("name"), record.get("created_on")
+            if isinstance(name, str) and _is_identifier(name):
+                if isinstance(created, datetime):
+                    created = created.astimezone(timezone.utc) if created.tzinfo else created.replace(tzinfo=timezone.utc)
+                # SHOW DATABASES tells no size; storage usage needs ACCOUNT_USAGE access.
+                infos.append(DatabaseInfo(name, created if isinstance(created, datetime) else None, None))
+        return sorted(infos, key=lambda info: info.name)
 
     # -- writes ------------------------------------------------------------------------
     def ensure_schema(self, target: Target) -> None:

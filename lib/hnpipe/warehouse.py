@@ -19,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
@@ -42,6 +43,13 @@ class Check:
 
     name: str
     sql: str
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    name: str
+    created: datetime | None  # UTC
+    size_bytes: int | None
 
 
 def staging_table_name(table: str, run_id: str) -> str:
@@ -82,6 +90,15 @@ class Warehouse(ABC):
     @abstractmethod
     def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
         """Run a read-only SELECT with target as the current database.schema."""
+
+    @abstractmethod
+    def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        """A read-only SELECT over several databases, which `sql` names as
+        "<DATABASE>"."<SCHEMA>"."<TABLE>" (the data diff compares PRODUCTION with a clone)."""
+
+    @abstractmethod
+    def describe_databases(self) -> list[DatabaseInfo]:
+        """Every database with its creation time and size (None where the engine cannot tell)."""
 
     # -- writes ------------------------------------------------------------------------
     @abstractmethod
@@ -326,6 +343,32 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise WarehouseError(f"query in {target} failed: {_one_line(exc)}") from exc
         return frame_from_arrow(arrow)
+
+    def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        con = duckdb.connect()  # in memory; each database attached read-only under its name
+        try:
+            for database in dict.fromkeys(databases):
+                path = self.path(database)
+                if not path.is_file():
+                    raise WarehouseError(f"no database {database} in {self.directory}")
+                self._retry_locked(path, lambda: con.execute(
+                    f"ATTACH {_sql_string(path)} AS {_q(database)} (READ_ONLY)"))
+            try:
+                arrow = con.sql(sql, params=list(params) or None).to_arrow_table()
+            except duckdb.Error as exc:
+                raise WarehouseError(f"query across {', '.join(databases)} failed: {_one_line(exc)}") from exc
+        finally:
+            con.close()
+        return frame_from_arrow(arrow)
+
+    def describe_databases(self) -> list[DatabaseInfo]:
+        infos = []
+        for name in self.list_databases():
+            stat = self.path(name).stat()
+            # A file's change time is when the clone was moved into place.
+            infos.append(DatabaseInfo(name, datetime.fromtimestamp(stat.st_ctime, timezone.utc),
+                                      stat.st_size))
+        return infos
 
     # -- writes ------------------------------------------------------------------------
     def ensure_schema(self, target: Target) -> None:
