@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from hnpipe.credentials import looks_like_secret_key
 from hnpipe.environments import ENVIRONMENTS
 from hnpipe.errors import ParameterError
 
@@ -23,14 +24,6 @@ MAX_ITEMS = 5_000_000
 _ENV_VAR = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
 # Credential settings a params file may map to environment-variable *names*.
 CREDENTIAL_SETTINGS = ("account", "user", "password", "private_key_file", "role", "warehouse")
-_SECRET_WORDS = re.compile(r"pass(word|wd)?|token|secret|private[_ ]?key|api[_ ]?key|credential", re.I)
-
-
-def looks_like_secret_key(key: str) -> bool:
-    """True for parameter names that would carry a secret (refused: parameters are written
-    into every executed notebook). `snowflake_env` only names variables, so it is allowed."""
-    return bool(_SECRET_WORDS.search(key))
-
 
 def _check_environment(value: str) -> None:
     if value not in ENVIRONMENTS:

@@ -134,3 +134,17 @@ def _redact(text: str) -> str:
     from hnpipe.credentials import redact
 
     return redact(text)
+
+
+# -- `hnpipe run` ------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    parser.add_argument("--env", required=True, choices=environments.ENVIRONMENTS,
+                        help="which params/<env>.yaml to run; must match HNPIPE_ENV")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter, e.g. -p n_items=500")
+
+
+def main(args) -> int:
+    overrides = dict(params.parse_override(p) for p in args.param)
+    print(run(args.env, overrides).summary())
+    return 0
