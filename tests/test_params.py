@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import papermill
@@ -66,7 +67,7 @@ def test_validate_refuses_with_one_line_naming_key_and_value(values: dict, messa
 def test_validate_fills_defaults() -> None:
     values = params.validate({"n_items": 5})
     assert values == {"environment": "local", "n_items": 5, "hn_api_url": "sample",
-                      "concurrency": 32, "snowflake_env": {}}
+                      "concurrency": 32, "snowflake_env": {}, "branch_role": ""}
 
 
 @pytest.mark.parametrize("text,message", [
@@ -127,3 +128,20 @@ def test_from_namespace_ignores_notebook_variables_outside_the_injected_cell() -
     namespace = {"In": ["", 'environment = "local"'], "environment": "local", "items": object(),
                  "n_items": 3}
     assert params.from_namespace(namespace)["n_items"] == 3
+
+
+def test_admin_parameters_are_declared_apart_from_the_pipeline_ones() -> None:
+    admin = {**params.PARAMETERS, **params.ADMIN_PARAMETERS}
+    values = params.validate({"action": "clone", "pr_id": 12, "keep_prs": [3, 4], "apply": True},
+                             declared=admin)
+    assert (values["action"], values["pr_id"], values["keep_prs"], values["apply"]) == ("clone", 12, [3, 4], True)
+    assert params.validate({}, declared=admin)["pr_id"] is None
+    with pytest.raises(ParameterError, match="unknown parameter 'action'"):
+        params.validate({"action": "clone"})  # pipeline notebooks do not take it
+    for bad, message in [({"action": "nuke"}, "action='nuke' is not allowed: choose one of clone, drop"),
+                         ({"pr_id": "12"}, "pr_id='12' (str) is not a whole number or None"),
+                         ({"pr_id": 0}, "pr_id=0 is not allowed"),
+                         ({"apply": 1}, "apply=1 (int) is not true or false"),
+                         ({"keep_prs": [1, "2"]}, "keep_prs=[1, '2'] is not allowed")]:
+        with pytest.raises(ParameterError, match=re.escape(message)):
+            params.validate(bad, declared=admin)

@@ -55,10 +55,35 @@ def _check_snowflake_env(value: dict) -> None:
                              f"SNOWFLAKE_{setting.upper()}, not hold a value")
 
 
+def _check_role(value: str) -> None:
+    if value and not re.fullmatch(r"[A-Z][A-Z0-9_]{0,127}", value, re.ASCII):
+        raise ValueError("use an upper-case Snowflake role name such as HNPIPE_BRANCH, or ''")
+
+
+def _check_action(value: str) -> None:
+    if value not in ADMIN_ACTIONS:
+        raise ValueError(f"choose one of {', '.join(ADMIN_ACTIONS)}")
+
+
+def _check_pr_id(value: int | None) -> None:
+    if value is not None and not 1 <= value <= 9_999_999_999:
+        raise ValueError("use the pull request's number, e.g. 123, or None to read HNPIPE_PR_ID")
+
+
+def _check_days(value: int) -> None:
+    if not 0 <= value <= 3650:
+        raise ValueError("use a whole number of days from 0 to 3650")
+
+
+def _check_pr_list(value: list) -> None:
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        raise ValueError("use a list of pull-request numbers, e.g. [12, 15]")
+
+
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    type: type
+    type: type | tuple[type, ...]
     default: Any
     help: str
     check: Callable[[Any], None] | None = None
@@ -76,13 +101,45 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("snowflake_env", dict, {},
                   "which environment variables hold each Snowflake credential (names, never values)",
                   _check_snowflake_env),
+        Parameter("branch_role", str, "",
+                  "Snowflake role granted usage on each new PRODUCTION_CLONE_<PR> ('' for none)",
+                  _check_role),
     )
 }
 
-_TYPE_NAMES = {int: "a whole number", str: "a string", dict: "a mapping"}
+ADMIN_ACTIONS = ("clone", "drop", "list", "prune")
+# admin.ipynb takes these on top of PARAMETERS; params files never set them.
+ADMIN_PARAMETERS: dict[str, Parameter] = {
+    p.name: p
+    for p in (
+        Parameter("action", str, "list", "what to do with the branch clones", _check_action),
+        Parameter("pr_id", (int, type(None)), None,
+                  "the pull request whose clone to make or drop (None: HNPIPE_PR_ID)", _check_pr_id),
+        Parameter("older_than_days", int, 14, "prune: clones older than this are stale", _check_days),
+        Parameter("keep_prs", list, [], "prune: open pull requests whose clones stay", _check_pr_list),
+        Parameter("apply", bool, False, "prune: drop the stale clones (False only lists them)"),
+    )
+}
+
+_TYPE_NAMES = {int: "a whole number", str: "a string", dict: "a mapping", list: "a list",
+               bool: "true or false", type(None): "None"}
 
 
-def validate(values: Mapping[str, Any], *, complete: bool = False) -> dict[str, Any]:
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(_TYPE_NAMES[kind] for kind in kinds)
+
+
+def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    # bool is a subclass of int in Python: `n_items: yes` must not pass as 1.
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds)
+
+
+def validate(values: Mapping[str, Any], *, complete: bool = False,
+             declared: Mapping[str, Parameter] = PARAMETERS) -> dict[str, Any]:
     """Check names and types; returns the values merged over the defaults.
 
     Raises ParameterError naming the key, the value and what is allowed.
@@ -93,16 +150,15 @@ def validate(values: Mapping[str, Any], *, complete: bool = False) -> dict[str, 
                 f"refused parameter {key!r}: secrets are never parameters (papermill writes "
                 "parameters into every executed notebook); put it in the environment or .env"
             )
-        if key not in PARAMETERS:
+        if key not in declared:
             raise ParameterError(
-                f"unknown parameter {key!r}: allowed are {', '.join(PARAMETERS)}"
+                f"unknown parameter {key!r}: allowed are {', '.join(declared)}"
             )
-        spec = PARAMETERS[key]
-        # bool is a subclass of int in Python: `n_items: yes` must not pass as 1.
-        if not isinstance(value, spec.type) or isinstance(value, bool):
+        spec = declared[key]
+        if not _has_type(value, spec.type):
             raise ParameterError(
                 f"parameter {key}={value!r} ({type(value).__name__}) is not "
-                f"{_TYPE_NAMES[spec.type]}: {spec.help}"
+                f"{_type_name(spec.type)}: {spec.help}"
             )
         if spec.check:
             try:
@@ -110,10 +166,10 @@ def validate(values: Mapping[str, Any], *, complete: bool = False) -> dict[str, 
             except ValueError as reason:
                 raise ParameterError(f"parameter {key}={value!r} is not allowed: {reason}") from None
     if complete:
-        missing = [k for k in PARAMETERS if k not in values]
+        missing = [k for k in declared if k not in values]
         if missing:
             raise ParameterError(f"missing parameters: {', '.join(missing)}")
-    return {**{k: p.default for k, p in PARAMETERS.items()}, **values}
+    return {**{k: p.default for k, p in declared.items()}, **values}
 
 
 # -- params files ------------------------------------------------------------------------
@@ -201,10 +257,15 @@ def injected_names(namespace: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def from_namespace(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's parameters from a notebook's globals, refusing unknown injected ones."""
-    values = {name: namespace[name] for name in PARAMETERS if name in namespace}
+def from_namespace(namespace: Mapping[str, Any],
+                   declared: Mapping[str, Parameter] = PARAMETERS) -> dict[str, Any]:
+    """The run's parameters from a notebook's globals, refusing unknown injected ones.
+
+    `declared` is PARAMETERS for the pipeline notebooks, {**PARAMETERS, **ADMIN_PARAMETERS}
+    for admin.ipynb.
+    """
+    values = {name: namespace[name] for name in declared if name in namespace}
     for name in injected_names(namespace):
-        if name not in PARAMETERS:
+        if name not in declared:
             values[name] = namespace[name]  # validate() names it and refuses it
-    return validate(values)
+    return validate(values, declared=declared)
