@@ -1,0 +1,55 @@
+"""The local pipeline once more, on the Snowflake adapter, with fakesnow standing in.
+
+The same steps the notebooks call (start, fetch_items, publish, build), in-process because
+fakesnow patches the connector in this process only. HNPIPE_WAREHOUSE=snowflake puts the
+local environment on Snowflake, as a developer with their own credentials would.
+"""
+
+from __future__ import annotations
+
+import fakesnow
+import pandas as pd
+import pytest
+import snowflake.connector
+
+from hnpipe import pipeline
+from hnpipe.environments import Target
+
+FAKE_CREDENTIALS = {"SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "jane", "SNOWFLAKE_PASSWORD": "pw-not-real",
+                    "SNOWFLAKE_ROLE": "ANALYST", "SNOWFLAKE_WAREHOUSE": "WH"}
+
+
+@pytest.fixture
+def on_fakesnow(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HNPIPE_WAREHOUSE", "snowflake")
+    monkeypatch.delenv("HNPIPE_ENV", raising=False)
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    with fakesnow.patch():
+        snowflake.connector.connect().cursor().execute("CREATE DATABASE LOCAL")  # made by admins
+        yield
+
+
+def namespace(**overrides) -> dict:
+    return {"environment": "local", "n_items": 300, "hn_api_url": "sample", **overrides}
+
+
+def test_local_pipeline_runs_on_the_snowflake_adapter(on_fakesnow) -> None:
+    items_step = pipeline.start("ITEMS", namespace())
+    assert items_step.warehouse.engine == "snowflake"
+    assert items_step.target == Target("LOCAL", "TESTER")
+    items = items_step.fetch_items()
+    assert items_step.publish(items) == len(items) > 0
+
+    built = {}
+    for name in ("COMMENTS", "STORIES"):
+        step = pipeline.start(name, namespace())
+        built[name] = step.build()
+    stored = items_step.read("ITEMS")
+    pd.testing.assert_frame_equal(stored, items)  # lists, UTC times and nullable types survive
+    for name, kind in (("COMMENTS", "comment"), ("STORIES", "story")):
+        expected = items[items.TYPE == kind].reset_index(drop=True)
+        pd.testing.assert_frame_equal(items_step.read(name), expected)
+        assert built[name] == len(expected) > 0
+    counts = items_step.counts_by_type()
+    assert dict(zip(counts.TYPE, counts.ROWS)) == items.TYPE.value_counts().to_dict()
