@@ -17,6 +17,7 @@ from hnpipe.errors import HnpipeError
 COMMANDS = [
     ("run", "hnpipe.runner", "run the pipeline notebooks for an environment"),
     ("serve-sample", "hnpipe.sample_cli", "serve the bundled HN sample over HTTP"),
+    ("admin", "hnpipe.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
 ]
 
 
