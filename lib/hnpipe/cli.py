@@ -18,6 +18,8 @@ COMMANDS = [
     ("run", "hnpipe.runner", "run the pipeline notebooks for an environment"),
     ("serve-sample", "hnpipe.sample_cli", "serve the bundled HN sample over HTTP"),
     ("admin", "hnpipe.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
+    ("changes", "hnpipe.changes", "which datasets changed against a git ref, and why"),
+    ("diff", "hnpipe.diff", "compare the tables of two databases, e.g. PRODUCTION and a branch clone"),
 ]
 
 
