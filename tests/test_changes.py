@@ -83,7 +83,7 @@ def test_no_change_marks_nothing(repo: Path) -> None:
     commit(repo, "empty")
     changes = find_changes("HEAD~1", root=repo)
     assert changes.reasons == {} and changes.datasets == []
-    assert changes.to_text().startswith("no dataset(s) changed against HEAD~1")
+    assert changes.to_text().startswith("no dataset changed against HEAD~1")
 
 
 def test_markdown_outputs_metadata_and_comments_in_a_notebook_mark_nothing(repo: Path) -> None:

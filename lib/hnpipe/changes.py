@@ -85,7 +85,8 @@ class Changes:
 
     def to_text(self) -> str:
         against = f"against {self.base} ({self.base_commit[:12]}), working tree included"
-        lines = [f"{len(self.reasons) or 'no'} dataset(s) changed {against}" + (":" if self.reasons else "")]
+        lines = [f"{len(self.reasons)} dataset(s) changed {against}:" if self.reasons
+                 else f"no dataset changed {against}"]
         for name, reasons in self.reasons.items():
             lines.append(name)
             lines.extend(f"  - {reason}" for reason in reasons)
@@ -137,10 +138,12 @@ class _Versions:
         return file.read_bytes() if file.is_file() else None
 
     def changed_paths(self) -> list[str]:
-        """Files whose content differs between the base and the working tree."""
+        """Tracked files (those datasets depend on) whose content differs from the base."""
+        tracked = [LIBRARY_DIR, NOTEBOOKS_DIR, PARAMS_DIR, *DEPENDENCY_FILES]
         listed = _git(self.root, "diff", "--no-renames", "--name-only", "--relative", "-z",
-                      self.commit, "--").decode().split("\0")
-        untracked = _git(self.root, "ls-files", "--others", "--exclude-standard", "-z").decode().split("\0")
+                      self.commit, "--", *tracked).decode().split("\0")
+        untracked = _git(self.root, "ls-files", "--others", "--exclude-standard", "-z",
+                         "--", *tracked).decode().split("\0")
         # git diff also lists mode-only changes, and an untracked file may match the base.
         return sorted(path for path in set(listed + untracked)
                       if path and self.base(path) != self.head(path))
@@ -209,7 +212,7 @@ def _field_order(tree: ast.Module) -> list[str]:
 def _literal(node: ast.AST, what: str, source: str) -> Any:
     try:
         return ast.literal_eval(node)
-    except ValueError:
+    except (ValueError, TypeError, SyntaxError):
         raise ChangesError(f"{source}: {what} is not a literal; change tracking reads it without "
                            "running the code, so write it as a plain string/tuple") from None
 

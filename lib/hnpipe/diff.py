@@ -158,7 +158,9 @@ def _plain(value: Any) -> Any:
     """A sampled id as JSON can hold it."""
     if value is None or pd.isna(value):
         return None
-    return value.item() if hasattr(value, "item") else value if isinstance(value, (int, str)) else str(value)
+    if hasattr(value, "item"):  # a numpy scalar
+        return value.item()
+    return value if isinstance(value, (int, str)) else str(value)
 
 
 def compare_table(warehouse: Warehouse, base: str, head: str, schema: str, table: str,
@@ -179,12 +181,11 @@ def compare_table(warehouse: Warehouse, base: str, head: str, schema: str, table
                        if name in base_types and base_types[name] != head_types[name]],
     )
     matchable = "ID" in base_types and base_types.get("ID") == head_types.get("ID")
-    id_counts = (', (SELECT COUNT(DISTINCT "ID") FROM {b}) AS BASE_IDS, '
-                 '(SELECT COUNT(DISTINCT "ID") FROM {h}) AS HEAD_IDS').format(b=base_table, h=head_table) \
-        if matchable else ""
+    distinct_ids = (f', (SELECT COUNT(DISTINCT "ID") FROM {base_table}) AS BASE_IDS'
+                    f', (SELECT COUNT(DISTINCT "ID") FROM {head_table}) AS HEAD_IDS') if matchable else ""
     counts = warehouse.query_across(databases, f"""
         SELECT (SELECT COUNT(*) FROM {base_table}) AS BASE_ROWS,
-               (SELECT COUNT(*) FROM {head_table}) AS HEAD_ROWS{id_counts}""").iloc[0]
+               (SELECT COUNT(*) FROM {head_table}) AS HEAD_ROWS{distinct_ids}""").iloc[0]
     result.base_rows, result.head_rows = _count(counts.iloc[0]), _count(counts.iloc[1])
     if matchable:
         unmatched = {"base": result.base_rows - _count(counts.iloc[2]),
