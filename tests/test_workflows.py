@@ -1,0 +1,367 @@
+"""The CI workflows: valid against their published schemas, calling only hnpipe commands that
+exist, taking secrets only from the CI's secret store, wired to the right events.
+
+The workflows are not run here (they run on the user's GitHub/GitLab); tests/test_pr_rehearsal.py
+plays the branch workflow's hnpipe steps on the embedded engine.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from hnpipe import cli, credentials, params
+
+ROOT = Path(__file__).resolve().parents[1]
+GITHUB = ROOT / ".github" / "workflows"
+GITHUB_FILES = ["ci.yml", "branch-deployment.yml", "production.yml"]
+GITLAB = ROOT / ".gitlab-ci.yml"
+# GitLab keywords that are not jobs.
+GITLAB_KEYWORDS = {"workflow", "stages", "variables", "default", "include", "image", "services", "cache",
+                   "before_script", "after_script"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def github(name: str) -> dict[str, Any]:
+    return load(GITHUB / name)
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    # YAML 1.1 reads the key `on` as True.
+    return workflow.get("on", workflow.get(True))
+
+
+def gitlab_jobs() -> dict[str, dict[str, Any]]:
+    """GitLab jobs with their `extends` merged in (hidden templates, .name, left out)."""
+    document = load(GITLAB)
+    templates = {name: body for name, body in document.items() if name.startswith(".")}
+
+    def resolved(body: dict[str, Any]) -> dict[str, Any]:
+        parent = body.get("extends")
+        if not parent:
+            return dict(body)
+        base = resolved(templates[parent])
+        merged = {**base, **body}
+        for key in ("variables",):  # GitLab deep-merges hashes
+            if key in base and key in body:
+                merged[key] = {**base[key], **body[key]}
+        merged.pop("extends")
+        return merged
+
+    return {name: resolved(body) for name, body in document.items()
+            if not name.startswith(".") and name not in GITLAB_KEYWORDS}
+
+
+# -- shell scripts -> hnpipe commands ------------------------------------------------------
+def github_scripts(workflow: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(job, script) for every `run:` step, in order."""
+    for job_name, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            if "run" in step:
+                yield job_name, step["run"]
+
+
+def gitlab_scripts() -> Iterator[tuple[str, str]]:
+    for job_name, job in gitlab_jobs().items():
+        for key in ("before_script", "script", "after_script"):
+            for script in job.get(key, []):
+                yield job_name, script
+
+
+def hnpipe_commands(script: str, values: dict[str, str] | None = None) -> list[list[str]]:
+    """The argument lists of the `hnpipe` commands in a shell script, in order.
+
+    CI expressions (${{ ... }}) and shell variables become `values[name]`, else "1"; an
+    argument list built at run time ("$@") is left out; redirections, pipes and the rest of
+    the shell are cut away. Heredoc bodies are skipped.
+    """
+    values = values or {}
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        return values.get(name.strip(), "1")
+
+    commands = []
+    lines = iter(script.replace("\\\n", " ").splitlines())
+    for line in lines:
+        heredoc = re.search(r"<<-?\s*'?(\w+)'?", line)
+        if heredoc:
+            for body in lines:
+                if body.strip() == heredoc.group(1):
+                    break
+        if not re.search(r"(^|[\s;&|({])hnpipe\s", line):
+            continue
+        line = line.replace('"$@"', "")
+        line = re.sub(r"\$\{\{\s*([^}]+?)\s*\}\}|\$\{(\w+)\}|\$(\w+)", substitute, line)
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words: list[str] = []
+        for token in [*lexer, ";"]:
+            if token and set(token) <= set("();<>|&"):
+                if words[:1] == ["hnpipe"]:
+                    commands.append(words[1:])
+                words = []
+                if token in (">", ">>", "<"):
+                    words = ["<redirect>"]  # the next word is a file name, not a command
+            elif words[:1] == ["<redirect>"]:
+                words = []
+            elif words or token not in ("if", "then", "else", "do", "!", "{", "}"):
+                words.append(token)
+    return commands
+
+
+def all_hnpipe_commands() -> list[tuple[str, list[str]]]:
+    found = []
+    for name in GITHUB_FILES:
+        for job, script in github_scripts(github(name)):
+            found += [(f"{name}:{job}", command) for command in hnpipe_commands(script)]
+    for job, script in gitlab_scripts():
+        found += [(f".gitlab-ci.yml:{job}", command) for command in hnpipe_commands(script)]
+    return found
+
+
+def test_hnpipe_commands_are_found_in_shell() -> None:
+    script = ('hnpipe admin clone --pr "$PR"\n'
+              'if [ -n "$x" ]; then hnpipe run --env branch; fi\n'
+              'hnpipe changes --base "${{ github.sha }}" --json > "$RUNNER_TEMP/c.json"\n'
+              "{ echo hi; hnpipe diff --markdown | tee d.md; } >> \"$GITHUB_STEP_SUMMARY\"\n"
+              "x=$(python - <<'PY'\nhnpipe nope\nPY\n)\n"
+              'hnpipe admin prune --apply "$@"\n'
+              "echo hnpipe is not a command here # hnpipe run\n")
+    assert hnpipe_commands(script, {"PR": "7", "github.sha": "abc"}) == [
+        ["admin", "clone", "--pr", "7"], ["run", "--env", "branch"], ["changes", "--base", "abc", "--json"],
+        ["diff", "--markdown"], ["admin", "prune", "--apply"],
+    ]
+
+
+# -- schemas -----------------------------------------------------------------------------
+def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess:
+    # The vendored schemas ship inside check-jsonschema: no network needed.
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_workflows_are_valid_against_their_published_schemas(tmp_path: Path) -> None:
+    result = check_jsonschema("vendor.github-workflows", *(GITHUB / name for name in GITHUB_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = check_jsonschema("vendor.gitlab-ci", GITLAB)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # ... and the schemas do catch mistakes.
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    stepz: []\n")
+    assert check_jsonschema("vendor.github-workflows", broken).returncode == 1
+    broken.write_text("test:\n  script: pytest\n  when: sometimes\n")
+    assert check_jsonschema("vendor.gitlab-ci", broken).returncode == 1
+
+
+def test_every_shell_script_parses() -> None:
+    scripts = [script for name in GITHUB_FILES for _, script in github_scripts(github(name))]
+    scripts += [script for _, script in gitlab_scripts()]
+    assert len(scripts) > 10
+    for script in scripts:
+        result = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, (script, result.stderr)
+
+
+# -- the commands ------------------------------------------------------------------------
+def test_every_hnpipe_command_the_workflows_call_exists() -> None:
+    commands = all_hnpipe_commands()
+    parser = cli.build_parser()
+    for where, command in commands:
+        try:
+            parser.parse_args(command)
+        except SystemExit:
+            pytest.fail(f"{where}: `hnpipe {shlex.join(command)}` is not a valid hnpipe command")
+    called = {tuple(command[:2]) if command[0] == "admin" else (command[0],) for _, command in commands}
+    assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",)}
+
+
+def test_secrets_are_never_parameters() -> None:
+    for where, command in all_hnpipe_commands():
+        for flag, value in zip(command, command[1:]):
+            if flag in ("-p", "--param"):
+                key = value.partition("=")[0]
+                assert not credentials.looks_like_secret_key(key), (where, command)
+                assert key in params.PARAMETERS, (where, command)
+        raw = " ".join(command)
+        assert "SNOWFLAKE" not in raw and "secrets." not in raw, (where, command)
+    # ... nor written into a script, where they would land in logs.
+    for name in GITHUB_FILES:
+        for job, script in github_scripts(github(name)):
+            assert "secrets." not in script and not re.search(r"\$\{?SNOWFLAKE_", script), (name, job)
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string in a parsed YAML document (keys and values; comments are gone)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def github_env_blocks(workflow: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield "workflow", workflow.get("env", {})
+    for job_name, job in workflow["jobs"].items():
+        yield job_name, job.get("env", {})
+        for step in job.get("steps", []):
+            yield f"{job_name}/{step.get('name', step.get('uses'))}", step.get("env", {})
+
+
+@pytest.mark.parametrize("name", GITHUB_FILES)
+def test_github_secrets_come_only_from_the_secret_store(name: str) -> None:
+    workflow = github(name)
+    uses = [text for text in strings(workflow) if "secrets." in text]
+    from_store = 0
+    for where, env in github_env_blocks(workflow):
+        for variable, value in env.items():
+            secret = credentials.secret_variable(variable) or variable.startswith("SNOWFLAKE_") or variable.endswith("_TOKEN")
+            if secret:
+                # The variable's value is exactly the secret of the same name (GITHUB_TOKEN for gh).
+                assert value in (f"${{{{ secrets.{variable} }}}}", "${{ secrets.GITHUB_TOKEN }}"), (where, variable)
+                from_store += 1
+            else:
+                assert "secrets." not in str(value), (where, variable)
+    assert from_store == len(uses)  # every secret use is such an env variable
+    # `with:` inputs never carry secrets either.
+    for job in workflow["jobs"].values():
+        for step in job.get("steps", []):
+            assert "secrets." not in str(step.get("with", {}))
+
+
+def required_snowflake_variables(env: str) -> set[str]:
+    """The variables hnpipe reads for `env`'s Snowflake credentials (params/<env>.yaml's names)."""
+    names = {**credentials.SNOWFLAKE_SETTINGS, **params.load_params_file(ROOT / "params" / f"{env}.yaml").get("snowflake_env", {})}
+    return {names[setting] for setting in ("account", "user", "password", "role", "warehouse")}
+
+
+@pytest.mark.parametrize("name, env", [("branch-deployment.yml", "branch"), ("production.yml", "production")])
+def test_github_workflows_provide_the_credentials_their_params_file_names(name: str, env: str) -> None:
+    workflow = github(name)
+    assert workflow["env"]["HNPIPE_ENV"] == env
+    provided = {variable for variable in workflow["env"] if variable.startswith("SNOWFLAKE_")}
+    assert provided == required_snowflake_variables(env)
+
+
+def test_gitlab_secrets_come_only_from_ci_variables() -> None:
+    document = load(GITLAB)
+    blocks = [("global", document.get("variables", {}))]
+    blocks += [(name, body.get("variables", {})) for name, body in document.items() if isinstance(body, dict)]
+    for where, variables in blocks:
+        for variable in variables:
+            assert not (credentials.secret_variable(variable) or variable.startswith("SNOWFLAKE_")
+                        or variable.endswith("_TOKEN")), (where, variable)
+    # The comment at the top tells the user which CI/CD variables to set: all that hnpipe reads.
+    header = GITLAB.read_text(encoding="utf-8").split("\nworkflow:")[0]
+    for env in ("branch", "production"):
+        assert required_snowflake_variables(env) <= set(re.findall(r"SNOWFLAKE_\w+", header)), env
+
+
+# -- events and wiring -------------------------------------------------------------------
+def step_commands(job: dict[str, Any], values: dict[str, str] | None = None) -> list[list[str]]:
+    return [command for step in job.get("steps", []) if "run" in step
+            for command in hnpipe_commands(step["run"], values)]
+
+
+def test_branch_workflow_deploys_on_open_and_push_and_drops_on_close() -> None:
+    workflow = github("branch-deployment.yml")
+    on = triggers(workflow)
+    assert list(on) == ["pull_request"]  # never pull_request_target: no secrets for untrusted code
+    assert sorted(on["pull_request"]["types"]) == sorted(["opened", "synchronize", "reopened", "closed"])
+    assert workflow["env"]["HNPIPE_PR_ID"] == "${{ github.event.pull_request.number }}"
+    assert "github.event.pull_request.number" in workflow["concurrency"]["group"]
+    deploy, teardown = workflow["jobs"]["deploy"], workflow["jobs"]["teardown"]
+    assert deploy["if"] == "github.event.action != 'closed'" and teardown["if"] == "github.event.action == 'closed'"
+    pr = {"HNPIPE_PR_ID": "7", "github.event.pull_request.number": "7", "BASE_SHA": "base"}
+    assert [c[:2] for c in step_commands(deploy, pr)] == [
+        ["admin", "clone"], ["changes", "--base"], ["run", "--env"], ["changes", "--base"], ["diff", "--base"]]
+    commands = step_commands(deploy, pr)
+    assert commands[0] == ["admin", "clone", "--pr", "7"] and commands[2] == ["run", "--env", "branch"]
+    assert commands[4] == ["diff", "--base", "PRODUCTION", "--head", "PRODUCTION_CLONE_7", "--markdown"]
+    assert step_commands(teardown, pr) == [["admin", "drop", "--pr", "7"]]
+    # The run is skipped when no dataset changed; the report lands in the job summary.
+    run_step = next(s for s in deploy["steps"] if "hnpipe run" in s.get("run", ""))
+    assert run_step["if"] == "steps.changes.outputs.count != '0'"
+    report = next(s for s in deploy["steps"] if "hnpipe diff" in s.get("run", ""))
+    assert report["run"].rstrip().endswith('>> "$GITHUB_STEP_SUMMARY"')
+
+
+def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> None:
+    workflow = github("production.yml")
+    on = triggers(workflow)
+    assert set(on) == {"schedule", "workflow_dispatch"} and on["schedule"][0]["cron"]
+    assert workflow["concurrency"] == {"group": "production", "cancel-in-progress": False}
+    assert step_commands(workflow["jobs"]["run"]) == [["run", "--env", "production"]]
+    prune = workflow["jobs"]["prune-clones"]
+    script = prune["steps"][-1]["run"]
+    assert "gh pr list --state open" in script and "--json number" in script and "--keep-pr" in script
+    assert step_commands(prune) == [["admin", "prune", "--apply"]]
+    assert prune["permissions"]["pull-requests"] == "read"
+
+
+@pytest.mark.parametrize("open_prs, expected", [
+    ("12\n15\n", ["--apply", "--keep-pr", "12", "--keep-pr", "15"]),
+    ("", ["--apply", "--older-than", "0"]),
+])
+def test_prune_step_passes_the_open_prs(tmp_path: Path, open_prs: str, expected: list[str]) -> None:
+    """The prune step's script, run by bash with stand-ins for gh and hnpipe that echo."""
+    script = github("production.yml")["jobs"]["prune-clones"]["steps"][-1]["run"]
+    (tmp_path / "gh").write_text(f"#!/bin/sh\nprintf '{open_prs}'\n")
+    (tmp_path / "hnpipe").write_text('#!/bin/sh\nshift 2\nfor a in "$@"; do echo "$a"; done\n')
+    for stand_in in ("gh", "hnpipe"):
+        (tmp_path / stand_in).chmod(0o755)
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", script], capture_output=True, text=True, timeout=30,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected
+    # gh failing stops the step before hnpipe runs.
+    (tmp_path / "gh").write_text("#!/bin/sh\nexit 4\n")
+    failed = subprocess.run(["bash", "-eo", "pipefail", "-c", script], capture_output=True, text=True, timeout=30,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert failed.returncode == 4 and failed.stdout == ""
+
+
+def test_ci_workflow_installs_and_tests_as_the_readme_says() -> None:
+    workflow = github("ci.yml")
+    assert set(triggers(workflow)) == {"push", "pull_request"}
+    runs = [step["run"] for step in workflow["jobs"]["test"]["steps"] if "run" in step]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert runs == ['pip install -e ".[dev]"', "pytest"]
+    assert 'pip install -e ".[dev]"' in readme and "\npytest\n" in readme
+    assert not any("secrets" in text for text in strings(workflow))
+
+
+def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() -> None:
+    jobs = gitlab_jobs()
+    mr = {"CI_MERGE_REQUEST_IID": "7", "CI_MERGE_REQUEST_DIFF_BASE_SHA": "base"}
+    deploy, stop = jobs["branch-deploy"], jobs[jobs["branch-deploy"]["environment"]["on_stop"]]
+    assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID"}
+    assert stop["environment"] == {"name": deploy["environment"]["name"], "action": "stop"}
+    assert stop["variables"] == deploy["variables"]
+    assert "$CI_MERGE_REQUEST_IID" in deploy["environment"]["name"]
+    for job in (deploy, stop):
+        assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "merge_request_event"'
+    commands = [c for script in deploy["script"] for c in hnpipe_commands(script, mr)]
+    assert [c[:2] for c in commands] == [["admin", "clone"], ["changes", "--base"], ["changes", "--base"],
+                                          ["run", "--env"], ["diff", "--base"]]
+    assert commands[0] == ["admin", "clone", "--pr", "7"]
+    assert [c for script in stop["script"] for c in hnpipe_commands(script, mr)] == [["admin", "drop", "--pr", "7"]]
+    production = [name for name, job in jobs.items() if job.get("variables", {}).get("HNPIPE_ENV") == "production"]
+    assert sorted(production) == ["production-run", "prune-clones"]
+    for name in production:
+        assert all("schedule" in rule["if"] or rule.get("when") == "manual" for rule in jobs[name]["rules"])
+    assert jobs["test"]["script"] == ["pytest"] and jobs["test"]["before_script"] == ['pip install -e ".[dev]"']
