@@ -4,6 +4,12 @@
 * COMMENTS and STORIES are computed inside the warehouse from ITEMS by their `sql`, a
   portable SELECT that DuckDB and Snowflake both accept.
 
+Quality gates (`quality_checks`) run inside the warehouse on the staging table, before it
+replaces the published one; any failure publishes nothing. Every dataset must have a unique,
+non-null ID, a TYPE from the HN set and no TIME in the future (beyond `CLOCK_SKEW`); ITEMS
+must hold between 1 and n_items rows and no fewer than the ids that answered; COMMENTS and
+STORIES must hold exactly the ITEMS rows of their TYPE, nothing else.
+
 Every frame of items has the same columns and dtypes, whoever made it (the builder, or a
 warehouse read): integers Int64, DELETED/DEAD boolean, text pandas "string", TIME
 datetime64[us, UTC], KIDS/PARTS Arrow lists of int64.
@@ -12,6 +18,7 @@ datetime64[us, UTC], KIDS/PARTS Arrow lists of int64.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -44,6 +51,32 @@ ITEMS_SCHEMA = pa.schema([
     ("DESCENDANTS", pa.int64()),
 ])
 assert tuple(ITEMS_SCHEMA.names) == ITEMS_COLUMNS
+
+# From the HN API documentation (github.com/HackerNews/API), for table and column comments
+# and the data catalog. No apostrophes: some SQL tools mangle quotes in comments.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "ID": "The unique id of the item (API field id).",
+    "DELETED": "True if the item is deleted (false when the API omits it).",
+    "TYPE": "One of story, comment, job, poll or pollopt.",
+    "USER_ID": "The username of the author (API field by).",
+    "TIME": "When the item was created, UTC.",
+    "TEXT": "The comment, story or poll text, as HTML.",
+    "DEAD": "True if the item is dead (false when the API omits it).",
+    "PARENT": "For a comment: its parent, another comment or the story.",
+    "POLL": "For a pollopt: the poll it belongs to.",
+    "KIDS": "The ids of the comments on the item, in ranked display order.",
+    "URL": "The URL of the story.",
+    "SCORE": "The score of a story, or the votes for a pollopt.",
+    "TITLE": "The title of the story, poll or job, as HTML.",
+    "PARTS": "For a poll: its pollopts, in display order.",
+    "DESCENDANTS": "For a story or poll: the total comment count.",
+}
+assert tuple(COLUMN_DESCRIPTIONS) == ITEMS_COLUMNS
+
+HN_TYPES = ("story", "comment", "job", "poll", "pollopt")
+# How far in the future a TIME may be before the gate refuses it: HN and runner clocks differ.
+CLOCK_SKEW = timedelta(minutes=5)
+SOURCE = "HN API"  # what ITEMS is built from, for the lineage
 
 # API field -> (column, kind). `id` is handled apart: it is required.
 _FIELDS: dict[str, tuple[str, str]] = {
@@ -185,8 +218,13 @@ class Dataset:
     upstream: tuple[str, ...]
     notebook: str  # file name in notebooks/
     sql: str | None  # SELECT computing it in the warehouse; None when built in Python
-    checks: tuple[Check, ...]
+    checks: tuple[Check, ...]  # the dataset's own checks; `quality_checks` adds the shared gates
     columns: tuple[str, ...] = ITEMS_COLUMNS
+    item_type: str | None = None  # a dataset of ITEMS rows of one TYPE: which
+
+    @property
+    def column_descriptions(self) -> dict[str, str]:
+        return {column: COLUMN_DESCRIPTIONS[column] for column in self.columns}
 
 
 def _items_of_type(item_type: str) -> str:
@@ -217,22 +255,79 @@ DATASETS: dict[str, Dataset] = {
         ),
         Dataset(
             name="COMMENTS",
-            description="ITEMS where TYPE = 'comment'.",
+            description="The comments among ITEMS: the rows whose TYPE is comment, same columns.",
             upstream=("ITEMS",),
             notebook="comments.ipynb",
             sql=_items_of_type("comment"),
             checks=(_only_type("comment", "only_comments"),),
+            item_type="comment",
         ),
         Dataset(
             name="STORIES",
-            description="ITEMS where TYPE = 'story'.",
+            description="The stories among ITEMS: the rows whose TYPE is story, same columns.",
             upstream=("ITEMS",),
             notebook="stories.ipynb",
             sql=_items_of_type("story"),
             checks=(_only_type("story", "only_stories"),),
+            item_type="story",
         ),
     )
 }
+
+
+def quality_checks(
+    dataset: Dataset, *, now: datetime | None = None, n_items: int | None = None,
+    null_ids: int | None = None,
+) -> tuple[Check, ...]:
+    """Every gate `dataset` must pass on its staging table before it is published.
+
+    The dataset's own checks first, then the shared ones, then its row count: for ITEMS
+    between max(1, n_items - null_ids) and n_items rows (`null_ids`: how many ids answered
+    null, from the fetch report; when unknown, at least 1 row); for a dataset of one TYPE,
+    exactly the ids of ITEMS with that TYPE. `now` (UTC) bounds TIME, plus CLOCK_SKEW.
+    """
+    now = now or datetime.now(timezone.utc)
+    latest = (now.astimezone(timezone.utc) + CLOCK_SKEW).replace(tzinfo=None, microsecond=0)
+    types = ", ".join(f"'{kind}'" for kind in HN_TYPES)
+    gates = [
+        *dataset.checks,
+        *_ID_CHECKS,
+        Check("type_known", f"SELECT ID FROM {{table}} WHERE TYPE IS NULL OR TYPE NOT IN ({types})",
+              explain=f"TYPE must be one of {', '.join(HN_TYPES)}"),
+        # Stored TIME is UTC wall time; the bound is written the same way.
+        Check("time_not_in_future",
+              f"SELECT ID FROM {{table}} WHERE TIME > CAST('{latest:%Y-%m-%d %H:%M:%S}' AS TIMESTAMP)",
+              explain=f"TIME must not be after {latest:%Y-%m-%d %H:%M:%S} UTC (now + {CLOCK_SKEW})"),
+    ]
+    if dataset.name == "ITEMS" and n_items is not None:
+        high = int(n_items)
+        low = 1 if null_ids is None else max(1, high - int(null_ids))
+        answered_null = "unknown" if null_ids is None else f"{int(null_ids):,}"
+        gates.append(Check(
+            "row_count",
+            f"SELECT COUNT(*) AS ROWS_STAGED FROM {{table}} HAVING COUNT(*) < {low} OR COUNT(*) > {high}",
+            explain=f"expected {low:,} to {high:,} rows: n_items {high:,}, ids answered null {answered_null}",
+        ))
+    if dataset.item_type is not None:
+        of_type = f"SELECT ID FROM ITEMS WHERE TYPE = '{dataset.item_type}'"
+        # ids staged but not in ITEMS with that TYPE, and ids of that TYPE missing from staging
+        gates.append(Check(
+            "rows_match_items",
+            f"(SELECT ID FROM {{table}} EXCEPT {of_type}) UNION ALL ({of_type} EXCEPT SELECT ID FROM {{table}})",
+        ))
+    unique: dict[str, Check] = {}
+    for gate in gates:
+        unique.setdefault(gate.name, gate)
+    return tuple(unique.values())
+
+
+def lineage() -> list[tuple[str, str]]:
+    """(upstream, dataset) edges, the HN API first: HN API -> ITEMS -> COMMENTS, STORIES."""
+    edges = []
+    for dataset in dependency_order():
+        for upstream in dataset.upstream or (SOURCE,):
+            edges.append((upstream, dataset.name))
+    return edges
 
 
 def get(name: object) -> Dataset:

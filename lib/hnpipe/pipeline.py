@@ -25,7 +25,7 @@ import pandas as pd
 from hnpipe import config, datasets, environments, params
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
-from hnpipe.warehouse import Warehouse, open_warehouse
+from hnpipe.warehouse import Check, Warehouse, open_warehouse
 
 log = logging.getLogger("hnpipe.pipeline")
 
@@ -57,10 +57,10 @@ class Step:
         return builder.to_frame()
 
     def publish(self, frame: pd.DataFrame) -> int:
-        """Publish `frame` as this dataset: staging table, checks, atomic swap."""
+        """Publish `frame` as this dataset: staging table, quality gates, atomic swap."""
         self.warehouse.ensure_schema(self.target)
         rows = self.warehouse.publish_frame(
-            self.target, self.dataset.name, frame, self.run_id, checks=self.dataset.checks
+            self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks()
         )
         print(f"published {rows:,} rows to {self.target}.{self.dataset.name}")
         return rows
@@ -80,10 +80,18 @@ class Step:
                 )
         self.warehouse.ensure_schema(self.target)
         rows = self.warehouse.publish_query(
-            self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.dataset.checks
+            self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.quality_checks()
         )
         print(f"built {rows:,} rows in {self.target}.{self.dataset.name}")
         return rows
+
+    def quality_checks(self) -> tuple[Check, ...]:
+        """The gates this publish must pass; ITEMS' row count comes from the fetch report."""
+        report = self.fetch_report
+        return datasets.quality_checks(
+            self.dataset, n_items=self.params["n_items"],
+            null_ids=None if report is None else len(report.null_ids),
+        )
 
     # -- looking at the result -------------------------------------------------------------
     def read(self, name: str | None = None) -> pd.DataFrame:

@@ -50,6 +50,7 @@ from hnpipe.warehouse import (
     DatabaseInfo,
     Warehouse,
     WriteGuard,
+    check_failure,
     frame_from_arrow,
     staging_table_name,
 )
@@ -526,9 +527,7 @@ class SnowflakeWarehouse(Warehouse):
             if count:
                 sample = self._execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5", what=what)
                 names = [column[0] for column in sample.description]
-                at = names.index("ID") if "ID" in names else 0
-                ids = ", ".join(str(row[at]) for row in sample.fetchall())
-                failures.append(f"{check.name} ({count} rows, e.g. {names[at]} {ids})")
+                failures.append(check_failure(check, count, names, sample.fetchall()))
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
 

@@ -38,11 +38,22 @@ class Check:
     """A quality check run on the staging table before the swap.
 
     `sql` selects the offending rows from `{table}` (a placeholder the engine fills with the
-    staging table's qualified name); the check passes when it returns no row.
+    staging table's qualified name); the check passes when it returns no row. `explain`, when
+    given, says what was expected, for checks whose rows are not offending items (counts).
     """
 
     name: str
     sql: str
+    explain: str = ""
+
+
+def check_failure(check: Check, count: int, names: Sequence[str], sample: Sequence[Sequence[object]]) -> str:
+    """How a failed check reads in the error: its name, how many rows and a few ids."""
+    at = list(names).index("ID") if "ID" in names else 0
+    values = ", ".join(str(row[at]) for row in sample)
+    if check.explain:
+        return f"{check.name} ({check.explain}; got {names[at]} {values})"
+    return f"{check.name} ({count} rows, e.g. {names[at]} {values})"
 
 
 @dataclass(frozen=True)
@@ -593,9 +604,7 @@ class DuckDBWarehouse(Warehouse):
             if count:
                 sample = con.execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5")
                 names = [column[0] for column in con.description]
-                at = names.index("ID") if "ID" in names else 0
-                ids = ", ".join(str(row[at]) for row in sample.fetchall())
-                failures.append(f"{check.name} ({count} rows, e.g. {names[at]} {ids})")
+                failures.append(check_failure(check, count, names, sample.fetchall()))
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
 

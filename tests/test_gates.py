@@ -1,0 +1,168 @@
+"""Quality gates: run inside the warehouse on the staging table, before the swap.
+
+A failing gate publishes nothing, keeps the old table and names each failed gate with a few
+offending ids. Real DuckDB files; fakesnow for the Snowflake engine.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import fakesnow
+import pandas as pd
+import pytest
+import snowflake.connector
+
+from hnpipe import datasets, pipeline
+from hnpipe.datasets import CLOCK_SKEW, items_frame, quality_checks
+from hnpipe.environments import Target
+from hnpipe.errors import WarehouseError
+from hnpipe.snowflake_warehouse import SnowflakeWarehouse
+from hnpipe.warehouse import DuckDBWarehouse
+
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+
+TARGET = Target("LOCAL", "TESTER")
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+ITEMS, COMMENTS, STORIES = (datasets.get(name) for name in ("ITEMS", "COMMENTS", "STORIES"))
+
+
+def raw(item_id: int, kind: str = "story", time: datetime = NOW - timedelta(hours=1)) -> dict:
+    return {"id": item_id, "type": kind, "by": "ann", "time": int(time.timestamp())}
+
+
+GOOD = [raw(1), raw(2, "comment"), raw(3, "comment"), raw(4, "job"), raw(5, "poll"), raw(6, "pollopt")]
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> DuckDBWarehouse:
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse")
+    warehouse.publish_frame(TARGET, "ITEMS", items_frame(GOOD), "run1",
+                            quality_checks(ITEMS, now=NOW, n_items=6, null_ids=0))
+    return warehouse
+
+
+def publish_items(wh: DuckDBWarehouse, frame: pd.DataFrame, n_items: int = 6, null_ids: int | None = 0) -> int:
+    return wh.publish_frame(TARGET, "ITEMS", frame, "run2",
+                            quality_checks(ITEMS, now=NOW, n_items=n_items, null_ids=null_ids))
+
+
+def with_nulls(frame: pd.DataFrame, column: str, at: int) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.loc[at, column] = pd.NA
+    return frame
+
+
+@pytest.mark.parametrize("frame,n_items,null_ids,expected", [
+    (pd.concat([items_frame(GOOD[:5]), items_frame([raw(5)])], ignore_index=True), 6, 0,
+     r"id_unique \(1 rows, e\.g\. ID 5\)"),
+    (with_nulls(items_frame(GOOD), "ID", 2), 6, 0, r"id_not_null \(1 rows, e\.g\. ID None\)"),
+    (items_frame([*GOOD[:5], raw(6, "ask")]), 6, 0,
+     r"type_known \(TYPE must be one of story, comment, job, poll, pollopt; got ID 6\)"),
+    (with_nulls(items_frame(GOOD), "TYPE", 3), 6, 0, r"type_known \(.*; got ID 4\)"),
+    (items_frame([*GOOD[:5], raw(6, time=NOW + CLOCK_SKEW + timedelta(seconds=1))]), 6, 0,
+     r"time_not_in_future \(TIME must not be after 2026-11-21 12:05:00 UTC .*; got ID 6\)"),
+    (items_frame(GOOD[:4]), 6, 1,
+     r"row_count \(expected 5 to 6 rows: n_items 6, ids answered null 1; got ROWS_STAGED 4\)"),
+    (items_frame(GOOD), 5, 0, r"row_count \(expected 5 to 5 rows: .*; got ROWS_STAGED 6\)"),
+], ids=["duplicate-id", "null-id", "unknown-type", "null-type", "future-time", "too-few-rows", "too-many-rows"])
+def test_a_failing_gate_publishes_nothing_and_names_gate_and_ids(wh, frame, n_items, null_ids, expected) -> None:
+    before = wh.read_table(TARGET, "ITEMS")
+    with pytest.raises(WarehouseError) as refused:
+        publish_items(wh, frame, n_items, null_ids)
+    message = str(refused.value)
+    assert message.startswith("refused to publish LOCAL.TESTER.ITEMS: failed checks: ")
+    assert re.search(expected, message), message
+    assert "\n" not in message
+    pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), before)
+    assert wh.list_tables(TARGET) == {"ITEMS": 6}
+
+
+def test_every_failed_gate_is_named_at_once(wh) -> None:
+    frame = items_frame([raw(1), raw(1), raw(2, "ask"), raw(3, time=NOW + timedelta(days=1))])
+    with pytest.raises(WarehouseError) as refused:
+        publish_items(wh, frame, n_items=3, null_ids=0)
+    failed = re.findall(r"(?:^|; )(\w+) \(", str(refused.value).split("failed checks: ")[1])
+    assert failed == ["type_known", "time_not_in_future"]  # the builder keeps one row per id
+    duplicated = pd.concat([items_frame(GOOD), items_frame(GOOD[:1])], ignore_index=True)
+    with pytest.raises(WarehouseError) as refused:
+        publish_items(wh, duplicated, n_items=6)
+    assert re.findall(r"(?:^|; )(\w+) \(", str(refused.value).split("failed checks: ")[1]) == ["id_unique", "row_count"]
+
+
+def test_skew_within_the_allowance_passes(wh) -> None:
+    frame = items_frame([*GOOD[:5], raw(6, time=NOW + CLOCK_SKEW - timedelta(seconds=1))])
+    assert publish_items(wh, frame) == 6
+    # Between n_items - null ids and n_items: both ends pass.
+    assert publish_items(wh, items_frame(GOOD[:4]), n_items=6, null_ids=2) == 4
+    assert publish_items(wh, items_frame(GOOD[:1]), n_items=6, null_ids=None) == 1  # unknown: at least 1
+
+
+def test_empty_items_are_refused_even_when_every_id_answered_null(wh) -> None:
+    with pytest.raises(WarehouseError, match=r"row_count \(expected 1 to 6 rows"):
+        publish_items(wh, datasets.empty_items_frame(), n_items=6, null_ids=6)
+
+
+@pytest.mark.parametrize("dataset", [COMMENTS, STORIES], ids=lambda d: d.name)
+def test_derived_tables_pass_with_exactly_the_items_of_their_type(wh, dataset) -> None:
+    rows = wh.publish_query(TARGET, dataset.name, dataset.sql, "run1", quality_checks(dataset, now=NOW))
+    expected = [item["id"] for item in GOOD if item["type"] == dataset.item_type]
+    assert wh.read_table(TARGET, dataset.name).ID.tolist() == expected and rows == len(expected)
+
+
+@pytest.mark.parametrize("wrong_sql,expected_ids", [
+    (STORIES.sql + " AND ID <> 1", "1"),  # a story missing
+    (STORIES.sql.replace("TYPE = 'story'", "TYPE IN ('story', 'job')"), "4"),  # a job too
+])
+def test_derived_table_with_other_rows_than_items_is_refused(wh, wrong_sql, expected_ids) -> None:
+    gates = quality_checks(STORIES, now=NOW)
+    with pytest.raises(WarehouseError) as refused:
+        wh.publish_query(TARGET, "STORIES", wrong_sql, "run1", gates)
+    assert f"rows_match_items (1 rows, e.g. ID {expected_ids})" in str(refused.value)
+    assert "STORIES" not in wh.list_tables(TARGET)
+
+
+def test_pipeline_bounds_items_by_n_items_and_the_fetch_report(clean_env) -> None:
+    step = pipeline.start("ITEMS", {"environment": "local", "n_items": 8})
+    step.fetch_report = SimpleNamespace(null_ids=[101, 102])  # 2 of the 8 ids answered null
+    gate = {check.name: check for check in step.quality_checks()}["row_count"]
+    assert "HAVING COUNT(*) < 6 OR COUNT(*) > 8" in gate.sql
+    with pytest.raises(WarehouseError, match=r"row_count \(expected 6 to 8 rows: n_items 8, ids answered null 2; got ROWS_STAGED 5\)"):
+        step.publish(items_frame(GOOD[:5]))
+    assert step.warehouse.list_tables(step.target) == {}
+    assert step.publish(items_frame(GOOD)) == 6
+
+
+def test_a_real_fetch_and_build_pass_every_gate(clean_env) -> None:
+    items_step = pipeline.start("ITEMS", {"environment": "local", "n_items": 300})
+    items = items_step.fetch_items()
+    assert items_step.publish(items) == len(items) == 300 - len(items_step.fetch_report.null_ids)
+    for dataset in (COMMENTS, STORIES):
+        built = pipeline.start(dataset.name, {"environment": "local", "n_items": 300}).build()
+        assert built == int((items.TYPE == dataset.item_type).sum()) > 0
+
+
+def test_gates_run_on_the_snowflake_engine(monkeypatch) -> None:
+    env = {"SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "u", "SNOWFLAKE_PASSWORD": "pw-not-real",
+           "SNOWFLAKE_ROLE": "R", "SNOWFLAKE_WAREHOUSE": "W"}
+    staging = Target("STAGING", "HACKER_NEWS")
+    with fakesnow.patch():
+        snowflake.connector.connect().cursor().execute("CREATE DATABASE STAGING")
+        wh = SnowflakeWarehouse(environ=env)
+        wh.ensure_schema(staging)
+        wh.publish_frame(staging, "ITEMS", items_frame(GOOD), "run1", quality_checks(ITEMS, now=NOW, n_items=6, null_ids=0))
+        assert wh.publish_query(staging, "STORIES", STORIES.sql, "run1", quality_checks(STORIES, now=NOW)) == 1
+        bad = items_frame([*GOOD[:4], raw(5, "ask"), raw(6, time=NOW + timedelta(hours=1))])
+        with pytest.raises(WarehouseError) as refused:
+            wh.publish_frame(staging, "ITEMS", bad, "run2", quality_checks(ITEMS, now=NOW, n_items=9, null_ids=0))
+        message = str(refused.value)
+        assert "type_known (TYPE must be one of story, comment, job, poll, pollopt; got ID 5)" in message
+        assert "time_not_in_future (" in message and "got ID 6" in message
+        assert "row_count (expected 9 to 9 rows: n_items 9, ids answered null 0; got ROWS_STAGED 6)" in message
+        with pytest.raises(WarehouseError, match=r"rows_match_items \(1 rows, e\.g\. ID 1\)"):
+            wh.publish_query(staging, "STORIES", STORIES.sql + " AND ID <> 1", "run2", quality_checks(STORIES, now=NOW))
+        assert wh.list_tables(staging) == {"ITEMS": 6, "STORIES": 1}
+        wh.close()
