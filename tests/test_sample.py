@@ -243,7 +243,8 @@ def test_null_ids_and_unknown_ids_answer_null(server):
         assert (status, body) == (200, b"null")
 
 
-@pytest.mark.parametrize("path", ["/", "/v0/item/abc.json", "/v0/topstories.json", "/v1/maxitem.json"])
+@pytest.mark.parametrize(
+    "path", ["/", "/v0/item/abc.json", "/v0/topstories.json", "/v1/maxitem.json"])
 def test_other_paths_are_404(server, path):
     assert get(server, path)[0] == 404
 

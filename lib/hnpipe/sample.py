@@ -516,13 +516,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(status, body)
 
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str] = {},
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None,
               cut: bool = False) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
+            for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body[: len(body) // 2] if cut else body)
@@ -575,6 +575,9 @@ class _State:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # The default listen backlog (5) drops SYNs when a pool opens 32 connections at once,
+    # and the kernel retries them only after a second.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], state: _State) -> None:
         self.state = state
@@ -617,7 +620,7 @@ def _check_latency(latency_ms: object) -> float:
 
 
 class SampleServer:
-    """Serve items over HTTP on loopback like the live HN API (/v0/maxitem.json, /v0/item/<id>.json).
+    """Serve items over loopback HTTP like the live API: /v0/maxitem.json, /v0/item/<id>.json.
 
         with SampleServer() as server:          # the bundled sample, on a free port
             client = HttpHNClient(server.base_url)
@@ -711,9 +714,9 @@ def serve(port: int = 8765, latency_ms: float = 0.0, error_rate: float = 0.0,
     server = SampleServer(host=host, port=port, latency_ms=latency_ms,
                           faults=Faults(http_500=error_rate))
     with server:
-        print(f"serving the HN sample at {server.base_url} "
-              f"(max item {server.max_item}); Ctrl-C to stop", flush=True)
-        try:
+        try:  # Ctrl-C may arrive while the banner is still being printed
+            print(f"serving the HN sample at {server.base_url} "
+                  f"(max item {server.max_item}); Ctrl-C to stop", flush=True)
             while True:
                 time.sleep(0.5)
         except KeyboardInterrupt:
