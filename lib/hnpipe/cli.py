@@ -20,6 +20,7 @@ COMMANDS = [
     ("admin", "hnpipe.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
     ("changes", "hnpipe.changes", "which datasets changed against a git ref, and why"),
     ("diff", "hnpipe.diff", "compare the tables of two databases, e.g. PRODUCTION and a branch clone"),
+    ("history", "hnpipe.history", "the run history of an environment, newest first"),
 ]
 
 
