@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from hnpipe import datasets
 from hnpipe.environments import Target

@@ -410,7 +410,7 @@ def main(args) -> int:
     if getattr(args, "pr", None) is not None:
         options["pr_id"] = pr_number(args.pr, "--pr")
     if args.action == "prune":
-        if not isinstance(args.older_than, str) or not _DAYS.fullmatch(args.older_than):
+        if not _DAYS.fullmatch(args.older_than):
             raise ParameterError(f"refused --older-than {args.older_than!r}: use a whole number of days, e.g. 14")
         options.update(older_than_days=int(args.older_than), apply=args.apply,
                        keep_prs=[pr_number(pr, "--keep-pr") for pr in args.keep_pr])
