@@ -22,6 +22,7 @@ import json
 import math
 import random
 import re
+import signal
 import socket
 import threading
 import time
@@ -706,22 +707,46 @@ class SampleServer:
 
 
 def serve(port: int = 8765, latency_ms: float = 0.0, error_rate: float = 0.0,
-          host: str = "127.0.0.1") -> None:
-    """Serve the bundled sample until Ctrl-C (for `hnpipe serve-sample`)."""
+          host: str = "127.0.0.1", *, items: Mapping[int, Item] | None = None,
+          faults: Faults | None = None) -> None:
+    """Serve `items` (default: the bundled sample) until Ctrl-C or SIGTERM (`hnpipe serve-sample`).
+
+    `error_rate` is the share of HTTP 500 answers; pass `faults` for every other fault kind
+    (not both). The first line printed names the base URL; the last, once stopped, what was
+    served and which faults were injected, so a script driving the server can check both.
+    """
     if isinstance(error_rate, bool) or not isinstance(error_rate, (int, float)) \
             or not 0 <= error_rate <= 1:
         raise ParameterError(f"error_rate {error_rate!r} is out of range: use 0..1")
-    server = SampleServer(host=host, port=port, latency_ms=latency_ms,
-                          faults=Faults(http_500=error_rate))
-    with server:
-        try:  # Ctrl-C may arrive while the banner is still being printed
-            print(f"serving the HN sample at {server.base_url} "
-                  f"(max item {server.max_item}); Ctrl-C to stop", flush=True)
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-    print(f"stopped after {server.requests_served} requests", flush=True)
+    if faults is not None and error_rate:
+        raise ParameterError("give either error_rate or faults, not both: "
+                             "error_rate is Faults(http_500=...)")
+    server = SampleServer(items=items, host=host, port=port, latency_ms=latency_ms,
+                          faults=faults if faults is not None else Faults(http_500=error_rate))
+    # SIGTERM (a benchmark or test stopping the server) ends it like Ctrl-C: cleanly, with
+    # the closing summary. Only the main thread may install signal handlers.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        with server:
+            try:  # Ctrl-C may arrive while the banner is still being printed
+                print(f"serving {len(server._state.items):,} HN ids at {server.base_url} "
+                      f"(max item {server.max_item}); Ctrl-C to stop", flush=True)
+                while True:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    injected = ", ".join(f"{kind}={count}" for kind, count in server.faults_injected.items())
+    print(f"stopped after {server.requests_served} requests on {server.connections_accepted} "
+          f"connections; faults injected: {injected}", flush=True)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 __all__ = [
