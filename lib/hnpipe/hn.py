@@ -15,12 +15,12 @@ import json
 import logging
 import math
 import os
+import queue
 import random
 import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from copy import deepcopy
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -251,6 +251,12 @@ class HttpHNClient(HNClient):
             raise ParameterError(f"session must be a requests.Session, got {session!r}")
         self._owns_session = session is None
         self.session = session if session is not None else self._new_session()
+        # Session.get re-merges headers, cookies, auth and settings into a new request every
+        # time (a third of the client's CPU per item). Every request here differs only in its
+        # URL, so merge once and copy; sending through the session keeps its proxies,
+        # redirects and adapters. (Cookies set by a response are not replayed: the HN API
+        # sets none.)
+        self._template = self.session.prepare_request(requests.Request("GET", self.base_url))
         self._jitter = random.Random()
         self._jitter_lock = threading.Lock()
 
@@ -262,6 +268,14 @@ class HttpHNClient(HNClient):
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["User-Agent"] = f"hnpipe/{__version__} (+https://github.com/hnpipe)"
+        # requests re-reads proxy, CA bundle and netrc settings from the environment on every
+        # request (scanning all of os.environ twice): a third of its CPU per item, and the GIL
+        # is what bounds a 32-thread fetch. Read them once for our base URL instead.
+        settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
+        session.proxies.update(settings["proxies"])
+        session.verify = settings["verify"]
+        session.auth = requests.utils.get_netrc_auth(self.base_url)
+        session.trust_env = False
         return session
 
     def close(self) -> None:
@@ -320,7 +334,9 @@ class HttpHNClient(HNClient):
         for attempt in range(1, self.max_attempts + 1):
             retry_after = None
             try:
-                response = self.session.get(url, timeout=self.timeout)  # reads the whole body
+                request = self._template.copy()
+                request.url = url  # built from the checked base URL and an int id: no encoding
+                response = self.session.send(request, timeout=self.timeout)  # reads the body
             except _RETRYABLE_ERRORS as error:
                 last_error = f"{type(error).__name__}: {_one_line(error, 200)}"
             else:
@@ -350,48 +366,100 @@ class HttpHNClient(HNClient):
     def fetch_items(self, ids: Iterable[int], sink: Sink) -> FetchReport:
         """Fetch `ids` concurrently; call `sink(item)` on this thread for each non-null item.
 
-        At most 4 x concurrency requests are queued at a time, so 100k ids don't become 100k
-        futures. The first failure (after retries) stops the fetch and is raised.
+        `concurrency` worker threads take ids from `ids` one at a time and hand results back
+        through a bounded queue, so 100k ids never become 100k pending objects and a slow
+        sink holds the workers back. The first failure (after retries) stops the fetch and
+        is raised.
         """
         from tqdm.auto import tqdm  # imported here: only fetches draw progress bars
 
         started = time.monotonic()
         report = FetchReport(requested=0, fetched=0)
         total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
-        pending_ids = iter(ids)
+        workers = self.concurrency if total is None else min(self.concurrency, total)
+        take_id = _IdSource(ids)
+        # A queue rather than futures: waiting on a set of futures costs the fetching thread
+        # work per pending future on every wake-up, and the GIL makes every cycle count.
+        results: queue.Queue = queue.Queue(maxsize=3 * self.concurrency)
         cancel = threading.Event()
-        in_flight: dict[Future, int] = {}  # future -> the id it fetches
         bar = tqdm(total=total, desc="HN items", unit="item", disable=not show_progress(
             self.progress), leave=True)
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="hnpipe-fetch")
+        threads = [threading.Thread(target=self._work, args=(take_id, results, cancel),
+                                    name=f"hnpipe-fetch-{n}", daemon=True)
+                   for n in range(workers)]
         try:
-            while True:
-                # Top up the queue, then hand finished items to the sink on this thread.
-                while len(in_flight) < 4 * self.concurrency:
-                    item_id = next(pending_ids, None)
-                    if item_id is None:
-                        break
-                    _check_id(item_id)
-                    report.requested += 1
-                    in_flight[pool.submit(self._get_item, item_id, cancel)] = item_id
-                if not in_flight:
-                    break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item_id = in_flight.pop(future)
-                    item, retries = future.result()  # raises the FetchError of a failed id
-                    report.retries += retries
-                    if item is None:
-                        report.null_ids.append(item_id)
-                    else:
-                        sink(item)
-                        report.fetched += 1
-                    bar.update(1)
+            for thread in threads:
+                thread.start()
+            running = len(threads)
+            while running:
+                message = results.get()
+                if message is _WORKER_DONE:
+                    running -= 1
+                    continue
+                if isinstance(message, BaseException):
+                    raise message  # the FetchError (or bad id) of one id stops the fetch
+                item_id, item, retries = message
+                report.requested += 1
+                report.retries += retries
+                if item is None:
+                    report.null_ids.append(item_id)
+                else:
+                    sink(item)
+                    report.fetched += 1
+                bar.update(1)
         finally:
-            cancel.set()  # wake workers sleeping in backoff so shutdown doesn't wait for them
-            pool.shutdown(wait=True, cancel_futures=True)
+            cancel.set()  # stop taking ids, and wake workers sleeping in backoff
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join()
             bar.close()
         report.null_ids.sort()
         report.seconds = time.monotonic() - started
         log.info("%s from %s", report.summary(), self.base_url)
         return report
+
+    def _work(self, take_id: _IdSource, results: queue.Queue, cancel: threading.Event) -> None:
+        """One worker thread: fetch ids until there are none left or the fetch is cancelled."""
+        try:
+            while not cancel.is_set():
+                item_id = take_id()
+                if item_id is None:
+                    break
+                item, retries = self._get_item(item_id, cancel)
+                _offer(results, (item_id, item, retries), cancel)
+        except _Cancelled:
+            pass
+        except BaseException as error:  # noqa: BLE001 - handed to the fetching thread
+            _offer(results, error, cancel)
+        finally:
+            _offer(results, _WORKER_DONE, cancel)
+
+
+_WORKER_DONE = object()  # a worker's last message
+
+
+class _IdSource:
+    """The ids to fetch, taken one at a time by the worker threads; each id checked."""
+
+    def __init__(self, ids: Iterable[int]) -> None:
+        self._ids = iter(ids)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int | None:
+        """The next id, or None when there are no more."""
+        with self._lock:  # iterators (generators in particular) are not thread-safe
+            item_id = next(self._ids, _NO_MORE_IDS)
+        return None if item_id is _NO_MORE_IDS else _check_id(item_id)
+
+
+_NO_MORE_IDS = object()  # not None: a None among the ids must be refused, not end the fetch
+
+
+def _offer(results: queue.Queue, message: object, cancel: threading.Event) -> None:
+    """Put `message` on the bounded queue, giving up once the fetch is cancelled."""
+    while not cancel.is_set():
+        try:
+            results.put(message, timeout=0.05)
+            return
+        except queue.Full:
+            continue
