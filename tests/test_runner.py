@@ -29,7 +29,7 @@ def test_run_local_builds_the_three_datasets(clean_env: Path, tmp_path: Path) ->
     with duckdb.connect(str(database), read_only=True) as con:
         tables = {name for (name,) in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'TESTER'").fetchall()}
-        assert tables == {"ITEMS", "COMMENTS", "STORIES"}
+        assert tables == {"ITEMS", "COMMENTS", "STORIES", "PIPELINE_RUNS"}
         items = con.execute('SELECT COUNT(*), MIN(ID), MAX(ID) FROM "TESTER"."ITEMS"').fetchone()
         # The 400 newest ids minus those that answer null, nothing else.
         assert 0 < items[0] <= 400 and items[2] - items[1] < 400
@@ -53,6 +53,12 @@ def test_run_local_builds_the_three_datasets(clean_env: Path, tmp_path: Path) ->
     executed = nbformat.read(run_dirs[0] / "items.ipynb", as_version=4)
     assert executed.metadata.papermill.parameters["n_items"] == 400
     assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")
+    # The history holds one succeeded row per dataset, with the run's id and kept notebook.
+    with duckdb.connect(str(database), read_only=True) as con:
+        runs = con.execute('SELECT DATASET, RUN_ID, STATUS, ROWS_WRITTEN, NOTEBOOK FROM "TESTER"."PIPELINE_RUNS" '
+                           "ORDER BY STARTED_AT").fetchall()
+    assert runs == [(name, run_dirs[0].name, "succeeded", counts[name], str(run_dirs[0] / f"{name.lower()}.ipynb"))
+                    for name in ("ITEMS", "COMMENTS", "STORIES")]
 
 
 def test_run_refuses_a_mismatched_environment_before_anything_runs(clean_env: Path, tmp_path: Path) -> None:
@@ -84,6 +90,9 @@ def test_a_failing_notebook_is_named_with_its_kept_output(clean_env: Path, tmp_p
     assert line.startswith("hnpipe: error: items.ipynb failed: FetchError")
     kept = next((tmp_path / "runs" / "local").iterdir()) / "items.ipynb"
     assert f"executed notebook kept at {kept}" in line and kept.is_file()
-    assert not (clean_env / "LOCAL.duckdb").exists() or "ITEMS" not in str(
-        duckdb.connect(str(clean_env / "LOCAL.duckdb"), read_only=True).execute(
-            "SELECT table_name FROM information_schema.tables").fetchall())
+    with duckdb.connect(str(clean_env / "LOCAL.duckdb"), read_only=True) as con:
+        assert "ITEMS" not in str(con.execute("SELECT table_name FROM information_schema.tables").fetchall())
+        # One failed row: the notebook recorded it, so the runner did not add another.
+        runs = con.execute('SELECT DATASET, STATUS, ERROR, NOTEBOOK FROM "TESTER"."PIPELINE_RUNS"').fetchall()
+    assert len(runs) == 1 and runs[0][:2] == ("ITEMS", "failed") and runs[0][3] == str(kept)
+    assert runs[0][2].startswith("FetchError: ") and runs[0][2] in line

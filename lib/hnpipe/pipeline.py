@@ -9,20 +9,31 @@ A pipeline notebook is a report around three calls:
 `start` is where the environment is chosen, once: it refuses a run whose parameters and
 process disagree before anything is fetched or written, and hands the warehouse a guard
 that re-checks the connection's actual database.schema before every write.
+
+Every publish passes the dataset's quality gates (`datasets.quality_checks`) on the staging
+table first. The Step records its outcome in the run history (hnpipe.history): `succeeded`
+once the table is published, `failed` when fetch, publish or build raises. Recording in the
+Step's own methods works however the notebook runs (hnpipe run, papermill, JupyterLab, a
+script); an IPython post-run-cell hook was considered and left out: it would also catch
+cells that only explore (explore.ipynb starts a Step to read) and record a second row for
+a failure the Step already recorded. Failures elsewhere in a notebook are recorded by
+`hnpipe run`, which sees papermill fail.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
-from hnpipe import config, datasets, environments, params
+from hnpipe import alerts, config, datasets, environments, history, params
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
 from hnpipe.warehouse import Check, Warehouse, open_warehouse
@@ -41,28 +52,34 @@ class Step:
     run_id: str
     warehouse: Warehouse
     fetch_report: Any = field(default=None, repr=False)
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    notebook: str = ""  # where the executed notebook is kept (history.notebook_location)
+    failure_recorded: bool = field(default=False, repr=False)
 
     # -- ITEMS ---------------------------------------------------------------------------
     def fetch_items(self) -> pd.DataFrame:
         """The n_items most recent HN items as the ITEMS frame."""
         from hnpipe import hn
 
-        builder = datasets.ItemsBuilder()
-        with hn_base_url(self.params["hn_api_url"]) as base_url:
-            client = hn.HttpHNClient(base_url, concurrency=self.params["concurrency"])
-            self.fetch_report = hn.fetch_latest(client, self.params["n_items"], builder.add)
-        report = self.fetch_report
-        print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
-              f"({len(report.null_ids):,} answered null, {report.retries:,} retries)")
-        return builder.to_frame()
+        with self._failures_recorded():
+            builder = datasets.ItemsBuilder()
+            with hn_base_url(self.params["hn_api_url"]) as base_url:
+                client = hn.HttpHNClient(base_url, concurrency=self.params["concurrency"])
+                self.fetch_report = hn.fetch_latest(client, self.params["n_items"], builder.add)
+            report = self.fetch_report
+            print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
+                  f"({len(report.null_ids):,} answered null, {report.retries:,} retries)")
+            return builder.to_frame()
 
     def publish(self, frame: pd.DataFrame) -> int:
         """Publish `frame` as this dataset: staging table, quality gates, atomic swap."""
-        self.warehouse.ensure_schema(self.target)
-        rows = self.warehouse.publish_frame(
-            self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks()
-        )
+        with self._failures_recorded():
+            self.warehouse.ensure_schema(self.target)
+            rows = self.warehouse.publish_frame(
+                self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks()
+            )
         print(f"published {rows:,} rows to {self.target}.{self.dataset.name}")
+        self._record_success(rows)
         return rows
 
     # -- datasets defined in SQL -----------------------------------------------------------
@@ -70,20 +87,51 @@ class Step:
         """Build a SQL-defined dataset inside the warehouse from its upstream tables."""
         if self.dataset.sql is None:
             raise HnpipeError(f"{self.dataset.name} is not defined in SQL; use fetch_items()")
-        present = self.warehouse.list_tables(self.target)
-        for upstream in self.dataset.upstream:
-            if upstream not in present:
-                notebook = datasets.get(upstream).notebook
-                raise HnpipeError(
-                    f"{upstream} is missing in {self.target}: run notebooks/{notebook} first "
-                    f"(or `hnpipe run --env {self.env}`)"
-                )
-        self.warehouse.ensure_schema(self.target)
-        rows = self.warehouse.publish_query(
-            self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.quality_checks()
-        )
+        with self._failures_recorded():
+            present = self.warehouse.list_tables(self.target)
+            for upstream in self.dataset.upstream:
+                if upstream not in present:
+                    notebook = datasets.get(upstream).notebook
+                    raise HnpipeError(
+                        f"{upstream} is missing in {self.target}: run notebooks/{notebook} first "
+                        f"(or `hnpipe run --env {self.env}`)"
+                    )
+            self.warehouse.ensure_schema(self.target)
+            rows = self.warehouse.publish_query(
+                self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.quality_checks()
+            )
         print(f"built {rows:,} rows in {self.target}.{self.dataset.name}")
+        self._record_success(rows)
         return rows
+
+    # -- the run history -------------------------------------------------------------------
+    def _record(self, status: str, rows: int | None = None, error: str | None = None) -> None:
+        entry = history.RunRecord(
+            self.run_id, "run", self.dataset.name, self.env, status, started=self.started,
+            finished=datetime.now(timezone.utc), rows=rows, parameters=self.params,
+            notebook=self.notebook, error=error,
+        )
+        if not history.record(self.warehouse, self.target, entry):
+            print(f"warning: this run could not be recorded in {self.target}.{history.TABLE} (see the log)")
+
+    def _record_success(self, rows: int) -> None:
+        self._record(history.SUCCEEDED, rows=rows)
+        if not _under_runner():  # `hnpipe run` announces the whole run instead
+            alerts.notify_success(self.env, self.dataset.name, self.run_id, f"{rows:,} rows")
+
+    @contextmanager
+    def _failures_recorded(self) -> Iterator[None]:
+        """Record the first failure of this Step's work (and alert, unless `hnpipe run` will)."""
+        try:
+            yield
+        except BaseException as exc:
+            if not self.failure_recorded:
+                self.failure_recorded = True
+                error = history.error_line(exc)
+                self._record(history.FAILED, error=error)
+                if not _under_runner():
+                    alerts.notify_failure(self.env, self.dataset.name, error, self.run_id, self.notebook)
+            raise
 
     def quality_checks(self) -> tuple[Check, ...]:
         """The gates this publish must pass; ITEMS' row count comes from the fetch report."""
@@ -122,8 +170,17 @@ def hn_base_url(hn_api_url: str) -> Iterator[str]:
         yield server.base_url
 
 
+def _under_runner() -> bool:
+    """Whether `hnpipe run` runs this notebook (it sets HNPIPE_NOTEBOOK_OUTPUT for each)."""
+    return bool(os.environ.get("HNPIPE_NOTEBOOK_OUTPUT"))
+
+
 def connect(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehouse:
-    """The warehouse for `env`, with the write guard and (on Snowflake) the query tag."""
+    """The warehouse for `env`, with the write guard and (on Snowflake) the query tag.
+
+    On the embedded engine only production may open PRODUCTION for writing: every other
+    environment opens its file read-only, whatever the guard would say.
+    """
     spec = environments.warehouse_spec(env)
     guard = functools.partial(environments.check_write, env)
     if spec == "snowflake":
@@ -131,7 +188,30 @@ def connect(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehous
                "git_sha": config.git_sha()}
         return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
                               query_tag=tag)
-    return open_warehouse(spec, write_guard=guard)
+    writes_production = env == "production" and environments.process_environment() == "production"
+    return open_warehouse(spec, write_guard=guard,
+                          read_only_databases=() if writes_production else ("PRODUCTION",))
+
+
+def _refuse_writes(command: str, actual: Target) -> None:
+    raise GuardError(f"refused write to {actual}: {command} only reads")
+
+
+def reader(env: str, command: str) -> Warehouse:
+    """`env`'s warehouse opened for reading only (history, versions, docs): every write is
+    refused. Snowflake credentials are the ones params/<env>.yaml names."""
+    spec = environments.warehouse_spec(env)
+    guard = functools.partial(_refuse_writes, command)
+    if spec != "snowflake":
+        return open_warehouse(spec, write_guard=guard, read_only_databases=("PRODUCTION",))
+    try:
+        config.load_env()
+        params_file = config.params_dir() / f"{env}.yaml"
+    except FileNotFoundError:
+        params_file = None  # installed outside a checkout: no .env, no params
+    values = params.load_params_file(params_file) if params_file and params_file.is_file() else {}
+    return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
+                          query_tag={"env": env, "command": command, "git_sha": config.git_sha()})
 
 
 def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
@@ -141,6 +221,7 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     injected after it.
     """
     started = time.perf_counter()
+    began = datetime.now(timezone.utc)
     config.load_env()
     definition = datasets.get(dataset)
     values = params.from_namespace(namespace)
@@ -153,7 +234,8 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
             f"refused branch run: {target.database} does not exist; run "
             f"`hnpipe admin clone --pr {pr}` first"
         )
-    step = Step(definition, values, env, target, config.current_run_id(), warehouse)
+    step = Step(definition, values, env, target, config.current_run_id(), warehouse,
+                started=began, notebook=history.notebook_location(namespace))
     print(f"{definition.name}: environment {env} -> {target} on {warehouse.engine}, "
           f"run {step.run_id} ({time.perf_counter() - started:.2f} s)")
     return step

@@ -3,7 +3,13 @@
 Each executed notebook is kept under runs/<env>/<run id>/. The parameters come from
 params/<env>.yaml plus `-p` overrides, and are validated, together with the environment
 guard, before the first notebook starts. The run id reaches the notebooks through the
-environment (HNPIPE_RUN_ID), not as a parameter, so every notebook of a run shares it.
+environment (HNPIPE_RUN_ID), not as a parameter, so every notebook of a run shares it; so
+does where each executed notebook is kept (HNPIPE_NOTEBOOK_OUTPUT), for the run history.
+
+When a notebook fails the run stops there: the runner records a failed row in the history
+unless the notebook already recorded one for its dataset, sends one alert for the run
+(hnpipe.alerts; staging, production and branch only) and exits 1 naming the notebook, the
+error and the kept output. Neither the record nor the alert can change that error.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -70,7 +77,7 @@ def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | Non
 @contextmanager
 def _run_environment(run_id: str) -> Iterator[None]:
     """Hand the run id to the notebook kernels, and keep their progress bars out of outputs."""
-    saved = {k: os.environ.get(k) for k in ("HNPIPE_RUN_ID", "HNPIPE_PROGRESS")}
+    saved = {k: os.environ.get(k) for k in ("HNPIPE_RUN_ID", "HNPIPE_PROGRESS", "HNPIPE_NOTEBOOK_OUTPUT")}
     os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0")
     try:
         yield
@@ -102,6 +109,8 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
             source = config.notebooks_dir(root) / dataset.notebook
             output = directory / dataset.notebook
             notebook_started = time.perf_counter()
+            began = datetime.now(timezone.utc)
+            os.environ["HNPIPE_NOTEBOOK_OUTPUT"] = str(output)
             log.info("running %s -> %s", source.name, output)
             try:
                 papermill.execute_notebook(
@@ -111,15 +120,41 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                     # shutdown on every run: noise here (notebook errors surface through papermill)
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                 )
-            except PapermillExecutionError as error:
-                reason = f"{error.ename}: {error.evalue}".splitlines()[0]
-                raise RunFailed(f"{source.name} failed: {_redact(reason)} "
+            except Exception as error:  # the notebook raised, its kernel died, or papermill failed
+                if isinstance(error, PapermillExecutionError):
+                    reason = _redact(f"{error.ename}: {error.evalue}".splitlines()[0])
+                else:
+                    from hnpipe.history import error_line
+
+                    reason = error_line(error)
+                _failed(env, values, target, run_id, dataset.name, began, reason, output)
+                raise RunFailed(f"{source.name} failed: {reason} "
                                 f"(executed notebook kept at {output})") from None
             result.notebooks.append(NotebookResult(
                 dataset.name, dataset.notebook, output, time.perf_counter() - notebook_started))
     result.seconds = time.perf_counter() - started
     _count_rows(result, values)
+    from hnpipe import alerts
+
+    alerts.notify_success(env, "run", run_id, ", ".join(
+        f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
+
+
+def _failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
+            dataset: str, began: datetime, reason: str, output: Path) -> None:
+    """A notebook failed: record it unless the notebook did, and alert once. Never raises."""
+    from hnpipe import alerts, history, pipeline
+
+    try:
+        warehouse = pipeline.connect(env, values)
+        if not history.has_row(warehouse, target, run_id, dataset):
+            history.record(warehouse, target, history.RunRecord(
+                run_id, "run", dataset, env, history.FAILED, started=began, parameters=values,
+                notebook=str(output), error=reason))
+    except Exception as exc:  # the warehouse may be what failed: the run's error comes first
+        log.warning("could not record the failure of %s: %s", dataset, history.error_line(exc))
+    alerts.notify_failure(env, dataset, reason, run_id, str(output))
 
 
 def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:

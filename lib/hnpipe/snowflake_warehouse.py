@@ -51,7 +51,13 @@ from hnpipe.warehouse import (
     Warehouse,
     WriteGuard,
     check_failure,
+    check_keep_versions,
     frame_from_arrow,
+    is_bookkeeping_table,
+    keep_plan,
+    missing_version_message,
+    version_table_name,
+    versions_to_drop,
     staging_table_name,
 )
 
@@ -161,6 +167,15 @@ def _prepare_frame(frame: pd.DataFrame, destination: str) -> tuple[str, pd.DataF
     return ddl, prepared
 
 
+def _bind_value(value: Any) -> Any:
+    """A frame cell as the connector binds it: None for missing, plain Python scalars."""
+    if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()  # naive UTC wall time: _prepare_frame dropped the zone
+    return value.item() if hasattr(value, "item") else value  # numpy scalars
+
+
 # -- frames in ---------------------------------------------------------------------------
 def _json_values(values: list[Any]) -> tuple[list[Any], pa.DataType | None]:
     """ARRAY/VARIANT cells arrive as JSON text: parse them, typed list<int64> when they fit."""
@@ -258,10 +273,10 @@ class SnowflakeWarehouse(Warehouse):
         names = {row[at] for row in cursor.fetchall()}
         return sorted(name for name in names if isinstance(name, str) and _is_identifier(name))
 
-    def list_tables(self, target: Target) -> dict[str, int]:
+    def list_tables(self, target: Target, bookkeeping: bool = False) -> dict[str, int]:
         return {
             name: rows for name, rows in self._tables(target).items()
-            if STAGING_MARKER not in name  # half-published tables are not for reading
+            if bookkeeping or not is_bookkeeping_table(name)  # staging, kept versions, the history
         }
 
     def read_table(self, target: Target, table: str) -> pd.DataFrame:
@@ -323,13 +338,14 @@ class SnowflakeWarehouse(Warehouse):
 
     def publish_frame(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        checks: Sequence[Check] = (),
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
     ) -> int:
         staging = self._staging(table, run_id)
         destination = f"{target}.{table}"
         # Everything checkable is checked before the first statement.
         ddl, prepared = _prepare_frame(frame, destination)
         checks = _checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
 
         def load() -> None:
             self._execute(f"CREATE TABLE IDENTIFIER(?) ({ddl})", [staging], what=f"create {staging}")
@@ -348,11 +364,11 @@ class SnowflakeWarehouse(Warehouse):
             if not ok:
                 raise WarehouseError(f"cannot load {destination}: write_pandas reported a failed load ({loaded} rows)")
 
-        return self._publish(target, table, staging, load, len(prepared), checks)
+        return self._publish(target, table, staging, load, len(prepared), checks, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
-        checks: Sequence[Check] = (),
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
     ) -> int:
         staging = self._staging(table, run_id)
         if not isinstance(select_sql, str) or not _READ_ONLY_SQL.match(select_sql):
@@ -361,13 +377,72 @@ class SnowflakeWarehouse(Warehouse):
             )
         select_sql = select_sql.strip().rstrip(";")
         checks = _checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
 
         def load() -> None:
             # Unqualified names in select_sql resolve in target: the session is there.
             self._execute(f"CREATE TABLE IDENTIFIER(?) AS {select_sql}", [staging],
                           what=f"compute {target}.{table}")
 
-        return self._publish(target, table, staging, load, None, checks)
+        return self._publish(target, table, staging, load, None, checks, keep)
+
+    def restore_version(self, target: Target, table: str, run_id: str, restore_run_id: str,
+                        keep_versions: int) -> int:
+        version = version_table_name(table, run_id)
+        replaced = version_table_name(table, restore_run_id)
+        keep = check_keep_versions(keep_versions)
+        destination = f"{target}.{table}"
+        self._use_for_write(target)
+        existing = self._tables(target)
+        if version not in existing:
+            raise WarehouseError(missing_version_message(target, table, run_id, list(existing)))
+        if replaced in existing:
+            raise WarehouseError(f"refused to restore {destination}: {replaced} exists already; use a new run id")
+        rows = self._execute("SELECT COUNT(*) FROM IDENTIFIER(?)", [version]).fetchone()[0]
+        if table in existing:
+            # Atomic, zero-copy: the table now holds the kept data, the version the replaced data,
+            # which then takes the restore's run id so the restore can be undone.
+            self._execute("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", [table, version],
+                          what=f"swap {version} into {destination}")
+            try:
+                self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [version, replaced],
+                              what=f"rename {version} to {replaced}")
+            except HnpipeError as exc:
+                raise WarehouseError(f"restored {destination} from run {run_id}, but the data it replaced "
+                                     f"is still named {version}: {exc}") from None
+            names = [name for name in existing if name != version] + [replaced]
+        else:
+            self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [version, table],
+                          what=f"rename {version} to {destination}")
+            names = [name for name in existing if name != version]
+        self._prune_versions(table, names, keep)
+        return rows
+
+    def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
+        table = check_identifier(table, "table")
+        destination = f"{target}.{table}"
+        ddl, prepared = _prepare_frame(frame, destination)
+        arrays = [column for column in prepared.columns
+                  if _column_type(column, prepared[column], destination) == "ARRAY"]
+        if arrays:
+            raise WarehouseError(f"cannot append to {destination}: list column {arrays[0]}; append_rows takes scalar columns")
+        rows = [[_bind_value(value) for value in row] for row in prepared.itertuples(index=False, name=None)]
+        self.ensure_schema(target)  # guarded; leaves the session in target
+        self._execute(f"CREATE TABLE IF NOT EXISTS IDENTIFIER(?) ({ddl})", [table], what=f"create {destination}")
+        if not rows:
+            return 0
+        columns = ", ".join(_q(column) for column in prepared.columns)
+        row_marks = "(" + ", ".join("?" for _ in prepared.columns) + ")"
+        insert = f"INSERT INTO IDENTIFIER(?) ({columns}) VALUES {', '.join(row_marks for _ in rows)}"
+        self._execute("BEGIN TRANSACTION", what=f"append to {destination}")
+        try:
+            self._execute(insert, [table, *(value for row in rows for value in row)], what=f"append to {destination}")
+            self._execute("COMMIT", what=f"append to {destination}")
+        except BaseException:
+            with contextlib.suppress(HnpipeError):  # keep the first error, not the cleanup's
+                self._execute("ROLLBACK")
+            raise
+        return len(rows)
 
     def clone_database(self, source: str, dest: str) -> None:
         source = check_identifier(source, "source database")
@@ -480,7 +555,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def _publish(
         self, target: Target, table: str, staging: str, load: Callable[[], None],
-        expected_rows: int | None, checks: Sequence[Check],
+        expected_rows: int | None, checks: Sequence[Check], keep: tuple[str, int] | None = None,
     ) -> int:
         """Load staging, check it, swap it in; on any failure drop staging, keep the table."""
         destination = f"{target}.{table}"
@@ -509,13 +584,31 @@ class SnowflakeWarehouse(Warehouse):
             with contextlib.suppress(HnpipeError):  # keep the first error, not the cleanup's
                 self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [staging])
             raise
+        names = list(existing)
         if replacing:
+            # After the swap the staging table holds the old data: keep it as this run's
+            # version (a rename, zero-copy) or drop it. A run replacing the table twice keeps
+            # the version from before its first publish.
+            version = None if keep is None or keep[0] in existing else keep[0]
             try:
-                self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [staging])  # now the old data
+                if version is None:
+                    self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [staging])
+                else:
+                    self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [staging, version])
+                    names.append(version)
             except HnpipeError as exc:
                 # Published already; the next publish of this table removes the leftover.
-                log.warning("published %s but could not drop %s: %s", destination, staging, exc)
+                log.warning("published %s but could not keep or drop %s: %s", destination, staging, exc)
+        if keep is not None:
+            try:
+                self._prune_versions(table, names, keep[1])
+            except HnpipeError as exc:  # published already; the next publish prunes again
+                log.warning("published %s but could not drop its oldest versions: %s", destination, exc)
         return rows
+
+    def _prune_versions(self, table: str, names: Sequence[str], keep: int) -> None:
+        for old in versions_to_drop(table, names, keep):
+            self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [old], what=f"drop {old}")
 
     def _run_checks(self, target: Target, destination: str, staging: str, checks: Sequence[Check]) -> None:
         qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"

@@ -7,7 +7,12 @@ Callers never build SQL with names in it: every database, schema and table name 
 
 Writes are all-or-nothing: a table is published by loading a staging table
 (`<TABLE>__STAGING_<RUN ID>`), checking it, and swapping it in within one transaction, so a
-reader sees the old table or the new one, never a partial or missing one.
+reader sees the old table or the new one, never a partial or missing one. Rows are appended
+(`append_rows`, the run history) by one INSERT in a transaction.
+
+Besides the published tables a schema holds hnpipe's bookkeeping, which `list_tables` leaves
+out (`is_bookkeeping_table`): staging tables, kept versions (`<TABLE>__VERSION_<RUN ID>`, see
+`publish_frame`'s keep_versions) and the run history, PIPELINE_RUNS (hnpipe.history).
 """
 
 from __future__ import annotations
@@ -57,14 +62,73 @@ def check_failure(check: Check, count: int, names: Sequence[str], sample: Sequen
 
 
 @dataclass(frozen=True)
+class TableVersion:
+    """A kept earlier version of a published table: `<TABLE>__VERSION_<RUN ID>`, where the
+    run is the one that replaced it."""
+
+    table: str
+    name: str
+    run_id: str  # as in the name: upper case
+    rows: int
+
+    @property
+    def replaced_at(self) -> datetime | None:
+        """When the replacing run started, read from its id (None for other run ids)."""
+        match = _STAMPED_RUN_ID.fullmatch(self.run_id)
+        if not match:
+            return None
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+
+    @property
+    def run(self) -> str:
+        """The run id as hnpipe writes it (config.new_run_id: lower-case hex)."""
+        match = _STAMPED_RUN_ID.fullmatch(self.run_id)
+        return f"{match.group(1)}_{match.group(2).lower()}" if match else self.run_id
+
+
+_STAMPED_RUN_ID = re.compile(r"([0-9]{8}T[0-9]{6})_([0-9A-F]{6})", re.ASCII)
+
+
+@dataclass(frozen=True)
 class DatabaseInfo:
     name: str
     created: datetime | None  # UTC
     size_bytes: int | None
 
 
+STAGING_MARKER = "__STAGING_"  # staging tables are <TABLE>__STAGING_<RUN ID>
+VERSION_MARKER = "__VERSION_"  # kept versions are <TABLE>__VERSION_<RUN ID that replaced it>
+HISTORY_TABLE = "PIPELINE_RUNS"  # one row per dataset per run: hnpipe.history
+MAX_KEPT_VERSIONS = 100
+
+
+def is_bookkeeping_table(name: str) -> bool:
+    """Whether a table is hnpipe's own (staging, kept version, run history), not published data."""
+    return STAGING_MARKER in name or VERSION_MARKER in name or name == HISTORY_TABLE
+
+
 def staging_table_name(table: str, run_id: str) -> str:
     return check_identifier(f"{check_identifier(table, 'table')}__STAGING_{run_id.upper()}", "staging table")
+
+
+def version_table_name(table: str, run_id: str) -> str:
+    if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9_]+", run_id, re.ASCII):
+        raise WarehouseError(f"invalid run id {run_id!r}: use ASCII letters, digits and _ only")
+    return check_identifier(f"{check_identifier(table, 'table')}{VERSION_MARKER}{run_id.upper()}", "version table")
+
+
+def check_keep_versions(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_KEPT_VERSIONS:
+        raise WarehouseError(f"invalid keep_versions {value!r}: use a whole number from 0 to {MAX_KEPT_VERSIONS}")
+    return value
+
+
+def versions_to_drop(table: str, names: Sequence[str], keep: int) -> list[str]:
+    """The versions of `table` beyond the `keep` newest (run ids sort by time)."""
+    versions = sorted((name for name in names if name.startswith(table + VERSION_MARKER)), reverse=True)
+    return versions[keep:]
 
 
 class Warehouse(ABC):
@@ -88,8 +152,11 @@ class Warehouse(ABC):
         return check_identifier(database, "database") in self.list_databases()
 
     @abstractmethod
-    def list_tables(self, target: Target) -> dict[str, int]:
-        """Tables in target's schema with their row counts ({} when the schema is missing)."""
+    def list_tables(self, target: Target, bookkeeping: bool = False) -> dict[str, int]:
+        """Tables in target's schema with their row counts ({} when the schema is missing).
+
+        hnpipe's bookkeeping tables (staging, kept versions, PIPELINE_RUNS) only with
+        `bookkeeping=True`."""
 
     def table_exists(self, target: Target, table: str) -> bool:
         return check_identifier(table, "table") in self.list_tables(target)
@@ -119,17 +186,44 @@ class Warehouse(ABC):
     @abstractmethod
     def publish_frame(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        checks: Sequence[Check] = (),
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
     ) -> int:
-        """Atomically replace target.table with `frame`; returns the rows published."""
+        """Atomically replace target.table with `frame`; returns the rows published.
+
+        `keep_versions`: None drops the replaced table; a number K keeps it as
+        `<TABLE>__VERSION_<run_id>` (renamed in the swap, never copied) and drops all but
+        the K newest versions of the table. A run that replaces a table twice keeps the
+        version from before its first publish.
+        """
 
     @abstractmethod
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
-        checks: Sequence[Check] = (),
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
     ) -> int:
         """Atomically replace target.table with the result of `select_sql`, computed inside
-        the warehouse (unqualified names resolve in target's schema); returns the rows."""
+        the warehouse (unqualified names resolve in target's schema); returns the rows.
+        `keep_versions` as for publish_frame."""
+
+    def list_versions(self, target: Target, table: str) -> list[TableVersion]:
+        """The kept versions of target.table, newest first."""
+        check_identifier(table, "table")
+        tables = self.list_tables(target, bookkeeping=True)
+        versions = [TableVersion(table, name, name[len(table) + len(VERSION_MARKER):], rows)
+                    for name, rows in tables.items() if name.startswith(table + VERSION_MARKER)]
+        return sorted(versions, key=lambda version: version.run_id, reverse=True)
+
+    @abstractmethod
+    def restore_version(self, target: Target, table: str, run_id: str, restore_run_id: str,
+                        keep_versions: int) -> int:
+        """Atomically put back the version of target.table that run `run_id` replaced; the
+        table it replaces becomes the version of `restore_run_id` (so a restore can itself
+        be undone). Keeps the `keep_versions` newest versions; returns the rows restored."""
+
+    @abstractmethod
+    def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
+        """Append `frame`'s rows to target.table (created from the frame's columns when missing)
+        in one transaction: all rows or none. Returns the rows appended."""
 
     @abstractmethod
     def clone_database(self, source: str, dest: str) -> None:
@@ -157,7 +251,6 @@ def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) 
 
 
 # -- DuckDB ------------------------------------------------------------------------------
-STAGING_MARKER = "__STAGING_"  # staging tables are <TABLE>__STAGING_<RUN ID>
 T = TypeVar("T")
 
 # How frames travel: pandas <-> Arrow <-> DuckDB. One mapping from Arrow to pandas, used by
@@ -307,14 +400,14 @@ class DuckDBWarehouse(Warehouse):
             if path.is_file() and _is_identifier(path.stem)
         )
 
-    def list_tables(self, target: Target) -> dict[str, int]:
+    def list_tables(self, target: Target, bookkeeping: bool = False) -> dict[str, int]:
         with self._reading(target.database) as con:
             if con is None:
                 return {}
             names = [
                 name for name in _table_names(con, target.schema)
-                # Half-published staging tables are not tables anyone should read.
-                if _is_identifier(name) and STAGING_MARKER not in name
+                # Staging, kept versions and the history are hnpipe's, not published data.
+                if _is_identifier(name) and (bookkeeping or not is_bookkeeping_table(name))
             ]
             qualified = f"{_q(target.database)}.{_q(target.schema)}"
             return {
@@ -388,12 +481,13 @@ class DuckDBWarehouse(Warehouse):
 
     def publish_frame(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        checks: Sequence[Check] = (),
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
         # Convert before opening anything: a frame that cannot be stored writes nothing.
         arrow = _frame_to_arrow(frame, f"{target}.{table}")
         checks = _checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
             con.register("hnpipe_frame", arrow)
@@ -403,14 +497,15 @@ class DuckDBWarehouse(Warehouse):
                 con.unregister("hnpipe_frame")
 
         with self._writing(target) as con:
-            return self._publish(con, target, table, staging, load, len(frame), checks)
+            return self._publish(con, target, table, staging, load, len(frame), checks, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
-        checks: Sequence[Check] = (),
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
         checks = _checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
         select_sql = select_sql.strip().rstrip(";")
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
@@ -418,7 +513,52 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"CREATE TABLE {_q(staging)} AS {select_sql}")
 
         with self._writing(target) as con:
-            return self._publish(con, target, table, staging, load, None, checks)
+            return self._publish(con, target, table, staging, load, None, checks, keep)
+
+    def restore_version(self, target: Target, table: str, run_id: str, restore_run_id: str,
+                        keep_versions: int) -> int:
+        version = version_table_name(table, run_id)
+        replaced = version_table_name(table, restore_run_id)
+        keep = check_keep_versions(keep_versions)
+        # Read first: a missing version is refused before anything is opened for writing.
+        if version not in self.list_tables(target, bookkeeping=True):
+            raise WarehouseError(missing_version_message(target, table, run_id, list(self.list_tables(target, bookkeeping=True))))
+        with self._writing(target) as con:
+            present = _table_names(con, target.schema)
+            if version not in present:  # gone since: another process restored or pruned it
+                raise WarehouseError(missing_version_message(target, table, run_id, present))
+            if replaced in present:
+                raise WarehouseError(f"refused to restore {target}.{table}: {replaced} exists already; "
+                                     "use a new run id")
+            rows = con.execute(f"SELECT COUNT(*) FROM {_q(version)}").fetchall()[0][0]
+            statements = ([f"ALTER TABLE {_q(table)} RENAME TO {_q(replaced)}"] if table in present else [])
+            statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
+            after = [name for name in present if name != version] + ([replaced] if table in present else [])
+            statements += [f"DROP TABLE {_q(old)}" for old in versions_to_drop(table, after, keep)]
+            _in_transaction(con, statements)
+        return rows
+
+    def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
+        destination = f"{target}.{check_identifier(table, 'table')}"
+        arrow = _frame_to_arrow(frame, destination)  # before opening anything
+        with self._writing(target) as con:
+            con.register("hnpipe_rows", arrow)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0")
+                    # BY NAME: the frame's columns in any order; an unknown column fails the insert.
+                    con.execute(f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows")
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+                    raise
+            except duckdb.Error as exc:
+                raise WarehouseError(f"cannot append to {destination}: {_one_line(exc)}") from exc
+            finally:
+                con.unregister("hnpipe_rows")
+        return len(frame)
 
     def clone_database(self, source: str, dest: str) -> None:
         source = check_identifier(source, "source database")
@@ -545,11 +685,13 @@ class DuckDBWarehouse(Warehouse):
         con.execute(f"USE {_q(target.database)}")
         if target.schema in _schema_names(con):
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
-            actual = Target(*con.execute("SELECT current_database(), current_schema()").fetchone())
+            # fetchall, not fetchone: DuckDB refuses register() while a result is unfinished.
+            (location,) = con.execute("SELECT current_database(), current_schema()").fetchall()
+            actual = Target(*location)
             self._guard(actual)
         else:
             # The schema is part of the write: guard the database it would be created in.
-            actual = Target(con.execute("SELECT current_database()").fetchone()[0], target.schema)
+            actual = Target(con.execute("SELECT current_database()").fetchall()[0][0], target.schema)
             self._guard(actual)
             con.execute(f"CREATE SCHEMA {_q(target.schema)}")
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
@@ -559,13 +701,23 @@ class DuckDBWarehouse(Warehouse):
     def _publish(
         self, con: duckdb.DuckDBPyConnection, target: Target, table: str, staging: str,
         load: Callable[[duckdb.DuckDBPyConnection], None], expected_rows: int | None,
-        checks: Sequence[Check],
+        checks: Sequence[Check], keep: tuple[str, int] | None = None,
     ) -> int:
         """Load staging, check it, swap it in; on any failure drop staging, keep the table."""
         destination = f"{target}.{table}"
-        for leftover in _table_names(con, target.schema):
+        present = _table_names(con, target.schema)
+        for leftover in present:
             if leftover.startswith(table + STAGING_MARKER) and _is_identifier(leftover):
                 con.execute(f"DROP TABLE {_q(leftover)}")  # from an earlier run that crashed
+        if keep is None or table not in present:
+            swap = _swap_sql(table, staging)
+        elif keep[0] in present:  # this run replaced the table before: keep that older version
+            swap = _swap_sql(table, staging)
+        else:
+            swap = _swap_sql(table, staging, keep_as=keep[0])
+        if keep is not None:
+            kept = present + ([keep[0]] if table in present else [])
+            swap += [f"DROP TABLE IF EXISTS {_q(old)}" for old in versions_to_drop(table, kept, keep[1])]
         try:
             try:
                 load(con)
@@ -577,15 +729,7 @@ class DuckDBWarehouse(Warehouse):
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
             self._run_checks(con, target, destination, staging, checks)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for statement in _swap_sql(table, staging):
-                    con.execute(statement)
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
-                    con.execute("ROLLBACK")
-                raise
+            _in_transaction(con, swap)
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP TABLE IF EXISTS {_q(staging)}")
@@ -610,9 +754,37 @@ class DuckDBWarehouse(Warehouse):
 
 
 
-def _swap_sql(table: str, staging: str) -> list[str]:
-    """Statements that replace table by staging; run in one transaction."""
-    return [f"DROP TABLE IF EXISTS {_q(table)}", f"ALTER TABLE {_q(staging)} RENAME TO {_q(table)}"]
+def _swap_sql(table: str, staging: str, keep_as: str | None = None) -> list[str]:
+    """Statements that replace table by staging; run in one transaction. With `keep_as` the
+    old table is renamed to that version name instead of dropped."""
+    old = f"ALTER TABLE {_q(table)} RENAME TO {_q(keep_as)}" if keep_as else f"DROP TABLE IF EXISTS {_q(table)}"
+    return [old, f"ALTER TABLE {_q(staging)} RENAME TO {_q(table)}"]
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
+            con.execute("ROLLBACK")
+        raise
+
+
+def keep_plan(table: str, run_id: str, keep_versions: int | None) -> tuple[str, int] | None:
+    """(the version name this run would keep, how many to keep), or None to keep none."""
+    keep = check_keep_versions(keep_versions)
+    return None if keep is None else (version_table_name(table, run_id), keep)
+
+
+def missing_version_message(target: Target, table: str, run_id: str, present: Sequence[str]) -> str:
+    kept = sorted((TableVersion(table, name, name[len(table) + len(VERSION_MARKER):], 0).run
+                   for name in present if name.startswith(table + VERSION_MARKER)), reverse=True)
+    return (f"no kept version of {target}.{table} from run {run_id}: "
+            + (f"kept are runs {', '.join(kept)}" if kept else "none is kept")
+            + f" (see `hnpipe versions {table}`)")
 
 
 def _checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:

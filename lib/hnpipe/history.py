@@ -1,0 +1,349 @@
+"""Run history: what ran where, by whom, with which parameters, and how it ended.
+
+Each pipeline run appends one row per dataset to PIPELINE_RUNS in its own target schema
+(PRODUCTION.HACKER_NEWS.PIPELINE_RUNS in production, LOCAL.<you>.PIPELINE_RUNS locally);
+each restore and admin action appends one row. Rows are only ever appended, each append is
+one INSERT in a transaction (`Warehouse.append_rows`), and the table is never part of a
+publish, so the row of a failed run survives the rollback of its tables.
+
+Who writes which row:
+
+* the notebook's Step (hnpipe.pipeline) records `succeeded` once its dataset is published,
+  and `failed` when its own work (fetch, publish, build) raises: the same in `hnpipe run`,
+  plain papermill, JupyterLab or a script;
+* `hnpipe run` records `failed` when papermill raises and the notebook recorded nothing for
+  that dataset and run (it failed before its work began, or its kernel died);
+* `recording(...)` wraps any other action (restore, admin) and records its outcome.
+
+Recording is best effort: a failure to record is logged (redacted) and never replaces the
+outcome of the run itself. Nothing secret is stored: parameters lose secret-looking keys and,
+like errors, pass through `credentials.redact`.
+
+    hnpipe history [--env ENV] [--dataset DATASET] [--limit N]
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Mapping, Sequence
+
+import pandas as pd
+
+from hnpipe import config, credentials, datasets, environments
+from hnpipe.environments import CLONE_NAME, Target
+from hnpipe.errors import ParameterError
+from hnpipe.warehouse import HISTORY_TABLE, Warehouse
+
+log = logging.getLogger("hnpipe.history")
+
+TABLE = HISTORY_TABLE
+SUCCEEDED, FAILED = "succeeded", "failed"
+MAX_ERROR_CHARS = 1000
+
+# Column -> pandas dtype: both engines create the table from these on first append.
+COLUMNS: dict[str, str] = {
+    "RUN_ID": "string",  # shared by every dataset of one `hnpipe run`
+    "ACTION": "string",  # run | restore | admin <action>
+    "DATASET": "string",  # None for admin actions
+    "ENVIRONMENT": "string",
+    "STATUS": "string",  # succeeded | failed
+    "ROWS_WRITTEN": "Int64",
+    "STARTED_AT": "datetime64[us, UTC]",
+    "FINISHED_AT": "datetime64[us, UTC]",
+    "DURATION_S": "float64",
+    "RUN_BY": "string",  # the CI actor (github:<login>, gitlab:<login>), else the OS user
+    "GIT_SHA": "string",
+    "GIT_DIRTY": "boolean",  # uncommitted changes in the checkout; None when unknown
+    "PARAMETERS": "string",  # JSON, without secrets
+    "NOTEBOOK": "string",  # where the executed notebook is, as far as the run knows
+    "ERROR": "string",  # one line, redacted
+    "DETAIL": "string",  # one line on what the action did (restores, admin)
+}
+
+
+@dataclass
+class RunRecord:
+    """One row of PIPELINE_RUNS before it is written."""
+
+    run_id: str
+    action: str
+    dataset: str | None
+    environment: str
+    status: str = SUCCEEDED
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    finished: datetime | None = None
+    rows: int | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    notebook: str | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+# -- what a row says about the run ----------------------------------------------------------
+def run_by(environ: Mapping[str, str] | None = None) -> str:
+    """Who ran it: the CI's actor when CI runs it, else the OS user."""
+    environ = os.environ if environ is None else environ
+    if environ.get("GITHUB_ACTOR"):
+        return f"github:{environ['GITHUB_ACTOR']}"
+    if environ.get("GITLAB_USER_LOGIN"):
+        return f"gitlab:{environ['GITLAB_USER_LOGIN']}"
+    try:
+        return environ.get("USER") or environ.get("USERNAME") or getpass.getuser()
+    except (KeyError, OSError):  # no user name at all, e.g. some containers
+        return "unknown"
+
+
+def git_state() -> tuple[str, bool | None]:
+    """The checked-out commit and whether the working tree has uncommitted changes."""
+    try:
+        root = config.project_root()
+    except FileNotFoundError:
+        return "unknown", None
+    sha = config.git_sha(root)
+    try:
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return sha, None
+    return sha, bool(status.stdout.strip())
+
+
+def safe_parameters(values: Mapping[str, Any]) -> str:
+    """Parameters as JSON, without secret-looking keys (at any depth) or secret values."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): clean(v) for k, v in value.items() if not credentials.looks_like_secret_key(str(k))}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    text = json.dumps(clean(dict(values)), sort_keys=True, default=str)
+    return credentials.redact(text)
+
+
+def error_line(error: BaseException | str) -> str:
+    """An error as one redacted line: 'Type: first line of the message'."""
+    if isinstance(error, BaseException):
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    else:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return credentials.redact(text)[:MAX_ERROR_CHARS]
+
+
+def notebook_location(namespace: Mapping[str, Any] | None = None,
+                      environ: Mapping[str, str] | None = None) -> str:
+    """Where this run's executed notebook will be, as far as the process can know."""
+    environ = os.environ if environ is None else environ
+    if environ.get("HNPIPE_NOTEBOOK_OUTPUT"):  # set by `hnpipe run` for each notebook it runs
+        return environ["HNPIPE_NOTEBOOK_OUTPUT"]
+    namespace = namespace or {}
+    session = namespace.get("__session__") or environ.get("JPY_SESSION_NAME")
+    if session:  # JupyterLab names the notebook; the executed copy is the one on screen
+        return f"jupyter: {session} (interactive; not kept)"
+    from hnpipe import params
+
+    if params.injected_names(namespace):
+        return "papermill: the output notebook given on its command line (the kernel is not told the path)"
+    return "not a notebook (no executed notebook kept)"
+
+
+def to_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """Records as PIPELINE_RUNS rows, with who ran them and the git state filled in."""
+    sha, dirty = git_state()
+    who = run_by()
+    rows = []
+    for record in records:
+        finished = record.finished or datetime.now(timezone.utc)
+        rows.append({
+            "RUN_ID": record.run_id, "ACTION": record.action, "DATASET": record.dataset,
+            "ENVIRONMENT": record.environment, "STATUS": record.status, "ROWS_WRITTEN": record.rows,
+            "STARTED_AT": record.started, "FINISHED_AT": finished,
+            "DURATION_S": round((finished - record.started).total_seconds(), 3),
+            "RUN_BY": who, "GIT_SHA": sha, "GIT_DIRTY": dirty,
+            "PARAMETERS": safe_parameters(record.parameters), "NOTEBOOK": record.notebook,
+            "ERROR": None if record.error is None else error_line(record.error),
+            "DETAIL": None if record.detail is None else credentials.redact(record.detail)[:MAX_ERROR_CHARS],
+        })
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for column in ("STARTED_AT", "FINISHED_AT"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame.astype(COLUMNS)
+
+
+# -- writing --------------------------------------------------------------------------------
+def append(warehouse: Warehouse, target: Target, *records: RunRecord) -> None:
+    """Append the records to target's PIPELINE_RUNS (one transaction); raises on failure."""
+    warehouse.append_rows(target, TABLE, to_frame(records))
+
+
+def record(warehouse: Warehouse, target: Target, *records: RunRecord) -> bool:
+    """Append the records, best effort: logs and returns False instead of raising.
+
+    Never creates a branch clone just to say a run failed there.
+    """
+    try:
+        if CLONE_NAME.fullmatch(target.database) and not warehouse.database_exists(target.database):
+            log.warning("run %s not recorded: %s does not exist", records[0].run_id, target.database)
+            return False
+        append(warehouse, target, *records)
+        return True
+    except Exception as exc:  # recording must never hide the run's own outcome
+        log.warning("could not record run %s in %s.%s: %s", records[0].run_id if records else "?",
+                    target, TABLE, error_line(exc))
+        return False
+
+
+@contextmanager
+def recording(warehouse: Warehouse, target: Target, *, action: str, env: str,
+              dataset: str | None = None, parameters: Mapping[str, Any] | None = None,
+              run_id: str | None = None, notebook: str | None = None,
+              alert: bool = True) -> Iterator[RunRecord]:
+    """Record the action in the `with` block as one row, succeeded or failed (re-raised).
+
+    The block may set `.rows` and `.detail` on the record it is given. Failures in staging,
+    production and branch alert (see hnpipe.alerts) unless `alert` is False.
+    """
+    from hnpipe import alerts
+
+    entry = RunRecord(run_id or config.current_run_id(), action, dataset, env,
+                      parameters=dict(parameters or {}), notebook=notebook)
+    what = f"{action} {dataset}" if dataset else action
+    try:
+        yield entry
+    except BaseException as exc:
+        entry.status, entry.error, entry.finished = FAILED, error_line(exc), datetime.now(timezone.utc)
+        record(warehouse, target, entry)
+        if alert:
+            alerts.notify_failure(env, what, entry.error, entry.run_id, notebook)
+        raise
+    entry.status, entry.finished = SUCCEEDED, datetime.now(timezone.utc)
+    record(warehouse, target, entry)
+    if alert:
+        alerts.notify_success(env, what, entry.run_id, entry.detail or "")
+
+
+def record_action(action: str, env: str, *, ok: bool, message: str, parameters: Mapping[str, Any],
+                  started: datetime, warehouse: Warehouse | None = None,
+                  notebook: str | None = None, alert: bool = True) -> bool:
+    """One row for an action done outside the pipeline (hnpipe admin), in env's own target.
+
+    `message` becomes DETAIL when `ok`, ERROR otherwise; failures alert like runs do. Opens
+    the environment's warehouse as a run would (`pipeline.connect`) unless `warehouse` is
+    given. Best effort: returns whether the row was written, never raises.
+    """
+    from hnpipe import alerts, pipeline
+
+    try:
+        environments.check_environment_name(env)
+        target = environments.target_for(env)
+        entry = RunRecord(config.current_run_id(), action, None, env, SUCCEEDED if ok else FAILED,
+                          started=started, finished=datetime.now(timezone.utc), parameters=dict(parameters),
+                          notebook=notebook, error=None if ok else message, detail=message if ok else None)
+        warehouse = warehouse or pipeline.connect(env, parameters, notebook=notebook or "")
+    except Exception as exc:
+        log.warning("could not record %s: %s", action, error_line(exc))
+        return False
+    written = record(warehouse, target, entry)
+    if not ok and alert:
+        alerts.notify_failure(env, action, error_line(message), entry.run_id, notebook)
+    return written
+
+
+# -- reading --------------------------------------------------------------------------------
+def exists(warehouse: Warehouse, target: Target) -> bool:
+    return TABLE in warehouse.list_tables(target, bookkeeping=True)
+
+
+def read(warehouse: Warehouse, target: Target, dataset: str | None = None, limit: int = 20,
+         status: str | None = None) -> pd.DataFrame:
+    """Target's history, newest first (an empty frame when nothing was recorded yet)."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+        raise ParameterError(f"limit {limit!r} is not allowed: use a whole number from 1 to 100000")
+    if status not in (None, SUCCEEDED, FAILED):
+        raise ParameterError(f"status {status!r} is not allowed: use {SUCCEEDED} or {FAILED}")
+    if dataset is not None:
+        dataset = datasets.get(dataset).name
+    if not exists(warehouse, target):
+        return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in COLUMNS.items()})
+    conditions, binds = [], []
+    for column, value in (("DATASET", dataset), ("STATUS", status)):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            binds.append(value)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return warehouse.query(
+        target, f"SELECT * FROM {TABLE}{where} ORDER BY STARTED_AT DESC, FINISHED_AT DESC, RUN_ID DESC LIMIT {limit}", binds)
+
+
+def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str) -> bool:
+    """Whether run `run_id` already recorded anything for `dataset`."""
+    if not exists(warehouse, target):
+        return False
+    found = warehouse.query(target, f"SELECT COUNT(*) AS N FROM {TABLE} WHERE RUN_ID = ? AND DATASET = ?",
+                            [run_id, dataset])
+    return int(found.iloc[0, 0]) > 0
+
+
+def last_successes(warehouse: Warehouse, target: Target) -> dict[str, pd.Series]:
+    """Per dataset, its latest succeeded pipeline run (ACTION run)."""
+    if not exists(warehouse, target):
+        return {}
+    frame = warehouse.query(
+        target, f"SELECT * FROM {TABLE} WHERE STATUS = ? AND ACTION = ? ORDER BY FINISHED_AT DESC",
+        [SUCCEEDED, "run"])
+    latest: dict[str, pd.Series] = {}
+    for _, row in frame.iterrows():
+        if isinstance(row["DATASET"], str):
+            latest.setdefault(row["DATASET"], row)
+    return latest
+
+
+def to_text(frame: pd.DataFrame) -> str:
+    """The history as a plain text table for the terminal."""
+    if frame.empty:
+        return "(no runs recorded)"
+    shown = pd.DataFrame({
+        "STARTED (UTC)": frame["STARTED_AT"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        "RUN": frame["RUN_ID"],
+        "ACTION": frame["ACTION"],
+        "DATASET": frame["DATASET"].fillna("-"),
+        "STATUS": frame["STATUS"],
+        "ROWS": frame["ROWS_WRITTEN"].map(lambda n: "-" if pd.isna(n) else f"{int(n):,}"),
+        "SECONDS": frame["DURATION_S"].map(lambda s: "-" if pd.isna(s) else f"{s:.1f}"),
+        "BY": frame["RUN_BY"],
+        "GIT": [("" if pd.isna(sha) else str(sha)[:10]) + ("+dirty" if not pd.isna(dirty) and bool(dirty) else "")
+                for sha, dirty in zip(frame["GIT_SHA"], frame["GIT_DIRTY"])],
+        "ERROR / DETAIL": [error if isinstance(error, str) else (detail if isinstance(detail, str) else "")
+                           for error, detail in zip(frame["ERROR"], frame["DETAIL"])],
+        "NOTEBOOK": frame["NOTEBOOK"].fillna(""),
+    })
+    return shown.to_string(index=False, justify="left")
+
+
+# -- `hnpipe history` ---------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    parser.add_argument("--env", choices=environments.ENVIRONMENTS,
+                        help="whose history to read (default: HNPIPE_ENV, else local)")
+    parser.add_argument("--dataset", help="only this dataset, e.g. ITEMS")
+    parser.add_argument("--limit", type=int, default=20, help="at most this many rows (default 20)")
+    parser.add_argument("--status", choices=(SUCCEEDED, FAILED), help="only runs that ended so")
+
+
+def main(args) -> int:
+    from hnpipe import pipeline
+
+    env = args.env or environments.process_environment()
+    target = environments.target_for(env)
+    warehouse = pipeline.reader(env, "hnpipe history")
+    frame = read(warehouse, target, args.dataset, args.limit, args.status)
+    print(f"run history of {env} ({target}.{TABLE}), newest first")
+    print(to_text(frame))
+    return 0

@@ -1,0 +1,278 @@
+"""Run history: PIPELINE_RUNS rows for every run, appended atomically, never secret.
+
+Real DuckDB files and the pipeline's own steps in-process (fast); the runner's record of a
+failed notebook; the Snowflake INSERT through recorded SQL and fakesnow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import fakesnow
+import pandas as pd
+import pytest
+import snowflake.connector
+import snowflake.connector.errors
+
+from hnpipe import cli, config, history, pipeline, runner
+from hnpipe.environments import Target
+from hnpipe.errors import GuardError, HnpipeError, WarehouseError
+from hnpipe.snowflake_warehouse import SnowflakeWarehouse
+from hnpipe.warehouse import DuckDBWarehouse
+from snowflake_fakes import ENV, Recorder
+
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+
+TARGET = Target("LOCAL", "TESTER")
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+SECRET = "hunter2-canary-9f8e"
+
+
+def entry(run_id: str = "20261121T100000_aaaaaa", dataset: str | None = "ITEMS", **fields) -> history.RunRecord:
+    fields = {"status": history.SUCCEEDED, "started": T0, "finished": T0 + timedelta(seconds=3), "rows": 5,
+              **fields}
+    return history.RunRecord(run_id, "run", dataset, "local", **fields)
+
+
+def namespace(**overrides) -> dict:
+    return {"environment": "local", "n_items": 120, **overrides}
+
+
+def fingerprint(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+# -- append_rows -------------------------------------------------------------------------
+def test_append_rows_creates_then_appends_all_or_nothing(tmp_path: Path) -> None:
+    wh = DuckDBWarehouse(tmp_path / "wh")
+    first = history.to_frame([entry()])
+    assert wh.append_rows(TARGET, "PIPELINE_RUNS", first) == 1
+    assert wh.append_rows(TARGET, "PIPELINE_RUNS", history.to_frame([entry("r2"), entry("r3")])) == 2
+    stored = wh.read_table(TARGET, "PIPELINE_RUNS")
+    assert stored.RUN_ID.tolist() == ["20261121T100000_aaaaaa", "r2", "r3"]
+    pd.testing.assert_frame_equal(stored.iloc[:1], first)  # every column and dtype round-trips
+
+    before = fingerprint(tmp_path / "wh")
+    wrong = history.to_frame([entry("r4"), entry("r5")]).assign(SURPRISE="x")
+    with pytest.raises(WarehouseError, match=r"^cannot append to LOCAL\.TESTER\.PIPELINE_RUNS: .*SURPRISE"):
+        wh.append_rows(TARGET, "PIPELINE_RUNS", wrong)
+    assert len(wh.read_table(TARGET, "PIPELINE_RUNS")) == 3
+    assert fingerprint(tmp_path / "wh") == before
+
+
+def test_append_rows_is_guarded_and_writes_nothing_when_refused(tmp_path: Path) -> None:
+    DuckDBWarehouse(tmp_path / "wh").append_rows(TARGET, "PIPELINE_RUNS", history.to_frame([entry()]))
+    before = fingerprint(tmp_path / "wh")
+    seen = []
+
+    def refuse(actual: Target) -> None:
+        seen.append(actual)
+        raise GuardError(f"refused write to {actual}")
+
+    with pytest.raises(GuardError):
+        DuckDBWarehouse(tmp_path / "wh", write_guard=refuse).append_rows(TARGET, "PIPELINE_RUNS",
+                                                                         history.to_frame([entry("r2")]))
+    assert seen == [TARGET] and fingerprint(tmp_path / "wh") == before
+    with pytest.raises(WarehouseError, match="read-only"):
+        DuckDBWarehouse(tmp_path / "wh", read_only_databases=["LOCAL"]).append_rows(
+            TARGET, "PIPELINE_RUNS", history.to_frame([entry("r2")]))
+
+
+def test_history_is_bookkeeping_hidden_from_list_tables(tmp_path: Path) -> None:
+    wh = DuckDBWarehouse(tmp_path / "wh")
+    history.append(wh, TARGET, entry())
+    assert wh.list_tables(TARGET) == {}
+    assert wh.list_tables(TARGET, bookkeeping=True) == {"PIPELINE_RUNS": 1}
+
+
+def test_snowflake_append_is_one_insert_in_a_transaction() -> None:
+    recorder = Recorder(schemas=["HACKER_NEWS"])
+    seen: list[Target] = []
+    staging = Target("STAGING", "HACKER_NEWS")
+    frame = pd.DataFrame({"RUN_ID": pd.array(["a", "b"], dtype="string"),
+                          "ROWS_WRITTEN": pd.array([3, None], dtype="Int64"),
+                          "FINISHED_AT": pd.to_datetime(["2026-11-21 10:00:03", None]).tz_localize("UTC"),
+                          "GIT_DIRTY": pd.array([True, None], dtype="boolean")})
+
+    assert recorder.warehouse(seen.append).append_rows(staging, "PIPELINE_RUNS", frame) == 2
+
+    sent = recorder.statements[-4:]
+    assert sent == [
+        ('CREATE TABLE IF NOT EXISTS IDENTIFIER(?) ("RUN_ID" VARCHAR, "ROWS_WRITTEN" NUMBER(38,0), '
+         '"FINISHED_AT" TIMESTAMP_NTZ, "GIT_DIRTY" BOOLEAN)', ["PIPELINE_RUNS"]),
+        ("BEGIN TRANSACTION", None),
+        ('INSERT INTO IDENTIFIER(?) ("RUN_ID", "ROWS_WRITTEN", "FINISHED_AT", "GIT_DIRTY") '
+         "VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
+         ["PIPELINE_RUNS", "a", 3, datetime(2026, 11, 21, 10, 0, 3), True, "b", None, None, None]),
+        ("COMMIT", None),
+    ]
+    assert seen == [staging]  # guarded with where the session is, before anything was written
+    assert recorder.statements.index(('USE SCHEMA "STAGING"."HACKER_NEWS"', None)) < len(recorder.statements) - 4
+
+
+def test_snowflake_append_rolls_back_a_failed_insert() -> None:
+    recorder = Recorder(schemas=["HACKER_NEWS"], failing={
+        "INSERT INTO": snowflake.connector.errors.ProgrammingError(msg="insufficient privileges")})
+    with pytest.raises(WarehouseError, match=r"^append to STAGING\.HACKER_NEWS\.PIPELINE_RUNS failed: "):
+        recorder.warehouse().append_rows(Target("STAGING", "HACKER_NEWS"), "PIPELINE_RUNS",
+                                         history.to_frame([entry()]))
+    assert [sql for sql, _ in recorder.statements[-3:]][0::2] == ["BEGIN TRANSACTION", "ROLLBACK"]
+
+
+def test_history_round_trips_on_fakesnow() -> None:
+    staging = Target("STAGING", "HACKER_NEWS")
+    with fakesnow.patch():
+        snowflake.connector.connect().cursor().execute("CREATE DATABASE STAGING")
+        wh = SnowflakeWarehouse(environ=ENV)
+        history.append(wh, staging, entry("r1", rows=7), entry("r2", status=history.FAILED, rows=None, error="boom"))
+        back = history.read(wh, staging)
+        assert back.RUN_ID.tolist() == ["r2", "r1"]  # same start and finish: by run id, newest first
+        assert dict(zip(back.RUN_ID, back.STATUS)) == {"r1": "succeeded", "r2": "failed"}
+        assert dict(zip(back.RUN_ID, back.ROWS_WRITTEN.astype(object))) == {"r1": 7, "r2": pd.NA}
+        assert back.STARTED_AT.tolist() == [pd.Timestamp(T0)] * 2
+        assert wh.list_tables(staging) == {}
+        wh.close()
+
+
+# -- what the pipeline records -------------------------------------------------------------
+def test_each_dataset_of_a_run_records_one_succeeded_row(clean_env, monkeypatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTOR", "octocat")
+    monkeypatch.setenv("HNPIPE_RUN_ID", "20261121T101010_abcdef")
+    items_step = pipeline.start("ITEMS", namespace())
+    items = items_step.fetch_items()
+    items_step.publish(items)
+    built = {name: pipeline.start(name, namespace()).build() for name in ("COMMENTS", "STORIES")}
+
+    rows = history.read(items_step.warehouse, TARGET)
+    assert rows.DATASET.tolist() == ["STORIES", "COMMENTS", "ITEMS"]  # newest first
+    assert set(rows.RUN_ID) == {"20261121T101010_abcdef"} and set(rows.STATUS) == {"succeeded"}
+    assert dict(zip(rows.DATASET, rows.ROWS_WRITTEN)) == {"ITEMS": len(items), **built}
+    assert set(rows.RUN_BY) == {"github:octocat"} and set(rows.ENVIRONMENT) == {"local"}
+    assert set(rows.GIT_SHA) == {config.git_sha()}
+    assert (rows.FINISHED_AT >= rows.STARTED_AT).all()
+    assert (rows.DURATION_S - (rows.FINISHED_AT - rows.STARTED_AT).dt.total_seconds()).abs().max() < 0.01
+    assert json.loads(rows.PARAMETERS.iloc[0])["n_items"] == 120
+    assert rows.ERROR.isna().all()
+    assert set(rows.NOTEBOOK) == {"not a notebook (no executed notebook kept)"}
+
+
+def test_a_failed_publish_keeps_its_row_and_records_once(clean_env) -> None:
+    step = pipeline.start("ITEMS", namespace(n_items=3))
+    step.publish(step.fetch_items())
+    published = step.read()
+    duplicated = published.iloc[[0, 0, 1]].reset_index(drop=True)  # as many rows, one id twice
+    for _ in range(2):  # a second failure of the same Step adds no second row
+        with pytest.raises(WarehouseError, match="failed checks: id_unique"):
+            step.publish(duplicated)
+    rows = history.read(step.warehouse, TARGET)
+    assert rows.STATUS.tolist() == ["failed", "succeeded"]
+    failed = rows.iloc[0]
+    assert failed.ERROR.startswith("WarehouseError: refused to publish LOCAL.TESTER.ITEMS: failed checks: id_unique")
+    assert pd.isna(failed.ROWS_WRITTEN)
+    pd.testing.assert_frame_equal(step.read(), published)  # the publish rolled back, the row stayed
+
+
+def test_parameters_and_errors_are_stored_without_secrets(clean_env, monkeypatch) -> None:
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", SECRET)
+    values = {"environment": "local", "n_items": 5, "api_token": "tok-123456",
+              "nested": {"password": "pw-654321", "role": "R"}, "note": f"had {SECRET} in it"}
+    stored = json.loads(history.safe_parameters(values))
+    assert stored == {"environment": "local", "n_items": 5, "nested": {"role": "R"}, "note": "had *** in it"}
+    assert history.error_line(RuntimeError(f"login failed for {SECRET}\nsecond line")) == \
+        "RuntimeError: login failed for ***"
+    wh = DuckDBWarehouse(clean_env)
+    history.append(wh, TARGET, entry(error=f"bad {SECRET}", parameters=values, status=history.FAILED))
+    assert SECRET.encode() not in (clean_env / "LOCAL.duckdb").read_bytes()
+    assert history.read(wh, TARGET).ERROR.tolist() == ["bad ***"]
+
+
+def test_run_by_prefers_the_ci_actor() -> None:
+    assert history.run_by({"GITHUB_ACTOR": "octocat", "USER": "runner"}) == "github:octocat"
+    assert history.run_by({"GITLAB_USER_LOGIN": "tanuki", "USER": "runner"}) == "gitlab:tanuki"
+    assert history.run_by({"USER": "jane"}) == "jane"
+
+
+def test_notebook_location_says_what_is_known() -> None:
+    assert history.notebook_location({}, {"HNPIPE_NOTEBOOK_OUTPUT": "/r/runs/x/items.ipynb"}) == "/r/runs/x/items.ipynb"
+    assert history.notebook_location({"__session__": "/home/j/items.ipynb"}, {}).startswith(
+        "jupyter: /home/j/items.ipynb")
+    injected = {"In": ["", "# Parameters\nn_items = 5\n"], "n_items": 5}
+    assert history.notebook_location(injected, {}).startswith("papermill: ")
+
+
+def test_the_runner_records_a_failure_the_notebook_did_not(clean_env, tmp_path) -> None:
+    values = runner.run_parameters("local")
+    step = pipeline.start("ITEMS", namespace(n_items=3))
+    step.publish(step.fetch_items())
+    output = tmp_path / "runs" / "comments.ipynb"
+    # ITEMS recorded its own outcome: the runner adds nothing for it; COMMENTS recorded none.
+    runner._failed("local", values, TARGET, step.run_id, "ITEMS", T0, "KeyError: 'x'", output)
+    runner._failed("local", values, TARGET, step.run_id, "COMMENTS", T0, "DeadKernelError: died", output)
+    rows = history.read(step.warehouse, TARGET)
+    assert sorted(zip(rows.DATASET, rows.STATUS)) == [("COMMENTS", "failed"), ("ITEMS", "succeeded")]
+    failed = rows[rows.DATASET == "COMMENTS"].iloc[0]
+    assert (failed.ERROR, failed.NOTEBOOK, failed.RUN_ID) == ("DeadKernelError: died", str(output), step.run_id)
+
+
+def test_recording_never_hides_the_outcome(clean_env, caplog) -> None:
+    class Broken(DuckDBWarehouse):
+        def append_rows(self, *args, **kwargs):
+            raise WarehouseError("disk full")
+
+    assert history.record(Broken(clean_env), TARGET, entry()) is False
+    assert "could not record run 20261121T100000_aaaaaa in LOCAL.TESTER.PIPELINE_RUNS: WarehouseError: disk full" in caplog.text
+    with pytest.raises(ZeroDivisionError):
+        with history.recording(Broken(clean_env), TARGET, action="restore", env="local", dataset="ITEMS"):
+            1 / 0
+
+
+def test_recording_records_success_or_failure_of_an_action(clean_env) -> None:
+    wh = DuckDBWarehouse(clean_env)
+    with history.recording(wh, TARGET, action="restore", env="local", dataset="ITEMS",
+                           parameters={"run": "r1"}, run_id="20261121T120000_000001") as done:
+        done.rows, done.detail = 4, "restored ITEMS as before run r1"
+    with pytest.raises(HnpipeError):
+        with history.recording(wh, TARGET, action="restore", env="local", dataset="ITEMS",
+                               run_id="20261121T120000_000002"):
+            raise HnpipeError("no version of ITEMS from run r9")
+    rows = history.read(wh, TARGET).sort_values("RUN_ID")
+    assert rows[["ACTION", "STATUS", "ROWS_WRITTEN", "DETAIL", "ERROR"]].astype(object).where(
+        rows[["ACTION", "STATUS", "ROWS_WRITTEN", "DETAIL", "ERROR"]].notna(), None).values.tolist() == [
+        ["restore", "succeeded", 4, "restored ITEMS as before run r1", None],
+        ["restore", "failed", None, None, "HnpipeError: no version of ITEMS from run r9"],
+    ]
+
+
+def test_record_action_for_admin_writes_to_the_environments_own_target(clean_env) -> None:
+    assert history.record_action("admin clone", "local", ok=True, message="cloned PRODUCTION into PRODUCTION_CLONE_7",
+                                 parameters={"action": "clone", "pr_id": 7}, started=T0)
+    assert not history.record_action("admin drop", "branch", ok=False, message="x", parameters={}, started=T0)
+    rows = history.read(DuckDBWarehouse(clean_env), TARGET)
+    assert rows[["ACTION", "DATASET", "STATUS", "DETAIL"]].values.tolist() == [
+        ["admin clone", pd.NA, "succeeded", "cloned PRODUCTION into PRODUCTION_CLONE_7"]]
+    assert sorted(p.name for p in clean_env.iterdir()) == ["LOCAL.duckdb"]  # no clone was made to record in
+
+
+def test_hnpipe_history_prints_newest_first_and_filters(clean_env, capsys) -> None:
+    wh = DuckDBWarehouse(clean_env)
+    history.append(wh, TARGET, entry("20261121T100000_000001", "ITEMS"),
+                   entry("20261121T110000_000002", "STORIES", started=T0 + timedelta(hours=1),
+                         finished=T0 + timedelta(hours=1, seconds=2)),
+                   entry("20261121T120000_000003", "ITEMS", started=T0 + timedelta(hours=2),
+                         finished=T0 + timedelta(hours=2, seconds=2), status=history.FAILED, error="FetchError: down"))
+    assert cli.main(["history"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "run history of local (LOCAL.TESTER.PIPELINE_RUNS), newest first"
+    assert [line.split()[2] for line in lines[2:]] == ["20261121T120000_000003", "20261121T110000_000002",
+                                                      "20261121T100000_000001"]
+    assert "FetchError: down" in lines[2]
+    assert cli.main(["history", "--dataset", "ITEMS", "--limit", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "20261121T120000_000003" in lines[2]
+    assert cli.main(["history", "--dataset", "items"]) == 1
+    assert "unknown dataset 'items': choose one of ITEMS, COMMENTS, STORIES" in capsys.readouterr().err
+    assert cli.main(["history", "--env", "staging"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "(no runs recorded)"
