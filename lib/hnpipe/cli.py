@@ -21,6 +21,8 @@ COMMANDS = [
     ("changes", "hnpipe.changes", "which datasets changed against a git ref, and why"),
     ("diff", "hnpipe.diff", "compare the tables of two databases, e.g. PRODUCTION and a branch clone"),
     ("history", "hnpipe.history", "the run history of an environment, newest first"),
+    ("versions", "hnpipe.versions", "the kept earlier versions of a table, to restore"),
+    ("restore", "hnpipe.restore", "put back a table as it was before a run replaced it"),
 ]
 
 

@@ -60,6 +60,11 @@ def _check_role(value: str) -> None:
         raise ValueError("use an upper-case Snowflake role name such as HNPIPE_BRANCH, or ''")
 
 
+def _check_keep_versions(value: int) -> None:
+    if not 0 <= value <= 100:
+        raise ValueError("use a whole number from 0 to 100")
+
+
 def _check_action(value: str) -> None:
     if value not in ADMIN_ACTIONS:
         raise ValueError(f"choose one of {', '.join(ADMIN_ACTIONS)}")
@@ -104,6 +109,9 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("branch_role", str, "",
                   "Snowflake role granted usage on each new PRODUCTION_CLONE_<PR> ('' for none)",
                   _check_role),
+        Parameter("keep_versions", int, 5,
+                  "earlier versions of each table kept for `hnpipe restore` (0 keeps none)",
+                  _check_keep_versions),
     )
 }
 

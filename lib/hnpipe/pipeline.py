@@ -76,7 +76,8 @@ class Step:
         with self._failures_recorded():
             self.warehouse.ensure_schema(self.target)
             rows = self.warehouse.publish_frame(
-                self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks()
+                self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks(),
+                keep_versions=self.params["keep_versions"],
             )
         print(f"published {rows:,} rows to {self.target}.{self.dataset.name}")
         self._record_success(rows)
@@ -98,7 +99,8 @@ class Step:
                     )
             self.warehouse.ensure_schema(self.target)
             rows = self.warehouse.publish_query(
-                self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.quality_checks()
+                self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.quality_checks(),
+                keep_versions=self.params["keep_versions"],
             )
         print(f"built {rows:,} rows in {self.target}.{self.dataset.name}")
         self._record_success(rows)

@@ -16,7 +16,9 @@ How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
 * Atomic publish: load `<TABLE>__STAGING_<RUN ID>`, count and check it, then
   `ALTER TABLE <table> SWAP WITH <staging>` (one metadata operation) or, on the first publish,
   `ALTER TABLE <staging> RENAME TO <table>`. Never truncate-then-load. On failure the staging
-  table is dropped and the published table is untouched.
+  table is dropped and the published table is untouched. After a swap the staging table holds
+  the old data: it is renamed to `<TABLE>__VERSION_<RUN ID>` when versions are kept (zero-copy),
+  else dropped. A restore swaps a version back the same way.
 * Secrets: credentials come from `hnpipe.credentials` at connect time and are never kept on
   the object; connector errors are re-raised as one-line WarehouseErrors passed through
   `credentials.redact`, without chaining the original (which could carry them).
