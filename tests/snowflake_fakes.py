@@ -80,7 +80,7 @@ class RecordingConnection:
     its state (databases, tables, the session's schema); anything else gets a status row."""
 
     def __init__(self, databases=("STAGING", "PRODUCTION"), schemas=(), tables=None, staged_rows=None,
-                 reports=None, failing=None) -> None:
+                 reports=None, failing=None, columns=()) -> None:
         self.statements: list[tuple[str, list | None]] = []
         self.databases = list(databases)
         self.schemas = list(schemas)  # in every database
@@ -88,6 +88,7 @@ class RecordingConnection:
         self.staged_rows = staged_rows  # COUNT(*) of the staging table; None: what was loaded
         self.reports = reports  # (database, schema) CURRENT_* answers, whatever USE said
         self.failing = failing or {}  # sql prefix -> exception to raise
+        self.columns = list(columns)  # (name, type, comment) of any table described
         self.current: tuple[str | None, str | None] = (None, None)
         self.loaded = 0
         self.closed = False
@@ -116,6 +117,10 @@ class RecordingConnection:
             return [_meta("CURRENT_DATABASE()"), _meta("CURRENT_SCHEMA()")], [self.reports or self.current]
         if sql == "SHOW DATABASES":
             return [_meta("created_on", 6), _meta("name")], [(None, name) for name in self.databases]
+        if sql.startswith("SELECT COMMENT FROM") and "INFORMATION_SCHEMA.TABLES" in sql:
+            return [_meta("COMMENT")], [(None,)]
+        if "INFORMATION_SCHEMA.COLUMNS" in sql:
+            return [_meta("COLUMN_NAME"), _meta("DATA_TYPE"), _meta("COMMENT")], self.columns
         if "INFORMATION_SCHEMA.TABLES" in sql:
             return [_meta("TABLE_NAME"), _meta("ROW_COUNT", 0, 0)], sorted(self.tables.items())
         if sql == "SELECT COUNT(*) FROM IDENTIFIER(?)":

@@ -23,6 +23,7 @@ COMMANDS = [
     ("history", "hnpipe.history", "the run history of an environment, newest first"),
     ("versions", "hnpipe.versions", "the kept earlier versions of a table, to restore"),
     ("restore", "hnpipe.restore", "put back a table as it was before a run replaced it"),
+    ("docs", "hnpipe.catalog", "write the data catalog: datasets, columns, lineage, freshness (HTML)"),
 ]
 
 

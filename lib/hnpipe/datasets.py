@@ -226,6 +226,12 @@ class Dataset:
     def column_descriptions(self) -> dict[str, str]:
         return {column: COLUMN_DESCRIPTIONS[column] for column in self.columns}
 
+    @property
+    def table_comment(self) -> str:
+        """The description, where it comes from and what builds it: the table's COMMENT."""
+        return (f"{self.description} Built from {', '.join(self.upstream) or SOURCE} "
+                f"by notebooks/{self.notebook} (hnpipe).")
+
 
 def _items_of_type(item_type: str) -> str:
     # Portable on purpose: explicit columns, unqualified ITEMS (it resolves in the target

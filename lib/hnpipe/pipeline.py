@@ -11,7 +11,7 @@ process disagree before anything is fetched or written, and hands the warehouse 
 that re-checks the connection's actual database.schema before every write.
 
 Every publish passes the dataset's quality gates (`datasets.quality_checks`) on the staging
-table first. The Step records its outcome in the run history (hnpipe.history): `succeeded`
+table first, and is followed by the table and column comments of its definition. The Step records its outcome in the run history (hnpipe.history): `succeeded`
 once the table is published, `failed` when fetch, publish or build raises. Recording in the
 Step's own methods works however the notebook runs (hnpipe run, papermill, JupyterLab, a
 script); an IPython post-run-cell hook was considered and left out: it would also catch
@@ -80,6 +80,7 @@ class Step:
                 keep_versions=self.params["keep_versions"],
             )
         print(f"published {rows:,} rows to {self.target}.{self.dataset.name}")
+        self._document()
         self._record_success(rows)
         return rows
 
@@ -103,8 +104,21 @@ class Step:
                 keep_versions=self.params["keep_versions"],
             )
         print(f"built {rows:,} rows in {self.target}.{self.dataset.name}")
+        self._document()
         self._record_success(rows)
         return rows
+
+    def _document(self) -> None:
+        """Table and column comments from the dataset's definition, after every publish.
+
+        The data is published already: a failure here is a warning, and the next publish
+        writes the comments again."""
+        try:
+            self.warehouse.comment_table(self.target, self.dataset.name, self.dataset.table_comment,
+                                         self.dataset.column_descriptions)
+        except HnpipeError as exc:
+            log.warning("published %s but could not write its comments: %s", self.dataset.name, exc)
+            print(f"warning: published, but could not write the comments of {self.target}.{self.dataset.name}")
 
     # -- the run history -------------------------------------------------------------------
     def _record(self, status: str, rows: int | None = None, error: str | None = None) -> None:

@@ -8,8 +8,9 @@ How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
   A few places take the checked name inline, double-quoted instead: `USE SCHEMA` and
   `CREATE SCHEMA` (fakesnow cannot parse IDENTIFIER() there), `<db>.INFORMATION_SCHEMA`
   (fakesnow resolves IDENTIFIER() only once the session has a current database), the
-  `{table}` of quality checks and column names in DDL. An upper-case quoted name is the
-  same object as the unquoted one in Snowflake.
+  `{table}` of quality checks and column names in DDL and COMMENT ON COLUMN. An upper-case
+  quoted name is the same object as the unquoted one in Snowflake. Comment texts go inline
+  as escaped string literals (DDL takes no bind variables).
 * Guards: before any write the session runs `USE SCHEMA`, asks Snowflake where it actually
   is (`CURRENT_DATABASE(), CURRENT_SCHEMA()`) and hands that to the write guard. Writes then
   use unqualified names, which resolve exactly where the guard looked.
@@ -49,18 +50,22 @@ from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.warehouse import (
     STAGING_MARKER,
     Check,
+    ColumnInfo,
     DatabaseInfo,
+    TableInfo,
     Warehouse,
     WriteGuard,
+    check_comment_columns,
+    check_comment_text,
     check_failure,
     check_keep_versions,
     frame_from_arrow,
     is_bookkeeping_table,
     keep_plan,
     missing_version_message,
+    staging_table_name,
     version_table_name,
     versions_to_drop,
-    staging_table_name,
 )
 
 log = logging.getLogger(__name__)
@@ -167,6 +172,12 @@ def _prepare_frame(frame: pd.DataFrame, destination: str) -> tuple[str, pd.DataF
     # the column is the same as if unquoted and plain SQL can name it without quotes.
     ddl = ", ".join(f"{_q(column)} {kind}" for column, kind in types.items())
     return ddl, prepared
+
+
+def _literal(text: str) -> str:
+    """A Snowflake string literal: backslash and quote escaped (backslash is an escape there)."""
+    text = check_comment_text(text, "a table or column")
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _bind_value(value: Any) -> Any:
@@ -419,6 +430,35 @@ class SnowflakeWarehouse(Warehouse):
             names = [name for name in existing if name != version]
         self._prune_versions(table, names, keep)
         return rows
+
+    def describe_table(self, target: Target, table: str) -> TableInfo:
+        check_identifier(table, "table")
+        tables = self._tables(target)
+        if table not in tables:
+            raise WarehouseError(f"no table {target}.{table} on Snowflake (or this role cannot see it)")
+        database = _q(target.database, "database")
+        comment = self._execute(
+            f"SELECT COMMENT FROM {database}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            [target.schema, table], what=f"describe {target}.{table}").fetchone()
+        columns = self._execute(
+            f"SELECT COLUMN_NAME, DATA_TYPE, COMMENT FROM {database}.INFORMATION_SCHEMA.COLUMNS "
+            "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            [target.schema, table], what=f"describe {target}.{table}").fetchall()
+        return TableInfo(table, (comment or [None])[0] or None,
+                         tuple(ColumnInfo(name, kind, text or None) for name, kind, text in columns))
+
+    def comment_table(self, target: Target, table: str, comment: str,
+                      column_comments: Mapping[str, str] = {}) -> None:
+        check_identifier(table, "table")
+        # Comments go inline as escaped literals: Snowflake does not bind values in DDL.
+        statements = [(f"COMMENT ON TABLE IDENTIFIER(?) IS {_literal(comment)}", [table])]
+        statements += [(f"COMMENT ON COLUMN {_q(table)}.{_q(column, 'column')} IS {_literal(text)}", None)
+                       for column, text in column_comments.items()]
+        self._use_for_write(target)
+        columns = [column.name for column in self.describe_table(target, table).columns]
+        check_comment_columns(target, table, columns, column_comments)
+        for sql, params in statements:
+            self._execute(sql, params, what=f"comment {target}.{table}")
 
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
         table = check_identifier(table, "table")

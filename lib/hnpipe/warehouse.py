@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 import duckdb
 import pandas as pd
@@ -87,6 +87,20 @@ class TableVersion:
 
 
 _STAMPED_RUN_ID = re.compile(r"([0-9]{8}T[0-9]{6})_([0-9A-F]{6})", re.ASCII)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str  # as the engine names it, e.g. BIGINT (DuckDB) or NUMBER (Snowflake)
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    comment: str | None
+    columns: tuple[ColumnInfo, ...]
 
 
 @dataclass(frozen=True)
@@ -219,6 +233,16 @@ class Warehouse(ABC):
         """Atomically put back the version of target.table that run `run_id` replaced; the
         table it replaces becomes the version of `restore_run_id` (so a restore can itself
         be undone). Keeps the `keep_versions` newest versions; returns the rows restored."""
+
+    @abstractmethod
+    def describe_table(self, target: Target, table: str) -> TableInfo:
+        """target.table's comment and columns (name, type, comment), in column order."""
+
+    @abstractmethod
+    def comment_table(self, target: Target, table: str, comment: str,
+                      column_comments: Mapping[str, str] = {}) -> None:
+        """Set the comments of target.table and of its columns (COMMENT ON; guarded like
+        every write). Every column named must exist."""
 
     @abstractmethod
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
@@ -538,6 +562,25 @@ class DuckDBWarehouse(Warehouse):
             _in_transaction(con, statements)
         return rows
 
+    def describe_table(self, target: Target, table: str) -> TableInfo:
+        check_identifier(table, "table")
+        with self._reading(target.database) as con:
+            if con is None or table not in _table_names(con, target.schema):
+                raise WarehouseError(f"no table {target}.{table} in {self.directory}")
+            return _describe(con, target, table)
+
+    def comment_table(self, target: Target, table: str, comment: str,
+                      column_comments: Mapping[str, str] = {}) -> None:
+        check_identifier(table, "table")
+        statements = [f"COMMENT ON TABLE {_q(table)} IS {_duckdb_literal(comment)}"]
+        statements += [f"COMMENT ON COLUMN {_q(table)}.{_q(column)} IS {_duckdb_literal(text)}"
+                       for column, text in column_comments.items()]
+        with self._writing(target) as con:
+            if table not in _table_names(con, target.schema):
+                raise WarehouseError(f"cannot comment {target}.{table}: no such table")
+            check_comment_columns(target, table, [c.name for c in _describe(con, target, table).columns], column_comments)
+            _in_transaction(con, statements)
+
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
         destination = f"{target}.{check_identifier(table, 'table')}"
         arrow = _frame_to_arrow(frame, destination)  # before opening anything
@@ -759,6 +802,32 @@ def _swap_sql(table: str, staging: str, keep_as: str | None = None) -> list[str]
     old table is renamed to that version name instead of dropped."""
     old = f"ALTER TABLE {_q(table)} RENAME TO {_q(keep_as)}" if keep_as else f"DROP TABLE IF EXISTS {_q(table)}"
     return [old, f"ALTER TABLE {_q(staging)} RENAME TO {_q(table)}"]
+
+
+def _describe(con: duckdb.DuckDBPyConnection, target: Target, table: str) -> TableInfo:
+    where = "WHERE database_name = ? AND schema_name = ? AND table_name = ?"
+    place = [target.database, target.schema, table]
+    (comment,) = con.execute(f"SELECT comment FROM duckdb_tables() {where}", place).fetchall()[0]
+    columns = con.execute(f"SELECT column_name, data_type, comment FROM duckdb_columns() {where} "
+                          "ORDER BY column_index", place).fetchall()
+    return TableInfo(table, comment or None, tuple(ColumnInfo(n, t, c or None) for n, t, c in columns))
+
+
+def check_comment_text(text: object, what: str) -> str:
+    if not isinstance(text, str):
+        raise WarehouseError(f"invalid comment for {what}: {text!r} is not text")
+    return text
+
+
+def _duckdb_literal(text: str) -> str:
+    return "'" + check_comment_text(text, "a table or column").replace("'", "''") + "'"
+
+
+def check_comment_columns(target: Target, table: str, present: Sequence[str], wanted: Mapping[str, str]) -> None:
+    missing = [check_identifier(column, "column") for column in wanted if column not in present]
+    if missing:
+        raise WarehouseError(f"cannot comment {target}.{table}: no column {', '.join(missing)} "
+                             f"(it has {', '.join(present)})")
 
 
 def _in_transaction(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> None:
