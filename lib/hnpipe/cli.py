@@ -24,6 +24,7 @@ COMMANDS = [
     ("versions", "hnpipe.versions", "the kept earlier versions of a table, to restore"),
     ("restore", "hnpipe.restore", "put back a table as it was before a run replaced it"),
     ("docs", "hnpipe.catalog", "write the data catalog: datasets, columns, lineage, freshness (HTML)"),
+    ("sql", "hnpipe.handover", "the Snowflake SQL that builds a dataset from the published ITEMS"),
 ]
 
 

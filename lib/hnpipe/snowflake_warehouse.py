@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG, in characters
 _RUN_ID = re.compile(r"[A-Za-z0-9_]+", re.ASCII)
 _READ_ONLY_SQL = re.compile(r"\s*\(*\s*(SELECT|WITH)\b", re.IGNORECASE)
+_GRANT_SQL = re.compile(r"(GRANT|REVOKE) [A-Z ,]+ ON [A-Z ]+ \"[A-Z0-9_]+\"(\.\"[A-Z0-9_]+\")? "
+                        r"(TO|FROM) ROLE \"[A-Z0-9_]+\"( COPY CURRENT GRANTS)?", re.ASCII)
 
 
 def _connect_with_snowflake_connector(**kwargs: Any) -> Any:
@@ -510,6 +512,17 @@ class SnowflakeWarehouse(Warehouse):
         role = check_identifier(role, "role")
         self._execute("GRANT USAGE ON DATABASE IDENTIFIER(?) TO ROLE IDENTIFIER(?)", [database, role],
                       what=f"grant usage on {database} to {role}")
+
+    def run_grants(self, statements: Sequence[str]) -> None:
+        """Run GRANT/REVOKE statements in order (hnpipe.handover builds them from checked
+        names). Anything else is refused before the first one runs. Grants are not
+        transactional in Snowflake: a failure names the statement, and the ones before it stay."""
+        statements = list(statements)
+        for statement in statements:
+            if not isinstance(statement, str) or not _GRANT_SQL.fullmatch(statement):
+                raise GuardError(f"refused {statement!r:.80}: run_grants runs single GRANT or REVOKE statements only")
+        for number, statement in enumerate(statements, 1):
+            self._execute(statement, what=f"statement {number} of {len(statements)} ({statement[:60]}...)")
 
     # -- internals ---------------------------------------------------------------------
     def _connect_once(self) -> Any:
