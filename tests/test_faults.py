@@ -1,0 +1,324 @@
+"""Fault tolerance: a flaky HN API, two runs at once, a database file held open elsewhere.
+
+The promise under test: a run either publishes exactly what it should (every id minus those
+that answered null, no id silently lost) or fails with a one-line error and leaves every
+table as it was. Crashes (SIGKILL) are in test_fault_crash.py, bad input in
+test_fault_inputs.py.
+
+Everything runs on real parts: HTTP on loopback (hnpipe.sample), DuckDB files, and `hnpipe
+run` with papermill kernels. The fast cases run with `pytest`; the long drill (more trials,
+the CLI against a separate faulty `hnpipe serve-sample`) with `python benchmarks/faults.py`,
+which sets HNPIPE_FAULT_DRILL=long and HNPIPE_FAULT_TRIALS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import duckdb
+import pandas as pd
+import pytest
+
+from hnpipe import datasets
+from hnpipe.environments import Target
+from hnpipe.errors import FetchError, ParameterError
+from hnpipe.hn import HttpHNClient, fetch_latest, latest_ids
+from hnpipe.sample import Faults, SampleServer, generate_sample, load_sample
+from hnpipe.warehouse import STAGING_MARKER, DuckDBWarehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = Target("LOCAL", "TESTER")  # conftest sets HNPIPE_DEV_SCHEMA=TESTER
+DATASET_TABLES = ("ITEMS", "COMMENTS", "STORIES")
+
+LONG = os.environ.get("HNPIPE_FAULT_DRILL") == "long"
+long_only = pytest.mark.skipif(not LONG, reason="long fault drill: python benchmarks/faults.py")
+# SIGKILL trials and repeated runs; the long drill raises it.
+TRIALS = int(os.environ.get("HNPIPE_FAULT_TRIALS") or (25 if LONG else 4))
+SEED = int(os.environ.get("HNPIPE_FAULT_SEED") or 20261121)
+
+# The issue's fault mix: a quarter of all requests fail one way or another.
+DRILL_RATES = {"http_500": 0.10, "http_429": 0.05, "timeout": 0.05, "drop": 0.025, "truncate": 0.025}
+
+
+# -- helpers shared by the test_fault_*.py files --------------------------------------------------
+def expected_items(items: Mapping[int, dict | None], n: int) -> tuple[pd.DataFrame, list[int]]:
+    """What ITEMS must hold after fetching the `n` newest of `items`, and the null ids."""
+    ids = latest_ids(max(items), n)
+    frame = datasets.items_frame(items[i] for i in ids if items.get(i) is not None)
+    return frame, [i for i in ids if items.get(i) is None]
+
+
+def of_type(items: pd.DataFrame, item_type: str) -> pd.DataFrame:
+    """COMMENTS or STORIES as they must be for a given ITEMS."""
+    return items[items["TYPE"] == item_type].reset_index(drop=True)
+
+
+def expected_tables(items: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {"ITEMS": items, "COMMENTS": of_type(items, "comment"), "STORIES": of_type(items, "story")}
+
+
+def same_frame(left: pd.DataFrame, right: pd.DataFrame) -> bool:
+    try:
+        pd.testing.assert_frame_equal(left, right, check_exact=True)
+    except AssertionError:
+        return False
+    return True
+
+
+def which_version(actual: pd.DataFrame, versions: Mapping[str, pd.DataFrame]) -> str:
+    """The name of the version `actual` equals exactly; fails if it is none of them."""
+    for name, frame in versions.items():
+        if same_frame(actual, frame):
+            return name
+    raise AssertionError(f"table matches none of {list(versions)}: {len(actual)} rows, "
+                         f"ids {actual['ID'].min()}..{actual['ID'].max()}")
+
+
+def all_tables(path: Path) -> list[str]:
+    """Every table in a database file, staging included; opening it for writing also proves
+    the file (and any WAL left by a crash) is readable."""
+    with duckdb.connect(str(path)) as con:
+        return sorted(row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall())
+
+
+def staging_tables(path: Path) -> list[str]:
+    return [name for name in all_tables(path) if STAGING_MARKER in name]
+
+
+def hnpipe(*args: str, env: Mapping[str, str] | None = None, timeout: float = 600
+           ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hnpipe.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=timeout)
+
+
+def hnpipe_process(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    """`hnpipe ...` started in a session of its own, so a test can kill it and its kernels."""
+    return subprocess.Popen([sys.executable, "-m", "hnpipe.cli", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def log_trial(**fields: object) -> None:
+    """Append one trial's outcome to HNPIPE_FAULT_LOG (the long drill summarises them)."""
+    path = os.environ.get("HNPIPE_FAULT_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(fields) + "\n")
+
+
+@contextmanager
+def serve_sample_process(*flags: str) -> Iterator[tuple[str, list[str]]]:
+    """`hnpipe serve-sample --port 0 ...` as its own process; yields (base URL, output lines),
+    the lines filled in once it has stopped (SIGTERM: it prints what it served and injected)."""
+    process = subprocess.Popen([sys.executable, "-m", "hnpipe.cli", "serve-sample", "--port", "0",
+                                *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    lines: list[str] = []
+    try:
+        banner = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:\d+/v0", banner)
+        assert match, f"serve-sample did not start: {banner!r} {process.stderr.read()!r}"
+        yield match.group(0), lines
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=20)
+        lines.extend([banner.strip(), *out.splitlines()])
+
+
+def faults_injected(lines: list[str]) -> dict[str, int]:
+    """serve-sample's closing line, e.g. 'faults injected: http_500=3, ...', as a dict."""
+    summary = next(line for line in lines if "faults injected:" in line)
+    return {kind: int(count) for kind, count in re.findall(r"(\w+)=(\d+)", summary.split(":", 1)[1])}
+
+
+# -- a flaky HN API -------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(1, 7 if LONG else 2))
+def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: Path, seed: int) -> None:
+    """The library path the notebook uses (client -> ItemsBuilder -> publish with gates)."""
+    n = 1_200
+    old_frame, _ = expected_items(generate_sample(n, seed=100 + seed), n)
+    new_items = generate_sample(n, seed=seed)
+    new_frame, new_nulls = expected_items(new_items, n)
+    assert new_nulls and not same_frame(old_frame, new_frame)
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse")
+    gates = datasets.quality_checks(datasets.get("ITEMS"), n_items=n)
+    warehouse.publish_frame(TARGET, "ITEMS", old_frame, "old", checks=gates)
+    database = warehouse.path("LOCAL")
+    before = database.read_bytes()
+
+    # The server's "timeout" answers come after 1 s, past the client's 0.5 s read timeout;
+    # 429s ask for Retry-After: 1, which the client honours (backoff_max 1 s).
+    faults = Faults(**DRILL_RATES, retry_after_s=1, timeout_sleep_s=1.0, seed=seed)
+    builder = datasets.ItemsBuilder()
+    with SampleServer(items=new_items, faults=faults) as server:
+        try:
+            with HttpHNClient(server.base_url, read_timeout=0.5, backoff_base=0.02,
+                              backoff_max=1.0, progress=False) as client:
+                report = fetch_latest(client, n, builder.add)
+        except FetchError as error:
+            outcome, message = "failed", str(error)
+        else:
+            outcome, message = "fetched", report.summary()
+        injected = server.faults_injected
+
+    assert all(injected[kind] > 0 for kind in DRILL_RATES), injected
+    if outcome == "failed":
+        # One line naming the id and URL, and the database untouched to the byte.
+        assert "\n" not in message and re.search(r"item \d+ from http://\S+ failed after 8 attempts", message)
+        assert database.read_bytes() == before
+        assert same_frame(warehouse.read_table(TARGET, "ITEMS"), old_frame)
+    else:
+        assert report.null_ids == new_nulls and report.fetched == len(new_frame)
+        assert report.retries >= sum(injected.values()) - injected["timeout"]
+        checks = datasets.quality_checks(datasets.get("ITEMS"), n_items=n, null_ids=len(report.null_ids))
+        warehouse.publish_frame(TARGET, "ITEMS", builder.to_frame(), "new", checks=checks)
+        pd.testing.assert_frame_equal(warehouse.read_table(TARGET, "ITEMS"), new_frame, check_exact=True)
+    log_trial(test="api_faults_library", seed=seed, outcome=outcome, injected=injected)
+
+
+def test_a_none_among_the_ids_is_refused_not_taken_for_the_end() -> None:
+    """Workers take ids from a shared iterator: None must not end it early and drop id 3."""
+    items = {i: {"id": i, "type": "story"} for i in (1, 2, 3)}
+    got: list[dict] = []
+    with SampleServer(items=items) as server, \
+            HttpHNClient(server.base_url, concurrency=1, progress=False) as client:
+        with pytest.raises(ParameterError, match="item id None is not allowed"):
+            client.fetch_items([1, None, 3], got.append)
+
+
+@long_only
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_hnpipe_run_against_a_faulty_separate_server(clean_env: Path, seed: int) -> None:
+    """`hnpipe run` (papermill kernels, the default client settings) against `hnpipe
+    serve-sample` in its own process with every fault kind: exact tables, or a clean failure."""
+    n, ids = 1_000, 3_000
+    new_tables = expected_tables(expected_items(generate_sample(ids), n)[0])
+    old = hnpipe("run", "--env", "local", "-p", "n_items=400")  # the bundled sample: other ids
+    assert old.returncode == 0, old.stderr
+    warehouse = DuckDBWarehouse(clean_env)
+    old_tables = {name: warehouse.read_table(TARGET, name) for name in DATASET_TABLES}
+
+    flags = ["--ids", str(ids), "--http-500", "0.1", "--http-429", "0.05", "--timeouts", "0.05",
+             "--drops", "0.025", "--truncations", "0.025", "--timeout-sleep-s", "11",
+             "--fault-seed", str(seed)]
+    with serve_sample_process(*flags) as (url, lines):
+        run = hnpipe("run", "--env", "local", "-p", f"hn_api_url={url}", "-p", f"n_items={n}")
+    injected = faults_injected(lines)
+    assert all(injected[kind] > 0 for kind in DRILL_RATES), injected
+
+    if run.returncode == 0:
+        for name in DATASET_TABLES:
+            pd.testing.assert_frame_equal(warehouse.read_table(TARGET, name), new_tables[name],
+                                          check_exact=True, obj=name)
+    else:
+        line = run.stderr.strip()
+        assert "\n" not in line and line.startswith("hnpipe: error: items.ipynb failed: FetchError")
+        for name in DATASET_TABLES:
+            pd.testing.assert_frame_equal(warehouse.read_table(TARGET, name), old_tables[name],
+                                          check_exact=True, obj=name)
+    assert staging_tables(clean_env / "LOCAL.duckdb") == []
+    log_trial(test="api_faults_cli", seed=seed, exit=run.returncode, injected=injected,
+              error=run.stderr.strip()[:300])
+
+
+# -- two runs at once -----------------------------------------------------------------------------
+@pytest.mark.parametrize("sizes", [(300, 500)] + ([(200, 700), (650, 250)] if LONG else []))
+def test_two_runs_at_once_wait_for_each_other_and_lose_nothing(clean_env: Path, sizes) -> None:
+    """Both runs succeed (each waits for the file while the other writes); every table ends as
+    one run wrote it, COMMENTS and STORIES agree with ITEMS, and the history keeps every row."""
+    runs = [hnpipe_process("run", "--env", "local", "-p", f"n_items={n}") for n in sizes]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err
+
+    warehouse = DuckDBWarehouse(clean_env)
+    items = warehouse.read_table(TARGET, "ITEMS")
+    versions = {n: expected_items(load_sample(), n)[0] for n in sizes}
+    winner = which_version(items, versions)
+    for name, frame in expected_tables(versions[winner]).items():
+        pd.testing.assert_frame_equal(warehouse.read_table(TARGET, name), frame, check_exact=True, obj=name)
+    assert staging_tables(warehouse.path("LOCAL")) == []
+
+    history = warehouse.query(TARGET, "SELECT RUN_ID, DATASET, STATUS FROM PIPELINE_RUNS")
+    run_ids = [re.search(r"^run (\S+) ", out, re.MULTILINE).group(1) for out, _ in outputs]
+    for run_id in run_ids:
+        mine = history[history["RUN_ID"] == run_id]
+        assert sorted(mine["DATASET"]) == sorted(DATASET_TABLES), history
+        assert set(mine["STATUS"]) == {"succeeded"}
+    assert len(history) == 2 * len(DATASET_TABLES)
+    log_trial(test="two_runs", sizes=list(sizes), items_from=winner)
+
+
+# -- the database file held open elsewhere --------------------------------------------------------
+def hold_open(path: Path) -> subprocess.Popen:
+    """Another process holding `path` open for writing, as a JupyterLab kernel does, until
+    its stdin closes; returns once it holds the lock."""
+    code = (f"import duckdb, sys\ncon = duckdb.connect({str(path)!r})\n"
+            "print('holding', flush=True)\nsys.stdin.read()\ncon.close()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+@pytest.fixture(scope="module")
+def locked_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`hnpipe run` while another process holds LOCAL.duckdb open (HNPIPE_LOCK_TIMEOUT_S=1),
+    over tables published before; what it printed and what the file held before."""
+    warehouse_dir = tmp_path_factory.mktemp("locked") / "warehouse"
+    env = {"HNPIPE_WAREHOUSE": f"duckdb:{warehouse_dir}",
+           "HNPIPE_RUNS_DIR": str(warehouse_dir.parent / "runs")}
+    warehouse = DuckDBWarehouse(warehouse_dir)
+    for name, frame in expected_tables(expected_items(load_sample(), 300)[0]).items():
+        warehouse.publish_frame(TARGET, name, frame, "before")
+    database = warehouse_dir / "LOCAL.duckdb"
+    tables = {name: warehouse.read_table(TARGET, name) for name in DATASET_TABLES}
+    file_bytes = database.read_bytes()
+
+    holder = hold_open(database)
+    try:
+        started = time.monotonic()
+        run = hnpipe("run", "--env", "local", "-p", "n_items=500",
+                     env={**env, "HNPIPE_LOCK_TIMEOUT_S": "1"})
+        elapsed = time.monotonic() - started
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    return {"run": run, "elapsed": elapsed, "holder": holder.pid, "database": database,
+            "warehouse": warehouse, "tables": tables, "bytes": file_bytes}
+
+
+def test_hnpipe_run_on_a_file_held_open_fails_clearly_after_a_bounded_wait(locked_run: dict) -> None:
+    run, database, holder = locked_run["run"], locked_run["database"], locked_run["holder"]
+    tables_before, bytes_before = locked_run["tables"], locked_run["bytes"]
+    warehouse, elapsed = locked_run["warehouse"], locked_run["elapsed"]
+
+    assert run.returncode == 1
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("hnpipe: error: items.ipynb failed: WarehouseLockedError: ")
+    assert f"{database} is locked by another process (PID {holder}); waited 1 s" in line
+    assert "HNPIPE_LOCK_TIMEOUT_S" in line
+    assert elapsed < 60  # bounded: a few 1 s waits (publish, the failure record), not 30 s each
+    # Nothing written: no table, no history row, not a byte of the file.
+    assert database.read_bytes() == bytes_before
+    assert not database.with_name("LOCAL.duckdb.wal").exists()
+    assert all_tables(database) == sorted(tables_before)  # no history row, no staging table
+    for name, frame in tables_before.items():
+        pd.testing.assert_frame_equal(warehouse.read_table(TARGET, name), frame, check_exact=True, obj=name)
+
+
+@pytest.mark.xfail(strict=True, reason="runner._failed logs 'WARNING hnpipe.runner: could not record "
+                   "the failure of ITEMS: ...' to stderr before the error line (cli sets logging to "
+                   "WARNING), so a failed run prints two lines, not the one-line reason INTERFACE.md promises")
+def test_hnpipe_run_on_a_file_held_open_prints_one_line(locked_run: dict) -> None:
+    assert locked_run["run"].stderr.count("\n") == 1, locked_run["run"].stderr
