@@ -213,19 +213,20 @@ def _refuse_writes(command: str, actual: Target) -> None:
     raise GuardError(f"refused write to {actual}: {command} only reads")
 
 
-def reader(env: str, command: str) -> Warehouse:
+def reader(env: str, command: str, values: Mapping[str, Any] | None = None) -> Warehouse:
     """`env`'s warehouse opened for reading only (history, versions, docs): every write is
-    refused. Snowflake credentials are the ones params/<env>.yaml names."""
+    refused. Snowflake credentials are the ones `values` (else params/<env>.yaml) name."""
     spec = environments.warehouse_spec(env)
     guard = functools.partial(_refuse_writes, command)
     if spec != "snowflake":
         return open_warehouse(spec, write_guard=guard, read_only_databases=("PRODUCTION",))
-    try:
-        config.load_env()
-        params_file = config.params_dir() / f"{env}.yaml"
-    except FileNotFoundError:
-        params_file = None  # installed outside a checkout: no .env, no params
-    values = params.load_params_file(params_file) if params_file and params_file.is_file() else {}
+    if values is None:
+        try:
+            config.load_env()
+            params_file = config.params_dir() / f"{env}.yaml"
+        except FileNotFoundError:
+            params_file = None  # installed outside a checkout: no .env, no params
+        values = params.load_params_file(params_file) if params_file and params_file.is_file() else {}
     return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
                           query_tag={"env": env, "command": command, "git_sha": config.git_sha()})
 
