@@ -202,6 +202,9 @@ def _strict_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
             f"ambiguous YAML number {text!r} (line {node.start_mark.line + 1}): "
             "write plain decimal digits without leading zeros, or quote it"
         )
+    if len(text) > 30:  # no parameter needs more; int() itself refuses past 4,300 digits
+        raise ParameterError(f"YAML number {text[:20]}... (line {node.start_mark.line + 1}) has "
+                             f"{len(text.lstrip('-')):,} digits: far out of range for any parameter")
     return int(text)
 
 
@@ -216,13 +219,23 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ParameterError(f"{source}: {error}") from None
     except yaml.YAMLError as error:
         raise ParameterError(f"{source}: not valid YAML: {str(error).splitlines()[0]}") from None
+    except RecursionError:  # PyYAML recurses once per nesting level
+        raise ParameterError(f"{source}: not valid YAML: nested too deeply") from None
+    except (ValueError, TypeError, AttributeError) as error:
+        # PyYAML's own constructors raise these for explicit tags, e.g. `!!float abc`.
+        reason = " ".join(str(error).split())[:120]
+        raise ParameterError(f"{source}: not valid YAML: cannot read a value ({reason})") from None
 
 
 def load_params_file(path: Path) -> dict[str, Any]:
     """Read and validate a params file (every key must be a notebook parameter)."""
     if not path.is_file():
         raise ParameterError(f"no params file {path}")
-    values = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ParameterError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    values = parse_yaml(text, str(path))
     if not isinstance(values, dict):
         raise ParameterError(f"{path}: expected a mapping of parameter: value")
     try:
