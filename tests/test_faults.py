@@ -322,3 +322,36 @@ def test_hnpipe_run_on_a_file_held_open_fails_clearly_after_a_bounded_wait(locke
                    "WARNING), so a failed run prints two lines, not the one-line reason INTERFACE.md promises")
 def test_hnpipe_run_on_a_file_held_open_prints_one_line(locked_run: dict) -> None:
     assert locked_run["run"].stderr.count("\n") == 1, locked_run["run"].stderr
+
+
+# -- the drill's server: `hnpipe serve-sample` with generated ids and faults ----------------------
+def test_serve_sample_serves_generated_ids_with_the_faults_asked_for() -> None:
+    items = generate_sample(50)
+    with serve_sample_process("--ids", "50", "--http-429", "1", "--retry-after-s", "3") as (url, lines):
+        import requests
+
+        limited = requests.get(f"{url}/item/{max(items)}.json", timeout=5)
+        with HttpHNClient(url, max_attempts=1, progress=False) as client:
+            with pytest.raises(FetchError, match="HTTP 429"):
+                client.max_item()
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+    assert lines[0].startswith("serving 50 HN ids at http://127.0.0.1:")
+    assert f"(max item {max(items)})" in lines[0]
+    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0}
+    assert "stopped after 2 requests" in lines[-1]
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["--ids", "0"], "--ids 0 is out of range: use 1..5,000,000"),
+    (["--http-429", "0.7", "--drops", "0.5"], "fault rates add up to 1.2"),
+    (["--timeouts", "-0.1"], "timeout=-0.1 is out of range"),
+    (["--timeout-sleep-s", "0"], "timeout_sleep_s=0.0 is out of range"),
+    (["--port", "70000"], "port 70000 is out of range"),
+    (["--latency-ms", "nan"], "latency_ms nan is out of range"),
+])
+def test_serve_sample_refuses_bad_flags_in_one_line_before_serving(capsys, argv: list[str], named: str) -> None:
+    from hnpipe import cli
+
+    assert cli.main(["serve-sample", *argv]) == 1
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1, err
