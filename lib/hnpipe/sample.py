@@ -690,6 +690,11 @@ class SampleServer:
         return self._state.max_item
 
     @property
+    def ids(self) -> int:
+        """How many ids it knows (items and nulls); any other id answers null too."""
+        return len(self._state.items)
+
+    @property
     def requests_served(self) -> int:
         with self._state.lock:
             return self._state.requests
@@ -731,7 +736,7 @@ def serve(port: int = 8765, latency_ms: float = 0.0, error_rate: float = 0.0,
     try:
         with server:
             try:  # Ctrl-C may arrive while the banner is still being printed
-                print(f"serving {len(server._state.items):,} HN ids at {server.base_url} "
+                print(f"serving {server.ids:,} HN ids at {server.base_url} "
                       f"(max item {server.max_item}); Ctrl-C to stop", flush=True)
                 while True:
                     time.sleep(0.5)
