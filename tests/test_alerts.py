@@ -175,3 +175,21 @@ def test_plain_papermill_failing_in_production_alerts_once_from_its_kernel(clean
     executed = out.read_text()
     assert not [s for s in secrets(slow_webhook) if s in executed + result.stderr + json.dumps(message)]
     assert "Slack alert not delivered (ReadTimeout" in executed  # logged in the kernel, without the URL
+
+
+def test_the_runner_folds_a_failed_alert_or_record_into_its_one_line(clean_env, tmp_path, monkeypatch, caplog) -> None:
+    from datetime import datetime, timezone
+
+    from hnpipe import runner
+    from hnpipe.environments import Target
+
+    dead = Webhook()
+    dead.close()
+    monkeypatch.setenv("HNPIPE_ENV", "staging")
+    monkeypatch.setenv(alerts.WEBHOOK_VARIABLE, dead.url)
+    values = runner.run_parameters("staging")
+    with caplog.at_level(logging.DEBUG):
+        notes = runner._failed("staging", values, Target("STAGING", "HACKER_NEWS"), "20261121T020000_000001",
+                               "ITEMS", datetime.now(timezone.utc), "FetchError: down", tmp_path / "items.ipynb")
+    assert notes == ["Slack alert not delivered (ConnectionError from the HNPIPE_SLACK_WEBHOOK_URL webhook)"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nothing printed besides

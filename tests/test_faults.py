@@ -317,9 +317,6 @@ def test_hnpipe_run_on_a_file_held_open_fails_clearly_after_a_bounded_wait(locke
         pd.testing.assert_frame_equal(warehouse.read_table(TARGET, name), frame, check_exact=True, obj=name)
 
 
-@pytest.mark.xfail(strict=True, reason="runner._failed logs 'WARNING hnpipe.runner: could not record "
-                   "the failure of ITEMS: ...' to stderr before the error line (cli sets logging to "
-                   "WARNING), so a failed run prints two lines, not the one-line reason INTERFACE.md promises")
 def test_hnpipe_run_on_a_file_held_open_prints_one_line(locked_run: dict) -> None:
     assert locked_run["run"].stderr.count("\n") == 1, locked_run["run"].stderr
 

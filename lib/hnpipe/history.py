@@ -257,6 +257,36 @@ def record_action(action: str, env: str, *, ok: bool, message: str, parameters: 
     return written
 
 
+@contextmanager
+def warnings_held(*logger_names: str) -> Iterator[list[str]]:
+    """Hold back the WARNING records of these loggers and collect their messages instead.
+
+    A command promises one line on stderr when it fails; what recording or alerting had to
+    say about that failure is folded into that line by the caller rather than printed first.
+    """
+    notes: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(credentials.redact(record.getMessage()))
+
+    handler = Collect(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in logger_names]
+    saved = [(logger, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        yield notes
+    finally:
+        for logger, propagate in saved:
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+
+
+SIDE_NOTE_LOGGERS = ("hnpipe.history", "hnpipe.alerts", "hnpipe.runner")
+
+
 # -- reading --------------------------------------------------------------------------------
 def exists(warehouse: Warehouse, target: Target) -> bool:
     return TABLE in warehouse.list_tables(target, bookkeeping=True)

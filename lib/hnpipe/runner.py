@@ -127,9 +127,9 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                     from hnpipe.history import error_line
 
                     reason = error_line(error)
-                _failed(env, values, target, run_id, dataset.name, began, reason, output)
-                raise RunFailed(f"{source.name} failed: {reason} "
-                                f"(executed notebook kept at {output})") from None
+                notes = _failed(env, values, target, run_id, dataset.name, began, reason, output)
+                raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
+                                + "".join(f"; {note}" for note in notes)) from None
             result.notebooks.append(NotebookResult(
                 dataset.name, dataset.notebook, output, time.perf_counter() - notebook_started))
     result.seconds = time.perf_counter() - started
@@ -142,19 +142,22 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
 
 
 def _failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
-            dataset: str, began: datetime, reason: str, output: Path) -> None:
-    """A notebook failed: record it unless the notebook did, and alert once. Never raises."""
+            dataset: str, began: datetime, reason: str, output: Path) -> list[str]:
+    """A notebook failed: record it unless the notebook did, and alert once. Never raises;
+    returns what went wrong doing so, for the run's one-line error."""
     from hnpipe import alerts, history, pipeline
 
-    try:
-        warehouse = pipeline.connect(env, values)
-        if not history.has_row(warehouse, target, run_id, dataset):
-            history.record(warehouse, target, history.RunRecord(
-                run_id, "run", dataset, env, history.FAILED, started=began, parameters=values,
-                notebook=str(output), error=reason))
-    except Exception as exc:  # the warehouse may be what failed: the run's error comes first
-        log.warning("could not record the failure of %s: %s", dataset, history.error_line(exc))
-    alerts.notify_failure(env, dataset, reason, run_id, str(output))
+    with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
+        try:
+            warehouse = pipeline.connect(env, values)
+            if not history.has_row(warehouse, target, run_id, dataset):
+                history.record(warehouse, target, history.RunRecord(
+                    run_id, "run", dataset, env, history.FAILED, started=began, parameters=values,
+                    notebook=str(output), error=reason))
+        except Exception as exc:  # the warehouse may be what failed: the run's error comes first
+            log.warning("could not record the failure of %s: %s", dataset, history.error_line(exc))
+        alerts.notify_failure(env, dataset, reason, run_id, str(output))
+    return notes
 
 
 def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:

@@ -84,11 +84,20 @@ def restore(table: str, run: str, *, warehouse: Warehouse | None = None) -> Rest
                           f"(see `hnpipe versions {table}`)")
     restore_run_id = config.new_run_id()
     parameters = {"table": table, "run": run, "keep_versions": values["keep_versions"]}
-    with history.recording(warehouse, target, action="restore", env=env, dataset=table,
-                           parameters=parameters, run_id=restore_run_id) as entry:
-        rows = warehouse.restore_version(target, table, run, restore_run_id, values["keep_versions"])
-        entry.rows = rows
-        entry.detail = f"put back {table} as before run {run}; the replaced table is version {restore_run_id}"
+    # What recording or alerting has to say joins the command's one line.
+    with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
+        try:
+            with history.recording(warehouse, target, action="restore", env=env, dataset=table,
+                                   parameters=parameters, run_id=restore_run_id) as entry:
+                rows = warehouse.restore_version(target, table, run, restore_run_id, values["keep_versions"])
+                entry.rows = rows
+                entry.detail = f"put back {table} as before run {run}; the replaced table is version {restore_run_id}"
+        except HnpipeError as error:
+            if notes:
+                raise HnpipeError(f"{error}; " + "; ".join(notes)) from None
+            raise
+    for note in notes:
+        print(f"warning: {note}")
     present = warehouse.list_tables(target, bookkeeping=True)
     downstream = tuple(name for name in datasets.downstream(table) if name in present)
     restorable = tuple(name for name in downstream if version_table_name(name, run) in present)
