@@ -11,13 +11,16 @@ process disagree before anything is fetched or written, and hands the warehouse 
 that re-checks the connection's actual database.schema before every write.
 
 Every publish passes the dataset's quality gates (`datasets.quality_checks`) on the staging
-table first, and is followed by the table and column comments of its definition. The Step records its outcome in the run history (hnpipe.history): `succeeded`
-once the table is published, `failed` when fetch, publish or build raises. Recording in the
-Step's own methods works however the notebook runs (hnpipe run, papermill, JupyterLab, a
-script); an IPython post-run-cell hook was considered and left out: it would also catch
-cells that only explore (explore.ipynb starts a Step to read) and record a second row for
-a failure the Step already recorded. Failures elsewhere in a notebook are recorded by
-`hnpipe run`, which sees papermill fail.
+table first, keeps the table it replaces as a version (`keep_versions`, see hnpipe.versions)
+and is followed by the table and column comments of the dataset's definition.
+
+The Step records its outcome in the run history (hnpipe.history): `succeeded` once the table
+is published, `failed` when fetch, publish or build raises, and alerts outside `hnpipe run`
+(which alerts once for the whole run). Recording in the Step's own methods works however the
+notebook runs (hnpipe run, papermill, JupyterLab, a script). An IPython post-run-cell hook was
+considered and left out: it would also catch cells that only explore (explore.ipynb starts a
+Step to read) and record a second row for a failure the Step already recorded. Failures
+elsewhere in a notebook are recorded by `hnpipe run`, which sees papermill fail.
 """
 
 from __future__ import annotations
