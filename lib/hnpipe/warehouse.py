@@ -545,8 +545,9 @@ class DuckDBWarehouse(Warehouse):
         replaced = version_table_name(table, restore_run_id)
         keep = check_keep_versions(keep_versions)
         # Read first: a missing version is refused before anything is opened for writing.
-        if version not in self.list_tables(target, bookkeeping=True):
-            raise WarehouseError(missing_version_message(target, table, run_id, list(self.list_tables(target, bookkeeping=True))))
+        tables = list(self.list_tables(target, bookkeeping=True))
+        if version not in tables:
+            raise WarehouseError(missing_version_message(target, table, run_id, tables))
         with self._writing(target) as con:
             present = _table_names(con, target.schema)
             if version not in present:  # gone since: another process restored or pruned it
@@ -587,16 +588,11 @@ class DuckDBWarehouse(Warehouse):
         with self._writing(target) as con:
             con.register("hnpipe_rows", arrow)
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0")
+                _in_transaction(con, [
+                    f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0",
                     # BY NAME: the frame's columns in any order; an unknown column fails the insert.
-                    con.execute(f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows")
-                    con.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(duckdb.Error):
-                        con.execute("ROLLBACK")
-                    raise
+                    f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
+                ])
             except duckdb.Error as exc:
                 raise WarehouseError(f"cannot append to {destination}: {_one_line(exc)}") from exc
             finally:
