@@ -497,3 +497,39 @@ def test_admin_notebook_has_the_pipeline_parameters_cell_plus_the_admin_ones() -
         name: p.default for name, p in admin.DECLARED.items()}
     assert all(not c.get("outputs") and c.get("execution_count") is None
                for c in admin_nb.cells if c.cell_type == "code")
+
+
+def test_actions_that_reach_the_warehouse_are_rows_in_the_acting_environments_history(
+        warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hnpipe import history
+
+    monkeypatch.setenv("HNPIPE_ENV", "production")
+    admin.run({"environment": "production", "action": "clone", "pr_id": 5})
+    admin.run({"environment": "production", "action": "list"})  # reads only: no row
+    with pytest.raises(ParameterError):
+        admin.run({"environment": "production", "action": "drop", "pr_id": 0})  # refused before connecting
+    monkeypatch.setenv("HNPIPE_ENV", "branch")
+    monkeypatch.setenv("HNPIPE_PR_ID", "5")
+    admin.run({"environment": "branch", "action": "clone", "pr_id": 5})  # recorded in the clone itself
+    wh = DuckDBWarehouse(warehouse)
+    production = history.read(wh, Target("PRODUCTION", SCHEMA))
+    assert production.ACTION.tolist() == ["admin clone"]
+    assert production.STATUS.tolist() == ["succeeded"] and "PRODUCTION_CLONE_5" in production.DETAIL[0]
+    branch = history.read(wh, Target("PRODUCTION_CLONE_5", SCHEMA))
+    assert branch.ACTION.tolist()[0] == "admin clone" and branch.ENVIRONMENT.tolist()[0] == "branch"
+
+
+def test_handover_prints_the_lockdown_and_applies_only_from_production(capsys, monkeypatch) -> None:
+    assert cli.main(["admin", "handover", "--owner-role", "IT_ADMIN", "--reader-role", "READER",
+                     "--analyst-role", "ANALYST"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == ('GRANT OWNERSHIP ON SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "IT_ADMIN" '
+                          "COPY CURRENT GRANTS;")
+    assert sum(line.startswith("REVOKE") and '"ANALYST"' in line for line in printed) == 3
+    assert printed[-1] == 'GRANT SELECT ON FUTURE TABLES IN SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "READER";'
+    assert cli.main(["admin", "handover", "--owner-role", "IT; DROP", "--reader-role", "READER"]) == 1
+    assert "refused IT role 'IT; DROP'" in capsys.readouterr().err
+    monkeypatch.setattr(admin, "_connect", connection_forbidden)
+    monkeypatch.setenv("HNPIPE_ENV", "staging")
+    assert cli.main(["admin", "handover", "--owner-role", "IT", "--reader-role", "R", "--apply"]) == 1
+    assert "refused admin handover --apply: only HNPIPE_ENV=production" in capsys.readouterr().err

@@ -35,8 +35,8 @@ An open pull request's clone is thus kept only while it is younger than the limi
 A clone whose creation time the engine does not report is never stale by age. Prune only
 lists the stale clones unless `apply` is true.
 
-Every action, done or refused, is recorded by `_record` (for now one log line on
-`hnpipe.admin`).
+Every action, done or refused, is logged by `_record`; once it reached the warehouse it is
+also a row in the acting environment's PIPELINE_RUNS (`hnpipe history`).
 """
 
 from __future__ import annotations
@@ -222,6 +222,8 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
     """
     action = str(values.get("action"))
     env = "?"
+    started = datetime.now(timezone.utc)
+    connected = False
     try:
         values = _validated(values)
         action = values["action"]
@@ -238,6 +240,7 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
         # Everything above is checked before the warehouse is opened.
         owned = warehouse is None
         warehouse = warehouse or _connect(env, values, environ)
+        connected = True
         try:
             now = now or datetime.now(timezone.utc)
             if action == "clone":
@@ -255,9 +258,11 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
             if owned and hasattr(warehouse, "close"):
                 warehouse.close()
     except HnpipeError as error:
-        _record(AdminResult(action, env, str(error), ok=False))
+        notes = _record(AdminResult(action, env, str(error), ok=False), values, started, connected)
+        if notes:  # what recording or alerting had to say joins the one error line
+            raise type(error)(f"{error} ({'; '.join(notes)})") from None
         raise
-    _record(result)
+    _record(result, values, started, connected)
     return result
 
 
@@ -352,11 +357,23 @@ def _prune(warehouse: Warehouse, env: str, older_than_days: int, keep_prs: Seque
                        changed=tuple(dropped), reasons=reasons)
 
 
-def _record(result: AdminResult) -> None:
-    """The one place an admin action is recorded (run history will hook in here)."""
+def _record(result: AdminResult, values: Mapping[str, Any], started: datetime, connected: bool) -> list[str]:
+    """The one place an admin action is recorded: a log line always, and a PIPELINE_RUNS row
+    in the acting environment's own schema once the action reached the warehouse (a refusal
+    before that promised to write nothing; `list` only reads). Returns the warnings recording
+    raised, for the caller's one error line."""
+    from hnpipe import history
+
     # INFO, refusals too: the command line already prints them once, on stderr.
     outcome = f"on {result.engine}" if result.ok else "refused or failed"
     log.info("admin %s by %s %s: %s", result.action, result.environment, outcome, result.message)
+    if not connected or result.action == "list":
+        return []
+    with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
+        history.record_action(f"admin {result.action}", result.environment, ok=result.ok,
+                              message=result.message, parameters=values, started=started,
+                              notebook="admin")
+    return notes
 
 
 # -- formatting --------------------------------------------------------------------------
@@ -386,7 +403,7 @@ _DAYS = re.compile(r"0|[1-9][0-9]{0,9}", re.ASCII)
 
 
 def add_arguments(parser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True, metavar="{clone,drop,list,prune}")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{clone,drop,list,prune,handover}")
     for name, help_text in (
         ("clone", "make PRODUCTION_CLONE_<PR> a fresh copy of PRODUCTION (replacing an earlier one)"),
         ("drop", "drop PRODUCTION_CLONE_<PR> (succeeds when it does not exist)"),
@@ -402,9 +419,37 @@ def add_arguments(parser) -> None:
     prune.add_argument("--keep-pr", metavar="N", action="append", default=[],
                        help="an open pull request whose clone stays unless too old (repeat for each)")
     prune.add_argument("--apply", action="store_true", help="drop the stale clones (default: only list them)")
+    text = ("print (with --apply, run on Snowflake from production) the statements that hand "
+            "PRODUCTION.HACKER_NEWS to IT: ownership, analysts' write access revoked, readers granted")
+    handover = actions.add_parser("handover", help=text, description=text)
+    handover.add_argument("--owner-role", required=True, metavar="ROLE", help="IT's role, the new owner")
+    handover.add_argument("--reader-role", required=True, metavar="ROLE", help="the role granted read access")
+    handover.add_argument("--analyst-role", action="append", default=[], metavar="ROLE",
+                          help="a role whose write access is revoked (repeat for each)")
+    handover.add_argument("--apply", action="store_true", help="run the statements (default: only print them)")
+
+
+def _handover(args) -> int:
+    from hnpipe import handover, pipeline, runner
+
+    warehouse = None
+    if args.apply:  # the production warehouse, with the credentials params/production.yaml names
+        running = environments.process_environment()
+        if running != "production":  # before asking for credentials or connecting
+            raise GuardError(
+                f"refused admin handover --apply: only HNPIPE_ENV=production may change production's "
+                f"grants (this process runs as HNPIPE_ENV={running}); without --apply it only prints them"
+            )
+        warehouse = pipeline.connect("production", runner.run_parameters("production"))
+    statements = handover.lockdown(warehouse, it_role=args.owner_role, reader_role=args.reader_role,
+                                   analyst_roles=args.analyst_role, apply=args.apply)
+    print(handover.to_text(statements), end="")
+    return 0
 
 
 def main(args) -> int:
+    if args.action == "handover":
+        return _handover(args)
     # Options arrive as text and are checked here, so a bad one is a one-line HnpipeError.
     options: dict[str, Any] = {}
     if getattr(args, "pr", None) is not None:
