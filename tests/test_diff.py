@@ -255,10 +255,23 @@ def test_cli_reads_snowflake_with_the_environments_credentials_and_refuses_write
     publish(writer, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
     publish(writer, HEAD, "ITEMS", datasets.items_frame(BASE_ITEMS[:-1]))
 
-    reader = diff.connect([BASE, HEAD])
+    reader = diff.connect()
     assert reader.engine == "snowflake"
     with pytest.raises(GuardError, match="hnpipe diff only reads"):
         reader.publish_frame(Target(HEAD, SCHEMA), "ITEMS", datasets.items_frame(BASE_ITEMS), "t2")
     assert cli.main(["diff", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)["tables"]["ITEMS"]
     assert items["ids_removed"] == 1 and items["removed_sample"] == [BASE_ITEMS[-1]["id"]]
+
+
+def test_hnpipe_bookkeeping_tables_are_not_diffed(duckdb_warehouse: DuckDBWarehouse) -> None:
+    from hnpipe import history
+
+    publish(duckdb_warehouse, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
+    duckdb_warehouse.clone_database(BASE, HEAD)
+    head = Target(HEAD, SCHEMA)
+    # A branch run keeps the replaced table as a version and writes its history.
+    duckdb_warehouse.publish_frame(head, "ITEMS", datasets.items_frame(head_items()), "t2", keep_versions=2)
+    history.record(duckdb_warehouse, head, history.RunRecord("t2", "run", "ITEMS", "branch", history.SUCCEEDED))
+    assert any("__VERSION_" in name for name in duckdb_warehouse.list_tables(head, bookkeeping=True))
+    assert [table.name for table in diff.diff_databases(duckdb_warehouse, BASE, HEAD).tables] == ["ITEMS"]

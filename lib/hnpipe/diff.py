@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
-from hnpipe import config, datasets, environments, params
+from hnpipe import datasets, environments
 from hnpipe.environments import PUBLISHED_SCHEMA, Target, check_identifier
 from hnpipe.errors import GuardError, WarehouseError
-from hnpipe.warehouse import STAGING_MARKER, Warehouse, open_warehouse
+from hnpipe.warehouse import Warehouse, is_bookkeeping_table
 
 SAMPLE_SIZE = 5  # ids added/removed and changed values shown per table
 VALUE_CHARS = 200  # sample values are cut to this many characters, inside the warehouse
@@ -117,7 +117,8 @@ def _catalog(warehouse: Warehouse, database: str) -> str:
 
 
 def table_columns(warehouse: Warehouse, database: str, schema: str) -> dict[str, list[Column]]:
-    """The base tables of database.schema with their columns in order (staging tables left out)."""
+    """The base tables of database.schema with their columns in order (not hnpipe's staging,
+    version and history tables)."""
     catalog = _catalog(warehouse, database)
     frame = warehouse.query_across([database], f"""
         SELECT C.TABLE_NAME, C.COLUMN_NAME, C.DATA_TYPE
@@ -129,7 +130,7 @@ def table_columns(warehouse: Warehouse, database: str, schema: str) -> dict[str,
         ORDER BY C.TABLE_NAME, C.ORDINAL_POSITION""", [database, schema])
     tables: dict[str, list[Column]] = {}
     for table, column, data_type in frame.itertuples(index=False):
-        if _is_identifier(table) and STAGING_MARKER not in table:
+        if _is_identifier(table) and not is_bookkeeping_table(table):  # hnpipe's own tables
             tables.setdefault(table, []).append(Column(column, str(data_type)))
     if not tables:
         present = warehouse.query_across([database], f"""
@@ -407,25 +408,12 @@ def to_markdown(diff: DatabaseDiff) -> str:
 
 
 # -- the warehouse, read-only ------------------------------------------------------------
-def _refuse_write(actual: Target) -> None:
-    raise GuardError(f"refused write to {actual}: hnpipe diff only reads")
+def connect() -> Warehouse:
+    """The process environment's warehouse, opened as `hnpipe history` and `docs` open it:
+    every write refused (and on the embedded engine PRODUCTION read-only)."""
+    from hnpipe import pipeline
 
-
-def connect(databases: Sequence[str] = ()) -> Warehouse:
-    """The process environment's warehouse, as a run would open it, refusing every write."""
-    env = environments.process_environment()
-    spec = environments.warehouse_spec(env)
-    if spec != "snowflake":
-        return open_warehouse(spec, write_guard=_refuse_write, read_only_databases=list(databases))
-    # The credentials a run of this environment uses: params/<env>.yaml names the variables.
-    try:
-        config.load_env()
-        params_file = config.params_dir() / f"{env}.yaml"
-    except FileNotFoundError:
-        params_file = None  # installed outside a checkout: no .env, no params
-    values = params.load_params_file(params_file) if params_file and params_file.is_file() else {}
-    return open_warehouse(spec, write_guard=_refuse_write, env_names=values.get("snowflake_env") or None,
-                          query_tag={"env": env, "command": "hnpipe diff", "git_sha": config.git_sha()})
+    return pipeline.reader(environments.process_environment(), "hnpipe diff")
 
 
 # -- `hnpipe diff` -----------------------------------------------------------------------
@@ -452,7 +440,7 @@ def main(args) -> int:
         head = environments.clone_database(pr)
     for name, what in ((args.base, "--base"), (head, "--head"), (args.schema, "--schema")):
         check_identifier(name, what)  # before connecting
-    warehouse = connect([args.base, head])
+    warehouse = connect()
     try:
         diff = diff_databases(warehouse, args.base, head, args.schema, args.sample)
     finally:
