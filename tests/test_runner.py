@@ -96,3 +96,13 @@ def test_a_failing_notebook_is_named_with_its_kept_output(clean_env: Path, tmp_p
         runs = con.execute('SELECT DATASET, STATUS, ERROR, NOTEBOOK FROM "TESTER"."PIPELINE_RUNS"').fetchall()
     assert len(runs) == 1 and runs[0][:2] == ("ITEMS", "failed") and runs[0][3] == str(kept)
     assert runs[0][2].startswith("FetchError: ") and runs[0][2] in line
+
+
+def test_run_only_some_datasets(clean_env: Path, tmp_path: Path) -> None:
+    assert hnpipe("run", "--env", "local", "-p", "n_items=200").returncode == 0
+    result = hnpipe("run", "--env", "local", "--only", "STORIES", "--only", "COMMENTS")
+    assert result.returncode == 0, result.stderr
+    newest = max((tmp_path / "runs" / "local").iterdir())
+    assert sorted(p.name for p in newest.iterdir()) == ["comments.ipynb", "stories.ipynb"]
+    refused = hnpipe("run", "--env", "local", "--only", "stories")
+    assert refused.returncode == 1 and "unknown dataset 'stories'" in refused.stderr

@@ -305,7 +305,8 @@ def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> N
     on = triggers(workflow)
     assert set(on) == {"schedule", "workflow_dispatch"} and on["schedule"][0]["cron"]
     assert workflow["concurrency"] == {"group": "production", "cancel-in-progress": False}
-    assert step_commands(workflow["jobs"]["run"]) == [["run", "--env", "production"]]
+    assert step_commands(workflow["jobs"]["run"]) == [["run", "--env", "production", "--dry-run"],
+                                                      ["run", "--env", "production"]]
     prune = workflow["jobs"]["prune-clones"]
     script = prune["steps"][-1]["run"]
     assert "gh pr list --state open" in script and "--json number" in script and "--keep-pr" in script

@@ -323,7 +323,8 @@ def main(args) -> int:
             raise HnpipeError(f"dry run of {args.env}: {len(failed)} of {len(checks)} checks failed "
                               f"({', '.join(failed)}); see the checklist above")
         return 0
-    print(run(args.env, overrides).summary())
+    only = [datasets.get(name).name for name in args.only] or None  # unknown names: one line, now
+    print(run(args.env, overrides, only=only).summary())
     return 0
 
 
@@ -333,5 +334,8 @@ def add_arguments(parser) -> None:
                         help="which params/<env>.yaml to run; must match HNPIPE_ENV")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. -p n_items=500")
+    parser.add_argument("--only", action="append", default=[], metavar="DATASET",
+                        help="run just this dataset's notebook (repeat for more; in dependency "
+                             "order), e.g. the changed ones of a pull request")
     parser.add_argument("--dry-run", action="store_true",
                         help="check parameters, guard, credentials, warehouse and notebooks; fetch and write nothing")
