@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from hnpipe import datasets, environments
-from hnpipe.environments import PUBLISHED_SCHEMA, Target, check_identifier
+from hnpipe.environments import PUBLISHED_SCHEMA, Target, check_identifier, is_identifier
 from hnpipe.errors import GuardError, WarehouseError
 from hnpipe.warehouse import Warehouse, is_bookkeeping_table
 
@@ -130,7 +130,7 @@ def table_columns(warehouse: Warehouse, database: str, schema: str) -> dict[str,
         ORDER BY C.TABLE_NAME, C.ORDINAL_POSITION""", [database, schema])
     tables: dict[str, list[Column]] = {}
     for table, column, data_type in frame.itertuples(index=False):
-        if _is_identifier(table) and not is_bookkeeping_table(table):  # hnpipe's own tables
+        if is_identifier(table) and not is_bookkeeping_table(table):  # hnpipe's own tables
             tables.setdefault(table, []).append(Column(column, str(data_type)))
     if not tables:
         present = warehouse.query_across([database], f"""
@@ -140,14 +140,6 @@ def table_columns(warehouse: Warehouse, database: str, schema: str) -> dict[str,
             raise WarehouseError(f"no schema {database}.{schema}: pass the schema that holds the tables "
                                  f"with --schema (default {PUBLISHED_SCHEMA})")
     return tables
-
-
-def _is_identifier(name: object) -> bool:
-    try:
-        check_identifier(name)
-    except GuardError:
-        return False
-    return True
 
 
 # -- comparing one table -----------------------------------------------------------------

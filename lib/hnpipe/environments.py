@@ -43,6 +43,11 @@ def check_identifier(value: object, what: str = "identifier") -> str:
     return value
 
 
+def is_identifier(value: object) -> bool:
+    """Whether `value` would pass check_identifier (for filtering names read from a catalog)."""
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+
+
 def check_environment_name(value: object, source: str = "environment") -> str:
     if value not in ENVIRONMENTS:
         raise GuardError(f"unknown {source} {value!r}: choose one of {', '.join(ENVIRONMENTS)}")
