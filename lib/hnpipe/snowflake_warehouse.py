@@ -19,7 +19,10 @@ How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
   `ALTER TABLE <staging> RENAME TO <table>`. Never truncate-then-load. On failure the staging
   table is dropped and the published table is untouched. After a swap the staging table holds
   the old data: it is renamed to `<TABLE>__VERSION_<RUN ID>` when versions are kept (zero-copy),
-  else dropped. A restore swaps a version back the same way.
+  else dropped. A restore swaps a version back the same way. A merge (incremental refresh)
+  loads the new rows into `<STAGING>_DELTA`, builds the staging table with one
+  `CREATE TABLE .. AS SELECT` (kept rows UNION ALL the delta), drops the delta, and goes on
+  like any publish.
 * Secrets: credentials come from `hnpipe.credentials` at connect time and are never kept on
   the object; connector errors are re-raised as one-line WarehouseErrors passed through
   `credentials.redact`, without chaining the original (which could carry them).
@@ -58,10 +61,13 @@ from hnpipe.warehouse import (
     check_comment_columns,
     check_comment_text,
     check_failure,
+    check_keep_ids,
     check_keep_versions,
+    delta_table_name,
     frame_from_arrow,
     is_bookkeeping_table,
     keep_plan,
+    merge_select,
     missing_version_message,
     staging_table_name,
     version_table_name,
@@ -363,23 +369,37 @@ class SnowflakeWarehouse(Warehouse):
         keep = keep_plan(table, run_id, keep_versions)
 
         def load() -> None:
-            self._execute(f"CREATE TABLE IDENTIFIER(?) ({ddl})", [staging], what=f"create {staging}")
-            if prepared.empty:
-                return
-            try:
-                ok, _chunks, loaded, _ = snowflake.connector.pandas_tools.write_pandas(
-                    self._connect_once(), prepared, staging,
-                    database=target.database, schema=target.schema,
-                    quote_identifiers=True, auto_create_table=False, overwrite=False,
-                    # Parquet logical types: timestamps load as timestamps, not integers.
-                    use_logical_type=True,
-                )
-            except Exception as exc:  # connector, network or Arrow errors alike
-                raise WarehouseError(f"cannot load {destination}: {self._clean(exc)}") from None
-            if not ok:
-                raise WarehouseError(f"cannot load {destination}: write_pandas reported a failed load ({loaded} rows)")
+            self._load_frame(target, staging, ddl, prepared, destination)
 
         return self._publish(target, table, staging, load, len(prepared), checks, keep)
+
+    def publish_merge(
+        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
+        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        staging = self._staging(table, run_id)
+        delta = delta_table_name(table, run_id)
+        destination = f"{target}.{table}"
+        keep_ids = check_keep_ids(keep_ids, frame, destination)
+        ddl, prepared = _prepare_frame(frame, destination)
+        checks = _checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
+        if table not in self._tables(target):
+            raise WarehouseError(f"cannot merge into {destination}: no such table; publish it whole first")
+
+        def load() -> None:
+            # The new rows go to a table of their own first (write_pandas loads tables only),
+            # then one CTAS merges them with the kept rows; the delta is dropped either way.
+            try:
+                self._load_frame(target, delta, ddl, prepared, destination)
+                select = merge_select("IDENTIFIER(?)", "IDENTIFIER(?)", list(prepared.columns), keep_ids)
+                self._execute(f"CREATE TABLE IDENTIFIER(?) AS {select}", [staging, table, delta],
+                              what=f"merge into {destination}")
+            finally:
+                with contextlib.suppress(HnpipeError):  # a leftover goes with the next publish
+                    self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [delta])
+
+        return self._publish(target, table, staging, load, None, checks, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
@@ -581,6 +601,24 @@ class SnowflakeWarehouse(Warehouse):
         if actual != target:
             raise WarehouseError(f"refused write: asked for {target} but the connection is at {actual}")
         return actual
+
+    def _load_frame(self, target: Target, table: str, ddl: str, prepared: pd.DataFrame, destination: str) -> None:
+        """Create `table` from the column DDL and load the prepared frame into it."""
+        self._execute(f"CREATE TABLE IDENTIFIER(?) ({ddl})", [table], what=f"create {table}")
+        if prepared.empty:
+            return
+        try:
+            ok, _chunks, loaded, _ = snowflake.connector.pandas_tools.write_pandas(
+                self._connect_once(), prepared, table,
+                database=target.database, schema=target.schema,
+                quote_identifiers=True, auto_create_table=False, overwrite=False,
+                # Parquet logical types: timestamps load as timestamps, not integers.
+                use_logical_type=True,
+            )
+        except Exception as exc:  # connector, network or Arrow errors alike
+            raise WarehouseError(f"cannot load {destination}: {self._clean(exc)}") from None
+        if not ok:
+            raise WarehouseError(f"cannot load {destination}: write_pandas reported a failed load ({loaded} rows)")
 
     def _staging(self, table: str, run_id: str) -> str:
         check_identifier(table, "table")

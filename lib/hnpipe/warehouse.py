@@ -7,12 +7,15 @@ Callers never build SQL with names in it: every database, schema and table name 
 
 Writes are all-or-nothing: a table is published by loading a staging table
 (`<TABLE>__STAGING_<RUN ID>`), checking it, and swapping it in within one transaction, so a
-reader sees the old table or the new one, never a partial or missing one. Rows are appended
-(`append_rows`, the run history) by one INSERT in a transaction.
+reader sees the old table or the new one, never a partial or missing one. `publish_merge`
+(incremental refresh) stages the table's kept rows plus new ones by one CREATE TABLE .. AS
+SELECT, then goes through the same checks and swap. Rows are appended (`append_rows`, the run
+history) by one INSERT in a transaction.
 
 Besides the published tables a schema holds hnpipe's bookkeeping, which `list_tables` leaves
-out (`is_bookkeeping_table`): staging tables, kept versions (`<TABLE>__VERSION_<RUN ID>`, see
-`publish_frame`'s keep_versions) and the run history, PIPELINE_RUNS (hnpipe.history).
+out (`is_bookkeeping_table`): staging tables (and publish_merge's `<STAGING>_DELTA` on
+Snowflake), kept versions (`<TABLE>__VERSION_<RUN ID>`, see `publish_frame`'s keep_versions)
+and the run history, PIPELINE_RUNS (hnpipe.history).
 """
 
 from __future__ import annotations
@@ -125,6 +128,41 @@ def staging_table_name(table: str, run_id: str) -> str:
     return check_identifier(f"{check_identifier(table, 'table')}__STAGING_{run_id.upper()}", "staging table")
 
 
+def delta_table_name(table: str, run_id: str) -> str:
+    """Where publish_merge loads the new rows on engines that cannot read a frame in SQL
+    (Snowflake). A staging name too, so a crashed run's leftover is hidden and dropped
+    by the next publish of the table like any staging table."""
+    return check_identifier(f"{staging_table_name(table, run_id)}_DELTA", "delta table")
+
+
+def check_keep_ids(keep_ids: object, frame: pd.DataFrame, destination: str) -> tuple[int, int]:
+    """publish_merge's (first, last) id range, refused in one line unless it is two whole
+    numbers with first <= last and no row of `frame` falls inside it."""
+    ok = (isinstance(keep_ids, tuple) and len(keep_ids) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in keep_ids))
+    if not ok or keep_ids[0] > keep_ids[1]:
+        raise WarehouseError(f"cannot merge into {destination}: keep_ids {keep_ids!r} is not "
+                             "(first id, last id) with first <= last")
+    if not isinstance(frame, pd.DataFrame) or "ID" not in frame.columns:
+        raise WarehouseError(f"cannot merge into {destination}: the new rows need an ID column")
+    inside = frame["ID"][frame["ID"].between(*keep_ids).fillna(False).astype(bool)]
+    if len(inside):
+        raise WarehouseError(f"cannot merge into {destination}: {len(inside)} new rows have ids inside "
+                             f"the kept range {keep_ids[0]}..{keep_ids[1]}, e.g. ID {inside.iloc[0]}")
+    return keep_ids
+
+
+def merge_select(kept_from: str, new_from: str, columns: Sequence[str], keep_ids: tuple[int, int]) -> str:
+    """The one SELECT a merge stages: the rows of `kept_from` (the published table) whose ID
+    is in keep_ids, then every row of `new_from`, both as `columns`. The engine passes the
+    two table expressions (a quoted name, IDENTIFIER(?)); the columns are checked and quoted
+    here, the ids are integers checked by check_keep_ids."""
+    names = ", ".join(f'"{check_identifier(column, "column")}"' for column in columns)
+    first, last = (int(value) for value in keep_ids)
+    return (f'SELECT {names} FROM {kept_from} WHERE "ID" BETWEEN {first} AND {last} '
+            f"UNION ALL SELECT {names} FROM {new_from}")
+
+
 def version_table_name(table: str, run_id: str) -> str:
     if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9_]+", run_id, re.ASCII):
         raise WarehouseError(f"invalid run id {run_id!r}: use ASCII letters, digits and _ only")
@@ -218,6 +256,18 @@ class Warehouse(ABC):
         """Atomically replace target.table with the result of `select_sql`, computed inside
         the warehouse (unqualified names resolve in target's schema); returns the rows.
         `keep_versions` as for publish_frame."""
+
+    @abstractmethod
+    def publish_merge(
+        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
+        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        """Atomically replace target.table with its own rows whose ID lies in `keep_ids`
+        (first, last; inclusive) plus every row of `frame`, merged inside the warehouse by
+        one CREATE TABLE .. AS SELECT into the staging table, then checked and swapped in
+        like publish_frame; returns the rows published. The table must exist, and no row of
+        `frame` may have an ID inside `keep_ids` (refused before anything is written).
+        Used by incremental refresh (hnpipe.refresh)."""
 
     def list_versions(self, target: Target, table: str) -> list[TableVersion]:
         """The kept versions of target.table, newest first."""
@@ -535,6 +585,31 @@ class DuckDBWarehouse(Warehouse):
         def load(con: duckdb.DuckDBPyConnection) -> None:
             # Unqualified names in select_sql resolve in target: _writing ran USE target.
             con.execute(f"CREATE TABLE {_q(staging)} AS {select_sql}")
+
+        with self._writing(target) as con:
+            return self._publish(con, target, table, staging, load, None, checks, keep)
+
+    def publish_merge(
+        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
+        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        staging = staging_table_name(table, run_id)
+        destination = f"{target}.{table}"
+        keep_ids = check_keep_ids(keep_ids, frame, destination)
+        arrow = _frame_to_arrow(frame, destination)  # before opening anything
+        checks = _checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
+
+        def load(con: duckdb.DuckDBPyConnection) -> None:
+            if table not in _table_names(con, target.schema):
+                raise WarehouseError(f"cannot merge into {destination}: no such table; publish it whole first")
+            # DuckDB reads the frame where it lies: no delta table needed.
+            con.register("hnpipe_frame", arrow)
+            try:
+                con.execute(f"CREATE TABLE {_q(staging)} AS "
+                            + merge_select(_q(table), "hnpipe_frame", arrow.column_names, keep_ids))
+            finally:
+                con.unregister("hnpipe_frame")
 
         with self._writing(target) as con:
             return self._publish(con, target, table, staging, load, None, checks, keep)
