@@ -7,8 +7,9 @@
 Quality gates (`quality_checks`) run inside the warehouse on the staging table, before it
 replaces the published one; any failure publishes nothing. Every dataset must have a unique,
 non-null ID, a TYPE from the HN set and no TIME in the future (beyond `CLOCK_SKEW`); ITEMS
-must hold between 1 and n_items rows and no fewer than the ids that answered; COMMENTS and
-STORIES must hold exactly the ITEMS rows of their TYPE, nothing else.
+must hold between 1 and n_items rows, no fewer than the ids that answered (plus, after an
+incremental refresh, the rows it kept) and only ids of the target set; COMMENTS and STORIES
+must hold exactly the ITEMS rows of their TYPE, nothing else.
 
 Every frame of items has the same columns and dtypes, whoever made it (the builder, or a
 warehouse read): integers Int64, DELETED/DEAD boolean, text pandas "string", TIME
@@ -283,14 +284,18 @@ DATASETS: dict[str, Dataset] = {
 
 def quality_checks(
     dataset: Dataset, *, now: datetime | None = None, n_items: int | None = None,
-    null_ids: int | None = None,
+    null_ids: int | None = None, fetched_ids: int | None = None, kept_rows: int = 0,
+    id_range: tuple[int, int] | None = None,
 ) -> tuple[Check, ...]:
     """Every gate `dataset` must pass on its staging table before it is published.
 
     The dataset's own checks first, then the shared ones, then its row count: for ITEMS
-    between max(1, n_items - null_ids) and n_items rows (`null_ids`: how many ids answered
-    null, from the fetch report; when unknown, at least 1 row); for a dataset of one TYPE,
-    exactly the ids of ITEMS with that TYPE. `now` (UTC) bounds TIME, plus CLOCK_SKEW.
+    between max(1, kept_rows + fetched_ids - null_ids) and n_items rows (`fetched_ids`: ids
+    asked of the API, n_items unless given; `null_ids`: how many of them answered null, from
+    the fetch report, when unknown the low end is max(1, kept_rows); `kept_rows`: rows an
+    incremental refresh keeps from the published ITEMS, see hnpipe.refresh); with `id_range`
+    (first, last), every ID within it; for a dataset of one TYPE, exactly the ids of ITEMS with
+    that TYPE. `now` (UTC) bounds TIME, plus CLOCK_SKEW.
     """
     now = now or datetime.now(timezone.utc)
     latest = (now.astimezone(timezone.utc) + CLOCK_SKEW).replace(tzinfo=None, microsecond=0)
@@ -307,12 +312,21 @@ def quality_checks(
     ]
     if dataset.name == "ITEMS" and n_items is not None:
         high = int(n_items)
-        low = 1 if null_ids is None else max(1, high - int(null_ids))
+        asked = high if fetched_ids is None else int(fetched_ids)
+        kept = int(kept_rows)
+        low = max(1, kept) if null_ids is None else max(1, kept + asked - int(null_ids))
         answered_null = "unknown" if null_ids is None else f"{int(null_ids):,}"
+        merged = f", {kept:,} rows kept from ITEMS, {asked:,} ids fetched" if kept else ""
         gates.append(Check(
             "row_count",
             f"SELECT COUNT(*) AS ROWS_STAGED FROM {{table}} HAVING COUNT(*) < {low} OR COUNT(*) > {high}",
-            explain=f"expected {low:,} to {high:,} rows: n_items {high:,}, ids answered null {answered_null}",
+            explain=f"expected {low:,} to {high:,} rows: n_items {high:,}{merged}, ids answered null {answered_null}",
+        ))
+    if dataset.name == "ITEMS" and id_range is not None:
+        first, last = (int(value) for value in id_range)
+        gates.append(Check(
+            "id_in_range", f"SELECT ID FROM {{table}} WHERE ID < {first} OR ID > {last}",
+            explain=f"ID must be within {first}..{last}, the n_items newest ids",
         ))
     if dataset.item_type is not None:
         of_type = f"SELECT ID FROM ITEMS WHERE TYPE = '{dataset.item_type}'"
