@@ -67,7 +67,8 @@ def test_validate_refuses_with_one_line_naming_key_and_value(values: dict, messa
 def test_validate_fills_defaults() -> None:
     values = params.validate({"n_items": 5})
     assert values == {"environment": "local", "n_items": 5, "hn_api_url": "sample",
-                      "concurrency": 32, "snowflake_env": {}, "branch_role": "", "keep_versions": 5}
+                      "concurrency": 32, "snowflake_env": {}, "branch_role": "", "keep_versions": 5,
+                      "refresh": "full", "refresh_window": 500}
 
 
 @pytest.mark.parametrize("text,message", [

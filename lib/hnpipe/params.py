@@ -65,6 +65,19 @@ def _check_keep_versions(value: int) -> None:
         raise ValueError("use a whole number from 0 to 100")
 
 
+REFRESH_MODES = ("full", "incremental")  # how ITEMS is rebuilt: hnpipe.refresh
+
+
+def _check_refresh(value: str) -> None:
+    if value not in REFRESH_MODES:
+        raise ValueError(f"choose one of {', '.join(REFRESH_MODES)}")
+
+
+def _check_refresh_window(value: int) -> None:
+    if not 0 <= value <= MAX_ITEMS:
+        raise ValueError(f"use a whole number of ids from 0 to {MAX_ITEMS:,}")
+
+
 def _check_action(value: str) -> None:
     if value not in ADMIN_ACTIONS:
         raise ValueError(f"choose one of {', '.join(ADMIN_ACTIONS)}")
@@ -112,6 +125,12 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("keep_versions", int, 5,
                   "earlier versions of each table kept for `hnpipe restore` (0 keeps none)",
                   _check_keep_versions),
+        Parameter("refresh", str, "full",
+                  "how ITEMS is rebuilt: full (fetch every id) or incremental (fetch the new ids "
+                  "and the refresh_window below them, keep the rest)", _check_refresh),
+        Parameter("refresh_window", int, 500,
+                  "incremental: how many ids below ITEMS' newest are fetched again, since their "
+                  "items may still change (scores, comments)", _check_refresh_window),
     )
 }
 

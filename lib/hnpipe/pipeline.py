@@ -6,6 +6,10 @@ A pipeline notebook is a report around three calls:
     items = step.fetch_items()                    # ITEMS only: read the HN API
     step.publish(items)                           # or step.build() for SQL-defined datasets
 
+With `refresh="incremental"` the same two calls fetch only the new ids and a window below
+them and merge them into the published ITEMS (hnpipe.refresh); COMMENTS and STORIES are
+built from ITEMS the same way either way.
+
 `start` is where the environment is chosen, once: it refuses a run whose parameters and
 process disagree before anything is fetched or written, and hands the warehouse a guard
 that re-checks the connection's actual database.schema before every write.
@@ -55,34 +59,52 @@ class Step:
     run_id: str
     warehouse: Warehouse
     fetch_report: Any = field(default=None, repr=False)
+    refresh: Any = field(default=None, repr=False)  # the refresh.Plan of the last fetch_items
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     notebook: str = ""  # where the executed notebook is kept (history.notebook_location)
     failure_recorded: bool = field(default=False, repr=False)
 
     # -- ITEMS ---------------------------------------------------------------------------
     def fetch_items(self) -> pd.DataFrame:
-        """The n_items most recent HN items as the ITEMS frame."""
-        from hnpipe import hn
+        """The HN items this run fetches, as an ITEMS frame: the n_items most recent ones, or
+        with `refresh="incremental"` only the new ids and the window (hnpipe.refresh); the
+        plan is kept for `publish`, which then merges them into the published ITEMS."""
+        from hnpipe import hn, refresh
 
         with self._failures_recorded():
             builder = datasets.ItemsBuilder()
             with hn_base_url(self.params["hn_api_url"]) as base_url:
                 client = hn.HttpHNClient(base_url, concurrency=self.params["concurrency"])
-                self.fetch_report = hn.fetch_latest(client, self.params["n_items"], builder.add)
+                self.refresh = refresh.plan(
+                    self.warehouse, self.target, max_item=client.max_item(), n_items=self.params["n_items"],
+                    mode=self.params["refresh"], window=self.params["refresh_window"], table=self.dataset.name,
+                )
+                print(self.refresh.summary())
+                self.fetch_report = client.fetch_items(self.refresh.ids(), builder.add)
             report = self.fetch_report
             print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
                   f"({len(report.null_ids):,} answered null, {report.retries:,} retries)")
             return builder.to_frame()
 
     def publish(self, frame: pd.DataFrame) -> int:
-        """Publish `frame` as this dataset: staging table, quality gates, atomic swap."""
+        """Publish `frame` as this dataset: staging table, quality gates, atomic swap. After an
+        incremental fetch_items, `frame` (the fetched items) is merged with the rows of the
+        published table the plan keeps, inside the warehouse."""
+        plan = self.refresh
         with self._failures_recorded():
             self.warehouse.ensure_schema(self.target)
-            rows = self.warehouse.publish_frame(
-                self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks(),
-                keep_versions=self.params["keep_versions"],
-            )
-        print(f"published {rows:,} rows to {self.target}.{self.dataset.name}")
+            if plan is not None and plan.merges:
+                rows = self.warehouse.publish_merge(
+                    self.target, self.dataset.name, frame, self.run_id, plan.keep_ids,
+                    checks=self.quality_checks(), keep_versions=self.params["keep_versions"],
+                )
+            else:
+                rows = self.warehouse.publish_frame(
+                    self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks(),
+                    keep_versions=self.params["keep_versions"],
+                )
+        merged = f" ({plan.kept_rows:,} kept, {len(frame):,} fetched)" if plan is not None and plan.merges else ""
+        print(f"published {rows:,} rows to {self.target}.{self.dataset.name}{merged}")
         self._document()
         self._record_success(rows)
         return rows
@@ -153,11 +175,15 @@ class Step:
             raise
 
     def quality_checks(self) -> tuple[Check, ...]:
-        """The gates this publish must pass; ITEMS' row count comes from the fetch report."""
-        report = self.fetch_report
+        """The gates this publish must pass; ITEMS' row count and id range come from the fetch
+        report and the refresh plan (rows kept by an incremental run count too)."""
+        report, plan = self.fetch_report, self.refresh
         return datasets.quality_checks(
             self.dataset, n_items=self.params["n_items"],
             null_ids=None if report is None else len(report.null_ids),
+            fetched_ids=None if plan is None else plan.fetched_ids,
+            kept_rows=plan.kept_rows if plan is not None and plan.merges else 0,
+            id_range=None if plan is None else plan.id_range,
         )
 
     # -- looking at the result -------------------------------------------------------------
