@@ -209,18 +209,35 @@ def bench_fetch(results: Results) -> None:
 
 
 # -- memory ------------------------------------------------------------------------------------
-def bench_memory(results: Results, workdir: Path) -> None:
-    n = results.sizes["memory_n"]
-    with sample_server(n, 0) as url:
-        process = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "publish_items.py"), "--api", url, "--n", str(n),
-             "--warehouse", str(workdir / "memory")], capture_output=True, text=True, cwd=ROOT)
+def publish_items_memory(url: str, n: int, warehouse: Path, extra_env: dict[str, str]) -> list[dict]:
+    """Run scripts/publish_items.py in a fresh process; its phase lines (RSS and peak at each)."""
+    process = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "publish_items.py"), "--api", url, "--n", str(n),
+         "--warehouse", str(warehouse)], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **extra_env})
     if process.returncode != 0:
         raise RuntimeError(f"publish_items failed: {process.stderr.strip()}")
-    phases = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+
+
+def bench_memory(results: Results, workdir: Path) -> None:
+    n = results.sizes["memory_n"]
+    # The same run twice: as users get it, and with Arrow's plain malloc pool instead of
+    # mimalloc, to show how much of the growth is memory an allocator keeps after use.
+    variants = {"default": {}, "ARROW_DEFAULT_MEMORY_POOL=system": {"ARROW_DEFAULT_MEMORY_POOL": "system"}}
+    runs = {}
+    with sample_server(n, 0) as url:
+        for name, extra_env in variants.items():
+            runs[name] = publish_items_memory(url, n, workdir / f"memory-{len(runs)}", extra_env)
+
+    def added_mib(phase: dict, before: int, key: str) -> float:
+        return (phase[key] - before) / 1024
+
+    phases = runs["default"]
     done = phases[-1]
     memory = done["memory"]
-    added = (memory["peak_kb"] - memory["rss_before_kb"]) * 1024
+    before = memory["rss_before_kb"]
+    added = (memory["peak_kb"] - before) * 1024
     frame = memory["frame_bytes"]
     ratio = added / frame
     print(f"  memory N={n:,}: +{added / 2**20:.0f} MiB peak for a {frame / 2**20:.0f} MiB frame "
@@ -228,22 +245,46 @@ def bench_memory(results: Results, workdir: Path) -> None:
     results.rows.append(Row(
         f"memory added by fetching + publishing N={n:,}", "< 3x the ITEMS frame",
         f"{ratio:.1f}x (+{added / 2**20:.0f} MiB peak, frame {frame / 2**20:.1f} MiB)", ratio < 3))
-    before = memory["rss_before_kb"]
+
     lines = ["## Memory", "",
              f"`python scripts/publish_items.py --n {n}` in a fresh process: HttpHNClient -> "
              "ItemsBuilder -> DuckDBWarehouse.publish_frame (with ITEMS' quality gates). RSS "
              "before = after imports; peak = VmHWM, reset to the RSS at that point through "
-             f"/proc/self/clear_refs (peak since: {memory['peak_since']}).", "",
-             "| when | RSS above before | peak above before |", "|---|---:|---:|"]
+             f"/proc/self/clear_refs (peak since: {memory['peak_since']}). Peak above before, "
+             "at the start of each phase and at the end:", "",
+             "| when | " + " | ".join(variants) + " |", "|---|" + "---:|" * len(variants)]
     labels = {"fetch": "fetch starts", "build": "fetched (ItemsBuilder full)",
               "publish": "ITEMS frame built", "done": "published"}
-    for phase in phases:
-        lines.append(f"| {labels.get(phase['phase'], phase['phase'])} | "
-                     f"{(phase['rss_kb'] - before) / 1024:+.0f} MiB | "
-                     f"{(phase['peak_kb'] - before) / 1024:+.0f} MiB |")
-    lines += ["", f"ITEMS frame: {done['rows']:,} rows, {frame / 2**20:.1f} MiB "
-              "(`memory_usage(deep=True)`); fetched in "
-              f"{done['fetch_seconds']:.1f} s."]
+    for index, phase in enumerate(phases):
+        cells = [f"{added_mib(runs[name][index], runs[name][-1]['memory']['rss_before_kb'], 'peak_kb'):+.0f} MiB"
+                 for name in variants]
+        lines.append(f"| {labels.get(phase['phase'], phase['phase'])} | " + " | ".join(cells) + " |")
+    fetched, built, published = (added_mib(phases[i], before, "peak_kb") for i in (1, 2, 3))
+    system = runs["ARROW_DEFAULT_MEMORY_POOL=system"]
+    system_ratio = (system[-1]["memory"]["peak_kb"] - system[-1]["memory"]["rss_before_kb"]) * 1024 / frame
+    frame_mib = frame / 2**20
+    lines += ["", f"ITEMS frame: {done['rows']:,} rows, {frame_mib:.1f} MiB (`memory_usage(deep=True)`); "
+              f"fetched in {done['fetch_seconds']:.1f} s."]
+    if ratio >= 3:
+        lines += ["", "**Why the target is missed** (measured above; the code is in datasets.py and "
+                  "warehouse.py, not changed by this benchmark):", "",
+                  f"- Fetching adds {fetched:.0f} MiB for items that end as a {frame_mib:.0f} MiB frame: "
+                  "the ItemsBuilder's Arrow batches plus what the allocators keep after the raw JSON "
+                  "dicts are freed.",
+                  f"- Building the frame adds {built - fetched:.0f} MiB more: items arrive in completion "
+                  "order, so `ItemsBuilder.to_frame` sorts by ID with a copy (`take`), and the nullable "
+                  "columns are converted to pandas arrays beside the Arrow ones.",
+                  f"- Publishing peaks {published - built:.0f} MiB above that: DuckDB starting up in "
+                  "the process, and its `CREATE TABLE AS` over the frame holding the whole staging "
+                  "table in memory while it loads it and runs the quality gates, before the file is "
+                  "checkpointed.",
+                  f"- With Arrow's system allocator the same run peaks at {system_ratio:.1f}x: the "
+                  "rest is the copies themselves and DuckDB's working memory.",
+                  "",
+                  "What would meet it: stream the builder's record batches into the staging table as "
+                  "they fill (no whole frame, no sort copy: `ORDER BY ID` in DuckDB), or publish from "
+                  "Arrow without the pandas round trip; and `ARROW_DEFAULT_MEMORY_POOL=system` for "
+                  "large runs."]
     results.sections.append("\n".join(lines))
 
 
