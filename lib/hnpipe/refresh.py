@@ -137,10 +137,17 @@ def plan(warehouse: Warehouse, target: Target, *, max_item: int, n_items: int, m
                                             f"not {', '.join(datasets.ITEMS_COLUMNS)}")
     bounds = warehouse.query(target, f'SELECT MIN(ID) AS OLDEST, MAX(ID) AS NEWEST FROM "{table}"')
     oldest, newest = (int(value) for value in bounds.iloc[0])
+    held = f"{table} (ids {oldest:,}..{newest:,})"
     if newest > max_item:
-        return full_plan(max_item, n_items, f"incremental asked, but {table}'s newest id {newest:,} is above "
-                                            f"the API's maxitem {max_item:,}: another source?")
+        return full_plan(max_item, n_items, f"incremental asked, but {held} reaches above the API's maxitem "
+                                            f"{max_item:,}: another source?")
+    if newest < first:
+        return full_plan(max_item, n_items, f"incremental asked, but {held} is older than the target set "
+                                            f"{first:,}..{max_item:,}: nothing to keep")
     fetch_from = max(first, newest + 1 - window)
+    if fetch_from == first:
+        return full_plan(max_item, n_items, f"incremental asked, but refresh_window {window:,} reaches below the "
+                                            f"target set {first:,}..{max_item:,}: nothing to keep")
     keep_ids = (max(first, oldest), fetch_from - 1)
     kept_rows = 0
     if keep_ids[0] <= keep_ids[1]:
@@ -148,8 +155,8 @@ def plan(warehouse: Warehouse, target: Target, *, max_item: int, n_items: int, m
                                   list(keep_ids))
         kept_rows = int(counted.iloc[0, 0])
     if kept_rows == 0:
-        return full_plan(max_item, n_items, f"incremental asked, but none of {table}'s ids {oldest:,}..{newest:,} "
-                                            f"lies in {first:,}..{fetch_from - 1:,}: nothing to keep")
+        return full_plan(max_item, n_items, f"incremental asked, but no row of {held} lies below the window, "
+                                            f"in {first:,}..{fetch_from - 1:,}: nothing to keep")
     below_oldest = range(first, keep_ids[0])  # the target set reaches below what ITEMS holds
     recent = range(fetch_from, max_item + 1)
     return Plan(INCREMENTAL, max_item, first, tuple(part for part in (below_oldest, recent) if part),
