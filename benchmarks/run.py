@@ -461,7 +461,7 @@ def bench_e2e(results: Results, workdir: Path) -> None:
               "now and then the kernel does not answer, and jupyter_client waits half its "
               "`shutdown_wait_time` (2.5 s) before sending SIGTERM ("
               + (f"the {slow} graceful run{'s' if slow > 1 else ''} over 2 s here" if slow
-                 else "none in this run; about 1 in 15 in longer series on this machine")
+                 else "none in this run")
               + "). Every cell has run and its output is saved by then, so the runner could "
               "shut kernels down immediately."]
     results.sections.append("\n".join(lines))
