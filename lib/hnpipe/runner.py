@@ -119,6 +119,9 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                     # ipykernel logs an unencrypted-loopback warning at start and a KeyboardInterrupt at
                     # shutdown on every run: noise here (notebook errors surface through papermill)
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                    # The notebook has finished and committed its writes: a graceful kernel
+                    # shutdown only adds waiting (up to seconds when it stalls).
+                    shutdown_kernel="immediate",
                 )
             except Exception as error:  # the notebook raised, its kernel died, or papermill failed
                 if isinstance(error, PapermillExecutionError):
