@@ -272,7 +272,9 @@ def test_publish_merge_refuses_bad_input_before_writing(tmp_path: Path, keep_ids
     assert not (tmp_path / "wh").exists()
     with pytest.raises(WarehouseError, match=r"^cannot merge into LOCAL.TESTER.ITEMS: no such table; publish it whole first$"):
         warehouse.publish_merge(TARGET, "ITEMS", frame, "run1", (100, 200))
-    assert warehouse.list_tables(TARGET, bookkeeping=True) == {}
+    assert not (tmp_path / "wh").exists()
+    with pytest.raises(WarehouseError, match=r"^cannot publish LOCAL.TESTER.ITEMS: expected a pandas DataFrame, got list$"):
+        warehouse.publish_merge(TARGET, "ITEMS", [{"ID": 9}], "run1", (100, 200))
 
 
 # -- bad parameters ------------------------------------------------------------------------------

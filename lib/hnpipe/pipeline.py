@@ -36,7 +36,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import pandas as pd
 
@@ -44,6 +44,9 @@ from hnpipe import alerts, config, datasets, environments, history, params
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
 from hnpipe.warehouse import Check, Warehouse, open_warehouse
+
+if TYPE_CHECKING:
+    from hnpipe.refresh import Plan
 
 log = logging.getLogger("hnpipe.pipeline")
 
@@ -59,7 +62,7 @@ class Step:
     run_id: str
     warehouse: Warehouse
     fetch_report: Any = field(default=None, repr=False)
-    refresh: Any = field(default=None, repr=False)  # the refresh.Plan of the last fetch_items
+    refresh: Plan | None = field(default=None, repr=False)  # the plan of the last fetch_items
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     notebook: str = ""  # where the executed notebook is kept (history.notebook_location)
     failure_recorded: bool = field(default=False, repr=False)

@@ -380,8 +380,8 @@ class SnowflakeWarehouse(Warehouse):
         staging = self._staging(table, run_id)
         delta = delta_table_name(table, run_id)
         destination = f"{target}.{table}"
-        keep_ids = check_keep_ids(keep_ids, frame, destination)
         ddl, prepared = _prepare_frame(frame, destination)
+        keep_ids = check_keep_ids(keep_ids, frame, destination)
         checks = _checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
         if table not in self._tables(target):

@@ -137,13 +137,13 @@ def delta_table_name(table: str, run_id: str) -> str:
 
 def check_keep_ids(keep_ids: object, frame: pd.DataFrame, destination: str) -> tuple[int, int]:
     """publish_merge's (first, last) id range, refused in one line unless it is two whole
-    numbers with first <= last and no row of `frame` falls inside it."""
+    numbers with first <= last and no row of `frame` (a DataFrame) falls inside it."""
     ok = (isinstance(keep_ids, tuple) and len(keep_ids) == 2
           and all(isinstance(v, int) and not isinstance(v, bool) for v in keep_ids))
     if not ok or keep_ids[0] > keep_ids[1]:
         raise WarehouseError(f"cannot merge into {destination}: keep_ids {keep_ids!r} is not "
                              "(first id, last id) with first <= last")
-    if not isinstance(frame, pd.DataFrame) or "ID" not in frame.columns:
+    if "ID" not in frame.columns:
         raise WarehouseError(f"cannot merge into {destination}: the new rows need an ID column")
     inside = frame["ID"][frame["ID"].between(*keep_ids).fillna(False).astype(bool)]
     if len(inside):
@@ -595,14 +595,17 @@ class DuckDBWarehouse(Warehouse):
     ) -> int:
         staging = staging_table_name(table, run_id)
         destination = f"{target}.{table}"
+        arrow = _frame_to_arrow(frame, destination)  # everything checkable before opening anything
         keep_ids = check_keep_ids(keep_ids, frame, destination)
-        arrow = _frame_to_arrow(frame, destination)  # before opening anything
         checks = _checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
+        missing = f"cannot merge into {destination}: no such table; publish it whole first"
+        if not self.table_exists(target, table):  # read-only: a refusal creates no file or schema
+            raise WarehouseError(missing)
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
-            if table not in _table_names(con, target.schema):
-                raise WarehouseError(f"cannot merge into {destination}: no such table; publish it whole first")
+            if table not in _table_names(con, target.schema):  # dropped since by another process
+                raise WarehouseError(missing)
             # DuckDB reads the frame where it lies: no delta table needed.
             con.register("hnpipe_frame", arrow)
             try:
