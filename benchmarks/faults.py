@@ -9,7 +9,8 @@ HNPIPE_FAULT_DRILL=long, which adds what the test command leaves out for time:
 * SIGKILL of the library publish path at random moments (--trials, default 25), and of
   `hnpipe run` together with its kernels (6 trials);
 * `hnpipe run` against a separate `hnpipe serve-sample` injecting every fault kind
-  (500, 429 + Retry-After, 11 s timeouts, dropped connections, truncated bodies);
+  (500, 429 + Retry-After, 11 s timeouts, dropped connections, truncated bodies), and
+  against one failing 90% of requests (the run must fail cleanly);
 * more seeds for the library-level API faults, more pairs of concurrent runs, and
   1,500 hypothesis examples per fuzzed input instead of 120.
 
@@ -66,7 +67,10 @@ def summarise(trials: list[dict]) -> list[str]:
         lines += [f"### A flaky HN API ({len(api)} runs)", "",
                   "| path | seed | outcome | faults injected |", "|---|---:|---|---|"]
         for t in api:
-            path = "library" if t["test"] == "api_faults_library" else "`hnpipe run` + `serve-sample`"
+            if t["test"] == "api_faults_library":
+                path = f"library, {t['attempts']} attempts per request"
+            else:
+                path = f"`hnpipe run` + `serve-sample`, API {t['faults']}"
             outcome = t.get("outcome") or ("published" if t.get("exit") == 0 else "failed cleanly")
             if outcome == "fetched":
                 outcome = "published exactly the expected ids"

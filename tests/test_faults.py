@@ -142,8 +142,14 @@ def faults_injected(lines: list[str]) -> dict[str, int]:
 
 
 # -- a flaky HN API -------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", range(1, 7 if LONG else 2))
-def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: Path, seed: int) -> None:
+# (fault seed, attempts per request): the client's default 8 attempts almost always get
+# through the drill's faults; 2 attempts almost never do, so the clean failure is exercised too.
+API_CASES = [(seed, 8) for seed in range(1, 7 if LONG else 2)] + [(7, 2)]
+
+
+@pytest.mark.parametrize("seed,attempts", API_CASES)
+def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: Path, seed: int,
+                                                                      attempts: int) -> None:
     """The library path the notebook uses (client -> ItemsBuilder -> publish with gates)."""
     n = 1_200
     old_frame, _ = expected_items(generate_sample(n, seed=100 + seed), n)
@@ -163,7 +169,7 @@ def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: P
     with SampleServer(items=new_items, faults=faults) as server:
         try:
             with HttpHNClient(server.base_url, read_timeout=0.5, backoff_base=0.02,
-                              backoff_max=1.0, progress=False) as client:
+                              backoff_max=1.0, max_attempts=attempts, progress=False) as client:
                 report = fetch_latest(client, n, builder.add)
         except FetchError as error:
             outcome, message = "failed", str(error)
@@ -171,10 +177,14 @@ def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: P
             outcome, message = "fetched", report.summary()
         injected = server.faults_injected
 
-    assert all(injected[kind] > 0 for kind in DRILL_RATES), injected
+    if attempts == 8:
+        assert all(injected[kind] > 0 for kind in DRILL_RATES), injected
+    else:  # 1,200 ids at a 25% fault rate: some id fails twice in a row
+        assert outcome == "failed", message
     if outcome == "failed":
         # One line naming the id and URL, and the database untouched to the byte.
-        assert "\n" not in message and re.search(r"item \d+ from http://\S+ failed after 8 attempts", message)
+        assert "\n" not in message
+        assert re.search(rf"item \d+ from http://\S+ failed after {attempts} attempts", message), message
         assert database.read_bytes() == before
         assert same_frame(warehouse.read_table(TARGET, "ITEMS"), old_frame)
     else:
@@ -183,7 +193,7 @@ def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: P
         checks = datasets.quality_checks(datasets.get("ITEMS"), n_items=n, null_ids=len(report.null_ids))
         warehouse.publish_frame(TARGET, "ITEMS", builder.to_frame(), "new", checks=checks)
         pd.testing.assert_frame_equal(warehouse.read_table(TARGET, "ITEMS"), new_frame, check_exact=True)
-    log_trial(test="api_faults_library", seed=seed, outcome=outcome, injected=injected)
+    log_trial(test="api_faults_library", seed=seed, attempts=attempts, outcome=outcome, injected=injected)
 
 
 def test_a_none_among_the_ids_is_refused_not_taken_for_the_end() -> None:
@@ -196,9 +206,15 @@ def test_a_none_among_the_ids_is_refused_not_taken_for_the_end() -> None:
             client.fetch_items([1, None, 3], got.append)
 
 
+FLAKY = ["--http-500", "0.1", "--http-429", "0.05", "--timeouts", "0.05", "--drops", "0.025",
+         "--truncations", "0.025", "--timeout-sleep-s", "11"]
+DOWN = ["--http-500", "0.6", "--drops", "0.3"]  # 90% of requests fail: some id runs out of attempts
+
+
 @long_only
-@pytest.mark.parametrize("seed", range(1, 4))
-def test_hnpipe_run_against_a_faulty_separate_server(clean_env: Path, seed: int) -> None:
+@pytest.mark.parametrize("seed,faults", [(1, FLAKY), (2, FLAKY), (3, FLAKY), (4, DOWN)],
+                         ids=["flaky-1", "flaky-2", "flaky-3", "down"])
+def test_hnpipe_run_against_a_faulty_separate_server(clean_env: Path, seed: int, faults: list[str]) -> None:
     """`hnpipe run` (papermill kernels, the default client settings) against `hnpipe
     serve-sample` in its own process with every fault kind: exact tables, or a clean failure."""
     n, ids = 1_000, 3_000
@@ -208,13 +224,14 @@ def test_hnpipe_run_against_a_faulty_separate_server(clean_env: Path, seed: int)
     warehouse = DuckDBWarehouse(clean_env)
     old_tables = {name: warehouse.read_table(TARGET, name) for name in DATASET_TABLES}
 
-    flags = ["--ids", str(ids), "--http-500", "0.1", "--http-429", "0.05", "--timeouts", "0.05",
-             "--drops", "0.025", "--truncations", "0.025", "--timeout-sleep-s", "11",
-             "--fault-seed", str(seed)]
+    flags = ["--ids", str(ids), *faults, "--fault-seed", str(seed)]
     with serve_sample_process(*flags) as (url, lines):
         run = hnpipe("run", "--env", "local", "-p", f"hn_api_url={url}", "-p", f"n_items={n}")
     injected = faults_injected(lines)
-    assert all(injected[kind] > 0 for kind in DRILL_RATES), injected
+    if faults is FLAKY:
+        assert all(injected[kind] > 0 for kind in DRILL_RATES), injected
+    else:
+        assert run.returncode == 1, "a run against an API that is mostly down must fail"
 
     if run.returncode == 0:
         for name in DATASET_TABLES:
@@ -227,7 +244,8 @@ def test_hnpipe_run_against_a_faulty_separate_server(clean_env: Path, seed: int)
             pd.testing.assert_frame_equal(warehouse.read_table(TARGET, name), old_tables[name],
                                           check_exact=True, obj=name)
     assert staging_tables(clean_env / "LOCAL.duckdb") == []
-    log_trial(test="api_faults_cli", seed=seed, exit=run.returncode, injected=injected,
+    log_trial(test="api_faults_cli", seed=seed, faults="flaky" if faults is FLAKY else "mostly down",
+              exit=run.returncode, injected=injected,
               error=run.stderr.strip()[:300])
 
 
