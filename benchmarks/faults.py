@@ -71,7 +71,7 @@ def summarise(trials: list[dict]) -> list[str]:
                 path = f"library, {t['attempts']} attempts per request"
             else:
                 path = f"`hnpipe run` + `serve-sample`, API {t['faults']}"
-            outcome = t.get("outcome") or ("published" if t.get("exit") == 0 else "failed cleanly")
+            outcome = t.get("outcome") or ("fetched" if t.get("exit") == 0 else "failed")
             if outcome == "fetched":
                 outcome = "published exactly the expected ids"
             elif outcome == "failed":
