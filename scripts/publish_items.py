@@ -22,9 +22,13 @@ import time
 from pathlib import Path
 
 
-def _status_kb(field: str) -> int:
-    """A /proc/self/status field in kB (VmRSS: resident now, VmHWM: the peak)."""
-    text = Path("/proc/self/status").read_text()
+def _status_kb(field: str) -> int | None:
+    """A /proc/self/status field in kB (VmRSS: resident now, VmHWM: the peak); None where
+    there is no /proc (macOS): the phases still print, without memory figures."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
     return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE).group(1))
 
 
