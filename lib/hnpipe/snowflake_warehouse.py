@@ -48,7 +48,7 @@ import snowflake.connector.pandas_tools
 from snowflake.connector.constants import FIELD_ID_TO_NAME
 
 from hnpipe import credentials
-from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier
+from hnpipe.environments import CLONE_NAME, Target, check_identifier, is_identifier
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.warehouse import (
     STAGING_MARKER,
@@ -58,11 +58,13 @@ from hnpipe.warehouse import (
     TableInfo,
     Warehouse,
     WriteGuard,
+    check_clone_name,
     check_comment_columns,
     check_comment_text,
     check_failure,
     check_keep_ids,
     check_keep_versions,
+    checked_checks,
     delta_table_name,
     frame_from_arrow,
     is_bookkeeping_table,
@@ -98,24 +100,6 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.split()) if text else type(error).__name__
 
 
-def _check_clone_name(database: object, action: str) -> str:
-    """Only branch clones may be replaced or dropped wholesale, whoever asks."""
-    if not isinstance(database, str) or not CLONE_NAME.fullmatch(database):
-        raise GuardError(
-            f"refused to {action} database {database!r}: only {CLONE_PREFIX}<digits> databases "
-            f"(e.g. {CLONE_PREFIX}123) may be the target of {action}"
-        )
-    return database
-
-
-def _checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
-    checks = tuple(checks)
-    for check in checks:
-        if not isinstance(check, Check) or "{table}" not in check.sql:
-            raise WarehouseError(
-                f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}"
-            )
-    return checks
 
 
 def _query_tag_json(query_tag: Mapping[str, Any] | None) -> str | None:
@@ -292,7 +276,7 @@ class SnowflakeWarehouse(Warehouse):
         cursor = self._execute("SHOW DATABASES", what="list databases")
         at = [column[0].lower() for column in cursor.description].index("name")
         names = {row[at] for row in cursor.fetchall()}
-        return sorted(name for name in names if isinstance(name, str) and _is_identifier(name))
+        return sorted(name for name in names if isinstance(name, str) and is_identifier(name))
 
     def list_tables(self, target: Target, bookkeeping: bool = False) -> dict[str, int]:
         return {
@@ -334,7 +318,7 @@ class SnowflakeWarehouse(Warehouse):
         for row in cursor.fetchall():
             record = dict(zip(columns, row))
             name, created = record.get("name"), record.get("created_on")
-            if isinstance(name, str) and _is_identifier(name):
+            if isinstance(name, str) and is_identifier(name):
                 if isinstance(created, datetime):
                     created = created.astimezone(timezone.utc) if created.tzinfo else created.replace(tzinfo=timezone.utc)
                 # SHOW DATABASES tells no size; storage usage needs ACCOUNT_USAGE access.
@@ -365,7 +349,7 @@ class SnowflakeWarehouse(Warehouse):
         destination = f"{target}.{table}"
         # Everything checkable is checked before the first statement.
         ddl, prepared = _prepare_frame(frame, destination)
-        checks = _checked_checks(checks)
+        checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
 
         def load() -> None:
@@ -382,7 +366,7 @@ class SnowflakeWarehouse(Warehouse):
         destination = f"{target}.{table}"
         ddl, prepared = _prepare_frame(frame, destination)
         keep_ids = check_keep_ids(keep_ids, frame, destination)
-        checks = _checked_checks(checks)
+        checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
         if table not in self._tables(target):
             raise WarehouseError(f"cannot merge into {destination}: no such table; publish it whole first")
@@ -411,7 +395,7 @@ class SnowflakeWarehouse(Warehouse):
                 f"refused to publish {target}.{table} from {select_sql!r:.80}: use a single SELECT (or WITH ... SELECT)"
             )
         select_sql = select_sql.strip().rstrip(";")
-        checks = _checked_checks(checks)
+        checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
 
         def load() -> None:
@@ -510,7 +494,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def clone_database(self, source: str, dest: str) -> None:
         source = check_identifier(source, "source database")
-        dest = _check_clone_name(dest, "clone")
+        dest = check_clone_name(dest, "clone")
         if dest == source:
             raise GuardError(f"refused to clone {source} into itself")
         if not self.database_exists(source):
@@ -520,7 +504,7 @@ class SnowflakeWarehouse(Warehouse):
                       what=f"clone {source} into {dest}")
 
     def drop_database(self, database: str) -> bool:
-        database = _check_clone_name(database, "drop")  # before any SQL
+        database = check_clone_name(database, "drop")  # before any SQL
         existed = self.database_exists(database)
         self._execute("DROP DATABASE IF EXISTS IDENTIFIER(?)", [database], what=f"drop {database}")
         return existed
@@ -644,7 +628,7 @@ class SnowflakeWarehouse(Warehouse):
             [schema],
             what=f"list tables of {target}",
         )
-        return {name: int(rows or 0) for name, rows in cursor.fetchall() if _is_identifier(name)}
+        return {name: int(rows or 0) for name, rows in cursor.fetchall() if is_identifier(name)}
 
     def _publish(
         self, target: Target, table: str, staging: str, load: Callable[[], None],
@@ -736,13 +720,6 @@ class _Hidden(collections.abc.Mapping):
     def __repr__(self) -> str:
         return f"<environ: {len(self)} variables>"
 
-
-def _is_identifier(name: object) -> bool:
-    try:
-        check_identifier(name)
-    except GuardError:
-        return False
-    return True
 
 
 def _missing_database(database: str) -> str:

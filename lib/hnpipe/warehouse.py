@@ -35,7 +35,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier
+from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier, is_identifier
 from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError
 
 WriteGuard = Callable[[Target], None]
@@ -407,8 +407,8 @@ def _q(name: str) -> str:
     return f'"{check_identifier(name)}"'
 
 
-def _check_clone_name(database: object, action: str) -> str:
-    """Only branch clones may be replaced or dropped wholesale, whoever asks."""
+def check_clone_name(database: object, action: str) -> str:
+    """Only branch clones may be replaced or dropped wholesale, whoever asks (both engines)."""
     if not isinstance(database, str) or not CLONE_NAME.fullmatch(database):
         raise GuardError(
             f"refused to {action} database {database!r}: only {CLONE_PREFIX}<digits> databases "
@@ -471,7 +471,7 @@ class DuckDBWarehouse(Warehouse):
             return []
         return sorted(
             path.stem for path in self.directory.glob("*.duckdb")
-            if path.is_file() and _is_identifier(path.stem)
+            if path.is_file() and is_identifier(path.stem)
         )
 
     def list_tables(self, target: Target, bookkeeping: bool = False) -> dict[str, int]:
@@ -481,7 +481,7 @@ class DuckDBWarehouse(Warehouse):
             names = [
                 name for name in _table_names(con, target.schema)
                 # Staging, kept versions and the history are hnpipe's, not published data.
-                if _is_identifier(name) and (bookkeeping or not is_bookkeeping_table(name))
+                if is_identifier(name) and (bookkeeping or not is_bookkeeping_table(name))
             ]
             qualified = f"{_q(target.database)}.{_q(target.schema)}"
             return {
@@ -560,7 +560,7 @@ class DuckDBWarehouse(Warehouse):
         staging = staging_table_name(table, run_id)
         # Convert before opening anything: a frame that cannot be stored writes nothing.
         arrow = _frame_to_arrow(frame, f"{target}.{table}")
-        checks = _checked_checks(checks)
+        checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
@@ -578,7 +578,7 @@ class DuckDBWarehouse(Warehouse):
         checks: Sequence[Check] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
-        checks = _checked_checks(checks)
+        checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
         select_sql = select_sql.strip().rstrip(";")
 
@@ -597,7 +597,7 @@ class DuckDBWarehouse(Warehouse):
         destination = f"{target}.{table}"
         arrow = _frame_to_arrow(frame, destination)  # everything checkable before opening anything
         keep_ids = check_keep_ids(keep_ids, frame, destination)
-        checks = _checked_checks(checks)
+        checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
         missing = f"cannot merge into {destination}: no such table; publish it whole first"
         if not self.table_exists(target, table):  # read-only: a refusal creates no file or schema
@@ -679,7 +679,7 @@ class DuckDBWarehouse(Warehouse):
 
     def clone_database(self, source: str, dest: str) -> None:
         source = check_identifier(source, "source database")
-        dest = _check_clone_name(dest, "clone")
+        dest = check_clone_name(dest, "clone")
         if dest == source or dest in self.read_only_databases:
             raise GuardError(f"refused to clone {source} into {dest}: {dest} is the source or read-only")
         source_path, dest_path = self.path(source), self.path(dest)
@@ -713,7 +713,7 @@ class DuckDBWarehouse(Warehouse):
             raise
 
     def drop_database(self, database: str) -> bool:
-        database = _check_clone_name(database, "drop")  # before touching the disk
+        database = check_clone_name(database, "drop")  # before touching the disk
         if database in self.read_only_databases:
             raise GuardError(f"refused to drop {database}: this warehouse opens it read-only")
         path = self.path(database)
@@ -824,7 +824,7 @@ class DuckDBWarehouse(Warehouse):
         destination = f"{target}.{table}"
         present = _table_names(con, target.schema)
         for leftover in present:
-            if leftover.startswith(table + STAGING_MARKER) and _is_identifier(leftover):
+            if leftover.startswith(table + STAGING_MARKER) and is_identifier(leftover):
                 con.execute(f"DROP TABLE {_q(leftover)}")  # from an earlier run that crashed
         if keep is None or table not in present:
             swap = _swap_sql(table, staging)
@@ -930,20 +930,14 @@ def missing_version_message(target: Target, table: str, run_id: str, present: Se
             + f" (see `hnpipe versions {table}`)")
 
 
-def _checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
+def checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
+    """The checks as a tuple, each a Check selecting offending rows from {table} (both engines)."""
     checks = tuple(checks)
     for check in checks:
         if not isinstance(check, Check) or "{table}" not in check.sql:
             raise WarehouseError(f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}")
     return checks
 
-
-def _is_identifier(name: str) -> bool:
-    try:
-        check_identifier(name)
-    except GuardError:
-        return False
-    return True
 
 
 def _schema_names(con: duckdb.DuckDBPyConnection) -> list[str]:
