@@ -351,11 +351,16 @@ def to_text(frame: pd.DataFrame) -> str:
         "BY": frame["RUN_BY"],
         "GIT": [("" if pd.isna(sha) else str(sha)[:10]) + ("+dirty" if not pd.isna(dirty) and bool(dirty) else "")
                 for sha, dirty in zip(frame["GIT_SHA"], frame["GIT_DIRTY"])],
-        "ERROR / DETAIL": [error if isinstance(error, str) else (detail if isinstance(detail, str) else "")
-                           for error, detail in zip(frame["ERROR"], frame["DETAIL"])],
         "NOTEBOOK": frame["NOTEBOOK"].fillna(""),
+        # Last and cut short, so one long error does not widen every row; the table has it whole.
+        "ERROR / DETAIL": [_shorten(error if isinstance(error, str) else (detail if isinstance(detail, str) else ""))
+                           for error, detail in zip(frame["ERROR"], frame["DETAIL"])],
     })
     return shown.to_string(index=False, justify="left")
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- `hnpipe history` ---------------------------------------------------------------------
