@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -133,9 +134,27 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def process_state(pid: int) -> str | None:
+    """The one-letter state in /proc/<pid>/stat (R, S, T stopped, Z zombie...), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def wait_for_state(pid: int, done: Callable[[str | None], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done(process_state(pid)):
+        assert time.monotonic() < deadline, f"process {pid} did not {what} within {seconds:g} s"
+        time.sleep(0.01)
+
+
 def kill_run(process: subprocess.Popen) -> list[int]:
     """SIGKILL `hnpipe run` and its kernels at once, as a crash or OOM kill would."""
-    os.kill(process.pid, signal.SIGSTOP)  # frozen, it cannot start another kernel meanwhile
+    os.kill(process.pid, signal.SIGSTOP)
+    # The signal is only queued: wait until the run is really stopped, or it may still start
+    # a kernel after the scan below, which would then outlive the kill and keep the file.
+    wait_for_state(process.pid, lambda state: state in ("T", "t", "Z", None), "stop")
     family = descendants(process.pid)
     for pid in (process.pid, *family):
         try:
@@ -143,16 +162,8 @@ def kill_run(process: subprocess.Popen) -> list[int]:
         except ProcessLookupError:
             pass
     process.wait(timeout=30)
-    deadline = time.monotonic() + 20
-    for pid in family:  # not our children: wait until they are gone (or only a zombie)
-        while time.monotonic() < deadline:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                break
-            if state == "Z":
-                break
-            time.sleep(0.05)
+    for pid in family:  # not our children: wait until they are gone (a zombie holds no file)
+        wait_for_state(pid, lambda state: state in ("Z", None), "die of SIGKILL")
     return family
 
 
