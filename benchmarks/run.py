@@ -1,8 +1,8 @@
 """hnpipe's performance benchmarks: one command, a few minutes, results.md and a chart.
 
-    python benchmarks/run.py            # everything (about 6-8 minutes on 2 cores)
+    python benchmarks/run.py            # everything (about 6 minutes on 2 cores)
     python benchmarks/run.py --quick    # small sizes, to check the script itself (~1 minute)
-    python benchmarks/run.py --only fetch,memory
+    python benchmarks/run.py --only fetch,memory    # a part; written to <tmp>/hnpipe-benchmarks/
 
 What each part measures, side by side in the same run:
 
@@ -533,8 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: check the script")
     parser.add_argument("--only", default="fetch,memory,publish,e2e",
                         help="comma-separated subset of fetch,memory,publish,e2e")
-    parser.add_argument("--out", type=Path, default=OUT_DIR,
-                        help="where results.md and fetch.png go (default benchmarks/)")
+    parser.add_argument("--out", type=Path,
+                        help="where results.md and fetch.png go (default: benchmarks/ for a "
+                             "full run; a partial or --quick run must not replace that record, "
+                             "so it goes to <tmp>/hnpipe-benchmarks/)")
     args = parser.parse_args(argv)
     wanted = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = set(wanted) - {"fetch", "memory", "publish", "e2e"}
@@ -553,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
                 bench(results) if name == "fetch" else bench(results, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.out is None:
+        partial = args.quick or set(wanted) != {"fetch", "memory", "publish", "e2e"}
+        args.out = Path(tempfile.gettempdir()) / "hnpipe-benchmarks" if partial else OUT_DIR
     args.out.mkdir(parents=True, exist_ok=True)
     if results.fetch and results.sequential:
         write_chart(results, args.out / "fetch.png")
