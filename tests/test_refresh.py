@@ -312,17 +312,6 @@ TABLES_SQL = ("SELECT TABLE_NAME, ROW_COUNT FROM \"STAGING\".INFORMATION_SCHEMA.
 COLUMNS = ", ".join(f'"{column}"' for column in datasets.ITEMS_COLUMNS)
 
 
-@pytest.fixture
-def recorded_write_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test fake for write_pandas (which would PUT files to a stage): recorded as a statement."""
-    def fake(conn, df, table_name, **kwargs):
-        conn.statements.append(("<write_pandas>", [table_name]))
-        conn.loaded = len(df)
-        return True, 1, len(df), []
-
-    monkeypatch.setattr(snowflake.connector.pandas_tools, "write_pandas", fake)
-
-
 def small_frame(*ids: int) -> pd.DataFrame:
     return datasets.items_frame([{"id": i, "type": "story", "by": "ann", "time": 1_700_000_000 + i, "kids": [i * 10]}
                                  for i in ids])

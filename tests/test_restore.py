@@ -234,17 +234,6 @@ def test_publish_then_restore_on_fakesnow_gives_back_the_earlier_rows() -> None:
         wh.close()
 
 
-@pytest.fixture
-def recorded_write_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test fake for write_pandas (which would PUT files to a stage): 'loads' every row."""
-    def fake(conn, df, table_name, **kwargs):
-        conn.statements.append(("<write_pandas>", [table_name]))
-        conn.loaded = len(df)
-        return True, 1, len(df), []
-
-    monkeypatch.setattr(snowflake.connector.pandas_tools, "write_pandas", fake)
-
-
 def test_versions_command_on_an_unpublished_table(clean_env, capsys) -> None:
     assert cli.main(["versions", "STORIES"]) == 0
     assert capsys.readouterr().out.splitlines() == [

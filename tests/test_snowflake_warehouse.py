@@ -277,22 +277,6 @@ def test_open_warehouse_builds_the_snowflake_engine(fake_snowflake) -> None:
 
 
 # -- recorded SQL ------------------------------------------------------------------------
-@pytest.fixture
-def recorded_write_pandas(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """Test fake for write_pandas (which would PUT files to a stage): records its call in the
-    connection's statement list as ('<write_pandas>', [table]) and 'loads' every row."""
-    calls: list[dict] = []
-
-    def fake(conn, df, table_name, **kwargs):
-        conn.statements.append(("<write_pandas>", [table_name]))
-        conn.loaded = len(df)
-        calls.append({"frame": df.copy(), "table_name": table_name, **kwargs})
-        return True, 1, len(df), []
-
-    monkeypatch.setattr(snowflake.connector.pandas_tools, "write_pandas", fake)
-    return calls
-
-
 TABLES_SQL = (
     'SELECT TABLE_NAME, ROW_COUNT FROM "STAGING".INFORMATION_SCHEMA.TABLES '
     "WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME"

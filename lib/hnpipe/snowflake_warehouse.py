@@ -64,6 +64,7 @@ from hnpipe.warehouse import (
     check_failure,
     check_keep_ids,
     check_keep_versions,
+    check_publishable,
     checked_checks,
     delta_table_name,
     frame_from_arrow,
@@ -145,13 +146,7 @@ def _column_type(column: str, series: pd.Series, destination: str) -> str:
 
 def _prepare_frame(frame: pd.DataFrame, destination: str) -> tuple[str, pd.DataFrame]:
     """Column DDL for the staging table, and the frame as write_pandas should load it."""
-    if not isinstance(frame, pd.DataFrame):
-        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
-    for column in frame.columns:
-        check_identifier(column, f"column of {destination}")
-    if frame.columns.has_duplicates:
-        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
+    check_publishable(frame, destination)
     if frame.columns.empty:
         raise WarehouseError(f"cannot publish {destination}: the frame has no columns")
     types = {column: _column_type(column, frame[column], destination) for column in frame.columns}

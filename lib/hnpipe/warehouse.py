@@ -374,13 +374,9 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:
-    """The frame as the Arrow table DuckDB loads; refuses what cannot be stored, in one line.
-
-    Timestamps become naive UTC wall time in microseconds (DuckDB TIMESTAMP, like Snowflake
-    TIMESTAMP_NTZ); naive ones are taken to be UTC already. Converted in Arrow so the
-    session time zone never shifts them.
-    """
+def check_publishable(frame: object, destination: str) -> None:
+    """Refuse, in one line, a frame neither engine can publish: not a DataFrame, column names
+    that are not identifiers, duplicate columns."""
     if not isinstance(frame, pd.DataFrame):
         raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
     for column in frame.columns:
@@ -388,6 +384,16 @@ def _frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:
     if frame.columns.has_duplicates:
         duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
+
+
+def _frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:
+    """The frame as the Arrow table DuckDB loads; refuses what cannot be stored, in one line.
+
+    Timestamps become naive UTC wall time in microseconds (DuckDB TIMESTAMP, like Snowflake
+    TIMESTAMP_NTZ); naive ones are taken to be UTC already. Converted in Arrow so the
+    session time zone never shifts them.
+    """
+    check_publishable(frame, destination)
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         columns = []
