@@ -276,3 +276,24 @@ def test_hnpipe_history_prints_newest_first_and_filters(clean_env, capsys) -> No
     assert "unknown dataset 'items': choose one of ITEMS, COMMENTS, STORIES" in capsys.readouterr().err
     assert cli.main(["history", "--env", "staging"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "(no runs recorded)"
+
+
+def test_a_failing_gate_in_production_keeps_the_previous_tables_and_records_the_failure(
+        clean_env, monkeypatch) -> None:
+    monkeypatch.setenv("HNPIPE_ENV", "production")
+    production = Target("PRODUCTION", "HACKER_NEWS")
+    step = pipeline.start("ITEMS", namespace(environment="production", n_items=40))
+    step.publish(step.fetch_items())
+    comments = pipeline.start("COMMENTS", namespace(environment="production", n_items=40))
+    comments.build()
+    before = {name: step.warehouse.read_table(production, name) for name in ("ITEMS", "COMMENTS")}
+    bad = before["ITEMS"].copy()
+    bad.loc[0, "TYPE"] = "advert"  # not an HN type: the type_known gate refuses it
+    with pytest.raises(WarehouseError, match="failed checks: type_known"):
+        step.publish(bad)
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(step.warehouse.read_table(production, name), frame)
+    rows = history.read(step.warehouse, production, dataset="ITEMS")
+    assert rows.STATUS.tolist() == ["failed", "succeeded"]
+    assert rows.ENVIRONMENT.tolist() == ["production", "production"]
+    assert "type_known" in rows.ERROR.tolist()[0]
