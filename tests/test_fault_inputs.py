@@ -12,14 +12,12 @@ which must create neither the warehouse nor the runs directory when it refuses.
 from __future__ import annotations
 
 import math
-import os
 import re
 import string
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st

@@ -23,7 +23,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.snowflake_warehouse import SnowflakeWarehouse
 from hnpipe.warehouse import Check, open_warehouse
-from snowflake_fakes import ENV, PASSWORD, Recorder, RecordingConnection, SwapEmulatingConnection, _meta
+from snowflake_fakes import ENV, PASSWORD, Recorder, SwapEmulatingConnection, _meta
 
 # fakesnow's own noise about DuckDB result copies; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
