@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from hnpipe import environments as envs
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError

@@ -31,7 +31,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from hnpipe import __version__
-from hnpipe.errors import FetchError, ParameterError
+from hnpipe.errors import FetchError, ParameterError, one_line
 
 __all__ = ["FetchReport", "HNClient", "HttpHNClient", "StubHNClient", "fetch_latest",
            "latest_ids", "show_progress", "LIVE_API_URL"]
@@ -185,11 +185,6 @@ def _in_ipython_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _one_line(error: object, limit: int = 300) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _retry_after_seconds(value: str | None) -> float | None:
     """Retry-After is either delay-seconds or an HTTP date; None if absent or unreadable."""
     if not value:
@@ -299,7 +294,7 @@ class HttpHNClient(HNClient):
         url = f"{self.base_url}/maxitem.json"
         value, _ = self._get_json(url, "maxitem")
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise FetchError(f"maxitem from {url} is {_one_line(value, 80)!r}, not an id >= 1")
+            raise FetchError(f"maxitem from {url} is {one_line(value, 80)!r}, not an id >= 1")
         return value
 
     def get_item(self, item_id: int) -> dict | None:
@@ -310,7 +305,7 @@ class HttpHNClient(HNClient):
         url = f"{self.base_url}/item/{item_id}.json"
         value, retries = self._get_json(url, f"item {item_id}", cancel)
         if value is not None and (not isinstance(value, dict) or value.get("id") != item_id):
-            got = (f"id {_one_line(value.get('id'), 80)}" if isinstance(value, dict)
+            got = (f"id {one_line(value.get('id'), 80)}" if isinstance(value, dict)
                    else f"a JSON {type(value).__name__}")
             raise FetchError(f"item {item_id} from {url}: expected an item with id {item_id}, "
                              f"got {got}")
@@ -343,14 +338,14 @@ class HttpHNClient(HNClient):
                 request.url = url  # built from the checked base URL and an int id: no encoding
                 response = self.session.send(request, timeout=self.timeout)  # reads the body
             except _RETRYABLE_ERRORS as error:
-                last_error = f"{type(error).__name__}: {_one_line(error, 200)}"
+                last_error = f"{type(error).__name__}: {one_line(error, 200)}"
             else:
                 status = response.status_code
                 if status == 200:
                     try:
                         return json.loads(response.content), attempt - 1
                     except ValueError as error:  # a mangled body may be fine on the next try
-                        last_error = f"invalid JSON ({_one_line(error, 120)})"
+                        last_error = f"invalid JSON ({one_line(error, 120)})"
                 elif status == 429 or 500 <= status <= 599:
                     last_error = f"HTTP {status} {response.reason}"
                     retry_after = _retry_after_seconds(response.headers.get("Retry-After"))

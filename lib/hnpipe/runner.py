@@ -23,8 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from hnpipe import config, datasets, environments, params
+from hnpipe import alerts, config, credentials, datasets, environments, history, params
+from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError
+from hnpipe.history import error_line
+from hnpipe.warehouse import connect, reader
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 log = logging.getLogger("hnpipe.runner")
 
@@ -61,19 +65,6 @@ class RunResult:
         return "\n".join(lines)
 
 
-def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None) -> dict[str, Any]:
-    """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment."""
-    environments.check_environment_name(env, "--env")
-    values = params.load_params_file(config.params_dir(root) / f"{env}.yaml")
-    values.update(dict(overrides))
-    params.validate(values)
-    if values["environment"] != env:
-        raise params.ParameterError(
-            f"params/{env}.yaml sets environment={values['environment']!r}; it must say {env!r}"
-        )
-    return values
-
-
 @contextmanager
 def _run_environment(run_id: str) -> Iterator[None]:
     """Hand the run id to the notebook kernels, and keep their progress bars out of outputs."""
@@ -97,7 +88,7 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
 
     root = root or config.project_root()
     config.load_env(root)
-    values = run_parameters(env, overrides, root)
+    values = params.params_for(env, overrides, root)
     target = environments.resolve(values["environment"])  # refuse before any notebook starts
     run_id = config.new_run_id()
     directory = config.runs_dir(root) / env / run_id
@@ -127,8 +118,6 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 if isinstance(error, PapermillExecutionError):
                     reason = _redact(f"{error.ename}: {error.evalue}".splitlines()[0])
                 else:
-                    from hnpipe.history import error_line
-
                     reason = error_line(error)
                 notes = _failed(env, values, target, run_id, dataset.name, began, reason, output)
                 raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
@@ -137,7 +126,6 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 dataset.name, dataset.notebook, output, time.perf_counter() - notebook_started))
     result.seconds = time.perf_counter() - started
     _count_rows(result, values)
-    from hnpipe import alerts
 
     alerts.notify_success(env, "run", run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
@@ -148,11 +136,9 @@ def _failed(env: str, values: Mapping[str, Any], target: environments.Target, ru
             dataset: str, began: datetime, reason: str, output: Path) -> list[str]:
     """A notebook failed: record it unless the notebook did, and alert once. Never raises;
     returns what went wrong doing so, for the run's one-line error."""
-    from hnpipe import alerts, history, pipeline
-
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
         try:
-            warehouse = pipeline.connect(env, values)
+            warehouse = connect(env, values)
             if not history.has_row(warehouse, target, run_id, dataset):
                 history.record(warehouse, target, history.RunRecord(
                     run_id, "run", dataset, env, history.FAILED, started=began, parameters=values,
@@ -164,16 +150,12 @@ def _failed(env: str, values: Mapping[str, Any], target: environments.Target, ru
 
 
 def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:
-    from hnpipe import pipeline
-
-    tables = pipeline.connect(result.env, values).list_tables(result.target)
+    tables = connect(result.env, values).list_tables(result.target)
     for nb in result.notebooks:
         nb.rows = tables.get(nb.dataset)
 
 
 def _redact(text: str) -> str:
-    from hnpipe.credentials import redact
-
     return redact(text)
 
 
@@ -197,8 +179,6 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
     and where their outputs go. Every check runs even when an earlier one fails."""
     import papermill
 
-    from hnpipe import credentials
-
     checks: list[Preflight] = []
 
     def check(name: str, step) -> Any:
@@ -217,7 +197,7 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
     root = root or config.project_root()
     config.load_env(root)
     given = f" with -p {', '.join(sorted(overrides))}" if overrides else ""
-    values = check("parameters", lambda: (f"params/{env}.yaml{given} is valid", run_parameters(env, overrides, root)))
+    values = check("parameters", lambda: (f"params/{env}.yaml{given} is valid", params.params_for(env, overrides, root)))
     target = check("environment", lambda: (
         f"HNPIPE_ENV={environments.process_environment()} may write {environments.resolve(env)}",
         environments.resolve(env)))
@@ -277,10 +257,8 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
 def _reach_warehouse(env: str, values: Mapping[str, Any], spec: str,
                      target: environments.Target) -> tuple[str, Any]:
     """Connect and list the databases; say whether the target's database is there."""
-    from hnpipe import pipeline
-
     if spec == "snowflake":
-        warehouse = pipeline.reader(env, "hnpipe run --dry-run", values)
+        warehouse = reader(env, "hnpipe run --dry-run", values)
         try:
             databases = warehouse.list_databases()
         finally:
@@ -289,7 +267,6 @@ def _reach_warehouse(env: str, values: Mapping[str, Any], spec: str,
     else:
         directory = Path(spec.partition(":")[2])
         _writable(directory)
-        from hnpipe.warehouse import DuckDBWarehouse
 
         databases = DuckDBWarehouse(directory).list_databases()
         where = str(directory)
