@@ -26,12 +26,25 @@ SNOWFLAKE_SETTINGS: dict[str, str] = {
     "role": "SNOWFLAKE_ROLE",
     "warehouse": "SNOWFLAKE_WAREHOUSE",
 }
-# Optional: the passphrase of an encrypted private key file (the connector's own name).
-OPTIONAL_SETTINGS: dict[str, str] = {"private_key_file_pwd": "SNOWFLAKE_PRIVATE_KEY_FILE_PWD"}
+# Optional: the passphrase of an encrypted private key file (the connector's own name), and
+# workload identity federation (CI logs in with its own short-lived OIDC token, no stored secret:
+# https://docs.snowflake.com/en/user-guide/workload-identity-federation). The connector takes
+# authenticator="WORKLOAD_IDENTITY", workload_identity_provider and the token (or a file holding it).
+OPTIONAL_SETTINGS: dict[str, str] = {
+    "private_key_file_pwd": "SNOWFLAKE_PRIVATE_KEY_FILE_PWD",
+    "authenticator": "SNOWFLAKE_AUTHENTICATOR",
+    "workload_identity_provider": "SNOWFLAKE_WORKLOAD_IDENTITY_PROVIDER",
+    "token_file": "SNOWFLAKE_TOKEN_FILE",
+    "token": "SNOWFLAKE_TOKEN",
+}
 _ALL_SETTINGS = {**SNOWFLAKE_SETTINGS, **OPTIONAL_SETTINGS}
 _REQUIRED = ("account", "user", "role", "warehouse")
 # Settings whose values are secrets, whatever their variable is called.
-_SECRET_SETTINGS = ("password", "private_key_file_pwd")
+_SECRET_SETTINGS = ("password", "private_key_file_pwd", "token")
+WORKLOAD_IDENTITY = "WORKLOAD_IDENTITY"
+_PROVIDERS = ("OIDC", "AWS", "AZURE", "GCP")  # the connector's AttestationProvider values
+# How a login proves who it is, in the order hnpipe prefers them.
+LOGIN_METHODS = ("workload identity", "key pair", "password")
 
 ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
 _MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words and digits
@@ -86,9 +99,11 @@ def snowflake_credentials(
 ) -> dict[str, str]:
     """Connection settings for snowflake.connector.connect, read from the environment/.env.
 
-    Returns account, user, role, warehouse and either private_key_file (preferred when both
-    are set; plus private_key_file_pwd if set) or password. Missing settings raise one
-    CredentialsError naming every missing variable.
+    Returns account, user, role, warehouse and one way to log in, the first that is set:
+    workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY: authenticator,
+    workload_identity_provider, and for OIDC token_file_path or token), a key pair
+    (private_key_file, plus private_key_file_pwd if set), or a password. Missing settings raise
+    one CredentialsError naming every missing variable, never a value.
     """
     names = {**_ALL_SETTINGS, **check_env_names(env_names)}
     env = _environ(environ)
@@ -100,17 +115,45 @@ def snowflake_credentials(
         raw = env.get(names[setting])
         return raw.strip() if isinstance(raw, str) and raw.strip() else None
 
-    missing = [names[setting] for setting in _REQUIRED if value(setting) is None]
-    if value("password") is None and value("private_key_file") is None:
+    authenticator = value("authenticator")
+    if authenticator is not None and authenticator.upper() != WORKLOAD_IDENTITY:
+        raise CredentialsError(
+            f"{names['authenticator']} must be {WORKLOAD_IDENTITY} (workload identity federation) or unset "
+            "(key pair, or a password for a person's own runs)"
+        )
+    federated = authenticator is not None
+    required = [setting for setting in _REQUIRED if not (federated and setting == "user")]
+    missing = [names[setting] for setting in required if value(setting) is None]
+    provider = (value("workload_identity_provider") or "OIDC").upper()
+    if federated:
+        if provider not in _PROVIDERS:
+            raise CredentialsError(f"{names['workload_identity_provider']} must be one of {', '.join(_PROVIDERS)}")
+        if provider == "OIDC" and value("token_file") is None and value("token") is None:
+            missing.append(f"{names['token_file']} or {names['token']} (the CI's OIDC token)")
+    elif value("password") is None and value("private_key_file") is None:
         missing.append(f"{names['password']} or {names['private_key_file']}")
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise CredentialsError(
             f"missing Snowflake credential{plural}: set {', '.join(missing)} (in the environment or .env)"
         )
-    credentials = {setting: value(setting) for setting in _REQUIRED}
+    credentials = {setting: value(setting) for setting in required}
     key_file = value("private_key_file")
-    if key_file is not None:
+    if federated:
+        credentials["authenticator"] = WORKLOAD_IDENTITY
+        credentials["workload_identity_provider"] = provider
+        if value("user") is not None:
+            credentials["user"] = value("user")
+        if provider == "OIDC":
+            token_file = value("token_file")
+            if token_file is not None:
+                if not Path(token_file).expanduser().is_file():
+                    raise CredentialsError(f"{names['token_file']} does not name a readable file; set it to "
+                                           "the file the CI job wrote its OIDC token to")
+                credentials["token_file_path"] = str(Path(token_file).expanduser())
+            else:
+                credentials["token"] = value("token")
+    elif key_file is not None:
         if not Path(key_file).expanduser().is_file():
             raise CredentialsError(
                 f"{names['private_key_file']} does not name a readable file; set it to the path "
@@ -122,6 +165,30 @@ def snowflake_credentials(
     else:
         credentials["password"] = value("password")
     return credentials  # type: ignore[return-value]
+
+
+def variables_used(env_names: Mapping[str, str] | None, settings: Mapping[str, str]) -> list[str]:
+    """The variables behind `snowflake_credentials`' result (names only, for preflight output)."""
+    names = {**_ALL_SETTINGS, **check_env_names(env_names)}
+    kwarg_setting = {"token_file_path": "token_file"}
+    used = [names[kwarg_setting.get(key, key)] for key in settings if kwarg_setting.get(key, key) in names]
+    if settings.get("authenticator") == WORKLOAD_IDENTITY and "workload_identity_provider" in settings:
+        used.remove(names["workload_identity_provider"])  # a default when unset; not worth naming
+    return used
+
+
+def login_method(settings: Mapping[str, str]) -> str:
+    """How `snowflake_credentials`' result logs in: one of LOGIN_METHODS."""
+    if settings.get("authenticator") == WORKLOAD_IDENTITY:
+        return "workload identity"
+    return "key pair" if "private_key_file" in settings else "password"
+
+
+PASSWORD_WARNING = (
+    "logging in to Snowflake with a password: fine for a person's own runs, but Snowflake blocks "
+    "password sign-in for service users (TYPE = SERVICE); use a key pair (SNOWFLAKE_PRIVATE_KEY_FILE) "
+    "or, in CI, workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY)"
+)
 
 
 # -- secrets -----------------------------------------------------------------------------
