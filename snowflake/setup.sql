@@ -51,11 +51,11 @@ CREATE ROLE IF NOT EXISTS HNPIPE_DEV;      -- developers' own runs in LOCAL.<dev
 CREATE ROLE IF NOT EXISTS HNPIPE_READER;   -- analysts and dashboards: read only
 
 -- Admins keep control of what the roles own (role hierarchy: SYSADMIN inherits their privileges).
-GRANT ROLE HNPIPE_PROD TO ROLE SYSADMIN;
-GRANT ROLE HNPIPE_STAGING TO ROLE SYSADMIN;
-GRANT ROLE HNPIPE_BRANCH TO ROLE SYSADMIN;
-GRANT ROLE HNPIPE_DEV TO ROLE SYSADMIN;
-GRANT ROLE HNPIPE_READER TO ROLE SYSADMIN;
+GRANT ROLE HNPIPE_PROD TO ROLE SYSADMIN;     -- admins: fix or drop production's tables by hand
+GRANT ROLE HNPIPE_STAGING TO ROLE SYSADMIN;  -- admins: fix or drop staging's tables by hand
+GRANT ROLE HNPIPE_BRANCH TO ROLE SYSADMIN;   -- admins: drop a clone by hand
+GRANT ROLE HNPIPE_DEV TO ROLE SYSADMIN;      -- admins: clean up developers' schemas
+GRANT ROLE HNPIPE_READER TO ROLE SYSADMIN;   -- admins: read what readers read
 
 -- == Warehouse use ==============================================================================
 GRANT USAGE ON WAREHOUSE HNPIPE_WH TO ROLE HNPIPE_PROD;     -- every production step's queries

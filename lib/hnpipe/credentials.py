@@ -94,14 +94,48 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ
 
 
+# GitHub Actions hands a job that has `permissions: id-token: write` these two variables; a GET
+# of the URL with the bearer token returns {"value": <OIDC ID token>}. Snowflake expects the
+# audience snowflakecomputing.com unless the user's OIDC_AUDIENCE_LIST says otherwise
+# (https://docs.snowflake.com/en/user-guide/workload-identity-federation). The token lives
+# minutes, so hnpipe asks for a fresh one right before every login, never stores it.
+GITHUB_TOKEN_URL, GITHUB_TOKEN_BEARER = "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
+OIDC_AUDIENCE = "snowflakecomputing.com"
+_fetched_secrets: set[str] = set()  # tokens fetched at login: redacted like the variables' secrets
+
+
+def github_oidc_token(environ: Mapping[str, str], audience: str = OIDC_AUDIENCE) -> str:
+    """A fresh OIDC ID token from GitHub Actions' token endpoint (never logged, never kept)."""
+    import requests  # a dependency of hnpipe already (the HN client)
+
+    url, bearer = environ.get(GITHUB_TOKEN_URL), environ.get(GITHUB_TOKEN_BEARER)
+    if not url or not bearer:
+        raise CredentialsError(f"no GitHub OIDC token: {GITHUB_TOKEN_URL} is not set; give the job "
+                               "`permissions: id-token: write`")
+    separator = "&" if "?" in url else "?"
+    try:
+        response = requests.get(f"{url}{separator}audience={audience}",
+                                headers={"Authorization": f"bearer {bearer}"}, timeout=30)
+        response.raise_for_status()
+        token = response.json()["value"]
+    except Exception as exc:  # network, HTTP, JSON alike; the message names no secret
+        raise CredentialsError(f"could not get GitHub's OIDC token for Snowflake: {type(exc).__name__}") from None
+    if not isinstance(token, str) or not token:
+        raise CredentialsError("could not get GitHub's OIDC token for Snowflake: empty answer")
+    _fetched_secrets.add(token)
+    return token
+
+
 def snowflake_credentials(
-    env_names: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+    env_names: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None,
+    *, fetch_token: bool = False,
 ) -> dict[str, str]:
     """Connection settings for snowflake.connector.connect, read from the environment/.env.
 
     Returns account, user, role, warehouse and one way to log in, the first that is set:
     workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY: authenticator,
-    workload_identity_provider, and for OIDC token_file_path or token), a key pair
+    workload_identity_provider, and for OIDC token_file_path or token; in GitHub Actions the
+    token is fetched from GitHub when `fetch_token`, i.e. right before a login), a key pair
     (private_key_file, plus private_key_file_pwd if set), or a password. Missing settings raise
     one CredentialsError naming every missing variable, never a value.
     """
@@ -128,8 +162,10 @@ def snowflake_credentials(
     if federated:
         if provider not in _PROVIDERS:
             raise CredentialsError(f"{names['workload_identity_provider']} must be one of {', '.join(_PROVIDERS)}")
-        if provider == "OIDC" and value("token_file") is None and value("token") is None:
-            missing.append(f"{names['token_file']} or {names['token']} (the CI's OIDC token)")
+        github = bool(env.get(GITHUB_TOKEN_URL) and env.get(GITHUB_TOKEN_BEARER))
+        if provider == "OIDC" and value("token_file") is None and value("token") is None and not github:
+            missing.append(f"{names['token_file']} or {names['token']} (the CI's OIDC token; in GitHub "
+                           "Actions give the job `permissions: id-token: write`)")
     elif value("password") is None and value("private_key_file") is None:
         missing.append(f"{names['password']} or {names['private_key_file']}")
     if missing:
@@ -137,13 +173,11 @@ def snowflake_credentials(
         raise CredentialsError(
             f"missing Snowflake credential{plural}: set {', '.join(missing)} (in the environment or .env)"
         )
-    credentials = {setting: value(setting) for setting in required}
+    credentials = {setting: value(setting) for setting in _REQUIRED if setting in required or value(setting)}
     key_file = value("private_key_file")
     if federated:
         credentials["authenticator"] = WORKLOAD_IDENTITY
         credentials["workload_identity_provider"] = provider
-        if value("user") is not None:
-            credentials["user"] = value("user")
         if provider == "OIDC":
             token_file = value("token_file")
             if token_file is not None:
@@ -151,8 +185,10 @@ def snowflake_credentials(
                     raise CredentialsError(f"{names['token_file']} does not name a readable file; set it to "
                                            "the file the CI job wrote its OIDC token to")
                 credentials["token_file_path"] = str(Path(token_file).expanduser())
-            else:
+            elif value("token") is not None:
                 credentials["token"] = value("token")
+            elif fetch_token:
+                credentials["token"] = github_oidc_token(env)
     elif key_file is not None:
         if not Path(key_file).expanduser().is_file():
             raise CredentialsError(
@@ -229,6 +265,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
     for name in _registered_key_file_vars:
         if env.get(name):
             found |= _key_file_secrets(env[name])
+    found |= _fetched_secrets
     return {v for v in found if len(v) >= _MIN_SECRET_LENGTH}
 
 
