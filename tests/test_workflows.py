@@ -316,7 +316,7 @@ def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> N
 
 @pytest.mark.parametrize("open_prs, expected", [
     ("12\n15\n", ["--apply", "--keep-pr", "12", "--keep-pr", "15"]),
-    ("", ["--apply", "--older-than", "0"]),
+    ("", ["--apply", "--older-than", "1"]),
 ])
 def test_prune_step_passes_the_open_prs(tmp_path: Path, open_prs: str, expected: list[str]) -> None:
     """The prune step's script, run by bash with stand-ins for gh and hnpipe that echo."""
@@ -350,9 +350,10 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
     jobs = gitlab_jobs()
     mr = {"CI_MERGE_REQUEST_IID": "7", "CI_MERGE_REQUEST_DIFF_BASE_SHA": "base"}
     deploy, stop = jobs["branch-deploy"], jobs[jobs["branch-deploy"]["environment"]["on_stop"]]
-    assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID"}
+    # The whole history (GIT_DEPTH 0): `hnpipe changes` needs the merge request's base commit.
+    assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID", "GIT_DEPTH": "0"}
     assert stop["environment"] == {"name": deploy["environment"]["name"], "action": "stop"}
-    assert stop["variables"] == deploy["variables"]
+    assert stop["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID"}
     assert "$CI_MERGE_REQUEST_IID" in deploy["environment"]["name"]
     for job in (deploy, stop):
         assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "merge_request_event"'
