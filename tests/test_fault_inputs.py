@@ -5,12 +5,14 @@ Covered: parameters (`params.validate`, `-p KEY=VALUE` through `params.parse_ove
 params files (generated YAML, with YAML 1.1 surprises such as `no`, `on`, `0123`, `0x1F`,
 tags, anchors, timestamps, huge numbers, and raw bytes), identifiers and names the
 warehouse accepts (`check_identifier`, `Target`, DuckDB database and table names), the
-environment variables that choose where a run writes, and `hnpipe run` itself, in process,
+environment variables that choose where a run writes (and a `.env`, which may never set them),
+and `hnpipe run` itself, in process,
 which must create neither the warehouse nor the runs directory when it refuses.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -280,6 +282,39 @@ def test_environment_variables_resolve_to_a_safe_target_or_are_refused(environ: 
         assert IDENTIFIER.fullmatch(target.database) and IDENTIFIER.fullmatch(target.schema)
         if requested != "production":
             assert target.database != "PRODUCTION"
+
+
+DOTENV_KEYS = [*config.PROCESS_ONLY, "HNPIPE_DEV_SCHEMA", "HNPIPE_WAREHOUSE", "SNOWFLAKE_USER", "USER"]
+
+
+@fuzz
+@given(st.dictionaries(st.sampled_from(DOTENV_KEYS), env_values, max_size=4),
+       st.sampled_from(environments.ENVIRONMENTS))
+def test_a_dotenv_never_chooses_where_a_run_writes(scratch_run: Path, entries: dict, requested: str) -> None:
+    """.env, fuzzed: one that sets HNPIPE_ENV or a PR id is refused whole (naming the file and the
+    variable, loading nothing); any other leaves the process's environment (local here) in charge."""
+    import os
+
+    dotenv = scratch_run / "project" / ".env"
+    dotenv.write_text("".join(f"{key}={json.dumps(value, ensure_ascii=False)}\n" for key, value in entries.items()),
+                      encoding="utf-8")
+    saved = dict(os.environ)
+    try:
+        chosen = [key for key in config.PROCESS_ONLY if key in entries]
+        error = refused(environments.process_environment)
+        if chosen:
+            assert error is not None and str(dotenv) in str(error) and chosen[0] in str(error), entries
+            assert dict(os.environ) == saved, "nothing of a refused .env is loaded"
+            return
+        assert error is None, entries
+        assert environments.process_environment() == "local"
+        for key in config.PROCESS_ONLY:
+            assert os.environ.get(key) == saved.get(key)
+        if refused(environments.resolve, requested) is None:
+            assert requested == "local"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @fuzz
