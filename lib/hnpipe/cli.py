@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from hnpipe import environments
 from hnpipe.credentials import install_log_redaction, redact
 from hnpipe.errors import HnpipeError
 
@@ -60,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         install_log_redaction()
         if args.command in ENVIRONMENT_COMMANDS:
-            from hnpipe import environments
-
             environments.process_environment()
         return args.handler(args)
     except HnpipeError as error:

@@ -234,7 +234,7 @@ def record_action(action: str, env: str, *, ok: bool, message: str, parameters: 
     """One row for an action done outside the pipeline (hnpipe admin), in env's own target.
 
     `message` becomes DETAIL when `ok`, ERROR otherwise; failures alert like runs do. Opens
-    the environment's warehouse as a run would (`pipeline.connect`) unless `warehouse` is
+    the environment's warehouse as a run would (`warehouse.connect`) unless `warehouse` is
     given. Best effort: returns whether the row was written, never raises.
     """
     try:

@@ -54,7 +54,7 @@ from hnpipe import config, environments, history, params
 from hnpipe.environments import CLONE_NAME, CLONE_PREFIX
 from hnpipe.errors import GuardError, HnpipeError, ParameterError, WarehouseError
 from hnpipe.ops import handover
-from hnpipe.params import params_for as run_parameters
+from hnpipe.params import params_for
 from hnpipe.warehouse import connect, open_warehouse
 from hnpipe.warehouse.base import Warehouse
 
@@ -137,7 +137,7 @@ def parameters(action: str, environ: Mapping[str, str] | None = None, **options:
     (so Snowflake credentials and branch_role come from the acting environment's file)."""
     config.load_env()
     env = environments.process_environment(environ)
-    return {**run_parameters(env), "action": action, **options}
+    return {**params_for(env), "action": action, **options}
 
 
 def _validated(values: Mapping[str, Any]) -> dict[str, Any]:
