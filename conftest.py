@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 # The order nbval must run the notebooks in: each needs the tables the previous ones built.
 NOTEBOOK_ORDER = ["items.ipynb", "comments.ipynb", "stories.ipynb", "explore.ipynb", "admin.ipynb"]
 _SCRATCH = Path(tempfile.mkdtemp(prefix="hnpipe-tests-"))
