@@ -77,7 +77,10 @@ class Step:
         with self._failures_recorded():
             builder = datasets.ItemsBuilder()
             with hn_base_url(self.params["hn_api_url"]) as base_url:
-                client = hn.HttpHNClient(base_url, concurrency=self.params["concurrency"])
+                client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
+                    base_url, concurrency=self.params["concurrency"], request_deadline=self.params["request_deadline_s"],
+                    private_hosts=None if self.env == "local" or self.params["hn_api_url"] == "sample"
+                    else self.params["hn_api_private_hosts"])
                 self.refresh = refresh.plan(
                     self.warehouse, self.target, max_item=client.max_item(), n_items=self.params["n_items"],
                     mode=self.params["refresh"], window=self.params["refresh_window"], table=self.dataset.name,
