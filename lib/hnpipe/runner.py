@@ -229,9 +229,10 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
             skip("credentials", "the parameters (which name the variables) are invalid")
         else:
             def present() -> tuple[str, Any]:
-                names = {**credentials.SNOWFLAKE_SETTINGS, **credentials.check_env_names(values["snowflake_env"])}
                 found = credentials.snowflake_credentials(values["snowflake_env"])
-                return f"set (values not shown): {', '.join(names[setting] for setting in found)}", True
+                used = credentials.variables_used(values["snowflake_env"], found)
+                return (f"set (values not shown): {', '.join(used)}; logs in with "
+                        f"{credentials.login_method(found)}"), True
             credentials_ok = bool(check("credentials", present))
     elif spec is not None:
         checks.append(Preflight("credentials", True, "none needed: the embedded warehouse"))
