@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hnpipe import environments as envs
@@ -109,3 +111,52 @@ def test_warehouse_spec(tmp_path) -> None:
     assert envs.warehouse_spec("local", {}).endswith("/.warehouse")
     with pytest.raises(GuardError, match="unknown HNPIPE_WAREHOUSE 'postgres'"):
         envs.warehouse_spec("local", {"HNPIPE_WAREHOUSE": "postgres"})
+
+
+# -- .env never chooses the environment -----------------------------------------------------
+@pytest.fixture
+def dotenv_project(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A project root of our own whose .env the test writes; HNPIPE_ENV and the PR id unset."""
+    import os
+
+    (tmp_path / "project" / "params").mkdir(parents=True)
+    (tmp_path / "project" / "pyproject.toml").write_text("")
+    root = Path(__file__).resolve().parents[1]
+    for name in ("local.yaml", "production.yaml"):
+        (tmp_path / "project" / "params" / name).write_bytes((root / "params" / name).read_bytes())
+    monkeypatch.setenv("HNPIPE_ROOT", str(tmp_path / "project"))
+    monkeypatch.setenv("HNPIPE_WAREHOUSE", f"duckdb:{tmp_path / 'warehouse'}")
+    monkeypatch.setenv("HNPIPE_RUNS_DIR", str(tmp_path / "runs"))
+    for key in ("HNPIPE_ENV", "HNPIPE_PR_ID", "CI_MERGE_REQUEST_IID", "GITHUB_REF"):
+        monkeypatch.delenv(key, raising=False)
+    saved = dict(os.environ)
+    yield tmp_path
+    os.environ.clear()  # .env loads into the process: undo it for the next test
+    os.environ.update(saved)
+
+
+@pytest.mark.parametrize("line", ["HNPIPE_ENV=production", "HNPIPE_PR_ID=7", "export HNPIPE_ENV=production",
+                                  "GITHUB_REF=refs/pull/7/merge", "CI_MERGE_REQUEST_IID=7"])
+@pytest.mark.parametrize("argv", [["run", "--env", "production"], ["run", "--env", "local"], ["history"],
+                                  ["versions", "ITEMS"], ["docs"], ["admin", "list"]])
+def test_a_dotenv_that_sets_where_runs_write_is_refused_by_every_command(dotenv_project, capsys, line: str,
+                                                                         argv: list[str]) -> None:
+    from hnpipe import cli
+
+    dotenv = dotenv_project / "project" / ".env"
+    dotenv.write_text(f"SNOWFLAKE_USER=jane\n{line}\n")
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    variable = line.removeprefix("export ").partition("=")[0]
+    assert err.startswith(f"hnpipe: error: refused {dotenv}: it sets {variable}") and err.count("\n") == 1, err
+    assert not (dotenv_project / "warehouse").exists() and not (dotenv_project / "runs").exists()
+
+
+def test_every_command_sees_what_dotenv_provides_the_same_way(dotenv_project, monkeypatch, capsys) -> None:
+    """`history` (and versions, docs) used to resolve the target before loading .env."""
+    from hnpipe import cli
+
+    monkeypatch.delenv("HNPIPE_DEV_SCHEMA", raising=False)
+    (dotenv_project / "project" / ".env").write_text("HNPIPE_DEV_SCHEMA=JANE\n")
+    assert cli.main(["history"]) == 0
+    assert "run history of local (LOCAL.JANE.PIPELINE_RUNS)" in capsys.readouterr().out

@@ -5,12 +5,14 @@ Covered: parameters (`params.validate`, `-p KEY=VALUE` through `params.parse_ove
 params files (generated YAML, with YAML 1.1 surprises such as `no`, `on`, `0123`, `0x1F`,
 tags, anchors, timestamps, huge numbers, and raw bytes), identifiers and names the
 warehouse accepts (`check_identifier`, `Target`, DuckDB database and table names), the
-environment variables that choose where a run writes, and `hnpipe run` itself, in process,
+environment variables that choose where a run writes (and a `.env`, which may never set them),
+and `hnpipe run` itself, in process,
 which must create neither the warehouse nor the runs directory when it refuses.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -281,6 +283,39 @@ def test_environment_variables_resolve_to_a_safe_target_or_are_refused(environ: 
             assert target.database != "PRODUCTION"
 
 
+DOTENV_KEYS = [*config.PROCESS_ONLY, "HNPIPE_DEV_SCHEMA", "HNPIPE_WAREHOUSE", "SNOWFLAKE_USER", "USER"]
+
+
+@fuzz
+@given(st.dictionaries(st.sampled_from(DOTENV_KEYS), env_values, max_size=4),
+       st.sampled_from(environments.ENVIRONMENTS))
+def test_a_dotenv_never_chooses_where_a_run_writes(scratch_run: Path, entries: dict, requested: str) -> None:
+    """.env, fuzzed: one that sets HNPIPE_ENV or a PR id is refused whole (naming the file and the
+    variable, loading nothing); any other leaves the process's environment (local here) in charge."""
+    import os
+
+    dotenv = scratch_run / "project" / ".env"
+    dotenv.write_text("".join(f"{key}={json.dumps(value, ensure_ascii=False)}\n" for key, value in entries.items()),
+                      encoding="utf-8")
+    saved = dict(os.environ)
+    try:
+        chosen = [key for key in config.PROCESS_ONLY if key in entries]
+        error = refused(environments.process_environment)
+        if chosen:
+            assert error is not None and str(dotenv) in str(error) and chosen[0] in str(error), entries
+            assert dict(os.environ) == saved, "nothing of a refused .env is loaded"
+            return
+        assert error is None, entries
+        assert environments.process_environment() == "local"
+        for key in config.PROCESS_ONLY:
+            assert os.environ.get(key) == saved.get(key)
+        if refused(environments.resolve, requested) is None:
+            assert requested == "local"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @fuzz
 @given(env_values, env_values)
 def test_warehouse_settings_from_the_environment_are_checked(spec: str, lock_timeout: str) -> None:
@@ -350,3 +385,36 @@ def test_hnpipe_run_refuses_a_bad_override_and_creates_nothing(scratch_run: Path
         valid = False
     assume(not valid)
     assert_refused_without_side_effects(scratch_run, ["run", "--env", "local", f"--param={text}"], capsys)
+
+
+# -- where the HN client may go ---------------------------------------------------------------------
+BAD_URLS = [
+    "https://jane:hunter2@hacker-news.firebaseio.com/v0", "http://hunter2@h.test/v0",
+    "http://169.254.169.254/latest/meta-data", "http://[fe80::1%25eth0]/v0", "http://metadata.google.internal/v0",
+    "http://[::ffff:169.254.169.254]/v0", "http://0.0.0.0/v0", "http://224.0.0.1/v0",
+    "https://h.test/v0?auth=hunter2", "https://h.test/v0#frag", "https://h.test/v0?", "http://h.test:99999/v0",
+    "http://h.test:0/v0", "http://h.test:/v0", "http://h.test:port/v0", "http://h .test/v0",
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_hnpipe_run_refuses_a_url_with_credentials_or_an_unsafe_host_without_echoing_it(
+        scratch_run: Path, capsys, url: str) -> None:
+    (config.params_dir() / "local.yaml").write_bytes((ROOT / "params" / "local.yaml").read_bytes())
+    status = cli.main(["run", "--env", "local", "--param", f"hn_api_url={url}"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("hnpipe: error: ") and err.count("\n") == 1, err
+    assert "hunter2" not in err
+    assert not (scratch_run / "warehouse").exists() and not (scratch_run / "runs").exists()
+
+
+@pytest.mark.parametrize("env", ["staging", "production", "branch"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765/v0", "http://localhost:8765/v0", "http://10.1.2.3/v0",
+                                 "http://192.168.0.10/v0", "http://[::1]:8765/v0", "http://2130706433/v0"])
+def test_outside_local_runs_a_private_hn_host_must_be_listed(env: str, url: str) -> None:
+    values = {"environment": env, "hn_api_url": url}
+    error = refused(params.validate, values)
+    assert error is not None and "hn_api_private_hosts" in str(error)
+    host = url.split("//")[1].rsplit(":", 1)[0].split("/")[0] if "[" not in url else "::1"
+    assert refused(params.validate, {**values, "hn_api_private_hosts": [host.strip("[]")]}) is None
+    assert refused(params.validate, {**values, "environment": "local"}) is None

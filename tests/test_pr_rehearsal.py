@@ -79,7 +79,7 @@ def test_a_pull_request_from_open_to_close(clean_env: Path) -> None:
     branch_env = {**base_env, **{k: v for k, v in workflow["env"].items() if k.startswith("HNPIPE_")},
                   "HNPIPE_PR_ID": PR}
     assert branch_env["HNPIPE_ENV"] == "branch"
-    values = {"HNPIPE_PR_ID": PR, "github.event.pull_request.number": PR, "BASE_SHA": "HEAD"}
+    values = {"HNPIPE_PR_ID": PR, "github.event.pull_request.number": PR, "base": "HEAD", "BASE": "HEAD"}
     clone_file = warehouse / f"{CLONE}.duckdb"
     played = []
     ran_since_clone = False  # the clone holds what a branch run wrote

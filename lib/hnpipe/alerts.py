@@ -21,6 +21,7 @@ import os
 from typing import Mapping
 
 from hnpipe import config, credentials
+from hnpipe.errors import HnpipeError
 
 log = logging.getLogger("hnpipe.alerts")
 
@@ -35,9 +36,9 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     if environ is not None:
         return environ
     try:
-        config.load_env()  # the webhook may live in .env
-    except FileNotFoundError:
-        pass  # installed outside a checkout: no .env
+        config.load_project_env()  # the webhook may live in .env
+    except HnpipeError:
+        pass  # a refused .env: the command has said so already; alerting must not fail on it
     return os.environ
 
 

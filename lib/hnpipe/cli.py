@@ -13,6 +13,10 @@ import sys
 
 from hnpipe.errors import HnpipeError
 
+# Commands that act on an environment's warehouse: each resolves it first, the same way
+# (environments.process_environment: .env loaded, and refused if it sets HNPIPE_ENV or the PR id).
+ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs"}
+
 # (command, module, help)
 COMMANDS = [
     ("run", "hnpipe.runner", "run the pipeline notebooks for an environment"),
@@ -53,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from hnpipe.credentials import install_log_redaction
 
         install_log_redaction()
+        if args.command in ENVIRONMENT_COMMANDS:
+            from hnpipe import environments
+
+            environments.process_environment()
         return args.handler(args)
     except HnpipeError as error:
         from hnpipe.credentials import redact

@@ -1,7 +1,9 @@
 """Where things are: the project root, .env, params/, notebooks/, runs/ and .warehouse/.
 
 Loading `.env` never overrides variables already set in the process, so CI secrets and a
-developer's shell always win over the file.
+developer's shell always win over the file. `.env` holds secrets and conveniences, never the
+variables that choose where a run writes (PROCESS_ONLY): a `.env` that sets one is refused,
+before anything of it is loaded.
 """
 
 from __future__ import annotations
@@ -12,8 +14,14 @@ import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dotenv import load_dotenv
+from dotenv import dotenv_values, load_dotenv
 
+from hnpipe.errors import GuardError
+
+# Where a run writes is decided by the process (the CI job, the scheduler, a shell), never by a
+# file lying in the checkout: HNPIPE_ENV and the pull-request id, with the CI variables it is
+# read from.
+PROCESS_ONLY = ("HNPIPE_ENV", "HNPIPE_PR_ID", "CI_MERGE_REQUEST_IID", "GITHUB_REF")
 _MARKERS = ("pyproject.toml", "params")
 
 
@@ -33,10 +41,30 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def load_env(root: Path | None = None) -> None:
-    """Load `<root>/.env` into os.environ without overriding what is already set."""
+    """Load `<root>/.env` into os.environ without overriding what is already set; refuse a
+    `.env` that sets a PROCESS_ONLY variable (nothing of it is loaded then)."""
     env_file = (root or project_root()) / ".env"
     if env_file.is_file():
+        try:
+            found = dotenv_values(env_file)
+        except (OSError, UnicodeDecodeError) as error:
+            raise GuardError(f"cannot read {env_file}: {type(error).__name__}; fix or remove it") from None
+        chosen = [name for name in PROCESS_ONLY if name in found]
+        if chosen:
+            raise GuardError(
+                f"refused {env_file}: it sets {', '.join(chosen)}, which chooses where a run writes and "
+                "comes from the process only; remove it from .env and set it in the shell or CI job"
+            )
         load_dotenv(env_file, override=False)
+
+
+def load_project_env() -> None:
+    """load_env for the project this process runs in; nothing to load outside a checkout."""
+    try:
+        root = project_root()
+    except FileNotFoundError:
+        return  # installed outside a checkout: no .env
+    load_env(root)
 
 
 def params_dir(root: Path | None = None) -> Path:

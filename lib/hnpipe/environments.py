@@ -80,8 +80,13 @@ class Target:
 
 
 def process_environment(environ: Mapping[str, str] | None = None) -> str:
-    """Where the code runs: HNPIPE_ENV, default local."""
-    environ = os.environ if environ is None else environ
+    """Where the code runs: HNPIPE_ENV, default local. The one place every command and notebook
+    learns it: `.env` is loaded first (and refused if it tries to set HNPIPE_ENV or the PR id),
+    so what it does provide (HNPIPE_WAREHOUSE, HNPIPE_DEV_SCHEMA, credentials) is seen the same
+    way by `hnpipe run`, `history`, `versions`, `docs` and the rest."""
+    if environ is None:
+        config.load_project_env()
+        environ = os.environ
     return check_environment_name(environ.get("HNPIPE_ENV") or DEFAULT_ENV, "HNPIPE_ENV")
 
 

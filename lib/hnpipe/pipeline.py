@@ -153,7 +153,10 @@ class Step:
         with self._work():
             builder = datasets.ItemsBuilder()
             with hn_base_url(values["hn_api_url"]) as base_url:
-                client = hn.HttpHNClient(base_url, concurrency=values["concurrency"])
+                client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
+                    base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
+                    private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
+                    else values["hn_api_private_hosts"])
                 plan = refresh.plan(
                     self.warehouse, self.target, max_item=client.max_item(), n_items=values["n_items"],
                     mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,

@@ -242,9 +242,10 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
             skip("credentials", "the parameters (which name the variables) are invalid")
         else:
             def present() -> tuple[str, Any]:
-                names = {**credentials.SNOWFLAKE_SETTINGS, **credentials.check_env_names(values["snowflake_env"])}
                 found = credentials.snowflake_credentials(values["snowflake_env"])
-                return f"set (values not shown): {', '.join(names[setting] for setting in found)}", True
+                used = credentials.variables_used(values["snowflake_env"], found)
+                return (f"set (values not shown): {', '.join(used)}; logs in with "
+                        f"{credentials.login_method(found)}"), True
             credentials_ok = bool(check("credentials", present))
     elif spec is not None:
         checks.append(Preflight("credentials", True, "none needed: the embedded warehouse"))
@@ -265,13 +266,15 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
                 declared = set(papermill.inspect_notebook(str(path)))
             except Exception as error:  # nbformat, JSON or papermill errors alike
                 raise HnpipeError(f"cannot read {path.name}: {type(error).__name__}: {error}") from None
-            missing = sorted(set(params.PARAMETERS) - declared)
+            # A notebook declares the parameters it uses (environment always); the others reach
+            # it from the params file all the same, and keep their defaults in JupyterLab.
+            missing = sorted({"environment"} - declared)
             extra = sorted(declared - set(params.PARAMETERS))
             if missing or extra:
                 raise HnpipeError(f"{path.name}: its parameters cell " + "; ".join(
                     part for part in (f"lacks {', '.join(missing)}" if missing else "",
                                       f"declares unknown {', '.join(extra)}" if extra else "") if part))
-            return f"{path.name} parses and declares the {len(declared)} parameters", None
+            return f"{path.name} parses and declares {len(declared)} known parameters", None
 
         check("notebook", declares)
 
