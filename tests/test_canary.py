@@ -22,6 +22,7 @@ CANARIES = {
     "SNOWFLAKE_USER": "canary-user-9c2e",
     "SNOWFLAKE_PASSWORD": "canary-password-3b7a91",
     "SNOWFLAKE_PROD_PASSWORD": "canary-prod-password-77e0",
+    "SNOWFLAKE_TOKEN": "canary-oidc-token-61d0",
     "SNOWFLAKE_ROLE": "CANARY_ROLE_1A2B",
     "SNOWFLAKE_WAREHOUSE": "CANARY_WH_3C4D",
     "HNPIPE_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/canary-webhook-c0ffee",

@@ -257,3 +257,86 @@ def test_install_log_redaction_covers_child_loggers(monkeypatch, caplog) -> None
     with caplog.at_level(logging.INFO, logger="elsewhere"):
         logging.getLogger("elsewhere").info("x %s", "plain")
     assert caplog.records[-1].getMessage() == "x plain"
+
+
+# -- logging in without a stored password (issue 9) -------------------------------------------
+WIF = {key: value for key, value in FULL.items() if key != "SNOWFLAKE_PASSWORD"}
+WIF["SNOWFLAKE_AUTHENTICATOR"] = "WORKLOAD_IDENTITY"
+
+
+def test_workload_identity_reads_the_ci_token_from_a_file_and_needs_no_password(tmp_path: Path) -> None:
+    token = tmp_path / "oidc.jwt"
+    token.write_text("header.payload.signature")
+    got = snowflake_credentials(environ={**WIF, "SNOWFLAKE_TOKEN_FILE": str(token)})
+    # The connector's own names: authenticator="WORKLOAD_IDENTITY" with an OIDC token
+    # (https://docs.snowflake.com/en/user-guide/workload-identity-federation).
+    assert got == {"account": "xy12345.eu-west-1", "user": "ALICE", "role": "DEVELOPER", "warehouse": "DEV_WH",
+                   "authenticator": "WORKLOAD_IDENTITY", "workload_identity_provider": "OIDC",
+                   "token_file_path": str(token)}
+    assert credentials.login_method(got) == "workload identity"
+
+
+def test_workload_identity_takes_gitlabs_id_token_from_its_variable_and_redacts_it() -> None:
+    got = snowflake_credentials(environ={**WIF, "SNOWFLAKE_TOKEN": "gitlab.id.token-77"})
+    assert got["token"] == "gitlab.id.token-77" and "password" not in got
+    assert redact("login failed with gitlab.id.token-77", {"SNOWFLAKE_TOKEN": "gitlab.id.token-77"}) == "login failed with ***"
+
+
+def test_workload_identity_without_a_token_says_where_one_comes_from() -> None:
+    with pytest.raises(CredentialsError, match=r"set SNOWFLAKE_TOKEN_FILE or SNOWFLAKE_TOKEN \(the CI's OIDC token; "
+                                               r"in GitHub Actions give the job `permissions: id-token: write`\)"):
+        snowflake_credentials(environ=WIF)
+
+
+def test_an_unknown_authenticator_is_refused_naming_the_variable_not_the_value() -> None:
+    with pytest.raises(CredentialsError) as caught:
+        snowflake_credentials(environ={**FULL, "SNOWFLAKE_AUTHENTICATOR": "snowflake_secret_mode"})
+    assert str(caught.value).startswith("SNOWFLAKE_AUTHENTICATOR must be WORKLOAD_IDENTITY")
+    assert "snowflake_secret_mode" not in str(caught.value)
+
+
+def test_in_github_actions_a_fresh_oidc_token_is_fetched_at_login_for_snowflakes_audience() -> None:
+    import http.server
+    import json
+    import threading
+
+    seen: list[tuple[str, str]] = []
+
+    class Issuer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            seen.append((self.path, self.headers["Authorization"]))
+            body = json.dumps({"value": f"github.jwt.{len(seen)}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Issuer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        environ = {**WIF, "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token?api=1",
+                   "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runner-bearer-123"}
+        checked = snowflake_credentials(environ=environ)  # validation only: nothing fetched
+        assert "token" not in checked and seen == []
+        first = snowflake_credentials(environ=environ, fetch_token=True)
+        second = snowflake_credentials(environ=environ, fetch_token=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (first["token"], second["token"]) == ("github.jwt.1", "github.jwt.2")  # one per login
+    assert seen[0] == ("/token?api=1&audience=snowflakecomputing.com", "bearer runner-bearer-123")
+    assert redact("bad token github.jwt.2") == "bad token ***"
+
+
+def test_variables_used_names_what_the_login_reads_never_values(tmp_path: Path) -> None:
+    key = tmp_path / "rsa_key.p8"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
+    names = {"user": "SNOWFLAKE_PROD_USER", "private_key_file": "SNOWFLAKE_PROD_PRIVATE_KEY_FILE"}
+    environ = {**FULL, "SNOWFLAKE_PROD_USER": "SVC", "SNOWFLAKE_PROD_PRIVATE_KEY_FILE": str(key)}
+    got = snowflake_credentials(names, environ=environ)
+    assert credentials.variables_used(names, got) == ["SNOWFLAKE_ACCOUNT", "SNOWFLAKE_PROD_USER", "SNOWFLAKE_ROLE",
+                                                      "SNOWFLAKE_WAREHOUSE", "SNOWFLAKE_PROD_PRIVATE_KEY_FILE"]
+    assert credentials.login_method(got) == "key pair"

@@ -246,10 +246,11 @@ def test_cli_reads_snowflake_with_the_environments_credentials_and_refuses_write
     monkeypatch.delenv("HNPIPE_WAREHOUSE")
     monkeypatch.setenv("HNPIPE_ENV", "branch")
     monkeypatch.setenv("HNPIPE_PR_ID", HEAD.rsplit("_", 1)[1])
-    # params/branch.yaml names the branch's own variables for user, password and role
+    # params/branch.yaml names the branch's own variables for user, key and role; CI logs in
+    # with workload identity (the job's OIDC token), as here
     for name, value in {"SNOWFLAKE_ACCOUNT": "xy12345", "SNOWFLAKE_WAREHOUSE": "WH",
-                        "SNOWFLAKE_BRANCH_USER": "SVC_BRANCH", "SNOWFLAKE_BRANCH_PASSWORD": "br4nch-pw",
-                        "SNOWFLAKE_BRANCH_ROLE": "BRANCH"}.items():
+                        "SNOWFLAKE_BRANCH_USER": "SVC_BRANCH", "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY",
+                        "SNOWFLAKE_TOKEN": "br4nch-oidc-token", "SNOWFLAKE_BRANCH_ROLE": "BRANCH"}.items():
         monkeypatch.setenv(name, value)
     writer = SnowflakeWarehouse(environ=SNOWFLAKE_ENV, connect=lambda **kwargs: snowflake.connector.connect(**kwargs))
     publish(writer, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))

@@ -18,8 +18,10 @@ from hnpipe.warehouse import DuckDBWarehouse
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
+# As in CI: workload identity with the job's OIDC token (GitLab hands it over as SNOWFLAKE_TOKEN).
 PROD_SECRETS = {"SNOWFLAKE_ACCOUNT": "acct-dry", "SNOWFLAKE_WAREHOUSE": "WH", "SNOWFLAKE_PROD_USER": "svc-dry",
-                "SNOWFLAKE_PROD_PASSWORD": "dry-run-canary-pw-8d1f", "SNOWFLAKE_PROD_ROLE": "DRY_CANARY_ROLE_4C"}
+                "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY", "SNOWFLAKE_TOKEN": "dry-run-canary-token-8d1f",
+                "SNOWFLAKE_PROD_ROLE": "DRY_CANARY_ROLE_4C"}
 
 
 def checklist(capsys) -> tuple[dict[str, list[str]], str]:
@@ -59,11 +61,11 @@ def test_missing_credentials_are_named_never_shown(clean_env, capsys, monkeypatc
     monkeypatch.setenv("HNPIPE_ENV", "production")
     monkeypatch.setenv("HNPIPE_WAREHOUSE", "snowflake")
     for name, value in PROD_SECRETS.items():
-        if name != "SNOWFLAKE_PROD_USER":
+        if name != "SNOWFLAKE_PROD_ROLE":
             monkeypatch.setenv(name, value)
     assert cli.main(["run", "--env", "production", "--dry-run"]) == 1
     captured = capsys.readouterr()
-    assert "[FAIL] credentials  missing Snowflake credential: set SNOWFLAKE_PROD_USER " in captured.out
+    assert "[FAIL] credentials  missing Snowflake credential: set SNOWFLAKE_PROD_ROLE " in captured.out
     assert not [value for value in PROD_SECRETS.values() if value in captured.out + captured.err]
 
 
@@ -90,7 +92,7 @@ def test_production_on_snowflake_connects_and_finds_its_database(clean_env, caps
     assert expected in captured.out
     assert code == (0 if databases == ["PRODUCTION"] else 1)
     assert ("[ok  ] credentials  set (values not shown): SNOWFLAKE_ACCOUNT, SNOWFLAKE_PROD_USER, SNOWFLAKE_PROD_ROLE, "
-            "SNOWFLAKE_WAREHOUSE, SNOWFLAKE_PROD_PASSWORD") in captured.out
+            "SNOWFLAKE_WAREHOUSE, SNOWFLAKE_AUTHENTICATOR, SNOWFLAKE_TOKEN; logs in with workload identity") in captured.out
     assert "[ok  ] alerts       failures alert Slack" in captured.out
     assert not [v for v in [*PROD_SECRETS.values(), "dry-run-webhook-canary"] if v in captured.out + captured.err]
     assert names == databases and "HACKER_NEWS" not in schemas  # nothing was created
@@ -110,15 +112,14 @@ def test_branch_without_its_clone_says_to_clone_first(clean_env, capsys, monkeyp
     assert fingerprint(clean_env) == before
 
 
-def test_a_notebook_missing_a_parameter_fails_its_check(tmp_path) -> None:
+def test_a_notebook_declaring_an_unknown_parameter_fails_its_check(tmp_path) -> None:
+    """A notebook declares the parameters it uses (a subset, environment always), none unknown."""
     root = tmp_path / "project"
     for part in ("params", "notebooks"):
         shutil.copytree(ROOT / part, root / part)
     (root / "pyproject.toml").write_text("")
     notebook = root / "notebooks" / "comments.ipynb"
-    text = notebook.read_text()
-    line = next(line for line in text.splitlines() if '"keep_versions = 5' in line)
-    notebook.write_text(text.replace(line + "\n", "").replace('clones\\n",\n', 'clones"\n', 1))
+    notebook.write_text(notebook.read_text().replace('"keep_versions = 5', '"keep_version = 5', 1))
     checks = runner.dry_run("local", {}, root=root)
     failed = [(check.name, check.detail) for check in checks if check.ok is False]
-    assert failed == [("notebook", "comments.ipynb: its parameters cell lacks keep_versions")]
+    assert failed == [("notebook", "comments.ipynb: its parameters cell declares unknown keep_version")]

@@ -229,6 +229,9 @@ def test_github_secrets_come_only_from_the_secret_store(name: str) -> None:
     from_store = 0
     for where, env in github_env_blocks(workflow):
         for variable, value in env.items():
+            if variable == "SNOWFLAKE_AUTHENTICATOR":  # a mode, not a secret: workload identity
+                assert value == "WORKLOAD_IDENTITY", (where, variable)
+                continue
             secret = credentials.secret_variable(variable) or variable.startswith("SNOWFLAKE_") or variable.endswith("_TOKEN")
             if secret:
                 # The variable's value is exactly the secret of the same name (GITHUB_TOKEN for gh).
@@ -244,9 +247,11 @@ def test_github_secrets_come_only_from_the_secret_store(name: str) -> None:
 
 
 def required_snowflake_variables(env: str) -> set[str]:
-    """The variables hnpipe reads for `env`'s Snowflake credentials (params/<env>.yaml's names)."""
-    names = {**credentials.SNOWFLAKE_SETTINGS, **params.load_params_file(ROOT / "params" / f"{env}.yaml").get("snowflake_env", {})}
-    return {names[setting] for setting in ("account", "user", "password", "role", "warehouse")}
+    """The variables hnpipe reads for `env`'s Snowflake credentials in CI (params/<env>.yaml's
+    names), logging in with workload identity: no password, no key file."""
+    names = {**credentials.SNOWFLAKE_SETTINGS, **credentials.OPTIONAL_SETTINGS,
+             **params.load_params_file(ROOT / "params" / f"{env}.yaml").get("snowflake_env", {})}
+    return {names[setting] for setting in ("account", "user", "role", "warehouse", "authenticator")}
 
 
 @pytest.mark.parametrize("name, env", [("branch-deployment.yml", "branch"), ("production.yml", "production")])
@@ -257,12 +262,43 @@ def test_github_workflows_provide_the_credentials_their_params_file_names(name: 
     assert provided == required_snowflake_variables(env)
 
 
+def test_the_prune_logs_in_as_the_branch_user_that_owns_the_clones() -> None:
+    prune = github("production.yml")["jobs"]["prune-clones"]
+    provided = {variable for variable in prune["env"] if variable.startswith("SNOWFLAKE_")}
+    assert provided == required_snowflake_variables("branch") - set(github("production.yml")["env"])
+    assert prune["permissions"]["id-token"] == "write"
+
+
+@pytest.mark.parametrize("name", ["branch-deployment.yml", "production.yml"])
+def test_github_workflows_log_in_with_workload_identity_and_hold_no_password(name: str) -> None:
+    """Issue 9: no password (or key) secret in any workflow; the job's OIDC token instead."""
+    workflow = github(name)
+    text = (GITHUB / name).read_text(encoding="utf-8")
+    assert not re.search(r"PASSWORD|PRIVATE_KEY|\bPWD\b", text), name
+    assert workflow["env"]["SNOWFLAKE_AUTHENTICATOR"] == "WORKLOAD_IDENTITY"
+    assert workflow["permissions"]["id-token"] == "write"  # GitHub mints the token only with it
+    for job in workflow["jobs"].values():  # a job's own permissions replace the workflow's
+        assert job.get("permissions", {"id-token": "write"})["id-token"] == "write"
+
+
+def test_gitlab_logs_in_with_id_tokens_and_holds_no_password() -> None:
+    text = GITLAB.read_text(encoding="utf-8")
+    assert not re.search(r"PASSWORD|PRIVATE_KEY|\bPWD\b", text)
+    jobs = gitlab_jobs()
+    for name in ("branch-deploy", "branch-stop", "production-run", "prune-clones"):
+        assert jobs[name]["id_tokens"] == {"SNOWFLAKE_TOKEN": {"aud": credentials.OIDC_AUDIENCE}}, name
+        assert jobs[name]["variables"]["SNOWFLAKE_AUTHENTICATOR"] == "WORKLOAD_IDENTITY", name
+
+
 def test_gitlab_secrets_come_only_from_ci_variables() -> None:
     document = load(GITLAB)
     blocks = [("global", document.get("variables", {}))]
     blocks += [(name, body.get("variables", {})) for name, body in document.items() if isinstance(body, dict)]
     for where, variables in blocks:
-        for variable in variables:
+        for variable, value in variables.items():
+            if variable == "SNOWFLAKE_AUTHENTICATOR":  # a mode, not a secret
+                assert value == "WORKLOAD_IDENTITY"
+                continue
             assert not (credentials.secret_variable(variable) or variable.startswith("SNOWFLAKE_")
                         or variable.endswith("_TOKEN")), (where, variable)
     # The comment at the top tells the user which CI/CD variables to set: all that hnpipe reads.
@@ -351,9 +387,11 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
     mr = {"CI_MERGE_REQUEST_IID": "7", "CI_MERGE_REQUEST_DIFF_BASE_SHA": "base"}
     deploy, stop = jobs["branch-deploy"], jobs[jobs["branch-deploy"]["environment"]["on_stop"]]
     # The whole history (GIT_DEPTH 0): `hnpipe changes` needs the merge request's base commit.
-    assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID", "GIT_DEPTH": "0"}
+    assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID", "GIT_DEPTH": "0",
+                                   "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY"}
     assert stop["environment"] == {"name": deploy["environment"]["name"], "action": "stop"}
-    assert stop["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID"}
+    assert stop["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID",
+                                 "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY"}
     assert "$CI_MERGE_REQUEST_IID" in deploy["environment"]["name"]
     for job in (deploy, stop):
         assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "merge_request_event"'

@@ -26,12 +26,25 @@ SNOWFLAKE_SETTINGS: dict[str, str] = {
     "role": "SNOWFLAKE_ROLE",
     "warehouse": "SNOWFLAKE_WAREHOUSE",
 }
-# Optional: the passphrase of an encrypted private key file (the connector's own name).
-OPTIONAL_SETTINGS: dict[str, str] = {"private_key_file_pwd": "SNOWFLAKE_PRIVATE_KEY_FILE_PWD"}
+# Optional: the passphrase of an encrypted private key file (the connector's own name), and
+# workload identity federation (CI logs in with its own short-lived OIDC token, no stored secret:
+# https://docs.snowflake.com/en/user-guide/workload-identity-federation). The connector takes
+# authenticator="WORKLOAD_IDENTITY", workload_identity_provider and the token (or a file holding it).
+OPTIONAL_SETTINGS: dict[str, str] = {
+    "private_key_file_pwd": "SNOWFLAKE_PRIVATE_KEY_FILE_PWD",
+    "authenticator": "SNOWFLAKE_AUTHENTICATOR",
+    "workload_identity_provider": "SNOWFLAKE_WORKLOAD_IDENTITY_PROVIDER",
+    "token_file": "SNOWFLAKE_TOKEN_FILE",
+    "token": "SNOWFLAKE_TOKEN",
+}
 _ALL_SETTINGS = {**SNOWFLAKE_SETTINGS, **OPTIONAL_SETTINGS}
 _REQUIRED = ("account", "user", "role", "warehouse")
 # Settings whose values are secrets, whatever their variable is called.
-_SECRET_SETTINGS = ("password", "private_key_file_pwd")
+_SECRET_SETTINGS = ("password", "private_key_file_pwd", "token")
+WORKLOAD_IDENTITY = "WORKLOAD_IDENTITY"
+_PROVIDERS = ("OIDC", "AWS", "AZURE", "GCP")  # the connector's AttestationProvider values
+# How a login proves who it is, in the order hnpipe prefers them.
+LOGIN_METHODS = ("workload identity", "key pair", "password")
 
 ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
 _MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words and digits
@@ -81,14 +94,50 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ
 
 
+# GitHub Actions hands a job that has `permissions: id-token: write` these two variables; a GET
+# of the URL with the bearer token returns {"value": <OIDC ID token>}. Snowflake expects the
+# audience snowflakecomputing.com unless the user's OIDC_AUDIENCE_LIST says otherwise
+# (https://docs.snowflake.com/en/user-guide/workload-identity-federation). The token lives
+# minutes, so hnpipe asks for a fresh one right before every login, never stores it.
+GITHUB_TOKEN_URL, GITHUB_TOKEN_BEARER = "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
+OIDC_AUDIENCE = "snowflakecomputing.com"
+_fetched_secrets: set[str] = set()  # tokens fetched at login: redacted like the variables' secrets
+
+
+def github_oidc_token(environ: Mapping[str, str], audience: str = OIDC_AUDIENCE) -> str:
+    """A fresh OIDC ID token from GitHub Actions' token endpoint (never logged, never kept)."""
+    import requests  # a dependency of hnpipe already (the HN client)
+
+    url, bearer = environ.get(GITHUB_TOKEN_URL), environ.get(GITHUB_TOKEN_BEARER)
+    if not url or not bearer:
+        raise CredentialsError(f"no GitHub OIDC token: {GITHUB_TOKEN_URL} is not set; give the job "
+                               "`permissions: id-token: write`")
+    separator = "&" if "?" in url else "?"
+    try:
+        response = requests.get(f"{url}{separator}audience={audience}",
+                                headers={"Authorization": f"bearer {bearer}"}, timeout=30)
+        response.raise_for_status()
+        token = response.json()["value"]
+    except Exception as exc:  # network, HTTP, JSON alike; the message names no secret
+        raise CredentialsError(f"could not get GitHub's OIDC token for Snowflake: {type(exc).__name__}") from None
+    if not isinstance(token, str) or not token:
+        raise CredentialsError("could not get GitHub's OIDC token for Snowflake: empty answer")
+    _fetched_secrets.add(token)
+    return token
+
+
 def snowflake_credentials(
-    env_names: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+    env_names: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None,
+    *, fetch_token: bool = False,
 ) -> dict[str, str]:
     """Connection settings for snowflake.connector.connect, read from the environment/.env.
 
-    Returns account, user, role, warehouse and either private_key_file (preferred when both
-    are set; plus private_key_file_pwd if set) or password. Missing settings raise one
-    CredentialsError naming every missing variable.
+    Returns account, user, role, warehouse and one way to log in, the first that is set:
+    workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY: authenticator,
+    workload_identity_provider, and for OIDC token_file_path or token; in GitHub Actions the
+    token is fetched from GitHub when `fetch_token`, i.e. right before a login), a key pair
+    (private_key_file, plus private_key_file_pwd if set), or a password. Missing settings raise
+    one CredentialsError naming every missing variable, never a value.
     """
     names = {**_ALL_SETTINGS, **check_env_names(env_names)}
     env = _environ(environ)
@@ -100,17 +149,47 @@ def snowflake_credentials(
         raw = env.get(names[setting])
         return raw.strip() if isinstance(raw, str) and raw.strip() else None
 
-    missing = [names[setting] for setting in _REQUIRED if value(setting) is None]
-    if value("password") is None and value("private_key_file") is None:
+    authenticator = value("authenticator")
+    if authenticator is not None and authenticator.upper() != WORKLOAD_IDENTITY:
+        raise CredentialsError(
+            f"{names['authenticator']} must be {WORKLOAD_IDENTITY} (workload identity federation) or unset "
+            "(key pair, or a password for a person's own runs)"
+        )
+    federated = authenticator is not None
+    required = [setting for setting in _REQUIRED if not (federated and setting == "user")]
+    missing = [names[setting] for setting in required if value(setting) is None]
+    provider = (value("workload_identity_provider") or "OIDC").upper()
+    if federated:
+        if provider not in _PROVIDERS:
+            raise CredentialsError(f"{names['workload_identity_provider']} must be one of {', '.join(_PROVIDERS)}")
+        github = bool(env.get(GITHUB_TOKEN_URL) and env.get(GITHUB_TOKEN_BEARER))
+        if provider == "OIDC" and value("token_file") is None and value("token") is None and not github:
+            missing.append(f"{names['token_file']} or {names['token']} (the CI's OIDC token; in GitHub "
+                           "Actions give the job `permissions: id-token: write`)")
+    elif value("password") is None and value("private_key_file") is None:
         missing.append(f"{names['password']} or {names['private_key_file']}")
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise CredentialsError(
             f"missing Snowflake credential{plural}: set {', '.join(missing)} (in the environment or .env)"
         )
-    credentials = {setting: value(setting) for setting in _REQUIRED}
+    credentials = {setting: value(setting) for setting in _REQUIRED if setting in required or value(setting)}
     key_file = value("private_key_file")
-    if key_file is not None:
+    if federated:
+        credentials["authenticator"] = WORKLOAD_IDENTITY
+        credentials["workload_identity_provider"] = provider
+        if provider == "OIDC":
+            token_file = value("token_file")
+            if token_file is not None:
+                if not Path(token_file).expanduser().is_file():
+                    raise CredentialsError(f"{names['token_file']} does not name a readable file; set it to "
+                                           "the file the CI job wrote its OIDC token to")
+                credentials["token_file_path"] = str(Path(token_file).expanduser())
+            elif value("token") is not None:
+                credentials["token"] = value("token")
+            elif fetch_token:
+                credentials["token"] = github_oidc_token(env)
+    elif key_file is not None:
         if not Path(key_file).expanduser().is_file():
             raise CredentialsError(
                 f"{names['private_key_file']} does not name a readable file; set it to the path "
@@ -122,6 +201,30 @@ def snowflake_credentials(
     else:
         credentials["password"] = value("password")
     return credentials  # type: ignore[return-value]
+
+
+def variables_used(env_names: Mapping[str, str] | None, settings: Mapping[str, str]) -> list[str]:
+    """The variables behind `snowflake_credentials`' result (names only, for preflight output)."""
+    names = {**_ALL_SETTINGS, **check_env_names(env_names)}
+    kwarg_setting = {"token_file_path": "token_file"}
+    used = [names[kwarg_setting.get(key, key)] for key in settings if kwarg_setting.get(key, key) in names]
+    if settings.get("authenticator") == WORKLOAD_IDENTITY and "workload_identity_provider" in settings:
+        used.remove(names["workload_identity_provider"])  # a default when unset; not worth naming
+    return used
+
+
+def login_method(settings: Mapping[str, str]) -> str:
+    """How `snowflake_credentials`' result logs in: one of LOGIN_METHODS."""
+    if settings.get("authenticator") == WORKLOAD_IDENTITY:
+        return "workload identity"
+    return "key pair" if "private_key_file" in settings else "password"
+
+
+PASSWORD_WARNING = (
+    "logging in to Snowflake with a password: fine for a person's own runs, but Snowflake blocks "
+    "password sign-in for service users (TYPE = SERVICE); use a key pair (SNOWFLAKE_PRIVATE_KEY_FILE) "
+    "or, in CI, workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY)"
+)
 
 
 # -- secrets -----------------------------------------------------------------------------
@@ -162,6 +265,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
     for name in _registered_key_file_vars:
         if env.get(name):
             found |= _key_file_secrets(env[name])
+    found |= _fetched_secrets
     return {v for v in found if len(v) >= _MIN_SECRET_LENGTH}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,9 +77,11 @@ def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | Non
 
 @contextmanager
 def _run_environment(run_id: str) -> Iterator[None]:
-    """Hand the run id to the notebook kernels, and keep their progress bars out of outputs."""
+    """Hand the run id to the notebook kernels; their progress goes to this run's stderr
+    (the kernels inherit it), never into the executed notebooks (hnpipe.progress)."""
     saved = {k: os.environ.get(k) for k in ("HNPIPE_RUN_ID", "HNPIPE_PROGRESS", "HNPIPE_NOTEBOOK_OUTPUT")}
-    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0")
+    quiet = os.environ.get("HNPIPE_PROGRESS") == "0"
+    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0" if quiet else "stderr")
     try:
         yield
     finally:
@@ -122,7 +125,8 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 # Once the first notebook's kernel answers (and ITEMS fetches, waiting on the
                 # API), import what counting the rows at the end needs, instead of after.
                 on_start = _import_in_background if number == 0 else None
-                outcomes = _run_wave(wave, started_kernels, root, directory, values, on_start)
+                outcomes = _run_wave(wave, started_kernels, root, directory, values, on_start,
+                                     [order.index(dataset) + 1 for dataset in wave], len(order))
                 for dataset, outcome in zip(wave, outcomes):
                     if isinstance(outcome, NotebookResult):
                         result.notebooks.append(outcome)
@@ -156,15 +160,16 @@ def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
 
 
 def _run_wave(wave, started_kernels, root: Path, directory: Path, values: Mapping[str, Any],
-              on_start=None) -> list:
+              on_start, numbers: list[int], total: int) -> list:
     """Execute the wave's notebooks at once; per dataset a NotebookResult, or (error, began)."""
     if len(wave) == 1:
-        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, values, on_start)]
+        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, values, on_start,
+                         f"[{numbers[0]}/{total}]")]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(wave), thread_name_prefix="hnpipe-notebook") as pool:
         futures = [pool.submit(_execute, dataset, started_kernels[dataset.name], root, directory, values,
-                               on_start) for dataset in wave]
+                               on_start, f"[{number}/{total}]") for dataset, number in zip(wave, numbers)]
         return [future.result() for future in futures]
 
 
@@ -177,7 +182,8 @@ def _import_in_background(**_: Any) -> None:
                      name="hnpipe-imports", daemon=True).start()
 
 
-def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, Any], on_start=None):
+def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, Any], on_start=None,
+             counter: str = "[1/1]"):
     """Run one notebook with papermill in its started kernel; its NotebookResult, or
     (error, began) when it failed. The executed notebook is saved either way."""
     import papermill
@@ -187,6 +193,7 @@ def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, 
     notebook_started = time.perf_counter()
     began = datetime.now(timezone.utc)
     log.info("running %s -> %s", source.name, output)
+    _say(f"{counter} {source.name}: running ({dataset.name})")
     try:
         papermill.execute_notebook(
             str(source), str(output), parameters=values, kernel_name="python3",
@@ -197,7 +204,9 @@ def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, 
         return error, began
     finally:
         kernel.shutdown()  # finished and committed: nothing left to wait for
-    return NotebookResult(dataset.name, dataset.notebook, output, time.perf_counter() - notebook_started)
+    seconds = time.perf_counter() - notebook_started
+    _say(f"{counter} {source.name}: done in {seconds:.1f} s")
+    return NotebookResult(dataset.name, dataset.notebook, output, seconds)
 
 
 def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
@@ -215,6 +224,13 @@ def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Targ
     notes = _failed(env, values, target, run_id, dataset.name, began, reason, output)
     raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
                     + "".join(f"; {note}" for note in notes)) from None
+
+
+def _say(line: str) -> None:
+    """What the run is doing, one plain line on stderr as it happens (terminal or CI log);
+    the summary table goes to stdout at the end. HNPIPE_PROGRESS=0 keeps it quiet."""
+    if os.environ.get("HNPIPE_PROGRESS") != "0":
+        print(line, file=sys.stderr, flush=True)
 
 
 def _failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
@@ -302,9 +318,10 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
             skip("credentials", "the parameters (which name the variables) are invalid")
         else:
             def present() -> tuple[str, Any]:
-                names = {**credentials.SNOWFLAKE_SETTINGS, **credentials.check_env_names(values["snowflake_env"])}
                 found = credentials.snowflake_credentials(values["snowflake_env"])
-                return f"set (values not shown): {', '.join(names[setting] for setting in found)}", True
+                used = credentials.variables_used(values["snowflake_env"], found)
+                return (f"set (values not shown): {', '.join(used)}; logs in with "
+                        f"{credentials.login_method(found)}"), True
             credentials_ok = bool(check("credentials", present))
     elif spec is not None:
         checks.append(Preflight("credentials", True, "none needed: the embedded warehouse"))
@@ -325,13 +342,15 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
                 declared = set(papermill.inspect_notebook(str(path)))
             except Exception as error:  # nbformat, JSON or papermill errors alike
                 raise HnpipeError(f"cannot read {path.name}: {type(error).__name__}: {error}") from None
-            missing = sorted(set(params.PARAMETERS) - declared)
+            # A notebook declares the parameters it uses (environment always); the others reach
+            # it from the params file all the same, and keep their defaults in JupyterLab.
+            missing = sorted({"environment"} - declared)
             extra = sorted(declared - set(params.PARAMETERS))
             if missing or extra:
                 raise HnpipeError(f"{path.name}: its parameters cell " + "; ".join(
                     part for part in (f"lacks {', '.join(missing)}" if missing else "",
                                       f"declares unknown {', '.join(extra)}" if extra else "") if part))
-            return f"{path.name} parses and declares the {len(declared)} parameters", None
+            return f"{path.name} parses and declares {len(declared)} known parameters", None
 
         check("notebook", declares)
 
