@@ -17,7 +17,10 @@ per family of parts (imports only point down this list; tests/test_structure.py 
     alerts               Slack alerts when a run fails
     history              PIPELINE_RUNS, the run history (`hnpipe history`)
     refresh              incremental refresh: which ids to re-fetch, and the merge
+    progress             progress bars: HTML in notebooks, tqdm in terminals, lines in logs
     pipeline             what a notebook calls: validate, guard, fetch, publish, preview
+    kernel               inside a notebook kernel: hnpipe errors shown short
+    kernels              `hnpipe run`'s kernels, started ahead of need
     runner               `hnpipe run`: the notebooks with papermill, in dependency order
     ops/                 commands around the pipeline that build no data: admin (branch
                          clones, handover), changes, diff, catalog (`hnpipe docs`), handover
@@ -29,3 +32,17 @@ from hnpipe.errors import HnpipeError
 
 __all__ = ["HnpipeError"]
 __version__ = "0.1.0"
+
+
+def _in_a_kernel() -> None:
+    """In a Jupyter kernel, show hnpipe errors short (hnpipe.kernel); elsewhere nothing."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        # Imported only inside a kernel: elsewhere (the CLI, scripts) it has nothing to do.
+        from hnpipe import kernel
+
+        kernel.install()
+
+
+_in_a_kernel()
