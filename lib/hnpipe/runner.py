@@ -65,7 +65,13 @@ def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | Non
     """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment."""
     environments.check_environment_name(env, "--env")
     values = params.load_params_file(config.params_dir(root) / f"{env}.yaml")
-    values.update(dict(overrides))
+    overrides = dict(overrides)
+    if "environment" in overrides and overrides["environment"] != env:
+        raise params.ParameterError(
+            f"-p environment={overrides['environment']} contradicts --env {env}: --env chooses the params "
+            f"file and the environment; drop -p environment (or run --env {overrides['environment']})"
+        )
+    values.update(overrides)
     params.validate(values)
     if values["environment"] != env:
         raise params.ParameterError(
