@@ -84,6 +84,7 @@ class RunRecord:
     notebook: str | None = None
     error: str | None = None
     detail: str | None = None
+    seconds: float | None = None  # time spent working, when it is not finished - started
 
 
 # -- what a row says about the run ----------------------------------------------------------
@@ -166,7 +167,8 @@ def to_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
             "RUN_ID": record.run_id, "ACTION": record.action, "DATASET": record.dataset,
             "ENVIRONMENT": record.environment, "STATUS": record.status, "ROWS_WRITTEN": record.rows,
             "STARTED_AT": record.started, "FINISHED_AT": finished,
-            "DURATION_S": round((finished - record.started).total_seconds(), 3),
+            "DURATION_S": round((finished - record.started).total_seconds() if record.seconds is None
+                                else record.seconds, 3),
             "RUN_BY": who, "GIT_SHA": sha, "GIT_DIRTY": dirty,
             "PARAMETERS": safe_parameters(record.parameters), "NOTEBOOK": record.notebook,
             "ERROR": None if record.error is None else error_line(record.error),

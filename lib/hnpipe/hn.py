@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import queue
 import random
 import re
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -210,30 +208,11 @@ def check_resolved_host(base_url: str, private_hosts: Iterable[str] | None) -> N
 
 
 def show_progress(progress: bool | None) -> bool:
-    """Whether to draw a progress bar: explicit True/False wins; otherwise guess from the setting.
+    """Whether a fetch shows progress: explicit True/False wins; otherwise hnpipe.progress
+    decides from HNPIPE_PROGRESS, CI and where this runs (kernel, terminal, `hnpipe run`)."""
+    from hnpipe.progress import OFF, choose
 
-    Hidden when CI is set or HNPIPE_PROGRESS=0; shown when HNPIPE_PROGRESS=1, when stderr is a
-    terminal, or inside a Jupyter/IPython kernel (papermill runs included); hidden otherwise.
-    """
-    if progress is not None:
-        return bool(progress)
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        return False
-    setting = os.environ.get("HNPIPE_PROGRESS")
-    if setting in ("0", "1"):
-        return setting == "1"
-    if sys.stderr is not None and sys.stderr.isatty():
-        return True
-    return _in_ipython_kernel()
-
-
-def _in_ipython_kernel() -> bool:
-    if "IPython" not in sys.modules:  # don't import IPython just to find out it isn't running
-        return False
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    return choose(progress)[0] != OFF
 
 
 def _json_type(value: object) -> str:
@@ -513,7 +492,7 @@ class HttpHNClient(HNClient):
         sink holds the workers back. The first failure (after retries) stops the fetch and
         is raised.
         """
-        from tqdm.auto import tqdm  # imported here: only fetches draw progress bars
+        from hnpipe.progress import Progress
 
         started = time.monotonic()
         report = FetchReport(requested=0, fetched=0)
@@ -528,8 +507,10 @@ class HttpHNClient(HNClient):
         # work per pending future on every wake-up, and the GIL makes every cycle count.
         results: queue.Queue = queue.Queue(maxsize=3 * self.concurrency)
         cancel = threading.Event()
-        bar = tqdm(total=total, desc="HN items", unit="item", disable=not show_progress(
-            self.progress), leave=True)
+        # A total (ids with a length) gives percentage and time left; the bar turns red when
+        # the fetch stops early.
+        bar = Progress(total, "HN items", "item", self.progress)
+        stopped: str | None = "interrupted"
         threads = [threading.Thread(target=self._work, args=(take_id, results, cancel),
                                     name=f"hnpipe-fetch-{n}", daemon=True)
                    for n in range(workers)]
@@ -557,12 +538,18 @@ class HttpHNClient(HNClient):
                     sink(item)
                     report.fetched += 1
                 bar.update(1)
+            stopped = None
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            stopped = "failed"
+            raise
         finally:
             cancel.set()  # stop taking ids, and wake workers sleeping in backoff
             for thread in threads:
                 if thread.is_alive():
                     thread.join()
-            bar.close()
+            bar.close(stopped)
         report.null_ids.sort()
         report.seconds = time.monotonic() - started
         log.info("%s from %s", report.summary(), self.base_url)

@@ -9,6 +9,7 @@ hnpipe checks both: in `hnpipe run` before any notebook starts, and in the noteb
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,8 +305,10 @@ def validate(values: Mapping[str, Any], *, complete: bool = False,
                 "parameters into every executed notebook); put it in the environment or .env"
             )
         if key not in declared:
+            close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
             raise ParameterError(
-                f"unknown parameter {key!r}: allowed are {', '.join(declared)}"
+                f"unknown parameter {key!r}{hint}: allowed are {', '.join(declared)}"
             )
         spec = declared[key]
         if not _has_type(value, spec.type):
@@ -439,15 +442,58 @@ def injected_names(namespace: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _assigned_names(source: str) -> list[str] | None:
+    """The names a cell of nothing but plain assignments sets; None for any other cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            names += [t.id for t in node.targets]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            return None
+    return names
+
+
+def parameter_cell_names(namespace: Mapping[str, Any],
+                         declared: Mapping[str, Parameter] = PARAMETERS) -> list[str]:
+    """Names the kernel's parameters cells set, read from its executed-cell history (`In`).
+
+    A parameters cell is a cell of plain assignments that sets a declared parameter (or a
+    name one typo away from one): the notebook's own, papermill's injected `# Parameters`
+    cell, or one the analyst ran since. Walking back from the newest, the first such cell
+    that sets `environment` is the whole parameters cell: older runs of it no longer count.
+    Without a kernel (a dict of values) there is no history and nothing to check.
+    """
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return []
+    found: list[str] = []
+    for source in reversed(history):
+        names = _assigned_names(source) if isinstance(source, str) else None
+        if not names or not any(name in declared or difflib.get_close_matches(name, list(declared), n=1, cutoff=0.75)
+                                for name in names):
+            continue
+        found += [name for name in names if name not in found]
+        if "environment" in names:
+            break
+    return found
+
+
 def from_namespace(namespace: Mapping[str, Any],
                    declared: Mapping[str, Parameter] = PARAMETERS) -> dict[str, Any]:
-    """The run's parameters from a notebook's globals, refusing unknown injected ones.
+    """The run's parameters from a notebook's globals, refusing names its parameters cells
+    (or papermill's injected cell) set that are not parameters, e.g. a typo `n_item = 50`.
 
     `declared` is PARAMETERS for the pipeline notebooks, {**PARAMETERS, **ADMIN_PARAMETERS}
     for admin.ipynb.
     """
     values = {name: namespace[name] for name in declared if name in namespace}
-    for name in injected_names(namespace):
-        if name not in declared:
+    for name in parameter_cell_names(namespace, declared):
+        if name not in declared and name in namespace:
             values[name] = namespace[name]  # validate() names it and refuses it
     return validate(values, declared=declared)

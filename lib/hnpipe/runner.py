@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,9 +83,11 @@ def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | Non
 
 @contextmanager
 def _run_environment(run_id: str) -> Iterator[None]:
-    """Hand the run id to the notebook kernels, and keep their progress bars out of outputs."""
+    """Hand the run id to the notebook kernels; their progress goes to this run's stderr
+    (the kernels inherit it), never into the executed notebooks (hnpipe.progress)."""
     saved = {k: os.environ.get(k) for k in ("HNPIPE_RUN_ID", "HNPIPE_PROGRESS", "HNPIPE_NOTEBOOK_OUTPUT")}
-    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0")
+    quiet = os.environ.get("HNPIPE_PROGRESS") == "0"
+    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0" if quiet else "stderr")
     try:
         yield
     finally:
@@ -110,14 +113,16 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     directory.mkdir(parents=True, exist_ok=True)
     result = RunResult(env, run_id, target, directory)
     started = time.perf_counter()
+    order = datasets.dependency_order(only)
     with _run_environment(run_id):
-        for dataset in datasets.dependency_order(only):
+        for number, dataset in enumerate(order, 1):
             source = config.notebooks_dir(root) / dataset.notebook
             output = directory / dataset.notebook
             notebook_started = time.perf_counter()
             began = datetime.now(timezone.utc)
             os.environ["HNPIPE_NOTEBOOK_OUTPUT"] = str(output)
             log.info("running %s -> %s", source.name, output)
+            _say(f"[{number}/{len(order)}] {source.name}: running ({dataset.name})")
             try:
                 papermill.execute_notebook(
                     str(source), str(output), parameters=values, kernel_name="python3",
@@ -141,6 +146,7 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                                 + "".join(f"; {note}" for note in notes)) from None
             result.notebooks.append(NotebookResult(
                 dataset.name, dataset.notebook, output, time.perf_counter() - notebook_started))
+            _say(f"[{number}/{len(order)}] {source.name}: done in {result.notebooks[-1].seconds:.1f} s")
     result.seconds = time.perf_counter() - started
     _count_rows(result, values)
     from hnpipe import alerts
@@ -148,6 +154,13 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     alerts.notify_success(env, "run", run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
+
+
+def _say(line: str) -> None:
+    """What the run is doing, one plain line on stderr as it happens (terminal or CI log);
+    the summary table goes to stdout at the end. HNPIPE_PROGRESS=0 keeps it quiet."""
+    if os.environ.get("HNPIPE_PROGRESS") != "0":
+        print(line, file=sys.stderr, flush=True)
 
 
 def _failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
