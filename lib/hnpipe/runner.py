@@ -66,7 +66,13 @@ def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | Non
     """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment."""
     environments.check_environment_name(env, "--env")
     values = params.load_params_file(config.params_dir(root) / f"{env}.yaml")
-    values.update(dict(overrides))
+    overrides = dict(overrides)
+    if "environment" in overrides and overrides["environment"] != env:
+        raise params.ParameterError(
+            f"-p environment={overrides['environment']} contradicts --env {env}: --env chooses the params "
+            f"file and the environment; drop -p environment (or run --env {overrides['environment']})"
+        )
+    values.update(overrides)
     params.validate(values)
     if values["environment"] != env:
         raise params.ParameterError(
@@ -318,8 +324,8 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
             skip("credentials", "the parameters (which name the variables) are invalid")
         else:
             def present() -> tuple[str, Any]:
-                found = credentials.snowflake_credentials(values["snowflake_env"])
-                used = credentials.variables_used(values["snowflake_env"], found)
+                found = credentials.snowflake_credentials(values.get("snowflake_env"))
+                used = credentials.variables_used(values.get("snowflake_env"), found)
                 return (f"set (values not shown): {', '.join(used)}; logs in with "
                         f"{credentials.login_method(found)}"), True
             credentials_ok = bool(check("credentials", present))
