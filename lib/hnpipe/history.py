@@ -354,6 +354,12 @@ def to_text(frame: pd.DataFrame) -> str:
         "ERROR / DETAIL": [_shorten(error if isinstance(error, str) else (detail if isinstance(detail, str) else ""))
                            for error, detail in zip(frame["ERROR"], frame["DETAIL"])],
     })
+    # Errors and details may quote what the HN API or a file said: escape control characters,
+    # so nothing in a row can move the cursor, recolour or clear the terminal.
+    from hnpipe.cli import printable
+
+    for column in shown.columns:
+        shown[column] = shown[column].map(lambda value: printable(value) if isinstance(value, str) else value)
     return shown.to_string(index=False, justify="left")
 
 

@@ -16,6 +16,7 @@ import logging
 import math
 import queue
 import random
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -133,7 +134,25 @@ class StubHNClient(HNClient):
             raise FetchError(
                 f"item {item_id}: the stub answered an item with id {item.get('id')!r}")
         # A copy, like a fresh HTTP response: a sink that edits items can't change the stub.
-        return deepcopy(item)
+        return None if item is None else repair_text(deepcopy(item))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def repair_text(item: dict) -> dict:
+    """`item` with every lone UTF-16 surrogate in its strings replaced by U+FFFD.
+
+    JSON may escape half a character ("\\ud83d" alone); Python decodes it to a str that no
+    UTF-8 encoder (Arrow, DuckDB, Snowflake) accepts. Decided: store the item, with U+FFFD
+    where the broken character was, and log which item and field, rather than fail a run of
+    thousands of items over one mangled comment."""
+    for field, value in item.items():
+        if isinstance(value, str) and _SURROGATE.search(value):
+            item[field] = _SURROGATE.sub("\ufffd", value)
+            log.warning("item %s: field %s held a lone surrogate (half a UTF-16 pair); stored as U+FFFD",
+                        item.get("id"), field)
+    return item
 
 
 def _check_number(value: object, name: str, low: float, high: float) -> float:
@@ -336,6 +355,8 @@ class HttpHNClient(HNClient):
                   ) -> tuple[dict | None, int]:
         url = f"{self.base_url}/item/{item_id}.json"
         value, retries = self._get_json(url, f"item {item_id}", cancel)
+        if isinstance(value, dict):
+            value = repair_text(value)
         if value is not None and (not isinstance(value, dict) or value.get("id") != item_id
                                   or isinstance(value.get("id"), bool)):
             got = (f"id {one_line(repr(value.get('id')), 80)} ({_json_type(value.get('id'))})"

@@ -207,7 +207,7 @@ def _check_action(value: str) -> None:
 
 def _check_pr_id(value: int | None) -> None:
     if value is not None and not 1 <= value <= 9_999_999_999:
-        raise ValueError("use the pull request's number, e.g. 123, or None to read HNPIPE_PR_ID")
+        raise ValueError("use the pull request's number (1 to 10 digits), e.g. 123, or None to read HNPIPE_PR_ID")
 
 
 def _check_days(value: int) -> None:
@@ -314,21 +314,35 @@ def validate(values: Mapping[str, Any], *, complete: bool = False,
         spec = declared[key]
         if not _has_type(value, spec.type):
             raise ParameterError(
-                f"parameter {key}={value!r} ({type(value).__name__}) is not "
+                f"parameter {key}={_shown(value)} ({type(value).__name__}) is not "
                 f"{_type_name(spec.type)}: {spec.help}"
             )
         if spec.check:
             try:
                 spec.check(value)
             except ValueError as reason:
-                shown = shown_url(value) if isinstance(value, str) else value
-                raise ParameterError(f"parameter {key}={shown!r} is not allowed: {reason}") from None
+                raise ParameterError(f"parameter {key}={_shown(value)} is not allowed: {reason}") from None
     if complete:
         missing = [k for k in declared if k not in values]
         if missing:
             raise ParameterError(f"missing parameters: {', '.join(missing)}")
     check_destination(values)
     return {**{k: p.default for k, p in declared.items()}, **values}
+
+
+def _shown(value: Any, depth: int = 0) -> str:
+    """A value fit for an error message: never what a secret-looking key holds (a password put
+    in snowflake_env by mistake), nor a URL's credentials or query. Short: YAML anchors can make
+    a value contain itself."""
+    if isinstance(value, (Mapping, list)) and depth >= 3:
+        return "..."
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {'***' if looks_like_secret_key(str(k)) else _shown(v, depth + 1)}"
+                               for k, v in list(value.items())[:20]) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v, depth + 1) for v in value[:20]) + "]"
+    text = repr(shown_url(value) if isinstance(value, str) else value)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 # -- params files ------------------------------------------------------------------------
@@ -403,7 +417,13 @@ def params_for(env: str, overrides: Mapping[str, Any] = (), root: Path | None = 
     What `hnpipe run`, `hnpipe admin` and `hnpipe restore` run with."""
     check_environment_name(env, "--env")
     values = load_params_file(config.params_dir(root) / f"{env}.yaml")
-    values.update(dict(overrides))
+    overrides = dict(overrides)
+    if "environment" in overrides and overrides["environment"] != env:
+        raise ParameterError(
+            f"-p environment={overrides['environment']} contradicts --env {env}: --env chooses the params "
+            f"file and the environment; drop -p environment (or run --env {overrides['environment']})"
+        )
+    values.update(overrides)
     validate(values)
     if values["environment"] != env:
         raise ParameterError(
@@ -487,9 +507,11 @@ def parameter_cell_names(namespace: Mapping[str, Any],
     found: list[str] = []
     for source in reversed(history):
         names = _assigned_names(source) if isinstance(source, str) else None
-        if not names or not any(name in declared or difflib.get_close_matches(name, list(declared), n=1, cutoff=0.75)
-                                for name in names):
-            continue
+        injected = isinstance(source, str) and source.lstrip().startswith("# Parameters")
+        if not names or not (injected or any(
+                name in declared or difflib.get_close_matches(name, list(declared), n=1, cutoff=0.75)
+                for name in names)):
+            continue  # papermill's injected cell counts whatever it sets: `-p drop_everything 1`
         found += [name for name in names if name not in found]
         if "environment" in names:
             break

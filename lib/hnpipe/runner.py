@@ -305,8 +305,8 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
             skip("credentials", "the parameters (which name the variables) are invalid")
         else:
             def present() -> tuple[str, Any]:
-                found = credentials.snowflake_credentials(values["snowflake_env"])
-                used = credentials.variables_used(values["snowflake_env"], found)
+                found = credentials.snowflake_credentials(values.get("snowflake_env"))
+                used = credentials.variables_used(values.get("snowflake_env"), found)
                 return (f"set (values not shown): {', '.join(used)}; logs in with "
                         f"{credentials.login_method(found)}"), True
             credentials_ok = bool(check("credentials", present))
