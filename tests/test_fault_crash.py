@@ -34,7 +34,7 @@ import pytest
 from hnpipe import datasets
 from hnpipe.sample import SampleServer, generate_sample
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from test_faults import (
+from helpers_faults import (
     DATASET_TABLES,
     LONG,
     ROOT,
