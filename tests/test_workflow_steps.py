@@ -31,7 +31,7 @@ import nbformat
 import pytest
 
 from hnpipe.warehouse import DuckDBWarehouse
-from test_workflows import github, gitlab_jobs, load, GITLAB
+from workflow_files import github, gitlab_jobs, load, GITLAB
 
 ROOT = Path(__file__).resolve().parents[1]
 HNPIPE = Path(sys.executable).with_name("hnpipe")

@@ -104,8 +104,12 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 started_kernels[dataset.name] = kernels.Kernel(
                     config.notebooks_dir(root), {**os.environ, "HNPIPE_NOTEBOOK_OUTPUT": str(
                         directory / dataset.notebook)})
+            # The run's marker (and the abandoned runs before it), written while the kernels
+            # start; launched after them, so its imports do not delay theirs.
+            marker = _in_background(_mark_started, env, values, target, run_id, [d.name for d in order])
             kernels.import_papermill()  # while the kernels start
 
+            marker.join()
             for wave in _waves(order):
                 outcomes = _run_wave(wave, started_kernels, root, directory, values,
                                      [order.index(dataset) + 1 for dataset in wave], len(order))
@@ -123,6 +127,32 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     alerts.notify_success(env, "run", run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
+
+
+def _in_background(function, *args):
+    import threading
+
+    thread = threading.Thread(target=function, args=args, name="hnpipe-run-marker", daemon=True)
+    thread.start()
+    return thread
+
+
+def _mark_started(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
+                  planned: list[str]) -> None:
+    """Record the runs a kill left unfinished as abandoned, then this run's own marker
+    (hnpipe.history). Best effort: a warehouse that cannot take it fails the notebooks, which
+    say why."""
+    from hnpipe import history, pipeline
+
+    with history.warnings_held(*history.SIDE_NOTE_LOGGERS):
+        try:
+            warehouse = pipeline.connect(env, values)
+            for entry in history.mark_abandoned(warehouse, target):
+                _say(f"run {entry.run_id} (started {entry.started:%Y-%m-%d %H:%M:%S} UTC) never finished: "
+                     f"recorded as abandoned; {entry.detail}")
+            history.mark_started(warehouse, target, run_id, env, values, planned)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not record the start of run %s: %s", run_id, history.error_line(exc))
 
 
 def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
