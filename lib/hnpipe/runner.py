@@ -142,11 +142,13 @@ def _mark_started(env: str, values: Mapping[str, Any], target: environments.Targ
     """Record the runs a kill left unfinished as abandoned, then this run's own marker
     (hnpipe.history). Best effort: a warehouse that cannot take it fails the notebooks, which
     say why."""
-    from hnpipe import history, pipeline
+    # Imported here, in the marker's thread: pandas and the engines load while the kernels start.
+    from hnpipe import history
+    from hnpipe.warehouse import connect
 
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS):
         try:
-            warehouse = pipeline.connect(env, values)
+            warehouse = connect(env, values)
             for entry in history.mark_abandoned(warehouse, target):
                 _say(f"run {entry.run_id} (started {entry.started:%Y-%m-%d %H:%M:%S} UTC) never finished: "
                      f"recorded as abandoned; {entry.detail}")
