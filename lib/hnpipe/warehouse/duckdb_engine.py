@@ -211,14 +211,33 @@ class DuckDBWarehouse(Warehouse):
         keep = keep_plan(table, run_id, keep_versions)
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
-            con.register("hnpipe_frame", arrow)
-            try:
-                con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame")
-            finally:
-                con.unregister("hnpipe_frame")
+            _create_from_arrow(con, staging, arrow)
 
         with self._writing(target) as con:
             return self._publish(con, target, table, staging, load, len(frame), checks, keep)
+
+    def publish_arrow(
+        self, target: Target, table: str, data: "pa.Table | pa.RecordBatchReader", run_id: str,
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        # DuckDB scans the Arrow batches where they lie and sorts them by ID into the staging
+        # table (spilling to disk when they do not fit its memory): no frame, no sorted copy.
+        from hnpipe.warehouse.frames import arrow_to_store
+
+        import pyarrow as pa
+
+        staging = staging_table_name(table, run_id)
+        source = arrow_to_store(data, f"{target}.{table}")  # refusals before opening anything
+        checks = checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
+        order = ' ORDER BY "ID"' if "ID" in source.schema.names else ""
+
+        def load(con: duckdb.DuckDBPyConnection) -> None:
+            _create_from_arrow(con, staging, source, order)
+
+        expected = source.num_rows if isinstance(source, pa.Table) else None
+        with self._writing(target) as con:
+            return self._publish(con, target, table, staging, load, expected, checks, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
@@ -519,6 +538,15 @@ class DuckDBWarehouse(Warehouse):
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
 
+
+
+def _create_from_arrow(con: duckdb.DuckDBPyConnection, staging: str, arrow: object, order: str = "") -> None:
+    """CREATE TABLE staging from an Arrow table or batch reader, read where it lies."""
+    con.register("hnpipe_frame", arrow)
+    try:
+        con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame{order}")
+    finally:
+        con.unregister("hnpipe_frame")
 
 
 def _swap_sql(table: str, staging: str, keep_as: str | None = None) -> list[str]:
