@@ -111,7 +111,12 @@ def is_bookkeeping_table(name: str) -> bool:
 
 
 def staging_table_name(table: str, run_id: str) -> str:
-    return check_identifier(f"{check_identifier(table, 'table')}__STAGING_{run_id.upper()}", "staging table")
+    # The run id is checked here for both engines: an empty one made `ITEMS__STAGING_`, a valid
+    # name, so DuckDB published with it while Snowflake refused (found by the contract suite).
+    check_identifier(table, "table")
+    if not config.fits_in_a_name(run_id):
+        raise WarehouseError(f"invalid run_id {run_id!r}: use ASCII letters, digits and _ only")
+    return check_identifier(f"{table}__STAGING_{run_id.upper()}", "staging table")
 
 
 def delta_table_name(table: str, run_id: str) -> str:
