@@ -24,9 +24,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: hnpipe.datasets imports this module, pandas-free
+    import pandas as pd
 
 from hnpipe import config
 from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier
@@ -318,6 +319,8 @@ class Warehouse(ABC):
 def check_publishable(frame: object, destination: str) -> None:
     """Refuse, in one line, a frame neither engine can publish: not a DataFrame, column names
     that are not identifiers, duplicate columns."""
+    import pandas as pd
+
     if not isinstance(frame, pd.DataFrame):
         raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
     for column in frame.columns:

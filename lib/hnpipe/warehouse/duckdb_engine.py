@@ -13,10 +13,9 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import duckdb
-import pandas as pd
 
 from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
@@ -44,7 +43,23 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
-from hnpipe.warehouse.frames import frame_from_arrow, frame_to_arrow
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+def frame_from_arrow(table: "pa.Table") -> "pd.DataFrame":
+    # pandas is imported on first use: `hnpipe run` counts rows with this engine without it.
+    from hnpipe.warehouse.frames import frame_from_arrow
+
+    return frame_from_arrow(table)
+
+
+def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
+    from hnpipe.warehouse.frames import frame_to_arrow
+
+    return frame_to_arrow(frame, destination)
 
 T = TypeVar("T")
 
@@ -368,7 +383,7 @@ class DuckDBWarehouse(Warehouse):
     def _retry_locked(self, path: Path, open_file: Callable[[], T]) -> T:
         """Run `open_file`, retrying while another process holds `path`'s lock."""
         deadline = time.monotonic() + self.lock_timeout_s
-        pause = 0.02
+        pause = 0.01
         while True:
             try:
                 return open_file()
@@ -384,7 +399,10 @@ class DuckDBWarehouse(Warehouse):
                         "kernel) and retry, or raise HNPIPE_LOCK_TIMEOUT_S"
                     ) from None
                 time.sleep(min(pause, remaining))
-                pause = min(pause * 2, 0.5)
+                # Capped low: the usual holder is another kernel of the same run (COMMENTS and
+                # STORIES build at once) whose operations take tens of ms; a failed open is
+                # cheap, while a long pause would idle after the file is free again.
+                pause = min(pause * 2, 0.05)
 
     def _wait_until_unused(self, path: Path) -> None:
         """Open `path` for writing and close it: waits out other processes (then raises
