@@ -212,14 +212,33 @@ class DuckDBWarehouse(Warehouse):
         keep = keep_plan(table, run_id, keep_versions)
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
-            con.register("hnpipe_frame", arrow)
-            try:
-                con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame")
-            finally:
-                con.unregister("hnpipe_frame")
+            _create_from_arrow(con, staging, arrow)
 
         with self._writing(target) as con:
             return self._publish(con, target, table, staging, load, len(frame), checks, keep)
+
+    def publish_arrow(
+        self, target: Target, table: str, data: "pa.Table | pa.RecordBatchReader", run_id: str,
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        # DuckDB scans the Arrow batches where they lie and sorts them by ID into the staging
+        # table (spilling to disk when they do not fit its memory): no frame, no sorted copy.
+        from hnpipe.warehouse.frames import arrow_to_store
+
+        import pyarrow as pa
+
+        staging = staging_table_name(table, run_id)
+        source = arrow_to_store(data, f"{target}.{table}")  # refusals before opening anything
+        checks = checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
+        order = ' ORDER BY "ID"' if "ID" in source.schema.names else ""
+
+        def load(con: duckdb.DuckDBPyConnection) -> None:
+            _create_from_arrow(con, staging, source, order)
+
+        expected = source.num_rows if isinstance(source, pa.Table) else None
+        with self._writing(target) as con:
+            return self._publish(con, target, table, staging, load, expected, checks, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
@@ -286,7 +305,10 @@ class DuckDBWarehouse(Warehouse):
             statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
             after = [name for name in present if name != version] + ([replaced] if table in present else [])
             statements += [f"DROP TABLE {_q(old)}" for old in versions_to_drop(table, after, keep)]
-            _in_transaction(con, statements)
+            try:
+                _in_transaction(con, statements)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"swap {version} into {target}.{table} failed: {one_line(exc)}") from exc
         return rows
 
     def describe_table(self, target: Target, table: str) -> TableInfo:
@@ -306,7 +328,10 @@ class DuckDBWarehouse(Warehouse):
             if table not in _table_names(con, target.schema):
                 raise WarehouseError(f"cannot comment {target}.{table}: no such table")
             check_comment_columns(target, table, [c.name for c in _describe(con, target, table).columns], column_comments)
-            _in_transaction(con, statements)
+            try:
+                _in_transaction(con, statements)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"comment {target}.{table} failed: {one_line(exc)}") from exc
 
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
         destination = f"{target}.{check_identifier(table, 'table')}"
@@ -511,7 +536,10 @@ class DuckDBWarehouse(Warehouse):
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
             self._run_checks(con, target, destination, staging, checks)
-            _in_transaction(con, swap)
+            try:
+                _in_transaction(con, swap)
+            except duckdb.Error as exc:  # one hnpipe error line, as the Snowflake engine says it
+                raise WarehouseError(f"swap {staging} into {destination} failed: {one_line(exc)}") from exc
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP TABLE IF EXISTS {_q(staging)}")
@@ -534,6 +562,15 @@ class DuckDBWarehouse(Warehouse):
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
 
+
+
+def _create_from_arrow(con: duckdb.DuckDBPyConnection, staging: str, arrow: object, order: str = "") -> None:
+    """CREATE TABLE staging from an Arrow table or batch reader, read where it lies."""
+    con.register("hnpipe_frame", arrow)
+    try:
+        con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame{order}")
+    finally:
+        con.unregister("hnpipe_frame")
 
 
 # DuckDB's file: three 4 KiB headers, then its blocks (PRAGMA database_size).
