@@ -57,6 +57,7 @@ def frame_from_arrow(table: "pa.Table") -> "pd.DataFrame":
 
 
 def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
+    # pandas on first use, as above.
     from hnpipe.warehouse.frames import frame_to_arrow
 
     return frame_to_arrow(frame, destination)
