@@ -111,6 +111,30 @@ class Table:
     rows: int = 0
     comment: str | None = None
     created: datetime = field(default_factory=_now)
+    columns: list[tuple[str, int]] = field(default_factory=list)  # (name, type code) when known
+    data: list[tuple] = field(default_factory=list)  # rows loaded by write_pandas, as Snowflake returns them
+
+    def copy_data_from(self, other: Table) -> None:
+        self.columns, self.data, self.rows = list(other.columns), list(other.data), other.rows
+
+
+# Column types of hnpipe's DDL -> the connector's type codes (snowflake.connector.constants).
+_TYPE_CODES = {"NUMBER": 0, "FLOAT": 1, "VARCHAR": 2, "BOOLEAN": 13, "TIMESTAMP_NTZ": 8, "ARRAY": 10, "INT": 0}
+
+
+def _cell(value: Any) -> Any:
+    """A frame cell as the connector returns it: ARRAY as JSON text, missing as None."""
+    if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and not isinstance(value, (str, bytes))
+                                            and getattr(value, "ndim", 0) == 1):
+        return json.dumps([int(v) for v in (value.tolist() if hasattr(value, "tolist") else value)])
+    try:
+        import pandas as pd
+
+        if value is None or pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value.item() if hasattr(value, "item") else value
 
 
 @dataclass
@@ -151,18 +175,23 @@ class SnowflakeModel:
         without, as the `role` the credentials name, which must be granted to their `user`
         (so a test shows which identity hnpipe logged in with)."""
         calls: list[dict] = []
+        connections: list[ModelConnection] = []
 
         def connect(**kwargs: Any) -> ModelConnection:
             calls.append(kwargs)
             if role is not None:
-                return self.connect(role, **{**kwargs, "role": role})
-            user, wanted = kwargs.get("user"), kwargs.get("role")
-            if wanted not in self.users.get(user, set()):
-                raise snowflake.connector.errors.DatabaseError(
-                    msg=f"Role '{wanted}' specified in the connect string is not granted to this user.")
-            return self.connect(wanted, **kwargs)
+                connection = self.connect(role, **{**kwargs, "role": role})
+            else:
+                user, wanted = kwargs.get("user"), kwargs.get("role")
+                if wanted not in self.users.get(user, set()):
+                    raise snowflake.connector.errors.DatabaseError(
+                        msg=f"Role '{wanted}' specified in the connect string is not granted to this user.")
+                connection = self.connect(wanted, **kwargs)
+            connections.append(connection)
+            return connection
 
         connect.calls = calls  # type: ignore[attr-defined]
+        connect.connections = connections  # type: ignore[attr-defined]
         return connect
 
     # -- privileges --------------------------------------------------------------------
@@ -281,6 +310,9 @@ class ModelConnection:
         if not model.has(self.role, found.grants, "INSERT"):
             raise InsufficientPrivileges(f"table '{table}'")
         found.rows += len(frame)
+        if found.columns:
+            names = [name for name, _ in found.columns]
+            found.data += [tuple(_cell(row.get(name)) for name in names) for row in frame.to_dict("records")]
         self.loaded = len(frame)
         model.log.append((self.role, f"<write_pandas {database}.{schema}.{table}>"))
 
@@ -462,6 +494,7 @@ def _create_database(cur: ModelCursor, m: re.Match, params: list) -> tuple:
                           managed=schema.managed)
             for tname, table in schema.tables.items():
                 copy.tables[tname] = Table(table.grants.copy(), table.rows, table.comment)
+                copy.tables[tname].copy_data_from(table)
             new.schemas[sname] = copy
     model.databases[name] = new
     return _STATUS
@@ -498,9 +531,14 @@ def _create_table(cur: ModelCursor, m: re.Match, params: list) -> tuple:
             raise InsufficientPrivileges(f"table '{table}'")
     rows = 0
     grants = cur._new_table_grants(db, where)
+    new = Table(grants)
+    if rest.strip().startswith("("):
+        new.columns = [(name, _TYPE_CODES.get(kind.upper(), 2))
+                       for name, kind in re.findall(r'"([A-Z][A-Z0-9_]*)" ([A-Z_]+)', rest)]
     clone = re.fullmatch(rf"CLONE {_T}( COPY GRANTS)?", rest.strip(), re.IGNORECASE)
     if clone:
         source = cur._require_table_priv(*cur._where(clone.group(1)), "SELECT")  # R3
+        new.copy_data_from(source)
         rows = source.rows
         if clone.group(2):  # R3: COPY GRANTS copies every grant but OWNERSHIP
             for privilege, roles in source.grants.granted.items():
@@ -510,10 +548,13 @@ def _create_table(cur: ModelCursor, m: re.Match, params: list) -> tuple:
         # CTAS: every quoted table the SELECT names must be readable; rows are those of the
         # first source (the model keeps counts only).
         sources = re.findall(rf"FROM {_T}", rest)
-        for source_name in sources:
+        for number, source_name in enumerate(sources):
             found = cur._require_table_priv(*cur._where(source_name), "SELECT")
+            if number == 0:
+                new.copy_data_from(found)
             rows = max(rows, found.rows)
-    where.tables[table] = Table(grants, rows)
+    new.rows = rows
+    where.tables[table] = new
     return _STATUS
 
 
@@ -603,6 +644,8 @@ def _count(cur: ModelCursor, m: re.Match, params: list) -> tuple:
 
 def _select_star(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     found = cur._require_table_priv(*cur._where(m.group(1)), "SELECT")
+    if found.columns and len(found.data) == found.rows:
+        return [_meta(name, code, 0 if code == 0 else None) for name, code in found.columns], list(found.data)
     return [_meta("ID", 0, 0)], [(i,) for i in range(found.rows)]
 
 
