@@ -15,7 +15,7 @@ from hnpipe.errors import HnpipeError
 
 # Commands that act on an environment's warehouse: each resolves it first, the same way
 # (environments.process_environment: .env loaded, and refused if it sets HNPIPE_ENV or the PR id).
-ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs"}
+ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs", "doctor"}
 
 # (command, module, help)
 COMMANDS = [
@@ -29,6 +29,7 @@ COMMANDS = [
     ("restore", "hnpipe.restore", "put back a table as it was before a run replaced it"),
     ("docs", "hnpipe.catalog", "write the data catalog: datasets, columns, lineage, freshness (HTML)"),
     ("sql", "hnpipe.handover", "the Snowflake SQL that builds a dataset from the published ITEMS"),
+    ("doctor", "hnpipe.doctor", "check an environment's warehouse account against what hnpipe needs (--smoke: try it)"),
 ]
 
 

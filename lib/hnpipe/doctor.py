@@ -375,17 +375,18 @@ def _embedded(report: Report, env: str, target: Target, directory: str, smoke: b
     folder = Path(directory)
     report.append(Check("engine", PASS, f"embedded DuckDB in {folder}"))
     parent = folder if folder.exists() else next((p for p in folder.parents if p.exists()), folder)
-    writable = os.access(parent, os.W_OK)
+    writable = parent.is_dir() and os.access(parent, os.W_OK)
     report.append(Check("files", PASS if writable else FAIL, f"{target.database}.duckdb can be written in {parent}",
-                        f"make {parent} writable, or set HNPIPE_WAREHOUSE=duckdb:<a writable directory>"))
+                        f"make {parent} a writable directory, or set HNPIPE_WAREHOUSE=duckdb:<a writable directory>"))
     others = [Target(database, PUBLISHED_SCHEMA) for database in forbidden_databases(env)]
     if env != "branch":
         others.append(Target(f"{CLONE_PREFIX}1", PUBLISHED_SCHEMA))
     allowed = _may_write(env, target, environ)
-    refused = [str(other) for other in others if not _may_write(env, other, environ)]
+    refused = [other.database for other in others if not _may_write(env, other, environ)]
     report.append(Check("needs", PASS if allowed else FAIL, f"{env} may write {target}", "see environments.check_write"))
     report.append(Check("must not", PASS if len(refused) == len(others) else FAIL,
-                        f"{env} is refused {', '.join(refused)}" if refused else f"{env} may write others' databases",
+                        f"{env} is refused writes to {', '.join(refused)}" if refused
+                        else f"{env} may write others' databases",
                         "see environments.check_write"))
     if smoke:
         scratch = Path(tempfile.mkdtemp(prefix="hnpipe-doctor-"))
