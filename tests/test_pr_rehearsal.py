@@ -84,8 +84,8 @@ def test_a_pull_request_from_open_to_close(clean_env: Path) -> None:
     played = []
     ran_since_clone = False  # the clone holds what a branch run wrote
     for event, datasets_changed in STORY:
-        job = workflow["jobs"]["teardown" if event == "closed" else "deploy"]
-        for command in commands_to_play(job, values, datasets_changed):
+        jobs = ["teardown"] if event == "closed" else ["clone", "deploy"]  # deploy needs clone
+        for command in [c for name in jobs for c in commands_to_play(workflow["jobs"][name], values, datasets_changed)]:
             if command[0] == "run":
                 command = [*command, "-p", f"n_items={BRANCH_ITEMS}", *SAMPLE]
             assert clone_file.exists() == bool(played), "the clone exists from the first step to the drop"

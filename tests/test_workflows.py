@@ -285,7 +285,7 @@ def test_gitlab_logs_in_with_id_tokens_and_holds_no_password() -> None:
     text = GITLAB.read_text(encoding="utf-8")
     assert not re.search(r"PASSWORD|PRIVATE_KEY|\bPWD\b", text)
     jobs = gitlab_jobs()
-    for name in ("branch-deploy", "branch-stop", "production-run", "prune-clones"):
+    for name in ("branch-clone", "branch-deploy", "branch-stop", "production-run", "prune-clones"):
         assert jobs[name]["id_tokens"] == {"SNOWFLAKE_TOKEN": {"aud": credentials.OIDC_AUDIENCE}}, name
         assert jobs[name]["variables"]["SNOWFLAKE_AUTHENTICATOR"] == "WORKLOAD_IDENTITY", name
 
@@ -320,14 +320,16 @@ def test_branch_workflow_deploys_on_open_and_push_and_drops_on_close() -> None:
     assert sorted(on["pull_request"]["types"]) == sorted(["opened", "synchronize", "reopened", "closed"])
     assert workflow["env"]["HNPIPE_PR_ID"] == "${{ github.event.pull_request.number }}"
     assert "github.event.pull_request.number" in workflow["concurrency"]["group"]
-    deploy, teardown = workflow["jobs"]["deploy"], workflow["jobs"]["teardown"]
-    assert deploy["if"] == "github.event.action != 'closed'" and teardown["if"] == "github.event.action == 'closed'"
+    clone, deploy, teardown = (workflow["jobs"][name] for name in ("clone", "deploy", "teardown"))
+    assert clone["if"] == deploy["if"] == "github.event.action != 'closed'"
+    assert teardown["if"] == "github.event.action == 'closed'" and deploy["needs"] == "clone"
     pr = {"HNPIPE_PR_ID": "7", "github.event.pull_request.number": "7", "BASE_SHA": "base"}
+    assert step_commands(clone, pr) == [["admin", "clone", "--pr", "7"]]
     assert [c[:2] for c in step_commands(deploy, pr)] == [
-        ["admin", "clone"], ["changes", "--base"], ["run", "--env"], ["changes", "--base"], ["diff", "--base"]]
+        ["changes", "--base"], ["run", "--env"], ["changes", "--base"], ["diff", "--base"]]
     commands = step_commands(deploy, pr)
-    assert commands[0] == ["admin", "clone", "--pr", "7"] and commands[2] == ["run", "--env", "branch"]
-    assert commands[4] == ["diff", "--base", "PRODUCTION", "--head", "PRODUCTION_CLONE_7", "--markdown"]
+    assert commands[1] == ["run", "--env", "branch"]
+    assert commands[3] == ["diff", "--base", "PRODUCTION", "--head", "PRODUCTION_CLONE_7", "--markdown"]
     assert step_commands(teardown, pr) == [["admin", "drop", "--pr", "7"]]
     # The run is skipped when no dataset changed; the report lands in the job summary.
     run_step = next(s for s in deploy["steps"] if "hnpipe run" in s.get("run", ""))
@@ -341,6 +343,10 @@ def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> N
     on = triggers(workflow)
     assert set(on) == {"schedule", "workflow_dispatch"} and on["schedule"][0]["cron"]
     assert workflow["concurrency"] == {"group": "production", "cancel-in-progress": False}
+    # Never beside a branch clone: they share one concurrency group (issue 9).
+    shared = {"group": "production-data", "cancel-in-progress": False}
+    assert workflow["jobs"]["run"]["concurrency"] == shared
+    assert github("branch-deployment.yml")["jobs"]["clone"]["concurrency"] == shared
     assert step_commands(workflow["jobs"]["run"]) == [["run", "--env", "production", "--dry-run"],
                                                       ["run", "--env", "production"]]
     prune = workflow["jobs"]["prune-clones"]
@@ -385,7 +391,11 @@ def test_ci_workflow_installs_and_tests_as_the_readme_says() -> None:
 def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() -> None:
     jobs = gitlab_jobs()
     mr = {"CI_MERGE_REQUEST_IID": "7", "CI_MERGE_REQUEST_DIFF_BASE_SHA": "base"}
-    deploy, stop = jobs["branch-deploy"], jobs[jobs["branch-deploy"]["environment"]["on_stop"]]
+    clone, deploy, stop = jobs["branch-clone"], jobs["branch-deploy"], jobs[jobs["branch-deploy"]["environment"]["on_stop"]]
+    # The clone never runs beside a production run: one resource group (issue 9).
+    assert clone["resource_group"] == jobs["production-run"]["resource_group"] == "production-data"
+    assert deploy["needs"] == ["branch-clone"]
+    assert [c for script in clone["script"] for c in hnpipe_commands(script, mr)] == [["admin", "clone", "--pr", "7"]]
     # The whole history (GIT_DEPTH 0): `hnpipe changes` needs the merge request's base commit.
     assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID", "GIT_DEPTH": "0",
                                    "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY"}
@@ -396,9 +406,8 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
     for job in (deploy, stop):
         assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "merge_request_event"'
     commands = [c for script in deploy["script"] for c in hnpipe_commands(script, mr)]
-    assert [c[:2] for c in commands] == [["admin", "clone"], ["changes", "--base"], ["changes", "--base"],
+    assert [c[:2] for c in commands] == [["changes", "--base"], ["changes", "--base"],
                                           ["run", "--env"], ["diff", "--base"]]
-    assert commands[0] == ["admin", "clone", "--pr", "7"]
     assert [c for script in stop["script"] for c in hnpipe_commands(script, mr)] == [["admin", "drop", "--pr", "7"]]
     production = [name for name, job in jobs.items() if job.get("variables", {}).get("HNPIPE_ENV") == "production"]
     assert sorted(production) == ["production-run", "prune-clones"]
