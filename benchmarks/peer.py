@@ -3,6 +3,7 @@
     python benchmarks/peer.py                 # N = 1,000 and 5,000 at 25 ms, 3 rounds (~10 min)
     python benchmarks/peer.py --quick         # N = 200, 1 round: checks the script itself
     python benchmarks/peer.py --sizes 1000 --rounds 5 --no-sequential
+    python benchmarks/peer.py --phases        # only where a small run's seconds go (~1 min)
 
 The peer is Dagster's development_to_production example (benchmarks/peer_dagster.py: the same
 items/comments/stories assets, a DuckDB IO manager in place of Snowflake, the base URL
@@ -232,6 +233,107 @@ class SampleServer:
             self.process.wait()
 
 
+# -- phases: where hnpipe's fixed cost goes ------------------------------------------------------
+def timed_python(code: str, repeats: int) -> float:
+    """Median wall seconds of a fresh interpreter running `code`."""
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+        runs.append(time.perf_counter() - started)
+    return med(runs)
+
+
+def kernel_ready_seconds(warm: bool, repeats: int) -> float:
+    """Median seconds from launching a python3 kernel (as `hnpipe run` does) to its first answer."""
+    from jupyter_client.blocking import BlockingKernelClient  # noqa: F401  (imported before timing)
+
+    from hnpipe import kernels
+
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        kernel = kernels.Kernel(ROOT / "notebooks", dict(os.environ), warm=warm)
+        client = kernel.manager.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            runs.append(time.perf_counter() - started)
+        finally:
+            client.stop_channels()
+            kernel.shutdown()
+    return med(runs)
+
+
+def notebook_phases(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Per executed notebook: papermill's start and end (seconds after the first notebook's
+    start), the time its cells ran, and the rest (waiting for the kernel, papermill's work)."""
+    import nbformat
+
+    first, found = None, {}
+    for path in sorted(run_dir.glob("*.ipynb"), key=lambda p: ("items" not in p.name, p.name)):
+        notebook = nbformat.read(path, as_version=4)
+        meta = notebook.metadata.papermill
+        start, end = datetime.fromisoformat(meta.start_time), datetime.fromisoformat(meta.end_time)
+        first = first or start
+        cells = sum(cell.metadata.papermill.duration or 0 for cell in notebook.cells
+                    if cell.metadata.get("papermill", {}).get("duration") is not None)
+        found[path.stem] = {"start": (start - first).total_seconds(), "end": (end - first).total_seconds(),
+                            "cells": cells, "overhead": (end - start).total_seconds() - cells}
+    return found
+
+
+def phases(repeats: int) -> str:
+    """Where the seconds of a small `hnpipe run` go, measured piece by piece."""
+    scratch = Path(tempfile.mkdtemp(prefix="hnpipe-phases-"))
+    env = {**hnpipe_env(scratch / "warehouse"), "HNPIPE_RUNS_DIR": str(scratch / "runs")}
+    try:
+        interpreter = timed_python("pass", repeats)
+        cli = timed_python("import hnpipe.cli", repeats)
+        runner_import = timed_python("import hnpipe.runner", repeats)
+        papermill_import = timed_python(
+            "from hnpipe import kernels; kernels.quiet_jsonschema(); import papermill", repeats)
+        papermill_plain = timed_python("import papermill", repeats)
+        pipeline_import = timed_python("import hnpipe.pipeline", repeats)
+        bare = kernel_ready_seconds(False, repeats)
+        warm = kernel_ready_seconds(True, repeats)
+        walls, notebooks = [], []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run([str(Path(sys.executable).parent / "hnpipe"), "run", "--env", "local",
+                            "-p", "n_items=10"], check=True, env=env, cwd=ROOT, capture_output=True)
+            walls.append(time.perf_counter() - started)
+            notebooks.append(notebook_phases(max((scratch / "runs" / "local").iterdir())))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    wall = med(walls)
+
+    def m(name: str, key: str) -> float:
+        return med([run[name][key] for run in notebooks])
+
+    lines = [
+        "## Where a small run's seconds go", "",
+        f"`hnpipe run --env local -p n_items=10` (bundled sample, 0 ms), medians of {repeats}: "
+        f"**{wall:.2f} s wall** (target < 3 s).", "",
+        "| phase | seconds |", "|---|---:|",
+        f"| a fresh interpreter (`python -c pass`) | {interpreter:.2f} |",
+        f"| `import hnpipe.cli` | {cli:.2f} |",
+        f"| `import hnpipe.runner` (what `hnpipe run` imports before the kernels start) | {runner_import:.2f} |",
+        f"| `import papermill` as the runner does it (jsonschema's IRI checker skipped), while the kernels start | {papermill_import:.2f} |",
+        f"| `import papermill` plainly | {papermill_plain:.2f} |",
+        f"| a kernel, launch to first answer, bare | {bare:.2f} |",
+        f"| a kernel with hnpipe's imports at start-up (`import hnpipe.pipeline`), launch to first answer | {warm:.2f} |",
+        f"| of which importing hnpipe's dependencies (difference) | {warm - bare:.2f} |",
+        f"| `import hnpipe.pipeline` in a fresh interpreter | {pipeline_import:.2f} |",
+    ]
+    for name in ("items", "comments", "stories"):
+        lines.append(f"| {name}.ipynb: starts at {m(name, 'start'):.2f}, ends at {m(name, 'end'):.2f}; "
+                     f"cells {m(name, 'cells'):.2f}, the rest (kernel wait, papermill) | {m(name, 'overhead'):.2f} |")
+    lines.append(f"| before ITEMS starts and after the last notebook (CLI start-up, papermill import, "
+                 f"row counts, exit) | {wall - max(m(n, 'end') for n in ('comments', 'stories')):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 # -- report ---------------------------------------------------------------------------------
 def med(values: list[float]) -> float:
     return statistics.median(values)
@@ -296,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-sequential", action="store_true", help="skip the sequential peer")
     parser.add_argument("--quick", action="store_true", help="N=200, one round: checks the script")
+    parser.add_argument("--phases", action="store_true", help="only where a small run's seconds go")
     parser.add_argument("--out", type=Path, help="where to write the results (default: see above)")
     args = parser.parse_args(argv)
     sizes = (200,) if args.quick else tuple(int(word) for word in args.sizes.split(","))
@@ -304,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (ROOT / "benchmarks" / "peer-results.md" if full
                        else Path(tempfile.gettempdir()) / "hnpipe-benchmarks" / "peer-results.md")
 
+    if args.phases:
+        text = phases(rounds)
+        print(text)
+        return 0
     WORK.mkdir(parents=True, exist_ok=True)
     version = ensure_peer_venv()
     print(f"Dagster {version}", flush=True)
@@ -345,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
         shutil.rmtree(scratch, ignore_errors=True)
     text = report(contenders, sizes, rounds, checks, version, load, time.perf_counter() - started)
+    text += "\n" + phases(rounds)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)

@@ -137,7 +137,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Co
 def test_hnpipe_run_failing_in_staging_alerts_once_and_keeps_its_error(clean_env, tmp_path, webhook) -> None:
     env = environ(webhook, HNPIPE_ENV="staging")
     result = run([sys.executable, "-m", "hnpipe.cli", "run", "--env", "staging",
-                  "-p", f"hn_api_url={DEAD_HN}", "-p", "n_items=3"], env)
+                  "-p", f"hn_api_url={DEAD_HN}", "-p", "hn_api_private_hosts=[127.0.0.1]", "-p", "n_items=3"], env)
 
     assert result.returncode == 1
     (run_dir,) = (tmp_path / "runs" / "staging").iterdir()
@@ -160,7 +160,8 @@ def test_plain_papermill_failing_in_production_alerts_once_from_its_kernel(clean
     out = tmp_path / "out.ipynb"
     started = time.monotonic()
     result = run([sys.executable, "-m", "papermill", "notebooks/items.ipynb", str(out), "-f",
-                  "params/production.yaml", "-p", "hn_api_url", DEAD_HN, "-p", "n_items", "3",
+                  "params/production.yaml", "-p", "hn_api_url", DEAD_HN, "-y", "hn_api_private_hosts: [127.0.0.1]",
+                  "-p", "n_items", "3",
                   "--cwd", "notebooks"], env)
     elapsed = time.monotonic() - started
 

@@ -63,7 +63,7 @@ def test_pr_id_sources(environ: dict, expected: str | None) -> None:
 
 @pytest.mark.parametrize("bad", ["0", "007", "-1", "1.5", "12a", "1 2", "None", "١٢", "9" * 11])
 def test_pr_id_must_be_plain_digits(bad: str) -> None:
-    with pytest.raises(GuardError, match="digits only"):
+    with pytest.raises(GuardError, match="1 to 10 digits"):
         envs.pr_id({"HNPIPE_PR_ID": bad})
 
 

@@ -385,3 +385,36 @@ def test_hnpipe_run_refuses_a_bad_override_and_creates_nothing(scratch_run: Path
         valid = False
     assume(not valid)
     assert_refused_without_side_effects(scratch_run, ["run", "--env", "local", f"--param={text}"], capsys)
+
+
+# -- where the HN client may go ---------------------------------------------------------------------
+BAD_URLS = [
+    "https://jane:hunter2@hacker-news.firebaseio.com/v0", "http://hunter2@h.test/v0",
+    "http://169.254.169.254/latest/meta-data", "http://[fe80::1%25eth0]/v0", "http://metadata.google.internal/v0",
+    "http://[::ffff:169.254.169.254]/v0", "http://0.0.0.0/v0", "http://224.0.0.1/v0",
+    "https://h.test/v0?auth=hunter2", "https://h.test/v0#frag", "https://h.test/v0?", "http://h.test:99999/v0",
+    "http://h.test:0/v0", "http://h.test:/v0", "http://h.test:port/v0", "http://h .test/v0",
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_hnpipe_run_refuses_a_url_with_credentials_or_an_unsafe_host_without_echoing_it(
+        scratch_run: Path, capsys, url: str) -> None:
+    (config.params_dir() / "local.yaml").write_bytes((ROOT / "params" / "local.yaml").read_bytes())
+    status = cli.main(["run", "--env", "local", "--param", f"hn_api_url={url}"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("hnpipe: error: ") and err.count("\n") == 1, err
+    assert "hunter2" not in err
+    assert not (scratch_run / "warehouse").exists() and not (scratch_run / "runs").exists()
+
+
+@pytest.mark.parametrize("env", ["staging", "production", "branch"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765/v0", "http://localhost:8765/v0", "http://10.1.2.3/v0",
+                                 "http://192.168.0.10/v0", "http://[::1]:8765/v0", "http://2130706433/v0"])
+def test_outside_local_runs_a_private_hn_host_must_be_listed(env: str, url: str) -> None:
+    values = {"environment": env, "hn_api_url": url}
+    error = refused(params.validate, values)
+    assert error is not None and "hn_api_private_hosts" in str(error)
+    host = url.split("//")[1].rsplit(":", 1)[0].split("/")[0] if "[" not in url else "::1"
+    assert refused(params.validate, {**values, "hn_api_private_hosts": [host.strip("[]")]}) is None
+    assert refused(params.validate, {**values, "environment": "local"}) is None

@@ -131,9 +131,9 @@ def test_pipeline_bounds_items_by_n_items_and_the_fetch_report(clean_env) -> Non
     gate = {check.name: check for check in step.quality_checks()}["row_count"]
     assert "HAVING COUNT(*) < 6 OR COUNT(*) > 8" in gate.sql
     with pytest.raises(WarehouseError, match=r"row_count \(expected 6 to 8 rows: n_items 8, ids answered null 2; got ROWS_STAGED 5\)"):
-        step.publish(items_frame(GOOD[:5]))
+        step.publish(items_frame(GOOD[:5]), edited=True)
     assert step.warehouse.list_tables(step.target) == {}
-    assert step.publish(items_frame(GOOD)) == 6
+    assert step.publish(items_frame(GOOD), edited=True) == 6
 
 
 def test_a_real_fetch_and_build_pass_every_gate(clean_env) -> None:

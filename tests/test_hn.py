@@ -284,12 +284,38 @@ class FixedBodies(BaseHTTPRequestHandler):
         "/v0/item/6.json": b'{"id": 60, "type": "story"}',
         "/v0/item/8.json": b"[1, 2]",
         "/v0/maxitem.json": b'"lots"',
+        "/v0/item/1008.json": b'{"id": "1008", "type": "story"}',
+        "/v0/item/10.json": b'{"id": 10, "type": "story"}',
+    }
+    # path -> Location: where a redirect points ({port}: this server's own)
+    redirects = {
+        "/v0/item/9.json": "http://127.0.0.2:{port}/v0/item/9.json",  # another host
+        "/v0/item/11.json": "/v0/item/10.json",  # the same host: followed
     }
     hits: dict[str, int] = {}
 
     def do_GET(self):  # noqa: N802
-        body = self.bodies[self.path]
         self.hits[self.path] = self.hits.get(self.path, 0) + 1
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path].format(port=self.server.server_address[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/v0/item/12.json":  # 200 at once, then a byte every 0.5 s: a trickling server
+            body = b'{"id": 12, "type": "story", "title": "slow"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                pass  # the client gave up: that is the point
+            return
+        body = self.bodies[self.path]
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -321,10 +347,36 @@ def test_malformed_json_raises_fetch_error_naming_id_and_url(fixed_server):
 
 def test_an_item_with_another_id_is_refused(fixed_server):
     with HttpHNClient(fixed_server, **FAST) as client:
-        with pytest.raises(FetchError, match=r"item 6 from .*with id 6, got id 60"):
+        with pytest.raises(FetchError, match=r"item 6 from .*with id 6, got id 60 \(a number\)"):
             client.get_item(6)
         with pytest.raises(FetchError, match=r"item 8 from .*with id 8, got a JSON list"):
             client.get_item(8)
+
+
+def test_an_id_sent_as_a_string_is_refused_saying_its_type(fixed_server):
+    with HttpHNClient(fixed_server, **FAST) as client:
+        with pytest.raises(FetchError, match=r"expected an item with id 1008, got id '1008' \(a string\)"):
+            client.get_item(1008)
+
+
+def test_a_redirect_to_another_host_is_refused_and_one_on_the_same_host_followed(fixed_server):
+    with HttpHNClient(fixed_server, **FAST) as client:
+        with pytest.raises(FetchError, match=r"redirects to another host \(http://127.0.0.2\): refused"):
+            client.get_item(9)
+        with pytest.raises(FetchError, match="got id 10"):  # followed: the answer is item 10's
+            client.get_item(11)
+    assert FixedBodies.hits["/v0/item/9.json"] == 1  # refused at once, not retried
+    assert FixedBodies.hits["/v0/item/10.json"] == 1
+
+
+def test_a_trickling_server_fails_the_request_within_its_deadline(fixed_server):
+    """200 at once, then one byte every 0.5 s: the read timeout (10 s) never fires, the
+    request's total deadline does, and the error says so."""
+    started = time.monotonic()
+    with HttpHNClient(fixed_server, request_deadline=1.5, max_attempts=8, **FAST) as client:
+        with pytest.raises(FetchError, match=r"item 12 from .* no complete answer within its 1.5 s deadline"):
+            client.get_item(12)
+    assert time.monotonic() - started < 15  # the whole body would take 22 s per attempt, 8 attempts
 
 
 def test_a_maxitem_that_is_not_an_id_is_refused(fixed_server):
@@ -343,13 +395,27 @@ def test_a_maxitem_that_is_not_an_id_is_refused(fixed_server):
      ({"concurrency": 0}, "concurrency 0"), ({"concurrency": 2.5}, "concurrency 2.5"),
      ({"read_timeout": 0}, "read_timeout 0"), ({"connect_timeout": float("inf")}, "inf"),
      ({"max_attempts": 0}, "max_attempts 0"), ({"backoff_base": -1}, "backoff_base -1"),
-     ({"progress": "yes"}, "'yes'"), ({"session": object()}, "session")],
+     ({"progress": "yes"}, "'yes'"), ({"session": object()}, "session"),
+     ({"base_url": "http://169.254.169.254/v0"}, "link-local"), ({"base_url": "http://[fe80::1]/v0"}, "link-local"),
+     ({"base_url": "http://metadata.google.internal/v0"}, "metadata"),
+     ({"base_url": "http://h.test/v0?key=1"}, "no query"), ({"base_url": "http://h.test/v0#top"}, "fragment"),
+     ({"base_url": "http://h.test:99999/v0"}, "Port out of range"), ({"base_url": "http://h.test:0/v0"}, "port"),
+     ({"base_url": "https://jane:hunter2@h.test/v0"}, "'https://***@h.test/v0'"),
+     ({"base_url": "http://127.0.0.1:1/v0", "private_hosts": []}, "loopback or private"),
+     ({"base_url": "http://localhost:1/v0", "private_hosts": ["h.test"]}, "loopback or private"),
+     ({"request_deadline": 0}, "request_deadline 0")],
 )
 def test_client_refuses_bad_arguments_in_one_line(kwargs, named):
     args = {"base_url": "http://127.0.0.1:1/v0", **kwargs}
     with pytest.raises(ParameterError) as caught:
         HttpHNClient(**args)
     assert named in str(caught.value) and "\n" not in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_listed_private_host_may_be_reached_outside_local_runs(server):
+    with HttpHNClient(server.base_url, private_hosts=["127.0.0.1"], **FAST) as client:
+        assert client.max_item() == max(load_sample())
 
 
 def test_client_refuses_bad_ids_before_any_request():

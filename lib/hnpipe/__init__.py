@@ -12,6 +12,7 @@ Notebooks import this package and stay thin; every step lives in one module per 
     warehouse            the warehouse interface and the embedded DuckDB engine
     snowflake_warehouse  the same interface on Snowflake
     pipeline             what a notebook calls: validate, guard, fetch, publish, preview
+    kernel, progress     in a notebook kernel: short errors; progress bars everywhere
     refresh              incremental refresh: which ids to re-fetch, and the merge
     runner               `hnpipe run`: the notebooks with papermill, in dependency order
     admin                `hnpipe admin`: per-pull-request clones of PRODUCTION
@@ -28,3 +29,16 @@ from hnpipe.errors import HnpipeError
 
 __all__ = ["HnpipeError"]
 __version__ = "0.1.0"
+
+
+def _in_a_kernel() -> None:
+    """In a Jupyter kernel, show hnpipe errors short (hnpipe.kernel); elsewhere nothing."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        from hnpipe import kernel
+
+        kernel.install()
+
+
+_in_a_kernel()

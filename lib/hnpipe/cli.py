@@ -64,13 +64,32 @@ def main(argv: list[str] | None = None) -> int:
             environments.process_environment()
         return args.handler(args)
     except HnpipeError as error:
-        from hnpipe.credentials import redact
-
-        print(f"hnpipe: error: {redact(str(error))}", file=sys.stderr)
-        return 1
+        return _error(str(error))
+    except OSError as error:  # a directory that cannot be written, a file that is gone, ...
+        where = f" {error.filename}" if error.filename else ""
+        logging.getLogger("hnpipe.cli").debug("details", exc_info=True)
+        return _error(f"cannot create, write or read{where}: {error.strerror or type(error).__name__}"
+                      if error.strerror else f"{type(error).__name__}: {error}")
+    except Exception as error:  # noqa: BLE001 - one line was promised, whatever went wrong
+        logging.getLogger("hnpipe.cli").info("unexpected error", exc_info=True)  # -v shows the traceback
+        return _error(f"unexpected {type(error).__name__}: {error} (run with -v for the traceback)")
     except KeyboardInterrupt:
         print("hnpipe: interrupted", file=sys.stderr)
         return 130
+
+
+def _error(message: str) -> int:
+    """The one line a failing command prints: redacted, and with control characters shown
+    escaped (an API or a file may have put them in the message)."""
+    from hnpipe.credentials import redact
+
+    print(f"hnpipe: error: {printable(redact(message))}", file=sys.stderr)
+    return 1
+
+
+def printable(text: str) -> str:
+    """`text` on one line with terminal control characters escaped (\\x1b, \\n, ...)."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in str(text))
 
 
 if __name__ == "__main__":

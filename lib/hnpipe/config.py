@@ -111,6 +111,21 @@ def current_run_id() -> str:
 _PROCESS_RUN_ID: str | None = None
 
 
+def run_id_is_given() -> bool:
+    """Whether `hnpipe run` (or the caller) fixed the run id for this process."""
+    return bool(os.environ.get("HNPIPE_RUN_ID"))
+
+
+def start_run() -> str:
+    """A new run in this process: HNPIPE_RUN_ID when given, else a fresh id, which becomes
+    `current_run_id()` from now on. Every `pipeline.start` in a notebook kernel is a run."""
+    global _PROCESS_RUN_ID
+    if run_id_is_given():
+        return current_run_id()
+    _PROCESS_RUN_ID = new_run_id()
+    return _PROCESS_RUN_ID
+
+
 def git_sha(root: Path | None = None) -> str:
     """The checked-out commit, or 'unknown' outside a git checkout."""
     import subprocess

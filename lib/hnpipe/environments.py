@@ -58,7 +58,7 @@ def check_pr_id(value: object, source: str = "HNPIPE_PR_ID") -> str:
     text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not _PR_ID.fullmatch(text):
         raise GuardError(
-            f"refused pull-request id {value!r} from {source}: it must be digits only, "
+            f"refused pull-request id {value!r} from {source}: it must be 1 to 10 digits, "
             "without leading zeros (e.g. HNPIPE_PR_ID=123)"
         )
     return text

@@ -84,6 +84,7 @@ class RunRecord:
     notebook: str | None = None
     error: str | None = None
     detail: str | None = None
+    seconds: float | None = None  # time spent working, when it is not finished - started
 
 
 # -- what a row says about the run ----------------------------------------------------------
@@ -166,7 +167,8 @@ def to_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
             "RUN_ID": record.run_id, "ACTION": record.action, "DATASET": record.dataset,
             "ENVIRONMENT": record.environment, "STATUS": record.status, "ROWS_WRITTEN": record.rows,
             "STARTED_AT": record.started, "FINISHED_AT": finished,
-            "DURATION_S": round((finished - record.started).total_seconds(), 3),
+            "DURATION_S": round((finished - record.started).total_seconds() if record.seconds is None
+                                else record.seconds, 3),
             "RUN_BY": who, "GIT_SHA": sha, "GIT_DIRTY": dirty,
             "PARAMETERS": safe_parameters(record.parameters), "NOTEBOOK": record.notebook,
             "ERROR": None if record.error is None else error_line(record.error),
@@ -356,6 +358,12 @@ def to_text(frame: pd.DataFrame) -> str:
         "ERROR / DETAIL": [_shorten(error if isinstance(error, str) else (detail if isinstance(detail, str) else ""))
                            for error, detail in zip(frame["ERROR"], frame["DETAIL"])],
     })
+    # Errors and details may quote what the HN API or a file said: escape control characters,
+    # so nothing in a row can move the cursor, recolour or clear the terminal.
+    from hnpipe.cli import printable
+
+    for column in shown.columns:
+        shown[column] = shown[column].map(lambda value: printable(value) if isinstance(value, str) else value)
     return shown.to_string(index=False, justify="left")
 
 

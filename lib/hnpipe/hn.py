@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import queue
 import random
-import sys
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ from typing import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from hnpipe import __version__
@@ -132,7 +132,25 @@ class StubHNClient(HNClient):
             raise FetchError(
                 f"item {item_id}: the stub answered an item with id {item.get('id')!r}")
         # A copy, like a fresh HTTP response: a sink that edits items can't change the stub.
-        return deepcopy(item)
+        return None if item is None else repair_text(deepcopy(item))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def repair_text(item: dict) -> dict:
+    """`item` with every lone UTF-16 surrogate in its strings replaced by U+FFFD.
+
+    JSON may escape half a character ("\\ud83d" alone); Python decodes it to a str that no
+    UTF-8 encoder (Arrow, DuckDB, Snowflake) accepts. Decided: store the item, with U+FFFD
+    where the broken character was, and log which item and field, rather than fail a run of
+    thousands of items over one mangled comment."""
+    for field, value in item.items():
+        if isinstance(value, str) and _SURROGATE.search(value):
+            item[field] = _SURROGATE.sub("\ufffd", value)
+            log.warning("item %s: field %s held a lone surrogate (half a UTF-16 pair); stored as U+FFFD",
+                        item.get("id"), field)
+    return item
 
 
 def _check_number(value: object, name: str, low: float, high: float) -> float:
@@ -149,40 +167,58 @@ def _check_count(value: object, name: str, low: int, high: int) -> int:
 
 
 def check_base_url(base_url: object) -> str:
-    """Return `base_url` without a trailing slash if it is an http(s) URL, else refuse it."""
-    parts = urlsplit(base_url) if isinstance(base_url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ParameterError(
-            f"hn_api_url {base_url!r} is not an http(s) URL: use e.g. {LIVE_API_URL}"
-        )
+    """Return `base_url` without a trailing slash if it is an acceptable http(s) API base (see
+    params.url_problem: no credentials, query, fragment, impossible port or link-local host),
+    else refuse it in one line that never echoes a password."""
+    from hnpipe.params import shown_url, url_problem
+
+    problem = url_problem(base_url) if isinstance(base_url, str) else "not a string"
+    if problem:
+        shown = shown_url(base_url) if isinstance(base_url, str) else base_url
+        raise ParameterError(f"hn_api_url {shown!r} is not allowed: {problem}")
     return base_url.rstrip("/")
 
 
+def check_resolved_host(base_url: str, private_hosts: Iterable[str] | None) -> None:
+    """Refuse a host whose name resolves to a link-local (metadata) address, or, when
+    `private_hosts` is given (runs outside local), to a loopback or private one it does not list.
+    A name that does not resolve is left to the request, which fails with its own error."""
+    import ipaddress
+    import socket
+
+    from hnpipe.params import address_kind, host_kind
+
+    host = urlsplit(base_url).hostname or ""
+    allowed = None if private_hosts is None else {h.strip("[]").rstrip(".").lower() for h in private_hosts}
+    if allowed is not None and host.lower() in allowed:
+        return
+    kinds = {host_kind(host)}
+    if kinds == {"public"}:
+        try:
+            kinds = {address_kind(ipaddress.ip_address(info[4][0].partition("%")[0]))
+                     for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        except (OSError, UnicodeError, ValueError):
+            return
+    if kinds & {"link-local", "unusable"}:
+        raise ParameterError(f"hn_api_url host {host} resolves to a link-local, cloud metadata or unusable "
+                             "address: the HN client never goes there")
+    if allowed is not None and "private" in kinds:
+        raise ParameterError(f"hn_api_url host {host} resolves to a loopback or private address: outside local "
+                             "runs list it in hn_api_private_hosts if it really serves the HN API")
+
+
 def show_progress(progress: bool | None) -> bool:
-    """Whether to draw a progress bar: explicit True/False wins; otherwise guess from the setting.
+    """Whether a fetch shows progress: explicit True/False wins; otherwise hnpipe.progress
+    decides from HNPIPE_PROGRESS, CI and where this runs (kernel, terminal, `hnpipe run`)."""
+    from hnpipe.progress import OFF, choose
 
-    Hidden when CI is set or HNPIPE_PROGRESS=0; shown when HNPIPE_PROGRESS=1, when stderr is a
-    terminal, or inside a Jupyter/IPython kernel (papermill runs included); hidden otherwise.
-    """
-    if progress is not None:
-        return bool(progress)
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        return False
-    setting = os.environ.get("HNPIPE_PROGRESS")
-    if setting in ("0", "1"):
-        return setting == "1"
-    if sys.stderr is not None and sys.stderr.isatty():
-        return True
-    return _in_ipython_kernel()
+    return choose(progress)[0] != OFF
 
 
-def _in_ipython_kernel() -> bool:
-    if "IPython" not in sys.modules:  # don't import IPython just to find out it isn't running
-        return False
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+def _json_type(value: object) -> str:
+    """What a JSON value is, in the API's terms: a string "1008" is not the number 1008."""
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _one_line(error: object, limit: int = 300) -> str:
@@ -208,13 +244,19 @@ class _Cancelled(Exception):
     """Another request of the same fetch failed; stop retrying this one."""
 
 
+class _DeadlineExceeded(Exception):
+    """The request's total deadline passed while its answer was still arriving."""
+
+
 # What counts as worth retrying: the network, not the request.
 _RETRYABLE_ERRORS = (
     requests.ConnectionError,  # refused, reset, dropped connections, body read timeouts
     requests.Timeout,  # connect and read timeouts
     requests.exceptions.ChunkedEncodingError,  # body shorter than Content-Length (truncated)
     requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.HTTPError,  # anything else urllib3 raises while the body is read here
 )
+_MAX_REDIRECTS = 5
 
 
 class HttpHNClient(HNClient):
@@ -241,8 +283,18 @@ class HttpHNClient(HNClient):
         backoff_max: float = 10.0,
         progress: bool | None = None,
         session: requests.Session | None = None,
+        request_deadline: float = 60.0,
+        private_hosts: Iterable[str] | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
+        # The total time one request may take, every attempt and backoff included: the read
+        # timeout alone applies per socket read, so a server trickling a byte every few seconds
+        # would hold a request for as long as it liked.
+        self.request_deadline = _check_number(request_deadline, "request_deadline", 0.01, 3600)
+        if private_hosts is not None and (isinstance(private_hosts, str) or not all(
+                isinstance(host, str) for host in private_hosts)):
+            raise ParameterError("private_hosts must be a list of host names, or None")
+        check_resolved_host(self.base_url, None if private_hosts is None else list(private_hosts))
         self.concurrency = _check_count(concurrency, "concurrency", 1, 512)
         self.timeout = (_check_number(connect_timeout, "connect_timeout", 0.001, 600),
                         _check_number(read_timeout, "read_timeout", 0.001, 600))
@@ -309,9 +361,12 @@ class HttpHNClient(HNClient):
                   ) -> tuple[dict | None, int]:
         url = f"{self.base_url}/item/{item_id}.json"
         value, retries = self._get_json(url, f"item {item_id}", cancel)
-        if value is not None and (not isinstance(value, dict) or value.get("id") != item_id):
-            got = (f"id {_one_line(value.get('id'), 80)}" if isinstance(value, dict)
-                   else f"a JSON {type(value).__name__}")
+        if isinstance(value, dict):
+            value = repair_text(value)
+        if value is not None and (not isinstance(value, dict) or value.get("id") != item_id
+                                  or isinstance(value.get("id"), bool)):
+            got = (f"id {_one_line(repr(value.get('id')), 80)} ({_json_type(value.get('id'))})"
+                   if isinstance(value, dict) else f"a JSON {type(value).__name__}")
             raise FetchError(f"item {item_id} from {url}: expected an item with id {item_id}, "
                              f"got {got}")
         return value, retries
@@ -336,35 +391,96 @@ class HttpHNClient(HNClient):
         it, so only a loop around the whole GET-and-decode can retry those.
         """
         last_error = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
+        deadline = time.monotonic() + self.request_deadline
+        attempt = 0
+        while attempt < self.max_attempts:
+            attempt += 1
             retry_after = None
             try:
-                request = self._template.copy()
-                request.url = url  # built from the checked base URL and an int id: no encoding
-                response = self.session.send(request, timeout=self.timeout)  # reads the body
+                status, reason, headers, body = self._attempt(url, deadline)
+            except _DeadlineExceeded:
+                last_error = "the answer was still arriving"
+                break
             except _RETRYABLE_ERRORS as error:
                 last_error = f"{type(error).__name__}: {_one_line(error, 200)}"
             else:
-                status = response.status_code
                 if status == 200:
                     try:
-                        return json.loads(response.content), attempt - 1
+                        return json.loads(body), attempt - 1
                     except ValueError as error:  # a mangled body may be fine on the next try
                         last_error = f"invalid JSON ({_one_line(error, 120)})"
                 elif status == 429 or 500 <= status <= 599:
-                    last_error = f"HTTP {status} {response.reason}"
-                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    last_error = f"HTTP {status} {reason}"
+                    retry_after = _retry_after_seconds(headers.get("Retry-After"))
                 else:
-                    raise FetchError(f"{what} from {url} failed: HTTP {status} {response.reason}"
+                    raise FetchError(f"{what} from {url} failed: HTTP {status} {reason}"
                                      " (not retried: the request itself was refused)")
             if attempt < self.max_attempts:
                 delay = self._backoff(attempt, retry_after)
+                if time.monotonic() + delay >= deadline:
+                    break  # the next attempt could not start before the deadline
                 if cancel is None:
                     time.sleep(delay)
                 elif cancel.wait(delay):
                     raise _Cancelled
+        if time.monotonic() >= deadline or attempt < self.max_attempts:
+            raise FetchError(f"{what} from {url} failed: no complete answer within its "
+                             f"{self.request_deadline:g} s deadline ({attempt} attempt"
+                             f"{'s' if attempt > 1 else ''}; last: {last_error})")
         raise FetchError(f"{what} from {url} failed after {self.max_attempts} attempts: "
                          f"{last_error}")
+
+    def _attempt(self, url: str, deadline: float) -> tuple[int, str, Mapping[str, str], bytes]:
+        """One GET with its body, within `deadline`: (status, reason, headers, body).
+
+        Every socket read waits at most what is left of the deadline, and the body is read a
+        chunk at a time with the deadline checked in between. Redirects are followed only on
+        the same scheme, host and port: the API base was checked, its redirects were not."""
+        for _ in range(_MAX_REDIRECTS + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _DeadlineExceeded
+            request = self._template.copy()
+            request.url = url  # built from the checked base URL and an int id: no encoding
+            response = self.session.send(request, stream=True, allow_redirects=False, timeout=(
+                min(self.timeout[0], remaining), min(self.timeout[1], remaining)))
+            try:
+                if response.is_redirect:
+                    target = requests.compat.urljoin(url, response.headers.get("Location", ""))
+                    here, there = urlsplit(url), urlsplit(target)
+                    if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+                        raise FetchError(f"{url} redirects to another host ({there.scheme}://"
+                                         f"{there.hostname}): refused, the HN client stays on {here.hostname}")
+                    url = target
+                    continue
+                if response.status_code != 200:
+                    return response.status_code, response.reason, response.headers, b""
+                return 200, response.reason, response.headers, self._read_body(response, deadline)
+            finally:
+                response.close()
+        raise FetchError(f"{url}: more than {_MAX_REDIRECTS} redirects")
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        chunks = []
+        raw = response.raw
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _DeadlineExceeded
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(min(self.timeout[1], remaining))
+            try:
+                chunk = raw.read1(65536, decode_content=True)
+            except urllib3.exceptions.ProtocolError as error:  # what requests calls them, as before
+                raise requests.exceptions.ChunkedEncodingError(error) from None
+            except urllib3.exceptions.DecodeError as error:
+                raise requests.exceptions.ContentDecodingError(error) from None
+            except urllib3.exceptions.ReadTimeoutError as error:
+                raise requests.exceptions.ConnectionError(error) from None
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
     # -- many items --------------------------------------------------------------------------
 
@@ -376,19 +492,25 @@ class HttpHNClient(HNClient):
         sink holds the workers back. The first failure (after retries) stops the fetch and
         is raised.
         """
-        from tqdm.auto import tqdm  # imported here: only fetches draw progress bars
+        from hnpipe.progress import Progress
 
         started = time.monotonic()
         report = FetchReport(requested=0, fetched=0)
         total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
         workers = self.concurrency if total is None else min(self.concurrency, total)
         take_id = _IdSource(ids)
+        # The whole fetch's bound, derived from the request deadline: what it would take if every
+        # request used all of it (plus one for maxitem's worth of slack). Requests are bounded
+        # already; this catches anything else that would hang a run (a stuck worker, a sink).
+        bound = None if total is None else self.request_deadline * (math.ceil(total / max(workers, 1)) + 1)
         # A queue rather than futures: waiting on a set of futures costs the fetching thread
         # work per pending future on every wake-up, and the GIL makes every cycle count.
         results: queue.Queue = queue.Queue(maxsize=3 * self.concurrency)
         cancel = threading.Event()
-        bar = tqdm(total=total, desc="HN items", unit="item", disable=not show_progress(
-            self.progress), leave=True)
+        # A total (ids with a length) gives percentage and time left; the bar turns red when
+        # the fetch stops early.
+        bar = Progress(total, "HN items", "item", self.progress)
+        stopped: str | None = "interrupted"
         threads = [threading.Thread(target=self._work, args=(take_id, results, cancel),
                                     name=f"hnpipe-fetch-{n}", daemon=True)
                    for n in range(workers)]
@@ -397,7 +519,11 @@ class HttpHNClient(HNClient):
                 thread.start()
             running = len(threads)
             while running:
-                message = results.get()
+                try:
+                    message = results.get(timeout=None if bound is None else max(0.0, started + bound - time.monotonic()))
+                except queue.Empty:
+                    raise FetchError(f"fetching {total:,} items from {self.base_url} took longer than its bound of "
+                                     f"{bound:g} s (request deadline {self.request_deadline:g} s x ids per worker)") from None
                 if message is _WORKER_DONE:
                     running -= 1
                     continue
@@ -412,12 +538,18 @@ class HttpHNClient(HNClient):
                     sink(item)
                     report.fetched += 1
                 bar.update(1)
+            stopped = None
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            stopped = "failed"
+            raise
         finally:
             cancel.set()  # stop taking ids, and wake workers sleeping in backoff
             for thread in threads:
                 if thread.is_alive():
                     thread.join()
-            bar.close()
+            bar.close(stopped)
         report.null_ids.sort()
         report.seconds = time.monotonic() - started
         log.info("%s from %s", report.summary(), self.base_url)

@@ -9,6 +9,7 @@ hnpipe checks both: in `hnpipe run` before any notebook starts, and in the noteb
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,129 @@ def _check_n_items(value: int) -> None:
 
 
 def _check_url(value: str) -> None:
-    if value != "sample" and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
-        raise ValueError("use 'sample' (the bundled sample) or an http(s) URL such as "
-                         "https://hacker-news.firebaseio.com/v0")
+    if value == "sample":
+        return
+    problem = url_problem(value)
+    if problem:
+        raise ValueError(problem)
+
+
+# -- where the HN client may go ----------------------------------------------------------------
+# Names that mean this machine or a cloud's instance metadata, whatever DNS says.
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+_METADATA_NAMES = ("metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal")
+
+
+def shown_url(value: str) -> str:
+    """A URL fit to print: user:password@ becomes ***@, a query or fragment ?*** (never echoed)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return value
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    for mark in ("?", "#"):  # a query may hold a token as well
+        if mark in authority + slash + path:
+            before = (authority + slash + path).split(mark)[0]
+            authority, slash, path = before, "", ""
+            return f"{scheme}://{before}{mark}***"
+    return f"{scheme}://{authority}{slash}{path}"
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` is not an acceptable HN API base URL, or None: http(s), a host, no credentials,
+    no query or fragment, a possible port, no link-local or metadata host."""
+    from urllib.parse import urlsplit
+
+    if re.search(r"[\s\x00-\x1f\x7f]", value):
+        return "use an http(s) URL without spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError when it is not a number from 0 to 65535
+    except ValueError as error:
+        return f"not a usable URL ({error}): use e.g. https://hacker-news.firebaseio.com/v0"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ("use 'sample' (the bundled sample) or an http(s) URL such as "
+                "https://hacker-news.firebaseio.com/v0")
+    if "@" in parts.netloc:
+        return ("a URL must not hold a user name or password (user:pass@host): parameters are written "
+                "into every executed notebook and the run history; the HN API needs none")
+    if "?" in value or "#" in value:
+        return "the API base takes no query (?...) or fragment (#...): hnpipe appends /maxitem.json and /item/<id>.json"
+    if port == 0 or (parts.netloc.endswith(":") and port is None):
+        return "the port must be a number from 1 to 65535"
+    kind = host_kind(parts.hostname)
+    if kind in ("link-local", "unusable"):
+        return (f"host {parts.hostname} is {'a link-local or cloud metadata address' if kind == 'link-local' else 'not an address a server can have'}: "
+                "the HN client never goes there")
+    return None
+
+
+def host_kind(host: str) -> str:
+    """'public', 'private' (loopback or a private network), 'link-local' (incl. cloud metadata)
+    or 'unusable' (unspecified, multicast, reserved), judged from the name as written."""
+    import ipaddress
+    import socket
+
+    name = host.strip("[]").rstrip(".").lower()
+    if name in _METADATA_NAMES:
+        return "link-local"
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return "private"
+    try:
+        address = ipaddress.ip_address(name.partition("%")[0])
+    except ValueError:
+        if not re.fullmatch(r"[0-9a-fx.]+", name):
+            return "public"  # a DNS name: the HN client checks what it resolves to
+        try:  # 2130706433, 0x7f.1, 127.1: forms the resolver reads as IPv4 addresses
+            address = ipaddress.ip_address(socket.inet_aton(name))
+        except OSError:
+            return "public"
+    return address_kind(address)
+
+
+def address_kind(address) -> str:
+    """host_kind for an ipaddress address (IPv4-mapped IPv6 judged as the IPv4 it maps)."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    address = mapped or address
+    if address.is_link_local:
+        return "link-local"
+    if address.is_unspecified or address.is_multicast:
+        return "unusable"
+    if address.is_loopback or address.is_private:
+        return "private"
+    return "unusable" if address.is_reserved else "public"
+
+
+def _check_private_hosts(value: list) -> None:
+    for host in value:
+        if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,255}", host):
+            raise ValueError("use a list of host names or addresses, e.g. [hn-mirror.internal, 10.0.0.5]")
+        if host_kind(host) in ("link-local", "unusable"):
+            raise ValueError(f"host {host} is link-local, cloud metadata or unusable: it can never be allowed")
+
+
+def check_destination(values: Mapping[str, Any]) -> None:
+    """Outside local runs the HN API may be on a loopback or private host only when
+    `hn_api_private_hosts` lists it (a mirror inside the network); the bundled sample is hnpipe's own."""
+    from urllib.parse import urlsplit
+
+    url = values.get("hn_api_url", PARAMETERS["hn_api_url"].default)
+    env = values.get("environment", PARAMETERS["environment"].default)
+    if not isinstance(url, str) or url == "sample" or env == "local" or url_problem(url):
+        return
+    host = urlsplit(url).hostname or ""
+    allowed = {h.strip("[]").rstrip(".").lower() for h in values.get("hn_api_private_hosts") or []}
+    if host_kind(host) == "private" and host.strip("[]").rstrip(".").lower() not in allowed:
+        raise ParameterError(
+            f"parameter hn_api_url={shown_url(url)!r} is not allowed in {env}: {host} is a loopback or private "
+            "host, which only local runs may fetch from; list it in hn_api_private_hosts if it really serves the HN API"
+        )
+
+
+def _check_deadline(value: int) -> None:
+    if not 1 <= value <= 3600:
+        raise ValueError("use a whole number of seconds from 1 to 3600")
 
 
 def _check_concurrency(value: int) -> None:
@@ -85,7 +206,7 @@ def _check_action(value: str) -> None:
 
 def _check_pr_id(value: int | None) -> None:
     if value is not None and not 1 <= value <= 9_999_999_999:
-        raise ValueError("use the pull request's number, e.g. 123, or None to read HNPIPE_PR_ID")
+        raise ValueError("use the pull request's number (1 to 10 digits), e.g. 123, or None to read HNPIPE_PR_ID")
 
 
 def _check_days(value: int) -> None:
@@ -116,6 +237,12 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("hn_api_url", str, "sample",
                   "HN API base URL, or 'sample' for the bundled offline sample", _check_url),
         Parameter("concurrency", int, 32, "parallel HN API requests", _check_concurrency),
+        Parameter("hn_api_private_hosts", list, [],
+                  "loopback or private hosts hn_api_url may name outside local runs (a mirror inside the "
+                  "network); link-local and metadata addresses never", _check_private_hosts),
+        Parameter("request_deadline_s", int, 60,
+                  "the most one HN API request may take, every attempt and backoff included; a fetch is "
+                  "bounded by it too (request_deadline_s x ids per worker)", _check_deadline),
         Parameter("snowflake_env", dict, {},
                   "which environment variables hold each Snowflake credential (names, never values)",
                   _check_snowflake_env),
@@ -178,25 +305,43 @@ def validate(values: Mapping[str, Any], *, complete: bool = False,
                 "parameters into every executed notebook); put it in the environment or .env"
             )
         if key not in declared:
+            close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
             raise ParameterError(
-                f"unknown parameter {key!r}: allowed are {', '.join(declared)}"
+                f"unknown parameter {key!r}{hint}: allowed are {', '.join(declared)}"
             )
         spec = declared[key]
         if not _has_type(value, spec.type):
             raise ParameterError(
-                f"parameter {key}={value!r} ({type(value).__name__}) is not "
+                f"parameter {key}={_shown(value)} ({type(value).__name__}) is not "
                 f"{_type_name(spec.type)}: {spec.help}"
             )
         if spec.check:
             try:
                 spec.check(value)
             except ValueError as reason:
-                raise ParameterError(f"parameter {key}={value!r} is not allowed: {reason}") from None
+                raise ParameterError(f"parameter {key}={_shown(value)} is not allowed: {reason}") from None
     if complete:
         missing = [k for k in declared if k not in values]
         if missing:
             raise ParameterError(f"missing parameters: {', '.join(missing)}")
+    check_destination(values)
     return {**{k: p.default for k, p in declared.items()}, **values}
+
+
+def _shown(value: Any, depth: int = 0) -> str:
+    """A value fit for an error message: never what a secret-looking key holds (a password put
+    in snowflake_env by mistake), nor a URL's credentials or query. Short: YAML anchors can make
+    a value contain itself."""
+    if isinstance(value, (Mapping, list)) and depth >= 3:
+        return "..."
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {'***' if looks_like_secret_key(str(k)) else _shown(v, depth + 1)}"
+                               for k, v in list(value.items())[:20]) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v, depth + 1) for v in value[:20]) + "]"
+    text = repr(shown_url(value) if isinstance(value, str) else value)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 # -- params files ------------------------------------------------------------------------
@@ -297,15 +442,58 @@ def injected_names(namespace: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _assigned_names(source: str) -> list[str] | None:
+    """The names a cell of nothing but plain assignments sets; None for any other cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            names += [t.id for t in node.targets]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            return None
+    return names
+
+
+def parameter_cell_names(namespace: Mapping[str, Any],
+                         declared: Mapping[str, Parameter] = PARAMETERS) -> list[str]:
+    """Names the kernel's parameters cells set, read from its executed-cell history (`In`).
+
+    A parameters cell is a cell of plain assignments that sets a declared parameter (or a
+    name one typo away from one): the notebook's own, papermill's injected `# Parameters`
+    cell, or one the analyst ran since. Walking back from the newest, the first such cell
+    that sets `environment` is the whole parameters cell: older runs of it no longer count.
+    Without a kernel (a dict of values) there is no history and nothing to check.
+    """
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return []
+    found: list[str] = []
+    for source in reversed(history):
+        names = _assigned_names(source) if isinstance(source, str) else None
+        if not names or not any(name in declared or difflib.get_close_matches(name, list(declared), n=1, cutoff=0.75)
+                                for name in names):
+            continue
+        found += [name for name in names if name not in found]
+        if "environment" in names:
+            break
+    return found
+
+
 def from_namespace(namespace: Mapping[str, Any],
                    declared: Mapping[str, Parameter] = PARAMETERS) -> dict[str, Any]:
-    """The run's parameters from a notebook's globals, refusing unknown injected ones.
+    """The run's parameters from a notebook's globals, refusing names its parameters cells
+    (or papermill's injected cell) set that are not parameters, e.g. a typo `n_item = 50`.
 
     `declared` is PARAMETERS for the pipeline notebooks, {**PARAMETERS, **ADMIN_PARAMETERS}
     for admin.ipynb.
     """
     values = {name: namespace[name] for name in declared if name in namespace}
-    for name in injected_names(namespace):
-        if name not in declared:
+    for name in parameter_cell_names(namespace, declared):
+        if name not in declared and name in namespace:
             values[name] = namespace[name]  # validate() names it and refuses it
     return validate(values, declared=declared)

@@ -51,9 +51,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("hnpipe.pipeline")
 
 
+# What a fetch depends on: a change to any of these after fetch_items makes its frame stale.
+FETCH_PARAMETERS = ("environment", "n_items", "hn_api_url", "refresh", "refresh_window")
+# What start() connected with: changing these needs a new start.
+CONNECTION_PARAMETERS = ("environment", "snowflake_env")
+START_CELL = "the start cell (`step = pipeline.start(...)`)"
+FETCH_CELL = "the fetch cell (`items = step.fetch_items()`)"
+
+
+@dataclass
+class _Fetch:
+    """The latest complete fetch_items of a Step: what may be published."""
+
+    fingerprint: str
+    rows: int
+    params: dict[str, Any]
+
+
 @dataclass
 class Step:
-    """One dataset's run in one environment, as a notebook sees it."""
+    """One dataset's run in one environment, as a notebook sees it.
+
+    In a notebook every step (fetch, publish, build, preview) re-reads the parameters from
+    the notebook's globals (`namespace`) and validates them again, so what the notebook
+    holds when the cell runs is what runs. Each run (a start, then after every published or
+    failed step the next one) has its own run id, unless `hnpipe run` fixed it
+    (HNPIPE_RUN_ID); its history row's duration is the time spent working, not idle time.
+    """
 
     dataset: datasets.Dataset
     params: dict[str, Any]
@@ -61,11 +85,61 @@ class Step:
     target: Target
     run_id: str
     warehouse: Warehouse
-    fetch_report: Any = field(default=None, repr=False)
-    refresh: Plan | None = field(default=None, repr=False)  # the plan of the last fetch_items
+    fetch_report: Any = field(default=None, repr=False)  # of the last complete fetch_items
+    refresh: Plan | None = field(default=None, repr=False)  # the plan of the last complete fetch_items
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     notebook: str = ""  # where the executed notebook is kept (history.notebook_location)
     failure_recorded: bool = field(default=False, repr=False)
+    namespace: Mapping[str, Any] | None = field(default=None, repr=False)  # the notebook's globals
+    declared: Mapping[str, params.Parameter] = field(default_factory=lambda: params.PARAMETERS, repr=False)
+    _fetched: _Fetch | None = field(default=None, repr=False)
+    _fetch_incomplete: bool = field(default=False, repr=False)  # a fetch began and did not finish
+    _working: bool = field(default=False, repr=False)  # this run has begun its work
+    _ended: bool = field(default=False, repr=False)  # this run published or failed
+    _busy: float = field(default=0.0, repr=False)  # seconds of work in this run
+
+    # -- what the notebook holds now -------------------------------------------------------
+    def current_params(self) -> dict[str, Any]:
+        """The parameters as the notebook holds them now, validated again (the same rules as
+        at start); a change of environment or credentials needs a new start."""
+        if self.namespace is None:
+            return self.params
+        values = params.from_namespace(self.namespace, self.declared)
+        moved = [name for name in CONNECTION_PARAMETERS if values.get(name) != self.params.get(name)]
+        if moved:
+            change = ", ".join(f"{name} {self.params.get(name)!r} -> {values.get(name)!r}" for name in moved)
+            raise GuardError(f"parameters changed since start ({change}): rerun {START_CELL}")
+        changed = [name for name in values if values[name] != self.params.get(name)]
+        if changed:
+            print("using the parameters as they are now: "
+                  + ", ".join(f"{name}={values[name]!r}" for name in changed))
+        self.params = values
+        return values
+
+    def _begin(self) -> None:
+        """Start this step's work: a new run id once the previous run has ended (notebooks
+        only: `hnpipe run` fixes one id for the whole run)."""
+        if self._ended and not config.run_id_is_given():
+            self.run_id = config.start_run()
+            self.failure_recorded = False
+            print(f"{self.dataset.name}: new run {self.run_id}")
+        if self._ended or not self._working:
+            self._ended, self._working, self._busy = False, True, 0.0
+            self.started = datetime.now(timezone.utc)
+
+    @contextmanager
+    def _work(self) -> Iterator[None]:
+        """Time this step's work and record its first failure."""
+        self._begin()
+        began = time.perf_counter()
+        try:
+            yield
+        except BaseException as exc:
+            self._busy += time.perf_counter() - began
+            self._record_failure(exc)
+            raise
+        else:
+            self._busy += time.perf_counter() - began
 
     # -- ITEMS ---------------------------------------------------------------------------
     def fetch_items(self) -> pd.DataFrame:
@@ -74,42 +148,83 @@ class Step:
         plan is kept for `publish`, which then merges them into the published ITEMS."""
         from hnpipe import hn, refresh
 
-        with self._failures_recorded():
+        values = self.current_params()
+        self._fetched, self._fetch_incomplete = None, True
+        with self._work():
             builder = datasets.ItemsBuilder()
-            with hn_base_url(self.params["hn_api_url"]) as base_url:
-                client = hn.HttpHNClient(base_url, concurrency=self.params["concurrency"])
-                self.refresh = refresh.plan(
-                    self.warehouse, self.target, max_item=client.max_item(), n_items=self.params["n_items"],
-                    mode=self.params["refresh"], window=self.params["refresh_window"], table=self.dataset.name,
+            with hn_base_url(values["hn_api_url"]) as base_url:
+                client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
+                    base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
+                    private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
+                    else values["hn_api_private_hosts"])
+                plan = refresh.plan(
+                    self.warehouse, self.target, max_item=client.max_item(), n_items=values["n_items"],
+                    mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,
                 )
-                print(self.refresh.summary())
-                self.fetch_report = client.fetch_items(self.refresh.ids(), builder.add)
-            report = self.fetch_report
-            print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
-                  f"({len(report.null_ids):,} answered null, {report.retries:,} retries)")
-            return builder.to_frame()
+                print(plan.summary())
+                report = client.fetch_items(plan.ids(), builder.add)
+            frame = builder.to_frame()
+        self.refresh, self.fetch_report = plan, report
+        self._fetched = _Fetch(frame_fingerprint(frame), len(frame),
+                               {name: values[name] for name in FETCH_PARAMETERS})
+        self._fetch_incomplete = False
+        print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
+              f"({len(report.null_ids):,} answered null, {report.retries:,} retries)")
+        return frame
 
-    def publish(self, frame: pd.DataFrame) -> int:
+    def _check_publishable(self, frame: pd.DataFrame, values: Mapping[str, Any], edited: bool) -> None:
+        """Refuse, in one line saying what to rerun, a frame this step did not just fetch."""
+        if not isinstance(frame, pd.DataFrame):
+            raise HnpipeError(f"publish takes the frame fetch_items() returned, not a {type(frame).__name__}")
+        if self._fetch_incomplete:
+            raise HnpipeError(f"refused to publish: the last fetch did not complete; rerun {FETCH_CELL}, "
+                              "then this cell")
+        fetched = self._fetched
+        if fetched is None:
+            if edited:
+                return
+            raise HnpipeError(f"refused to publish: nothing fetched yet; run {FETCH_CELL} first (a frame "
+                              "built elsewhere: step.publish(frame, edited=True))")
+        changed = [name for name in FETCH_PARAMETERS if values[name] != fetched.params[name]]
+        if changed:
+            change = ", ".join(f"{name} {fetched.params[name]!r} -> {values[name]!r}" for name in changed)
+            raise HnpipeError(f"refused to publish: parameters changed since the fetch ({change}); "
+                              f"rerun {FETCH_CELL}, then this cell")
+        if not edited and frame_fingerprint(frame) != fetched.fingerprint:
+            raise HnpipeError(
+                f"refused to publish: this frame ({len(frame):,} rows) is not what the last fetch returned "
+                f"({fetched.rows:,} rows); rerun {FETCH_CELL}, or publish an edited frame on purpose "
+                "with step.publish(frame, edited=True)")
+
+    def publish(self, frame: pd.DataFrame, *, edited: bool = False) -> int:
         """Publish `frame` as this dataset: staging table, quality gates, atomic swap. After an
         incremental fetch_items, `frame` (the fetched items) is merged with the rows of the
-        published table the plan keeps, inside the warehouse."""
+        published table the plan keeps, inside the warehouse.
+
+        `frame` must be what this step's latest complete fetch_items returned, with the
+        parameters unchanged since; `edited=True` allows a frame changed by hand (or built
+        elsewhere), which the history row then says."""
+        values = self.current_params()
+        self._check_publishable(frame, values, edited)
         plan = self.refresh
-        with self._failures_recorded():
+        with self._work():
             self.warehouse.ensure_schema(self.target)
             if plan is not None and plan.merges:
                 rows = self.warehouse.publish_merge(
                     self.target, self.dataset.name, frame, self.run_id, plan.keep_ids,
-                    checks=self.quality_checks(), keep_versions=self.params["keep_versions"],
+                    checks=self.quality_checks(), keep_versions=values["keep_versions"],
                 )
             else:
                 rows = self.warehouse.publish_frame(
                     self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks(),
-                    keep_versions=self.params["keep_versions"],
+                    keep_versions=values["keep_versions"],
                 )
-        merged = f" ({plan.kept_rows:,} kept, {len(frame):,} fetched)" if plan is not None and plan.merges else ""
-        print(f"published {rows:,} rows to {self.target}.{self.dataset.name}{merged}")
-        self._document()
-        self._record_success(rows)
+            merged = f" ({plan.kept_rows:,} kept, {len(frame):,} fetched)" if plan is not None and plan.merges else ""
+            print(f"published {rows:,} rows to {self.target}.{self.dataset.name}{merged}")
+            self._document()
+        self._record_success(rows, detail=f"published a frame edited by hand ({len(frame):,} rows)"
+                             if edited and self._fetched is not None
+                             and frame_fingerprint(frame) != self._fetched.fingerprint else None)
         return rows
 
     # -- datasets defined in SQL -----------------------------------------------------------
@@ -117,7 +232,8 @@ class Step:
         """Build a SQL-defined dataset inside the warehouse from its upstream tables."""
         if self.dataset.sql is None:
             raise HnpipeError(f"{self.dataset.name} is not defined in SQL; use fetch_items()")
-        with self._failures_recorded():
+        values = self.current_params()
+        with self._work():
             present = self.warehouse.list_tables(self.target)
             for upstream in self.dataset.upstream:
                 if upstream not in present:
@@ -129,10 +245,10 @@ class Step:
             self.warehouse.ensure_schema(self.target)
             rows = self.warehouse.publish_query(
                 self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.quality_checks(),
-                keep_versions=self.params["keep_versions"],
+                keep_versions=values["keep_versions"],
             )
-        print(f"built {rows:,} rows in {self.target}.{self.dataset.name}")
-        self._document()
+            print(f"built {rows:,} rows in {self.target}.{self.dataset.name}")
+            self._document()
         self._record_success(rows)
         return rows
 
@@ -149,33 +265,30 @@ class Step:
             print(f"warning: published, but could not write the comments of {self.target}.{self.dataset.name}")
 
     # -- the run history -------------------------------------------------------------------
-    def _record(self, status: str, rows: int | None = None, error: str | None = None) -> None:
+    def _record(self, status: str, rows: int | None = None, error: str | None = None,
+                detail: str | None = None) -> None:
+        self._ended = True
         entry = history.RunRecord(
             self.run_id, "run", self.dataset.name, self.env, status, started=self.started,
             finished=datetime.now(timezone.utc), rows=rows, parameters=self.params,
-            notebook=self.notebook, error=error,
+            notebook=self.notebook, error=error, detail=detail, seconds=self._busy,
         )
         if not history.record(self.warehouse, self.target, entry):
             print(f"warning: this run could not be recorded in {self.target}.{history.TABLE} (see the log)")
 
-    def _record_success(self, rows: int) -> None:
-        self._record(history.SUCCEEDED, rows=rows)
+    def _record_success(self, rows: int, detail: str | None = None) -> None:
+        self._record(history.SUCCEEDED, rows=rows, detail=detail)
         if not _under_runner():  # `hnpipe run` announces the whole run instead
             alerts.notify_success(self.env, self.dataset.name, self.run_id, f"{rows:,} rows")
 
-    @contextmanager
-    def _failures_recorded(self) -> Iterator[None]:
-        """Record the first failure of this Step's work (and alert, unless `hnpipe run` will)."""
-        try:
-            yield
-        except BaseException as exc:
-            if not self.failure_recorded:
-                self.failure_recorded = True
-                error = history.error_line(exc)
-                self._record(history.FAILED, error=error)
-                if not _under_runner():
-                    alerts.notify_failure(self.env, self.dataset.name, error, self.run_id, self.notebook)
-            raise
+    def _record_failure(self, exc: BaseException) -> None:
+        """Record the first failure of this run's work (and alert, unless `hnpipe run` will)."""
+        if not self.failure_recorded:
+            self.failure_recorded = True
+            error = history.error_line(exc)
+            self._record(history.FAILED, error=error)
+            if not _under_runner():
+                alerts.notify_failure(self.env, self.dataset.name, error, self.run_id, self.notebook)
 
     def quality_checks(self) -> tuple[Check, ...]:
         """The gates this publish must pass; ITEMS' row count and id range come from the fetch
@@ -191,10 +304,12 @@ class Step:
 
     # -- looking at the result -------------------------------------------------------------
     def read(self, name: str | None = None) -> pd.DataFrame:
+        self.current_params()
         return self.warehouse.read_table(self.target, name or self.dataset.name)
 
     def counts_by_type(self, name: str | None = None) -> pd.DataFrame:
         """Rows per TYPE, counted inside the warehouse."""
+        self.current_params()
         table = environments.check_identifier(name or self.dataset.name, "table")
         return self.warehouse.query(
             self.target, f'SELECT TYPE, COUNT(*) AS "ROWS" FROM {table} GROUP BY TYPE ORDER BY TYPE'
@@ -202,8 +317,31 @@ class Step:
 
     def preview(self, rows: int = 5) -> pd.DataFrame:
         """The first rows of the published table."""
+        self.current_params()
         table = environments.check_identifier(self.dataset.name, "table")
         return self.warehouse.query(self.target, f"SELECT * FROM {table} ORDER BY ID LIMIT {int(rows)}")
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """A digest of a frame's columns, index and values (lists included): an edit anywhere
+    changes it. About 0.1 s per 200,000 ITEMS rows."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((list(frame.columns), len(frame))).encode())
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_list(column.dtype.pyarrow_dtype):
+            array = pa.chunked_array(column.array._pa_array).combine_chunks()
+            for part in (pc.list_value_length(array).fill_null(-1), array.flatten()):
+                digest.update(part.to_numpy(zero_copy_only=False).tobytes())
+        else:
+            digest.update(pd.util.hash_pandas_object(column, index=False).to_numpy().tobytes())
+    digest.update(pd.util.hash_pandas_object(frame.index.to_series(), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 @contextmanager
@@ -274,6 +412,7 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     config.load_env()
     definition = datasets.get(dataset)
     values = params.from_namespace(namespace)
+    run_id = config.start_run()  # each start is a run (hnpipe run: its own id, for every notebook)
     target = environments.resolve(values["environment"])
     env = values["environment"]
     warehouse = connect(env, values, definition.notebook)
@@ -283,8 +422,8 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
             f"refused branch run: {target.database} does not exist; run "
             f"`hnpipe admin clone --pr {pr}` first"
         )
-    step = Step(definition, values, env, target, config.current_run_id(), warehouse,
-                started=began, notebook=history.notebook_location(namespace))
+    step = Step(definition, values, env, target, run_id, warehouse, started=began,
+                notebook=history.notebook_location(namespace), namespace=namespace)
     print(f"{definition.name}: environment {env} -> {target} on {warehouse.engine}, "
           f"run {step.run_id} ({time.perf_counter() - started:.2f} s)")
     return step

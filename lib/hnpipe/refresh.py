@@ -59,6 +59,19 @@ FULL, INCREMENTAL = REFRESH_MODES
 
 
 @dataclass(frozen=True)
+class Ids:
+    """The ids to fetch, in order, with a length: the fetch's progress bar needs its total."""
+
+    parts: tuple[range, ...]
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self.parts)
+
+
+@dataclass(frozen=True)
 class Plan:
     """Which ids one ITEMS run fetches, and which rows of the published ITEMS it keeps."""
 
@@ -71,8 +84,8 @@ class Plan:
     newest: int | None = None  # incremental: ITEMS' newest id before the run
     note: str = ""  # why a requested incremental run is full
 
-    def ids(self) -> Iterator[int]:
-        return itertools.chain.from_iterable(self.fetch)
+    def ids(self) -> Ids:
+        return Ids(self.fetch)
 
     @property
     def fetched_ids(self) -> int:

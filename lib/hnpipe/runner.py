@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,7 +66,13 @@ def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | Non
     """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment."""
     environments.check_environment_name(env, "--env")
     values = params.load_params_file(config.params_dir(root) / f"{env}.yaml")
-    values.update(dict(overrides))
+    overrides = dict(overrides)
+    if "environment" in overrides and overrides["environment"] != env:
+        raise params.ParameterError(
+            f"-p environment={overrides['environment']} contradicts --env {env}: --env chooses the params "
+            f"file and the environment; drop -p environment (or run --env {overrides['environment']})"
+        )
+    values.update(overrides)
     params.validate(values)
     if values["environment"] != env:
         raise params.ParameterError(
@@ -76,9 +83,11 @@ def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | Non
 
 @contextmanager
 def _run_environment(run_id: str) -> Iterator[None]:
-    """Hand the run id to the notebook kernels, and keep their progress bars out of outputs."""
+    """Hand the run id to the notebook kernels; their progress goes to this run's stderr
+    (the kernels inherit it), never into the executed notebooks (hnpipe.progress)."""
     saved = {k: os.environ.get(k) for k in ("HNPIPE_RUN_ID", "HNPIPE_PROGRESS", "HNPIPE_NOTEBOOK_OUTPUT")}
-    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0")
+    quiet = os.environ.get("HNPIPE_PROGRESS") == "0"
+    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0" if quiet else "stderr")
     try:
         yield
     finally:
@@ -91,9 +100,12 @@ def _run_environment(run_id: str) -> Iterator[None]:
 
 def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
         only: list[str] | None = None) -> RunResult:
-    """Run the pipeline notebooks for `env`; raises RunFailed naming the failing notebook."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    """Run the pipeline notebooks for `env`; raises RunFailed naming the failing notebook.
+
+    Every notebook's kernel starts before the first notebook runs (hnpipe.kernels), and the
+    notebooks of one wave (those whose upstream datasets have all run: COMMENTS and STORIES)
+    run at once. A failure stops the run after its wave: the later waves never start."""
+    from hnpipe import kernels
 
     root = root or config.project_root()
     config.load_env(root)
@@ -104,37 +116,32 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     directory.mkdir(parents=True, exist_ok=True)
     result = RunResult(env, run_id, target, directory)
     started = time.perf_counter()
+    order = datasets.dependency_order(only)
     with _run_environment(run_id):
-        for dataset in datasets.dependency_order(only):
-            source = config.notebooks_dir(root) / dataset.notebook
-            output = directory / dataset.notebook
-            notebook_started = time.perf_counter()
-            began = datetime.now(timezone.utc)
-            os.environ["HNPIPE_NOTEBOOK_OUTPUT"] = str(output)
-            log.info("running %s -> %s", source.name, output)
-            try:
-                papermill.execute_notebook(
-                    str(source), str(output), parameters=values, kernel_name="python3",
-                    cwd=str(source.parent), progress_bar=False, log_output=False,
-                    # ipykernel logs an unencrypted-loopback warning at start and a KeyboardInterrupt at
-                    # shutdown on every run: noise here (notebook errors surface through papermill)
-                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                    # The notebook has finished and committed its writes: a graceful kernel
-                    # shutdown only adds waiting (up to seconds when it stalls).
-                    shutdown_kernel="immediate",
-                )
-            except Exception as error:  # the notebook raised, its kernel died, or papermill failed
-                if isinstance(error, PapermillExecutionError):
-                    reason = _redact(f"{error.ename}: {error.evalue}".splitlines()[0])
-                else:
-                    from hnpipe.history import error_line
+        started_kernels: dict[str, kernels.Kernel] = {}
+        try:
+            for dataset in order:  # upstream first: the first notebook's kernel gets going first
+                started_kernels[dataset.name] = kernels.Kernel(
+                    config.notebooks_dir(root), {**os.environ, "HNPIPE_NOTEBOOK_OUTPUT": str(
+                        directory / dataset.notebook)})
+            kernels.quiet_jsonschema()
+            import papermill  # noqa: F401  (imported while the kernels start)
 
-                    reason = error_line(error)
-                notes = _failed(env, values, target, run_id, dataset.name, began, reason, output)
-                raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
-                                + "".join(f"; {note}" for note in notes)) from None
-            result.notebooks.append(NotebookResult(
-                dataset.name, dataset.notebook, output, time.perf_counter() - notebook_started))
+            for number, wave in enumerate(_waves(order)):
+                # Once the first notebook's kernel answers (and ITEMS fetches, waiting on the
+                # API), import what counting the rows at the end needs, instead of after.
+                on_start = _import_in_background if number == 0 else None
+                outcomes = _run_wave(wave, started_kernels, root, directory, values, on_start,
+                                     [order.index(dataset) + 1 for dataset in wave], len(order))
+                for dataset, outcome in zip(wave, outcomes):
+                    if isinstance(outcome, NotebookResult):
+                        result.notebooks.append(outcome)
+                for dataset, outcome in zip(wave, outcomes):
+                    if not isinstance(outcome, NotebookResult):
+                        _raise_failed(env, values, target, run_id, dataset, *outcome, directory, root)
+        finally:
+            for kernel in started_kernels.values():
+                kernel.shutdown()
     result.seconds = time.perf_counter() - started
     _count_rows(result, values)
     from hnpipe import alerts
@@ -142,6 +149,94 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     alerts.notify_success(env, "run", run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
+
+
+def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
+    """`order` cut into waves: each dataset one wave after the latest of its upstream ones
+    in this run, so the datasets of a wave depend only on earlier waves."""
+    wave_of: dict[str, int] = {}
+    waves: list[list[datasets.Dataset]] = []
+    for dataset in order:
+        index = max((wave_of[up] + 1 for up in dataset.upstream if up in wave_of), default=0)
+        wave_of[dataset.name] = index
+        while len(waves) <= index:
+            waves.append([])
+        waves[index].append(dataset)
+    return waves
+
+
+def _run_wave(wave, started_kernels, root: Path, directory: Path, values: Mapping[str, Any],
+              on_start, numbers: list[int], total: int) -> list:
+    """Execute the wave's notebooks at once; per dataset a NotebookResult, or (error, began)."""
+    if len(wave) == 1:
+        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, values, on_start,
+                         f"[{numbers[0]}/{total}]")]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(wave), thread_name_prefix="hnpipe-notebook") as pool:
+        futures = [pool.submit(_execute, dataset, started_kernels[dataset.name], root, directory, values,
+                               on_start, f"[{number}/{total}]") for dataset, number in zip(wave, numbers)]
+        return [future.result() for future in futures]
+
+
+def _import_in_background(**_: Any) -> None:
+    """nbclient's on_notebook_start hook: import the modules the run's end needs, in a thread."""
+    import importlib
+    import threading
+
+    threading.Thread(target=lambda: [importlib.import_module(name) for name in ("hnpipe.pipeline", "hnpipe.alerts")],
+                     name="hnpipe-imports", daemon=True).start()
+
+
+def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, Any], on_start=None,
+             counter: str = "[1/1]"):
+    """Run one notebook with papermill in its started kernel; its NotebookResult, or
+    (error, began) when it failed. The executed notebook is saved either way."""
+    import papermill
+
+    source = config.notebooks_dir(root) / dataset.notebook
+    output = directory / dataset.notebook
+    notebook_started = time.perf_counter()
+    began = datetime.now(timezone.utc)
+    log.info("running %s -> %s", source.name, output)
+    _say(f"{counter} {source.name}: running ({dataset.name})")
+    try:
+        papermill.execute_notebook(
+            str(source), str(output), parameters=values, kernel_name="python3",
+            cwd=str(source.parent), progress_bar=False, log_output=False, km=kernel.manager,
+            on_notebook_start=on_start,
+        )
+    except Exception as error:  # the notebook raised, its kernel died, or papermill failed
+        return error, began
+    finally:
+        kernel.shutdown()  # finished and committed: nothing left to wait for
+    seconds = time.perf_counter() - notebook_started
+    _say(f"{counter} {source.name}: done in {seconds:.1f} s")
+    return NotebookResult(dataset.name, dataset.notebook, output, seconds)
+
+
+def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
+                  dataset, error: Exception, began: datetime, directory: Path, root: Path) -> None:
+    from papermill.exceptions import PapermillExecutionError
+
+    source = config.notebooks_dir(root) / dataset.notebook
+    output = directory / dataset.notebook
+    if isinstance(error, PapermillExecutionError):
+        reason = _redact(f"{error.ename}: {error.evalue}".splitlines()[0])
+    else:
+        from hnpipe.history import error_line
+
+        reason = error_line(error)
+    notes = _failed(env, values, target, run_id, dataset.name, began, reason, output)
+    raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
+                    + "".join(f"; {note}" for note in notes)) from None
+
+
+def _say(line: str) -> None:
+    """What the run is doing, one plain line on stderr as it happens (terminal or CI log);
+    the summary table goes to stdout at the end. HNPIPE_PROGRESS=0 keeps it quiet."""
+    if os.environ.get("HNPIPE_PROGRESS") != "0":
+        print(line, file=sys.stderr, flush=True)
 
 
 def _failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
@@ -229,8 +324,8 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
             skip("credentials", "the parameters (which name the variables) are invalid")
         else:
             def present() -> tuple[str, Any]:
-                found = credentials.snowflake_credentials(values["snowflake_env"])
-                used = credentials.variables_used(values["snowflake_env"], found)
+                found = credentials.snowflake_credentials(values.get("snowflake_env"))
+                used = credentials.variables_used(values.get("snowflake_env"), found)
                 return (f"set (values not shown): {', '.join(used)}; logs in with "
                         f"{credentials.login_method(found)}"), True
             credentials_ok = bool(check("credentials", present))
@@ -253,13 +348,15 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
                 declared = set(papermill.inspect_notebook(str(path)))
             except Exception as error:  # nbformat, JSON or papermill errors alike
                 raise HnpipeError(f"cannot read {path.name}: {type(error).__name__}: {error}") from None
-            missing = sorted(set(params.PARAMETERS) - declared)
+            # A notebook declares the parameters it uses (environment always); the others reach
+            # it from the params file all the same, and keep their defaults in JupyterLab.
+            missing = sorted({"environment"} - declared)
             extra = sorted(declared - set(params.PARAMETERS))
             if missing or extra:
                 raise HnpipeError(f"{path.name}: its parameters cell " + "; ".join(
                     part for part in (f"lacks {', '.join(missing)}" if missing else "",
                                       f"declares unknown {', '.join(extra)}" if extra else "") if part))
-            return f"{path.name} parses and declares the {len(declared)} parameters", None
+            return f"{path.name} parses and declares {len(declared)} known parameters", None
 
         check("notebook", declares)
 

@@ -1,0 +1,95 @@
+"""Notebook kernels started ahead of need, for `hnpipe run`.
+
+A kernel takes about a second to start, most of it the kernel importing what the notebooks
+need (pandas, pyarrow, duckdb, hnpipe.pipeline: measured by benchmarks/peer.py --phases). The
+runner starts every notebook's kernel before the first notebook runs, with those imports as
+the kernel's start-up lines, so the downstream kernels are ready while ITEMS fetches. papermill
+then executes each notebook in its own started kernel (`km=`), exactly as it would in a kernel
+it started itself: the import runs outside the cell history (IPython's exec_lines run with
+store_history=False), so `In` holds only the notebook's cells and the parameter check reads
+the same history.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+# What every pipeline notebook imports first; run at kernel start-up, bound to no name the
+# notebook could see.
+WARM_IMPORT = "import hnpipe.pipeline as _hnpipe_warm_import; del _hnpipe_warm_import"
+
+KERNEL_ARGUMENTS = [
+    # ipykernel logs an unencrypted-loopback warning at start and a KeyboardInterrupt at
+    # shutdown on every run: noise here (notebook errors surface through papermill)
+    "--IPKernelApp.log_level=CRITICAL",
+    # what nbclient passes to the kernels it starts itself: no history file on disk
+    "--HistoryManager.hist_file=:memory:",
+]
+
+
+def quiet_jsonschema() -> None:
+    """Skip jsonschema's optional IRI format checker before papermill imports nbformat.
+
+    jsonschema imports rfc3987_syntax when it is installed (JupyterLab's jupyter-events pulls
+    it in), which builds a grammar for about a second on every `hnpipe run`. nbformat's
+    notebook schema checks no IRI formats, so nothing here uses it; with the module marked
+    missing, jsonschema skips it as it does when the package is absent.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+class Kernel:
+    """One started (not yet necessarily ready) python3 kernel for one notebook."""
+
+    def __init__(self, cwd: Path, env: Mapping[str, str], warm: bool = True):
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        class Manager(AsyncKernelManager):
+            """Keeps the clients papermill opens, to close them with the kernel."""
+
+            def client(self, **kwargs):
+                client = super().client(**kwargs)
+                clients.append(client)
+                return client
+
+        clients: list = []
+        self._clients = clients
+        self._run_sync = run_sync
+        self._stopped = False
+        # Unix sockets where there are any: with TCP, jupyter_client picks free ports and the
+        # kernel binds them later, so kernels starting at once (two runs side by side) can
+        # race for a port and one dies with "Address already in use".
+        self._socket_dir = tempfile.mkdtemp(prefix="hnpipe-kernel-") if os.name == "posix" else None
+        transport = {"transport": "ipc", "ip": os.path.join(self._socket_dir, "k")} if self._socket_dir else {}
+        self.manager = Manager(kernel_name="python3", **transport)
+        arguments = list(KERNEL_ARGUMENTS)
+        if warm:
+            arguments.append(f"--IPKernelApp.exec_lines={WARM_IMPORT}")
+        # Returns once the process is launched; the kernel boots (and imports) on its own,
+        # and papermill waits for it to answer.
+        run_sync(self.manager.start_kernel)(extra_arguments=arguments, cwd=str(cwd), env=dict(env))
+
+    def shutdown(self) -> None:
+        """Stop the kernel at once: its notebook has finished (and committed), or the run
+        is failing. Never raises: a kernel that is already gone is fine. Call it from the
+        thread that ran the notebook: the client's channels belong to its event loop."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for client in self._clients:
+            try:
+                client.stop_channels()
+            except Exception:  # closing what is already closed
+                pass
+        try:
+            self._run_sync(self.manager.shutdown_kernel)(now=True)
+        except Exception:  # already dead, or never started
+            pass
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)

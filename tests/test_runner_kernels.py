@@ -1,0 +1,116 @@
+"""`hnpipe run` starts the kernels ahead of need and runs independent notebooks at once.
+
+Small stand-in notebooks in a scratch project (the real params files, notebooks that only
+record what they see) make each behaviour observable without timing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hnpipe import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project(tmp_path: Path, cells: dict[str, str]) -> Path:
+    """A project root with the real params/ and one code cell per notebook."""
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "params", root / "params")
+    (root / "notebooks").mkdir()
+    for name in ("items", "comments", "stories"):
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_code_cell(cells.get(name, "pass"))]
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, root / "notebooks" / f"{name}.ipynb")
+    return root
+
+
+def kernel_processes() -> list[int]:
+    """ipykernel processes that are children of this process."""
+    found = []
+    for pid in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for child in pid.read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline")
+            if cmdline.exists() and b"ipykernel" in cmdline.read_bytes():
+                found.append(int(child))
+    return found
+
+
+# A rendezvous: each notebook leaves its mark and waits (bounded) for the other's. Run one
+# after the other, the first would wait in vain and fail.
+RENDEZVOUS = """
+import os, time
+from pathlib import Path
+here = Path(os.environ["HNPIPE_NOTEBOOK_OUTPUT"]).parent
+(here / "{mine}.mark").touch()
+deadline = time.monotonic() + 60
+while not (here / "{theirs}.mark").exists():
+    assert time.monotonic() < deadline, "{theirs} never ran beside {mine}"
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists kernels through /proc")
+def test_comments_and_stories_run_at_once_after_items(clean_env: Path, tmp_path: Path) -> None:
+    root = project(tmp_path, {
+        "items": "from pathlib import Path; import os\n"
+                 "Path(os.environ['HNPIPE_NOTEBOOK_OUTPUT']).with_name('items.mark').touch()",
+        "comments": "from pathlib import Path; import os\n"
+                    "assert Path(os.environ['HNPIPE_NOTEBOOK_OUTPUT']).with_name('items.mark').exists()\n"
+                    + RENDEZVOUS.format(mine="comments", theirs="stories"),
+        "stories": RENDEZVOUS.format(mine="stories", theirs="comments"),
+    })
+    result = runner.run("local", {"n_items": 10}, root=root)
+    assert [nb.dataset for nb in result.notebooks] == ["ITEMS", "COMMENTS", "STORIES"]
+    assert sorted(p.name for p in result.directory.glob("*.ipynb")) == [
+        "comments.ipynb", "items.ipynb", "stories.ipynb"]
+    assert kernel_processes() == []
+
+
+def test_a_notebook_starts_in_a_kernel_that_has_imported_hnpipe_outside_its_history(
+        clean_env: Path, tmp_path: Path) -> None:
+    check = ("import sys\n"
+             "assert 'hnpipe.pipeline' in sys.modules and 'pandas' in sys.modules\n"
+             "assert not [name for name in globals() if 'warm' in name], 'the warm-up left a name'\n"
+             # the history: papermill's parameters cell and this one, nothing run before them
+             "assert len(In) == 3 and In[1].startswith('# Parameters'), In\n")
+    root = project(tmp_path, {"items": check})
+    result = runner.run("local", {"n_items": 10}, root=root, only=["ITEMS"])
+    executed = nbformat.read(result.directory / "items.ipynb", as_version=4)
+    assert not [out for cell in executed.cells for out in cell.get("outputs", []) if out.output_type == "error"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists kernels through /proc")
+def test_a_failing_notebook_lets_its_wave_finish_and_stops_the_run_with_no_kernel_left(
+        clean_env: Path, tmp_path: Path) -> None:
+    root = project(tmp_path, {"comments": "raise ValueError('comments broke')",
+                              "stories": "import time; time.sleep(1)"})
+    with pytest.raises(runner.RunFailed, match=r"^comments.ipynb failed: ValueError: comments broke"):
+        runner.run("local", {"n_items": 10}, root=root)
+    run_dir = next((tmp_path / "runs" / "local").iterdir())
+    stories = nbformat.read(run_dir / "stories.ipynb", as_version=4)
+    assert stories.cells[-1].execution_count  # ran to its end beside the failing one
+    assert kernel_processes() == []
+
+
+def test_a_failing_first_notebook_never_runs_the_later_ones(clean_env: Path, tmp_path: Path) -> None:
+    root = project(tmp_path, {"items": "raise ValueError('items broke')"})
+    with pytest.raises(runner.RunFailed, match=r"^items.ipynb failed: ValueError: items broke"):
+        runner.run("local", {"n_items": 10}, root=root)
+    run_dir = next((tmp_path / "runs" / "local").iterdir())
+    assert sorted(p.name for p in run_dir.iterdir()) == ["items.ipynb"]
+    assert kernel_processes() == []
+
+
+def test_waves_put_each_dataset_after_its_upstream_ones() -> None:
+    from hnpipe import datasets
+
+    waves = runner._waves(datasets.dependency_order())
+    assert [[d.name for d in wave] for wave in waves] == [["ITEMS"], ["COMMENTS", "STORIES"]]
+    assert [[d.name for d in wave] for wave in runner._waves(datasets.dependency_order(["STORIES"]))] == [["STORIES"]]
