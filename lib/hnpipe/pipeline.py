@@ -68,6 +68,19 @@ class _Fetch:
     params: dict[str, Any]
 
 
+def _closes_session(method):
+    """Close the warehouse's session when a Step method returns or raises: a Snowflake session
+    lives for one step (the next step logs in again), so none is left open by a notebook or a
+    run that stopped halfway."""
+    @functools.wraps(method)
+    def closing(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.close()
+    return closing
+
+
 @dataclass
 class Step:
     """One dataset's run in one environment, as a notebook sees it.
@@ -97,6 +110,12 @@ class Step:
     _working: bool = field(default=False, repr=False)  # this run has begun its work
     _ended: bool = field(default=False, repr=False)  # this run published or failed
     _busy: float = field(default=0.0, repr=False)  # seconds of work in this run
+
+    def close(self) -> None:
+        """End the warehouse session (Snowflake); the next step opens a new one."""
+        close = getattr(self.warehouse, "close", None)
+        if close is not None:
+            close()
 
     # -- what the notebook holds now -------------------------------------------------------
     def current_params(self) -> dict[str, Any]:
@@ -142,6 +161,7 @@ class Step:
             self._busy += time.perf_counter() - began
 
     # -- ITEMS ---------------------------------------------------------------------------
+    @_closes_session
     def fetch_items(self) -> pd.DataFrame:
         """The HN items this run fetches, as an ITEMS frame: the n_items most recent ones, or
         with `refresh="incremental"` only the new ids and the window (hnpipe.refresh); the
@@ -196,6 +216,7 @@ class Step:
                 f"({fetched.rows:,} rows); rerun {FETCH_CELL}, or publish an edited frame on purpose "
                 "with step.publish(frame, edited=True)")
 
+    @_closes_session
     def publish(self, frame: pd.DataFrame, *, edited: bool = False) -> int:
         """Publish `frame` as this dataset: staging table, quality gates, atomic swap. After an
         incremental fetch_items, `frame` (the fetched items) is merged with the rows of the
@@ -228,6 +249,7 @@ class Step:
         return rows
 
     # -- datasets defined in SQL -----------------------------------------------------------
+    @_closes_session
     def build(self) -> int:
         """Build a SQL-defined dataset inside the warehouse from its upstream tables."""
         if self.dataset.sql is None:
@@ -303,10 +325,12 @@ class Step:
         )
 
     # -- looking at the result -------------------------------------------------------------
+    @_closes_session
     def read(self, name: str | None = None) -> pd.DataFrame:
         self.current_params()
         return self.warehouse.read_table(self.target, name or self.dataset.name)
 
+    @_closes_session
     def counts_by_type(self, name: str | None = None) -> pd.DataFrame:
         """Rows per TYPE, counted inside the warehouse."""
         self.current_params()
@@ -315,6 +339,7 @@ class Step:
             self.target, f'SELECT TYPE, COUNT(*) AS "ROWS" FROM {table} GROUP BY TYPE ORDER BY TYPE'
         )
 
+    @_closes_session
     def preview(self, rows: int = 5) -> pd.DataFrame:
         """The first rows of the published table."""
         self.current_params()
@@ -416,12 +441,17 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     target = environments.resolve(values["environment"])
     env = values["environment"]
     warehouse = connect(env, values, definition.notebook)
-    if env == "branch" and not warehouse.database_exists(target.database):
-        pr = target.database.removeprefix(environments.CLONE_PREFIX)
-        raise GuardError(
-            f"refused branch run: {target.database} does not exist; run "
-            f"`hnpipe admin clone --pr {pr}` first"
-        )
+    try:
+        if env == "branch" and not warehouse.database_exists(target.database):
+            pr = target.database.removeprefix(environments.CLONE_PREFIX)
+            raise GuardError(
+                f"refused branch run: {target.database} does not exist; run "
+                f"`hnpipe admin clone --pr {pr}` first"
+            )
+    finally:
+        close = getattr(warehouse, "close", None)
+        if close is not None:  # the session ends with the step; a later step logs in again
+            close()
     step = Step(definition, values, env, target, run_id, warehouse, started=began,
                 notebook=history.notebook_location(namespace), namespace=namespace)
     print(f"{definition.name}: environment {env} -> {target} on {warehouse.engine}, "
