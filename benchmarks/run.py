@@ -40,6 +40,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
+from hnpipe.items import ITEMS_SCHEMA, ItemsBuilder, items_frame
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "benchmarks"
 CONCURRENCY = 32  # the pipeline's default (params/*.yaml)
@@ -125,9 +127,9 @@ def load_average() -> str:
 # -- fetch -------------------------------------------------------------------------------------
 def fetch_once(base_url: str, n: int) -> float:
     """The pipeline's fetch: HttpHNClient into an ItemsBuilder; returns wall seconds."""
-    from hnpipe import datasets, hn
+    from hnpipe import hn
 
-    builder = datasets.ItemsBuilder()
+    builder = ItemsBuilder()
     started = time.perf_counter()
     with hn.HttpHNClient(base_url, concurrency=CONCURRENCY, progress=False) as client:
         report = hn.fetch_latest(client, n, builder.add)
@@ -293,15 +295,13 @@ def million_row_items(rows: int):
     """An ITEMS frame of `rows` rows: a generated sample's frame, repeated with shifted ids."""
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from hnpipe import datasets
     from hnpipe.sample import generate_sample
-    from hnpipe.warehouse import frame_from_arrow
+    from hnpipe.warehouse.frames import frame_from_arrow
 
     base_ids = min(rows, 100_000)
-    seed_frame = datasets.items_frame(
+    seed_frame = items_frame(
         item for item in generate_sample(base_ids, max_item=base_ids + 10).values() if item)
-    table = pa.Table.from_pandas(seed_frame, schema=datasets.ITEMS_SCHEMA, preserve_index=False)
+    table = pa.Table.from_pandas(seed_frame, schema=ITEMS_SCHEMA, preserve_index=False)
     span = base_ids + 10
     copies = []
     copy = 0
@@ -313,9 +313,10 @@ def million_row_items(rows: int):
 
 
 def bench_publish(results: Results, workdir: Path) -> None:
-    from hnpipe import datasets, diff
+    from hnpipe import datasets
     from hnpipe.environments import Target
-    from hnpipe.warehouse import DuckDBWarehouse
+    from hnpipe.ops import diff
+    from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
     rows = results.sizes["publish_rows"]
     started = time.perf_counter()

@@ -1,10 +1,10 @@
-"""Regenerate lib/hnpipe/data/hn_sample.json.gz, the bundled HN sample.
+"""Regenerate lib/hnpipe/sample/hn_sample.json.gz, the bundled HN sample.
 
     python scripts/make_sample.py            # rewrites the bundled file
     python scripts/make_sample.py OUT.gz     # writes elsewhere (the tests compare the bytes)
 
 The output is byte-for-byte reproducible (tests/test_sample.py checks the committed file), so
-rerun this only after changing the generator in lib/hnpipe/sample.py, and commit both.
+rerun this only after changing the generator in lib/hnpipe/sample/data.py, and commit both.
 The six items from the HN API docs come verbatim from tests/fixtures/hn_api_docs_items.json.
 """
 
@@ -18,7 +18,7 @@ from hnpipe import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_ITEMS = ROOT / "tests" / "fixtures" / "hn_api_docs_items.json"
-OUTPUT = ROOT / "lib" / "hnpipe" / "data" / sample.SAMPLE_FILE
+OUTPUT = ROOT / "lib" / "hnpipe" / "sample" / sample.SAMPLE_FILE
 
 
 def main(argv: list[str]) -> None:

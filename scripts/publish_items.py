@@ -1,6 +1,6 @@
 """Fetch the N newest items from an HN API and publish them as ITEMS, without notebooks.
 
-The pipeline's own library path, in a process of its own: hn.HttpHNClient -> datasets.ItemsBuilder
+The pipeline's own library path, in a process of its own: hn.HttpHNClient -> ItemsBuilder
 -> DuckDBWarehouse.publish_frame with ITEMS' quality gates. The fault-tolerance tests kill it
 at chosen moments, and the memory benchmark measures it:
 
@@ -20,6 +20,8 @@ import re
 import sys
 import time
 from pathlib import Path
+
+from hnpipe.items import ItemsBuilder
 
 
 def _status_kb(field: str) -> int | None:
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from hnpipe import config, datasets, hn
     from hnpipe.environments import Target
     from hnpipe.errors import HnpipeError
-    from hnpipe.warehouse import DuckDBWarehouse
+    from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
     try:
         target = Target(args.database, args.schema)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         peak_was_reset = _reset_peak_rss()
 
         _say(phase="fetch", run_id=run_id)
-        builder = datasets.ItemsBuilder()
+        builder = ItemsBuilder()
         with hn.HttpHNClient(args.api, concurrency=args.concurrency, read_timeout=args.read_timeout,
                              max_attempts=args.max_attempts, progress=False) as client:
             report = hn.fetch_latest(client, args.n, builder.add)

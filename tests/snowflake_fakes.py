@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 PASSWORD = "sn0wflake-Pa55-do-not-leak"
 ENV = {

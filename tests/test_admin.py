@@ -20,12 +20,13 @@ import fakesnow
 import nbformat
 import pytest
 import snowflake.connector
-
-from hnpipe import admin, cli, datasets, params
+from hnpipe import cli, params
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, ParameterError, WarehouseError
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.items import items_frame
+from hnpipe.ops import admin
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "HACKER_NEWS"
@@ -61,7 +62,7 @@ def assert_same_tables(directory: Path, database: str, other: str) -> None:
 def warehouse(clean_env: Path) -> Path:
     """PRODUCTION (ITEMS, COMMENTS), STAGING and LOCAL files with data; returns the directory."""
     wh = DuckDBWarehouse(clean_env)
-    items = datasets.items_frame(RAW_ITEMS)
+    items = items_frame(RAW_ITEMS)
     for database in ("PRODUCTION", "STAGING", "LOCAL"):
         target = Target(database, SCHEMA)
         wh.publish_frame(target, "ITEMS", items, "SETUP")
@@ -98,7 +99,7 @@ def test_clone_replaces_the_earlier_clone_of_that_pr_only(warehouse: Path) -> No
     act(warehouse, "production", "clone", pr_id=6)
     # The branch run wrote its own ITEMS into clone 5.
     DuckDBWarehouse(warehouse).publish_frame(Target("PRODUCTION_CLONE_5", SCHEMA), "ITEMS",
-                                             datasets.items_frame(RAW_ITEMS[:1]), "BRANCH")
+                                             items_frame(RAW_ITEMS[:1]), "BRANCH")
     other = fingerprint(warehouse)["PRODUCTION_CLONE_6.duckdb"]
     result = act(warehouse, "branch", "clone", pr="5")
     assert result.message.startswith("replaced PRODUCTION_CLONE_5")
@@ -298,11 +299,11 @@ def test_admin_opens_production_read_only_on_the_embedded_engine(warehouse: Path
 
 
 def test_every_action_is_recorded_once_done_or_refused(warehouse: Path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="hnpipe.admin")
+    caplog.set_level(logging.INFO, logger="hnpipe.ops.admin")
     act(warehouse, "production", "clone", pr_id=5)
     with pytest.raises(GuardError):
         act(warehouse, "local", "drop", pr_id=5)
-    records = [r for r in caplog.records if r.name == "hnpipe.admin"]
+    records = [r for r in caplog.records if r.name == "hnpipe.ops.admin"]
     assert [r.getMessage() for r in records] == [
         "admin clone by production on duckdb: created PRODUCTION_CLONE_5 as a fresh copy of PRODUCTION",
         "admin drop by local refused or failed: refused admin drop of PRODUCTION_CLONE_5: HNPIPE_ENV=local may "

@@ -19,8 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from hnpipe import alerts
+from hnpipe import alerts, params
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_SECRETS = {
@@ -188,7 +187,7 @@ def test_the_runner_folds_a_failed_alert_or_record_into_its_one_line(clean_env, 
     dead.close()
     monkeypatch.setenv("HNPIPE_ENV", "staging")
     monkeypatch.setenv(alerts.WEBHOOK_VARIABLE, dead.url)
-    values = runner.run_parameters("staging")
+    values = params.params_for("staging")
     with caplog.at_level(logging.DEBUG):
         notes = runner._failed("staging", values, Target("STAGING", "HACKER_NEWS"), "20261121T020000_000001",
                                "ITEMS", datetime.now(timezone.utc), "FetchError: down", tmp_path / "items.ipynb")

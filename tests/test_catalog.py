@@ -12,12 +12,14 @@ import duckdb
 import fakesnow
 import pytest
 import snowflake.connector
-
-from hnpipe import catalog, cli, datasets, history, pipeline
+from hnpipe import cli, datasets, history, pipeline
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.datasets import COLUMN_DESCRIPTIONS
+from hnpipe.items import items_frame
+from hnpipe.ops import catalog
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 from snowflake_fakes import ENV, Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -50,12 +52,12 @@ def test_every_publish_writes_the_definitions_as_comments(built: Path) -> None:
     assert tables["COMMENTS"].endswith("Built from ITEMS by notebooks/comments.ipynb (hnpipe).")
     assert {(table, column): text for table, column, text in columns} == {
         (table, column): text for table in ("ITEMS", "COMMENTS")
-        for column, text in datasets.COLUMN_DESCRIPTIONS.items()}
+        for column, text in COLUMN_DESCRIPTIONS.items()}
 
 
 def test_duckdb_comments_are_escaped_guarded_and_checked(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(tmp_path / "wh")
-    wh.publish_frame(TARGET, "ITEMS", datasets.items_frame([{"id": 1, "type": "story"}]), "run1")
+    wh.publish_frame(TARGET, "ITEMS", items_frame([{"id": 1, "type": "story"}]), "run1")
     wh.comment_table(TARGET, "ITEMS", "it's \\ 'quoted'", {"ID": "the id's text"})
     info = wh.describe_table(TARGET, "ITEMS")
     assert (info.comment, info.columns[0].name, info.columns[0].type, info.columns[0].comment) == (
@@ -93,11 +95,11 @@ def test_comments_on_fakesnow() -> None:
         wh = SnowflakeWarehouse(environ=ENV)
         wh.ensure_schema(STAGING)
         stories = datasets.get("STORIES")
-        wh.publish_frame(STAGING, "STORIES", datasets.items_frame([{"id": 1, "type": "story"}]), "run1")
+        wh.publish_frame(STAGING, "STORIES", items_frame([{"id": 1, "type": "story"}]), "run1")
         wh.comment_table(STAGING, "STORIES", stories.table_comment, stories.column_descriptions)
         info = wh.describe_table(STAGING, "STORIES")
         assert info.comment == stories.table_comment
-        assert {column.name: column.comment for column in info.columns} == datasets.COLUMN_DESCRIPTIONS
+        assert {column.name: column.comment for column in info.columns} == COLUMN_DESCRIPTIONS
         wh.close()
 
 

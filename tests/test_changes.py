@@ -15,9 +15,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from hnpipe import cli
-from hnpipe.changes import ChangesError, find_changes
+from hnpipe.ops.changes import ChangesError, find_changes
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS_PY = "lib/hnpipe/datasets.py"
@@ -140,10 +139,10 @@ def test_a_helper_both_sql_datasets_use_marks_both_not_items(repo: Path) -> None
 
 
 def test_the_items_builder_marks_items_and_its_downstream(repo: Path) -> None:
-    edit(repo, DATASETS_PY, "CHUNK_ROWS = 10_000", "CHUNK_ROWS = 5_000")
+    edit(repo, "lib/hnpipe/items.py", "CHUNK_ROWS = 10_000", "CHUNK_ROWS = 5_000")
     commit(repo)
     assert reasons(repo) == {
-        "ITEMS": [f"code it uses in {DATASETS_PY} changed: ItemsBuilder"],
+        "ITEMS": ["code it uses changed: lib/hnpipe/items.py"],
         "COMMENTS": ["upstream ITEMS changed"],
         "STORIES": ["upstream ITEMS changed"],
     }
@@ -159,12 +158,12 @@ def test_shared_parts_of_datasets_py_mark_every_dataset(repo: Path) -> None:
 
 # -- library files -----------------------------------------------------------------------
 def test_a_core_module_marks_every_dataset(repo: Path) -> None:
-    edit(repo, "lib/hnpipe/warehouse.py", 'STAGING_MARKER = "__STAGING_"', 'STAGING_MARKER = "__STAGE_"')
+    edit(repo, "lib/hnpipe/warehouse/base.py", 'STAGING_MARKER = "__STAGING_"', 'STAGING_MARKER = "__STAGE_"')
     commit(repo)
     found = reasons(repo)
     assert list(found) == ALL
-    assert found["ITEMS"] == ["shared code changed: lib/hnpipe/warehouse.py"]
-    assert found["STORIES"] == ["shared code changed: lib/hnpipe/warehouse.py", "upstream ITEMS changed"]
+    assert found["ITEMS"] == ["shared code changed: lib/hnpipe/warehouse/base.py"]
+    assert found["STORIES"] == ["shared code changed: lib/hnpipe/warehouse/base.py", "upstream ITEMS changed"]
 
 
 def test_the_hn_client_marks_items_then_downstream(repo: Path) -> None:
@@ -175,6 +174,67 @@ def test_the_hn_client_marks_items_then_downstream(repo: Path) -> None:
         "COMMENTS": ["upstream ITEMS changed"],
         "STORIES": ["upstream ITEMS changed"],
     }
+
+
+def _package_modules() -> dict[str, str]:
+    """Every module of the installed package: dotted name -> path relative to the project."""
+    import hnpipe
+
+    root = Path(hnpipe.__file__).parent
+    return {".".join(("hnpipe", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"):
+            str(path.relative_to(ROOT)) for path in root.rglob("*.py")}
+
+
+def test_every_library_module_falls_in_exactly_one_class() -> None:
+    from hnpipe.ops.changes import CODE_CLASSES, SHARED, code_class
+
+    classes = {}
+    for module, path in _package_modules().items():
+        matching = [name for name, entries in CODE_CLASSES.items()
+                    if any(path == e or (e.endswith("/") and path.startswith(e)) for e in entries)]
+        assert len(matching) <= 1, f"{path} is in {matching}"
+        classes[module] = code_class(path)
+        assert classes[module] == (matching[0] if matching else SHARED)
+    # Each class is a real part of the package, not a list gone stale.
+    assert {"ITEMS", "tooling", "shared"} <= set(classes.values())
+    for entries in CODE_CLASSES.values():
+        for entry in entries:
+            assert (ROOT / entry).exists(), f"{entry} is classified but does not exist"
+
+
+def test_no_module_that_builds_data_imports_tooling() -> None:
+    """What makes "tooling marks nothing" true: editing ops/ or cli.py cannot change how a
+    notebook builds a dataset, because nothing a notebook runs imports them."""
+    from hnpipe.ops.changes import TOOLING, code_class
+    from import_graph import import_graph
+
+    modules = _package_modules()
+    graph = import_graph()
+    for module, imported in graph.items():
+        if code_class(modules[module]) == TOOLING:
+            continue
+        tooling = sorted(name for name in imported if code_class(modules[name]) == TOOLING)
+        assert not tooling, f"{module} builds data but imports tooling {tooling}"
+
+
+def test_items_only_code_is_imported_only_where_items_is_built() -> None:
+    from hnpipe.ops.changes import code_class
+
+    modules = _package_modules()
+    graph = import_graph_or_skip()
+    builders_of_items = {"hnpipe.pipeline", "hnpipe.refresh"}  # fetch_items and the incremental plan
+    for module, imported in graph.items():
+        cls = code_class(modules[module])
+        if cls in ("ITEMS", "tooling") or module in builders_of_items:
+            continue
+        items_only = sorted(name for name in imported if code_class(modules[name]) == "ITEMS")
+        assert not items_only, f"{module} is shared code but imports ITEMS-only {items_only}"
+
+
+def import_graph_or_skip():
+    from import_graph import import_graph
+
+    return import_graph()
 
 
 # -- notebooks and parameters ------------------------------------------------------------

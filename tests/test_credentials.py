@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from hnpipe import credentials
 from hnpipe.credentials import (
     CredentialsError,

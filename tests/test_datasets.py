@@ -13,14 +13,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlglot
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from hnpipe import datasets
-from hnpipe.datasets import ITEMS_COLUMNS, ItemsBuilder, items_frame
 from hnpipe.environments import Target
 from hnpipe.errors import ParameterError, WarehouseError
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.items import ITEMS_COLUMNS, ItemsBuilder, empty_items_frame, items_frame
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TARGET = Target("LOCAL", "TESTER")
@@ -93,7 +92,7 @@ def test_two_items_build_comments_and_stories_inside_duckdb(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("frame", [
     pytest.param(lambda: items_frame(docs_items()), id="docs-items"),
-    pytest.param(datasets.empty_items_frame, id="empty"),
+    pytest.param(empty_items_frame, id="empty"),
 ])
 def test_dtypes_are_exact_and_columns_in_order(frame) -> None:
     frame = frame()

@@ -14,12 +14,14 @@ import fakesnow
 import pandas as pd
 import pytest
 import snowflake.connector
-
-from hnpipe import cli, datasets, diff
+from hnpipe import cli
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-from hnpipe.warehouse import DuckDBWarehouse, Warehouse
+from hnpipe.items import _FIELDS, items_frame
+from hnpipe.ops import diff
+from hnpipe.warehouse.base import Warehouse
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -55,7 +57,7 @@ def head_items() -> list[dict[str, Any]]:
 
 
 def column_of(field: str) -> str:
-    return "ID" if field == "id" else datasets._FIELDS[field][0]
+    return "ID" if field == "id" else _FIELDS[field][0]
 
 
 def publish(warehouse: Warehouse, database: str, table: str, frame: pd.DataFrame) -> None:
@@ -89,8 +91,8 @@ def warehouse(request, tmp_path: Path) -> Warehouse:
 
 # -- the comparison, on both engines -----------------------------------------------------
 def test_added_removed_and_changed_rows(warehouse: Warehouse) -> None:
-    publish(warehouse, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
-    publish(warehouse, HEAD, "ITEMS", datasets.items_frame(head_items()))
+    publish(warehouse, BASE, "ITEMS", items_frame(BASE_ITEMS))
+    publish(warehouse, HEAD, "ITEMS", items_frame(head_items()))
     result = diff.diff_databases(warehouse, BASE, HEAD, sample_size=20)
     [items] = result.tables
     assert items.name == "ITEMS" and items.status == "changed" and not result.identical
@@ -114,7 +116,7 @@ def test_added_removed_and_changed_rows(warehouse: Warehouse) -> None:
 
 
 def test_identical_tables_and_tables_on_one_side_only(warehouse: Warehouse) -> None:
-    frame = datasets.items_frame(BASE_ITEMS)
+    frame = items_frame(BASE_ITEMS)
     for database in (BASE, HEAD):
         publish(warehouse, database, "ITEMS", frame)
     publish(warehouse, BASE, "STORIES", frame[frame.TYPE == "story"])
@@ -131,8 +133,8 @@ def test_identical_tables_and_tables_on_one_side_only(warehouse: Warehouse) -> N
 
 
 def test_schema_changes_are_reported_and_other_columns_still_compared(warehouse: Warehouse) -> None:
-    publish(warehouse, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
-    head = datasets.items_frame([{**raw, "score": raw["score"] + 1} if raw["id"] == 9 else raw for raw in BASE_ITEMS])
+    publish(warehouse, BASE, "ITEMS", items_frame(BASE_ITEMS))
+    head = items_frame([{**raw, "score": raw["score"] + 1} if raw["id"] == 9 else raw for raw in BASE_ITEMS])
     head = head.drop(columns=["URL"]).assign(LANGUAGE=pd.array(["en"] * len(head), dtype="string"))
     head["DESCENDANTS"] = head["DESCENDANTS"].astype("string")  # a type change
     publish(warehouse, HEAD, "ITEMS", head)
@@ -146,7 +148,7 @@ def test_schema_changes_are_reported_and_other_columns_still_compared(warehouse:
 
 
 def test_missing_database_and_bad_names_are_one_line_errors(warehouse: Warehouse) -> None:
-    publish(warehouse, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
+    publish(warehouse, BASE, "ITEMS", items_frame(BASE_ITEMS))
     with pytest.raises(WarehouseError, match="no database PRODUCTION_CLONE_8") as raised:
         diff.diff_databases(warehouse, BASE, "PRODUCTION_CLONE_8")
     assert "\n" not in str(raised.value) and "PRODUCTION" in str(raised.value).split("choose one of")[1]
@@ -154,17 +156,17 @@ def test_missing_database_and_bad_names_are_one_line_errors(warehouse: Warehouse
         diff.diff_databases(warehouse, BASE, HEAD, schema="hacker_news")
     with pytest.raises(GuardError, match="refused head database"):
         diff.diff_databases(warehouse, BASE, 'X"; DROP DATABASE PRODUCTION; --')
-    publish(warehouse, HEAD, "ITEMS", datasets.items_frame(BASE_ITEMS))
+    publish(warehouse, HEAD, "ITEMS", items_frame(BASE_ITEMS))
     with pytest.raises(WarehouseError, match="no schema PRODUCTION.ELSEWHERE"):
         diff.diff_databases(warehouse, BASE, HEAD, schema="ELSEWHERE")
 
 
 # -- DuckDB specifics --------------------------------------------------------------------
 def test_a_real_clone_compares_identical_then_shows_the_branch_run(duckdb_warehouse: DuckDBWarehouse) -> None:
-    publish(duckdb_warehouse, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
+    publish(duckdb_warehouse, BASE, "ITEMS", items_frame(BASE_ITEMS))
     duckdb_warehouse.clone_database(BASE, HEAD)
     assert diff.diff_databases(duckdb_warehouse, BASE, HEAD).identical
-    publish(duckdb_warehouse, HEAD, "ITEMS", datasets.items_frame(head_items()))
+    publish(duckdb_warehouse, HEAD, "ITEMS", items_frame(head_items()))
     before = hashlib.sha256(duckdb_warehouse.path(BASE).read_bytes()).hexdigest()
     [items] = diff.diff_databases(duckdb_warehouse, BASE, HEAD, sample_size=2).tables
     assert hashlib.sha256(duckdb_warehouse.path(BASE).read_bytes()).hexdigest() == before
@@ -179,7 +181,7 @@ def test_tables_without_a_unique_id_get_counts_and_a_note(duckdb_warehouse: Duck
     counts = pd.DataFrame({"TYPE": pd.array(["story", "job"], dtype="string"), "N": pd.array([3, 1], dtype="Int64")})
     publish(duckdb_warehouse, BASE, "TYPE_COUNTS", counts)
     publish(duckdb_warehouse, HEAD, "TYPE_COUNTS", counts.head(1))
-    frame = datasets.items_frame(BASE_ITEMS)
+    frame = items_frame(BASE_ITEMS)
     publish(duckdb_warehouse, BASE, "ITEMS", frame)
     publish(duckdb_warehouse, HEAD, "ITEMS", pd.concat([frame, frame.head(1)], ignore_index=True))
     tables = {table.name: table for table in diff.diff_databases(duckdb_warehouse, BASE, HEAD).tables}
@@ -190,12 +192,12 @@ def test_tables_without_a_unique_id_get_counts_and_a_note(duckdb_warehouse: Duck
 
 
 def test_markdown_has_an_overview_and_a_table_per_changed_dataset(duckdb_warehouse: DuckDBWarehouse) -> None:
-    frame = datasets.items_frame(BASE_ITEMS)
+    frame = items_frame(BASE_ITEMS)
     publish(duckdb_warehouse, BASE, "ITEMS", frame)
     publish(duckdb_warehouse, BASE, "STORIES", frame[frame.TYPE == "story"])
     publish(duckdb_warehouse, HEAD, "STORIES", frame[frame.TYPE == "story"])
     piped = [{**raw, "title": "a | b\nc"} if raw["id"] == 4 else raw for raw in BASE_ITEMS]
-    publish(duckdb_warehouse, HEAD, "ITEMS", datasets.items_frame(piped))
+    publish(duckdb_warehouse, HEAD, "ITEMS", items_frame(piped))
     markdown = diff.to_markdown(diff.diff_databases(duckdb_warehouse, BASE, HEAD))
     lines = markdown.splitlines()
     assert lines[0] == f"## Data diff: `{BASE}` → `{HEAD}` (schema `{SCHEMA}`)"
@@ -212,8 +214,8 @@ def test_markdown_has_an_overview_and_a_table_per_changed_dataset(duckdb_warehou
 # -- the command -------------------------------------------------------------------------
 def test_cli_formats_and_exit_codes(clean_env: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     warehouse = DuckDBWarehouse(clean_env)
-    publish(warehouse, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
-    publish(warehouse, HEAD, "ITEMS", datasets.items_frame(head_items()))
+    publish(warehouse, BASE, "ITEMS", items_frame(BASE_ITEMS))
+    publish(warehouse, HEAD, "ITEMS", items_frame(head_items()))
     files = {path.name: path.read_bytes() for path in clean_env.iterdir()}
 
     assert cli.main(["diff", "--base", BASE, "--head", HEAD, "--json"]) == 0
@@ -253,13 +255,13 @@ def test_cli_reads_snowflake_with_the_environments_credentials_and_refuses_write
                         "SNOWFLAKE_TOKEN": "br4nch-oidc-token", "SNOWFLAKE_BRANCH_ROLE": "BRANCH"}.items():
         monkeypatch.setenv(name, value)
     writer = SnowflakeWarehouse(environ=SNOWFLAKE_ENV, connect=lambda **kwargs: snowflake.connector.connect(**kwargs))
-    publish(writer, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
-    publish(writer, HEAD, "ITEMS", datasets.items_frame(BASE_ITEMS[:-1]))
+    publish(writer, BASE, "ITEMS", items_frame(BASE_ITEMS))
+    publish(writer, HEAD, "ITEMS", items_frame(BASE_ITEMS[:-1]))
 
     reader = diff.connect()
     assert reader.engine == "snowflake"
     with pytest.raises(GuardError, match="hnpipe diff only reads"):
-        reader.publish_frame(Target(HEAD, SCHEMA), "ITEMS", datasets.items_frame(BASE_ITEMS), "t2")
+        reader.publish_frame(Target(HEAD, SCHEMA), "ITEMS", items_frame(BASE_ITEMS), "t2")
     assert cli.main(["diff", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)["tables"]["ITEMS"]
     assert items["ids_removed"] == 1 and items["removed_sample"] == [BASE_ITEMS[-1]["id"]]
@@ -268,11 +270,11 @@ def test_cli_reads_snowflake_with_the_environments_credentials_and_refuses_write
 def test_hnpipe_bookkeeping_tables_are_not_diffed(duckdb_warehouse: DuckDBWarehouse) -> None:
     from hnpipe import history
 
-    publish(duckdb_warehouse, BASE, "ITEMS", datasets.items_frame(BASE_ITEMS))
+    publish(duckdb_warehouse, BASE, "ITEMS", items_frame(BASE_ITEMS))
     duckdb_warehouse.clone_database(BASE, HEAD)
     head = Target(HEAD, SCHEMA)
     # A branch run keeps the replaced table as a version and writes its history.
-    duckdb_warehouse.publish_frame(head, "ITEMS", datasets.items_frame(head_items()), "t2", keep_versions=2)
+    duckdb_warehouse.publish_frame(head, "ITEMS", items_frame(head_items()), "t2", keep_versions=2)
     history.record(duckdb_warehouse, head, history.RunRecord("t2", "run", "ITEMS", "branch", history.SUCCEEDED))
     assert any("__VERSION_" in name for name in duckdb_warehouse.list_tables(head, bookkeeping=True))
     assert [table.name for table in diff.diff_databases(duckdb_warehouse, BASE, HEAD).tables] == ["ITEMS"]

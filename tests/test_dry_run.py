@@ -9,11 +9,10 @@ from pathlib import Path
 import fakesnow
 import pytest
 import snowflake.connector
-
 from hnpipe import cli, runner
-from hnpipe.datasets import items_frame
 from hnpipe.environments import Target
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.items import items_frame
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 

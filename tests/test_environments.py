@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from hnpipe import environments as envs
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError

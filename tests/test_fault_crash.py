@@ -31,13 +31,26 @@ from typing import Callable
 
 import pandas as pd
 import pytest
-
 from hnpipe import datasets
 from hnpipe.sample import SampleServer, generate_sample
-from hnpipe.warehouse import DuckDBWarehouse
-from test_faults import (DATASET_TABLES, LONG, ROOT, SEED, TARGET, TRIALS, expected_items,
-                         expected_tables, hnpipe, hnpipe_process, log_trial, long_only, same_frame,
-                         staging_tables, which_version)
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from test_faults import (
+    DATASET_TABLES,
+    LONG,
+    ROOT,
+    SEED,
+    TARGET,
+    TRIALS,
+    expected_items,
+    expected_tables,
+    hnpipe,
+    hnpipe_process,
+    log_trial,
+    long_only,
+    same_frame,
+    staging_tables,
+    which_version,
+)
 
 PUBLISH_ITEMS = ROOT / "scripts" / "publish_items.py"
 N = 3_000 if LONG else 1_500  # items per publish: enough for a publish that takes a while

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-
-from hnpipe import cli, config, datasets, diff, environments, params
+from hnpipe import cli, config, environments, params
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, ParameterError
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.items import empty_items_frame
+from hnpipe.ops import diff
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from test_faults import LONG, ROOT
 
 EXAMPLES = 1_500 if LONG else 120
@@ -228,7 +229,7 @@ def test_targets_refuse_unsafe_database_or_schema_names(database: object, schema
         assert all(isinstance(n, str) and IDENTIFIER.fullmatch(n) for n in (database, schema))
 
 
-ITEMS = datasets.empty_items_frame()
+ITEMS = empty_items_frame()
 
 
 @fuzz

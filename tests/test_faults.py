@@ -27,13 +27,14 @@ from typing import Iterator, Mapping
 import duckdb
 import pandas as pd
 import pytest
-
 from hnpipe import datasets
 from hnpipe.environments import Target
 from hnpipe.errors import FetchError, ParameterError
 from hnpipe.hn import HttpHNClient, fetch_latest, latest_ids
+from hnpipe.items import ItemsBuilder, items_frame
 from hnpipe.sample import Faults, SampleServer, generate_sample, load_sample
-from hnpipe.warehouse import STAGING_MARKER, DuckDBWarehouse
+from hnpipe.warehouse.base import STAGING_MARKER
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = Target("LOCAL", "TESTER")  # conftest sets HNPIPE_DEV_SCHEMA=TESTER
@@ -53,7 +54,7 @@ DRILL_RATES = {"http_500": 0.10, "http_429": 0.05, "timeout": 0.05, "drop": 0.02
 def expected_items(items: Mapping[int, dict | None], n: int) -> tuple[pd.DataFrame, list[int]]:
     """What ITEMS must hold after fetching the `n` newest of `items`, and the null ids."""
     ids = latest_ids(max(items), n)
-    frame = datasets.items_frame(items[i] for i in ids if items.get(i) is not None)
+    frame = items_frame(items[i] for i in ids if items.get(i) is not None)
     return frame, [i for i in ids if items.get(i) is None]
 
 
@@ -165,7 +166,7 @@ def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: P
     # The server's "timeout" answers come after 1 s, past the client's 0.5 s read timeout;
     # 429s ask for Retry-After: 1, which the client honours (backoff_max 1 s).
     faults = Faults(**DRILL_RATES, retry_after_s=1, timeout_sleep_s=1.0, seed=seed)
-    builder = datasets.ItemsBuilder()
+    builder = ItemsBuilder()
     with SampleServer(items=new_items, faults=faults) as server:
         try:
             with HttpHNClient(server.base_url, read_timeout=0.5, backoff_base=0.02,

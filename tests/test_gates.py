@@ -15,13 +15,13 @@ import fakesnow
 import pandas as pd
 import pytest
 import snowflake.connector
-
 from hnpipe import datasets, pipeline
-from hnpipe.datasets import CLOCK_SKEW, items_frame, quality_checks
+from hnpipe.datasets import CLOCK_SKEW, quality_checks
 from hnpipe.environments import Target
 from hnpipe.errors import WarehouseError
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.items import empty_items_frame, items_frame
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -103,7 +103,7 @@ def test_skew_within_the_allowance_passes(wh) -> None:
 
 def test_empty_items_are_refused_even_when_every_id_answered_null(wh) -> None:
     with pytest.raises(WarehouseError, match=r"row_count \(expected 1 to 6 rows"):
-        publish_items(wh, datasets.empty_items_frame(), n_items=6, null_ids=6)
+        publish_items(wh, empty_items_frame(), n_items=6, null_ids=6)
 
 
 @pytest.mark.parametrize("dataset", [COMMENTS, STORIES], ids=lambda d: d.name)

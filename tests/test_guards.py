@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hnpipe.environments import ENVIRONMENTS
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 PR = "7"

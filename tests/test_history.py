@@ -16,12 +16,11 @@ import pandas as pd
 import pytest
 import snowflake.connector
 import snowflake.connector.errors
-
-from hnpipe import cli, config, history, pipeline, runner
+from hnpipe import cli, config, history, params, pipeline, runner
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 from snowflake_fakes import ENV, Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -183,8 +182,9 @@ def test_parameters_and_errors_are_stored_without_secrets(clean_env, monkeypatch
               "nested": {"password": "pw-654321", "role": "R"}, "note": f"had {SECRET} in it"}
     stored = json.loads(history.safe_parameters(values))
     assert stored == {"environment": "local", "n_items": 5, "nested": {"role": "R"}, "note": "had *** in it"}
+    # One line: later lines are joined on (Snowflake puts the useful part there), redacted.
     assert history.error_line(RuntimeError(f"login failed for {SECRET}\nsecond line")) == \
-        "RuntimeError: login failed for ***"
+        "RuntimeError: login failed for *** second line"
     wh = DuckDBWarehouse(clean_env)
     history.append(wh, TARGET, entry(error=f"bad {SECRET}", parameters=values, status=history.FAILED))
     assert SECRET.encode() not in (clean_env / "LOCAL.duckdb").read_bytes()
@@ -206,7 +206,7 @@ def test_notebook_location_says_what_is_known() -> None:
 
 
 def test_the_runner_records_a_failure_the_notebook_did_not(clean_env, tmp_path) -> None:
-    values = runner.run_parameters("local")
+    values = params.params_for("local")
     step = pipeline.start("ITEMS", namespace(n_items=3))
     step.publish(step.fetch_items())
     output = tmp_path / "runs" / "comments.ipynb"

@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from hnpipe import hn
 from hnpipe.errors import FetchError, ParameterError
 from hnpipe.hn import FetchReport, HttpHNClient, StubHNClient, fetch_latest, latest_ids

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from hnpipe import cli, datasets, environments, history, params
+from hnpipe.items import ItemsBuilder
+from hnpipe import cli, environments, history, params
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, ParameterError
 from hnpipe.hn import HttpHNClient, fetch_latest
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def test_a_lone_surrogate_in_an_item_is_stored_replaced_and_named_in_the_log(tmp
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    builder = datasets.ItemsBuilder()
+    builder = ItemsBuilder()
     try:
         with HttpHNClient(f"http://127.0.0.1:{httpd.server_address[1]}/v0", progress=False) as client:
             fetch_latest(client, 2, builder.add)

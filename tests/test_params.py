@@ -7,7 +7,6 @@ from pathlib import Path
 
 import papermill
 import pytest
-
 from hnpipe import params
 from hnpipe.errors import ParameterError
 

@@ -11,7 +11,6 @@ import fakesnow
 import pandas as pd
 import pytest
 import snowflake.connector
-
 from hnpipe import pipeline
 from hnpipe.environments import Target
 

@@ -27,10 +27,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from hnpipe import datasets
 from hnpipe.environments import Target
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from test_workflows import github, step_commands
 
 ROOT = Path(__file__).resolve().parents[1]

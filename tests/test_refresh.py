@@ -17,12 +17,14 @@ import pandas as pd
 import pytest
 import snowflake.connector
 import snowflake.connector.pandas_tools
-
-from hnpipe import cli, datasets, params, pipeline, refresh, snowflake_warehouse
+from hnpipe import cli, datasets, params, pipeline, refresh
 from hnpipe.environments import Target
 from hnpipe.errors import ParameterError, WarehouseError
+from hnpipe.items import ITEMS_COLUMNS, empty_items_frame, items_frame
 from hnpipe.sample import SampleServer, generate_sample
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.warehouse import connect
+from hnpipe.warehouse import snowflake_engine as snowflake_warehouse
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from snowflake_fakes import ENV, Recorder, SwapEmulatingConnection
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -64,13 +66,13 @@ def read_all(target: Target = TARGET) -> dict[str, pd.DataFrame]:
 
 
 def read_items(target: Target = TARGET, name: str = "ITEMS") -> pd.DataFrame:
-    return pipeline.connect("local", {}).read_table(target, name)
+    return connect("local", {}).read_table(target, name)
 
 
 def expected_tables(items: Mapping[int, dict | None], n_items: int) -> dict[str, pd.DataFrame]:
     """What a full run over the n_items newest ids of `items` publishes, computed directly."""
     top = max(items)
-    frame = datasets.items_frame(item for item_id, item in items.items() if item and item_id > top - n_items)
+    frame = items_frame(item for item_id, item in items.items() if item and item_id > top - n_items)
     return {"ITEMS": frame,
             **{name: frame[frame.TYPE == kind].reset_index(drop=True)
                for name, kind in (("COMMENTS", "comment"), ("STORIES", "story"))}}
@@ -181,11 +183,11 @@ def test_incremental_without_items_runs_full_and_says_so(clean_env, capsys) -> N
 
 
 def _rows(*ids: int) -> pd.DataFrame:
-    return datasets.items_frame([{**UNIVERSE[TOP], "id": i} for i in ids])
+    return items_frame([{**UNIVERSE[TOP], "id": i} for i in ids])
 
 
 @pytest.mark.parametrize("frame,window,reason", [
-    (datasets.empty_items_frame(), 10, "incremental asked, but LOCAL.TESTER.ITEMS is empty"),
+    (empty_items_frame(), 10, "incremental asked, but LOCAL.TESTER.ITEMS is empty"),
     (_rows(TOP).drop(columns="KIDS"), 10,
      "ITEMS has columns ID, DELETED, TYPE, USER_ID, TIME, TEXT, DEAD, PARENT, POLL, URL, SCORE, TITLE, "
      "PARTS, DESCENDANTS, not ID, DELETED, TYPE, USER_ID, TIME, TEXT, DEAD, PARENT, POLL, KIDS, URL"),
@@ -229,16 +231,16 @@ def test_a_failed_gate_during_the_merge_leaves_items_whole(clean_env) -> None:
         run_items(server, 500, refresh="incremental", refresh_window=50)
     pd.testing.assert_frame_equal(read_items(), before)
     assert bookkeeping_left(clean_env) == []
-    history = pipeline.connect("local", {}).query(TARGET, "SELECT STATUS, PARAMETERS FROM PIPELINE_RUNS ORDER BY STARTED_AT")
+    history = connect("local", {}).query(TARGET, "SELECT STATUS, PARAMETERS FROM PIPELINE_RUNS ORDER BY STARTED_AT")
     assert list(history.STATUS) == ["succeeded", "failed"]
     assert json.loads(history.PARAMETERS.iloc[-1])["refresh"] == "incremental"
 
 
 def test_a_merge_that_fails_in_sql_or_mid_way_leaves_the_table_whole(tmp_path: Path, monkeypatch) -> None:
     warehouse = DuckDBWarehouse(tmp_path / "wh")
-    old = datasets.items_frame([item for i, item in UNIVERSE.items() if item and TOP - 30 < i <= TOP - 10])
+    old = items_frame([item for i, item in UNIVERSE.items() if item and TOP - 30 < i <= TOP - 10])
     warehouse.publish_frame(TARGET, "ITEMS", old, "run1")
-    new = datasets.items_frame([item for i, item in UNIVERSE.items() if item and TOP - 10 < i <= TOP])
+    new = items_frame([item for i, item in UNIVERSE.items() if item and TOP - 10 < i <= TOP])
 
     with pytest.raises(WarehouseError, match=r'^cannot load LOCAL.TESTER.ITEMS: .*"EXTRA"'):
         warehouse.publish_merge(TARGET, "ITEMS", new.assign(EXTRA=1), "run2", (TOP - 29, TOP - 10))
@@ -265,7 +267,7 @@ def test_a_merge_that_fails_in_sql_or_mid_way_leaves_the_table_whole(tmp_path: P
 ])
 def test_publish_merge_refuses_bad_input_before_writing(tmp_path: Path, keep_ids, frame_ids, message) -> None:
     warehouse = DuckDBWarehouse(tmp_path / "wh")
-    frame = datasets.items_frame([{"id": i, "type": "story", "time": 1_700_000_000} for i in frame_ids])
+    frame = items_frame([{"id": i, "type": "story", "time": 1_700_000_000} for i in frame_ids])
     with pytest.raises(WarehouseError, match="^cannot merge into LOCAL.TESTER.ITEMS: " + message) as refused:
         warehouse.publish_merge(TARGET, "ITEMS", frame, "run1", keep_ids)
     assert "\n" not in str(refused.value)
@@ -309,11 +311,11 @@ def test_plan_refuses_bad_values_when_called_directly(tmp_path: Path) -> None:
 STAGING = Target("STAGING", "HACKER_NEWS")
 TABLES_SQL = ("SELECT TABLE_NAME, ROW_COUNT FROM \"STAGING\".INFORMATION_SCHEMA.TABLES "
               "WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME")
-COLUMNS = ", ".join(f'"{column}"' for column in datasets.ITEMS_COLUMNS)
+COLUMNS = ", ".join(f'"{column}"' for column in ITEMS_COLUMNS)
 
 
 def small_frame(*ids: int) -> pd.DataFrame:
-    return datasets.items_frame([{"id": i, "type": "story", "by": "ann", "time": 1_700_000_000 + i, "kids": [i * 10]}
+    return items_frame([{"id": i, "type": "story", "by": "ann", "time": 1_700_000_000 + i, "kids": [i * 10]}
                                  for i in ids])
 
 

@@ -13,13 +13,13 @@ import fakesnow
 import pandas as pd
 import pytest
 import snowflake.connector
-
-from hnpipe import cli, datasets, history, pipeline, versions
-from hnpipe.datasets import items_frame
+from hnpipe import cli, datasets, history, pipeline
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, WarehouseError
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-from hnpipe.warehouse import DuckDBWarehouse
+from hnpipe.items import items_frame
+from hnpipe.ops import versions
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 from snowflake_fakes import ENV, Recorder, SwapEmulatingConnection
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -49,13 +49,13 @@ def test_publish_keeps_the_replaced_table_and_restore_puts_it_back_exactly(tmp_p
     wh.publish_frame(TARGET, "ITEMS", second, "20261121T110000_bbbbbb", keep_versions=5)
     assert wh.list_tables(TARGET) == {"ITEMS": 2}  # versions are bookkeeping
     (kept,) = wh.list_versions(TARGET, "ITEMS")
-    assert (kept.name, kept.run, kept.rows) == ("ITEMS__VERSION_20261121T110000_BBBBBB", "20261121T110000_bbbbbb", 3)
+    assert (kept.name, kept.run_id, kept.rows) == ("ITEMS__VERSION_20261121T110000_BBBBBB", "20261121T110000_bbbbbb", 3)
     assert kept.replaced_at.isoformat() == "2026-11-21T11:00:00+00:00"
 
     assert wh.restore_version(TARGET, "ITEMS", "20261121T110000_bbbbbb", "20261121T120000_cccccc", 5) == 3
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), first)
     # The replaced table is a version of the restore: restoring it undoes the restore.
-    assert [v.run for v in wh.list_versions(TARGET, "ITEMS")] == ["20261121T120000_cccccc"]
+    assert [v.run_id for v in wh.list_versions(TARGET, "ITEMS")] == ["20261121T120000_cccccc"]
     wh.restore_version(TARGET, "ITEMS", "20261121T120000_cccccc", "20261121T130000_dddddd", 5)
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), second)
     assert all_tables(wh) == ["ITEMS", "ITEMS__VERSION_20261121T130000_DDDDDD"]
@@ -65,7 +65,7 @@ def test_only_the_newest_versions_are_kept(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(tmp_path / "wh")
     for n in range(1, 6):
         wh.publish_frame(TARGET, "ITEMS", frame(*range(n)), f"20261121T10000{n}_00000{n}", keep_versions=2)
-    assert [(v.run, v.rows) for v in wh.list_versions(TARGET, "ITEMS")] == [
+    assert [(v.run_id, v.rows) for v in wh.list_versions(TARGET, "ITEMS")] == [
         ("20261121T100005_000005", 4), ("20261121T100004_000004", 3)]  # what runs 4 and 5 replaced
     wh.publish_frame(TARGET, "ITEMS", frame(9), "20261121T100006_000006", keep_versions=0)
     assert all_tables(wh) == ["ITEMS"]

@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from hnpipe import sample
 from hnpipe.errors import ParameterError
 from hnpipe.sample import Faults, SampleServer, generate_sample, load_sample
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hn_api_docs_items.json"
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,12 +17,13 @@ import pytest
 import snowflake.connector
 import snowflake.connector.errors
 import snowflake.connector.pandas_tools
-
 from hnpipe import datasets
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
-from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-from hnpipe.warehouse import Check, open_warehouse
+from hnpipe.items import items_frame
+from hnpipe.warehouse import open_warehouse
+from hnpipe.warehouse.base import Check
+from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 from snowflake_fakes import ENV, PASSWORD, Recorder, SwapEmulatingConnection, _meta
 
 # fakesnow's own noise about DuckDB result copies; not ours to fix.
@@ -42,7 +43,7 @@ RAW_ITEMS = [
 
 
 def items(raw: list[dict] = RAW_ITEMS) -> pd.DataFrame:
-    return datasets.items_frame(raw)
+    return items_frame(raw)
 
 
 @pytest.fixture
@@ -637,10 +638,10 @@ def test_unstorable_frames_are_refused_before_any_sql() -> None:
 
 
 def test_arrays_and_timestamps_read_back_as_hnpipe_dtypes() -> None:
-    from hnpipe.snowflake_warehouse import _frame
-
     # What the real connector hands back: ARRAY as (pretty-printed) JSON text, NTZ naive.
     import datetime as dt
+
+    from hnpipe.warehouse.snowflake_engine import _frame
 
     cursor = SimpleNamespace(
         description=[_meta("ID", 0, 0), _meta("KIDS", 10), _meta("TIME", 8), _meta("OK", 13), _meta("T")],

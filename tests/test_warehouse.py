@@ -12,12 +12,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-
-from hnpipe import datasets, warehouse
-from hnpipe.datasets import items_frame
+from hnpipe import datasets
+from hnpipe.warehouse import duckdb_engine
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError
-from hnpipe.warehouse import Check, DuckDBWarehouse, open_warehouse
+from hnpipe.items import empty_items_frame, items_frame
+from hnpipe.warehouse import open_warehouse
+from hnpipe.warehouse.base import Check
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TARGET = Target("LOCAL", "TESTER")
@@ -78,7 +80,7 @@ def test_publish_then_read_round_trips_exactly(wh: DuckDBWarehouse, items: pd.Da
     assert wh.publish_frame(TARGET, "ITEMS", items, "run1", ITEMS_CHECKS) == len(items) == 6
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), items, check_exact=True)
 
-    empty = datasets.empty_items_frame()
+    empty = empty_items_frame()
     assert wh.publish_frame(TARGET, "EMPTY", empty, "run1") == 0
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "EMPTY"), empty)
 
@@ -134,7 +136,7 @@ def fail_between_load_and_swap(wh, monkeypatch, frame):
 
 def fail_inside_the_swap(wh, monkeypatch, frame):
     # The old table is dropped inside the transaction, then the rename fails: roll back.
-    monkeypatch.setattr(warehouse, "_swap_sql", lambda table, staging: [
+    monkeypatch.setattr(duckdb_engine, "_swap_sql", lambda table, staging: [
         f'DROP TABLE "{table}"', "SELECT error('rename failed')"])
     wh.publish_frame(TARGET, "ITEMS", frame, "run2")
 
@@ -164,8 +166,8 @@ def test_a_failed_publish_leaves_the_old_table_whole(wh, items, monkeypatch, fai
 
 def test_row_count_mismatch_is_refused(wh, items, monkeypatch) -> None:
     wh.publish_frame(TARGET, "ITEMS", items, "run1")
-    real = warehouse._frame_to_arrow
-    monkeypatch.setattr(warehouse, "_frame_to_arrow", lambda frame, dest: real(frame, dest).slice(1))
+    real = duckdb_engine.frame_to_arrow
+    monkeypatch.setattr(duckdb_engine, "frame_to_arrow", lambda frame, dest: real(frame, dest).slice(1))
     with pytest.raises(WarehouseError, match="staged 5 rows, expected 6"):
         wh.publish_frame(TARGET, "ITEMS", items, "run2")
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), items)

@@ -16,7 +16,6 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
-
 from hnpipe import cli, credentials, params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,27 +1,30 @@
 """hnpipe: Hacker News datasets built by parameterised notebooks, promoted safely.
 
-Notebooks import this package and stay thin; every step lives in one module per concern:
+Notebooks import this package and stay thin. Flat where a module is one concern, a folder
+per family of parts (imports only point down this list; tests/test_structure.py checks it):
 
-    config               project root, .env loading, default paths, run ids
-    environments         which environment runs, where it may write, the guards
-    params               notebook parameter validation and params/*.yaml loading
+    errors               the errors hnpipe raises on purpose, and `one_line`
+    config               project root, .env loading, default paths, the run-id format
+    environments         which environment runs, where it may write, the guards, identifiers
     credentials          secrets from the environment or .env, and their redaction
+    params               notebook parameters: validation, params/<env>.yaml (`params_for`)
+    datasets             the registry: ITEMS, COMMENTS, STORIES, their columns, SQL, gates, graph
+    items                the ITEMS frame builder (raw HN items -> Arrow -> pandas)
     hn                   the HN API client (real over HTTP, and a stub for tests)
-    sample, sample_cli   the bundled HN sample, the HTTP server that serves it
-    datasets             ITEMS, COMMENTS, STORIES: columns, SQL, checks, dependency graph
-    warehouse            the warehouse interface and the embedded DuckDB engine
-    snowflake_warehouse  the same interface on Snowflake
-    pipeline             what a notebook calls: validate, guard, fetch, publish, preview
-    kernel, progress     in a notebook kernel: short errors; progress bars everywhere
-    refresh              incremental refresh: which ids to re-fetch, and the merge
-    runner               `hnpipe run`: the notebooks with papermill, in dependency order
-    admin                `hnpipe admin`: per-pull-request clones of PRODUCTION
-    changes, diff        `hnpipe changes` and `hnpipe diff`: what a branch changes
-    history              PIPELINE_RUNS, the run history (`hnpipe history`)
-    versions, restore    kept table versions (`hnpipe versions`, `hnpipe restore`)
+    sample/              the bundled HN sample (data), its loopback server, `hnpipe serve-sample`
+    warehouse/           the interface and shared rules (base), pandas <-> Arrow (frames),
+                         the DuckDB and Snowflake engines; `connect` / `reader` for an environment
     alerts               Slack alerts when a run fails
-    catalog              `hnpipe docs`: the HTML data catalog
-    handover             `hnpipe sql` and the production lockdown for IT
+    history              PIPELINE_RUNS, the run history (`hnpipe history`)
+    refresh              incremental refresh: which ids to re-fetch, and the merge
+    progress             progress bars: HTML in notebooks, tqdm in terminals, lines in logs
+    pipeline             what a notebook calls: validate, guard, fetch, publish, preview
+    kernel               inside a notebook kernel: hnpipe errors shown short
+    kernels              `hnpipe run`'s kernels, started ahead of need
+    runner               `hnpipe run`: the notebooks with papermill, in dependency order
+    ops/                 commands around the pipeline that build no data: admin (branch
+                         clones, handover), changes, diff, catalog (`hnpipe docs`), handover
+                         (`hnpipe sql`), versions (`hnpipe versions`, `hnpipe restore`)
     cli                  the `hnpipe` command
 """
 
@@ -36,6 +39,7 @@ def _in_a_kernel() -> None:
     import sys
 
     if "ipykernel" in sys.modules:
+        # Imported only inside a kernel: elsewhere (the CLI, scripts) it has nothing to do.
         from hnpipe import kernel
 
         kernel.install()

@@ -1,7 +1,8 @@
 """The `hnpipe` command. Exit 0 on success; otherwise one line on stderr and exit 1.
 
 Each subcommand lives beside the code it drives: a module listed in COMMANDS provides
-`add_arguments(parser)` and `main(args) -> int`.
+`add_arguments(parser)` and `main(args) -> int` (or, for "module:prefix", `<prefix>_add_arguments`
+and `<prefix>_main`, where one module drives two commands).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from hnpipe import environments
+from hnpipe.credentials import install_log_redaction, redact
 from hnpipe.errors import HnpipeError
 
 # Commands that act on an environment's warehouse: each resolves it first, the same way
@@ -20,16 +23,16 @@ ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore"
 # (command, module, help)
 COMMANDS = [
     ("run", "hnpipe.runner", "run the pipeline notebooks for an environment"),
-    ("serve-sample", "hnpipe.sample_cli", "serve the bundled HN sample over HTTP"),
-    ("admin", "hnpipe.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
-    ("changes", "hnpipe.changes", "which datasets changed against a git ref, and why"),
-    ("diff", "hnpipe.diff", "compare the tables of two databases, e.g. PRODUCTION and a branch clone"),
+    ("serve-sample", "hnpipe.sample.cli", "serve the bundled HN sample over HTTP"),
+    ("admin", "hnpipe.ops.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
+    ("changes", "hnpipe.ops.changes", "which datasets changed against a git ref, and why"),
+    ("diff", "hnpipe.ops.diff", "compare the tables of two databases, e.g. PRODUCTION and a branch clone"),
     ("history", "hnpipe.history", "the run history of an environment, newest first"),
-    ("versions", "hnpipe.versions", "the kept earlier versions of a table, to restore"),
-    ("restore", "hnpipe.restore", "put back a table as it was before a run replaced it"),
-    ("docs", "hnpipe.catalog", "write the data catalog: datasets, columns, lineage, freshness (HTML)"),
-    ("sql", "hnpipe.handover", "the Snowflake SQL that builds a dataset from the published ITEMS"),
-    ("doctor", "hnpipe.doctor", "check an environment's warehouse account against what hnpipe needs (--smoke: try it)"),
+    ("versions", "hnpipe.ops.versions", "the kept earlier versions of a table, to restore"),
+    ("restore", "hnpipe.ops.versions:restore", "put back a table as it was before a run replaced it"),
+    ("docs", "hnpipe.ops.catalog", "write the data catalog: datasets, columns, lineage, freshness (HTML)"),
+    ("sql", "hnpipe.ops.handover", "the Snowflake SQL that builds a dataset from the published ITEMS"),
+    ("doctor", "hnpipe.ops.doctor", "check an environment's warehouse account against what hnpipe needs (--smoke: try it)"),
 ]
 
 
@@ -42,9 +45,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module_name, help_text in COMMANDS:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         if only is None or name == only:
-            module = importlib.import_module(module_name)
-            module.add_arguments(sub)
-            sub.set_defaults(handler=module.main)
+            module_path, _, prefix = module_name.partition(":")
+            module = importlib.import_module(module_path)
+            prefix = f"{prefix}_" if prefix else ""
+            getattr(module, f"{prefix}add_arguments")(sub)
+            sub.set_defaults(handler=getattr(module, f"{prefix}main"))
     return parser
 
 
@@ -55,12 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        from hnpipe.credentials import install_log_redaction
-
         install_log_redaction()
         if args.command in ENVIRONMENT_COMMANDS:
-            from hnpipe import environments
-
             environments.process_environment()
         return args.handler(args)
     except HnpipeError as error:
@@ -81,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
 def _error(message: str) -> int:
     """The one line a failing command prints: redacted, and with control characters shown
     escaped (an API or a file may have put them in the message)."""
-    from hnpipe.credentials import redact
-
     print(f"hnpipe: error: {printable(redact(message))}", file=sys.stderr)
     return 1
 

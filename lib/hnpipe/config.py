@@ -24,6 +24,37 @@ from hnpipe.errors import GuardError
 PROCESS_ONLY = ("HNPIPE_ENV", "HNPIPE_PR_ID", "CI_MERGE_REQUEST_IID", "GITHUB_REF")
 _MARKERS = ("pyproject.toml", "params")
 
+# Every HNPIPE_* variable hnpipe reads, with what it does: the one list (the README's table is
+# generated from it; tests/test_structure.py checks that nothing reads a variable not listed).
+# Those that choose where a run writes come from the process only, never from .env.
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "HNPIPE_ENV": "where this process runs: `local` (default), `staging`, `production` or `branch`; "
+                  "chooses where a run may write",
+    "HNPIPE_PR_ID": "a branch run's pull request (digits); else `GITHUB_REF` or `CI_MERGE_REQUEST_IID`",
+    "HNPIPE_DEV_SCHEMA": "a local run's schema in LOCAL (default: the OS user, upper case)",
+    "HNPIPE_WAREHOUSE": "`duckdb:<dir>` puts any environment on the embedded engine; `snowflake` "
+                        "puts local on Snowflake (default: `duckdb` for local, else `snowflake`)",
+    "HNPIPE_ROOT": "the project root (default: found from the working directory)",
+    "HNPIPE_RUNS_DIR": "where executed notebooks and the catalog go (default: `runs/`)",
+    "HNPIPE_LOCK_TIMEOUT_S": "how long to wait for a DuckDB file another process holds (default 30)",
+    "HNPIPE_PROGRESS": "`1` shows fetch progress bars, `0` hides them (default: when interactive)",
+    "HNPIPE_SLACK_WEBHOOK_URL": "Slack incoming webhook for failure alerts (a secret)",
+    "HNPIPE_SLACK_NOTIFY_SUCCESS": "`1` also posts successful runs to Slack",
+    "HNPIPE_SLACK_TIMEOUT_S": "how long a Slack post may take (default 5)",
+    "HNPIPE_GITLAB_TOKEN": "GitLab CI only: a `read_api` token the nightly prune uses to list open "
+                           "merge requests (a secret)",
+    # Set by `hnpipe run` for the notebook kernels it starts, not by people:
+    "HNPIPE_RUN_ID": "set by hnpipe run: the run id its notebooks share",
+    "HNPIPE_NOTEBOOK_OUTPUT": "set by hnpipe run: where the executed notebook is kept",
+}
+
+
+def environment_variables_table() -> str:
+    """ENVIRONMENT_VARIABLES as the README's Markdown table."""
+    rows = ["| variable | what it does |", "|---|---|"]
+    rows += [f"| `{name}` | {text} |" for name, text in ENVIRONMENT_VARIABLES.items()]
+    return "\n".join(rows)
+
 
 def project_root(start: Path | None = None) -> Path:
     """The directory holding pyproject.toml and params/ (HNPIPE_ROOT overrides the search)."""
@@ -86,13 +117,46 @@ def default_warehouse_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / ".warehouse"
 
 
+# The run id format, defined once: <UTC start, %Y%m%dT%H%M%S>_<6 lower-case hex digits>, e.g.
+# 20261121T140102_3fa9c1. Sortable by time and safe inside an identifier; table names carry it
+# upper-cased (ITEMS__VERSION_20261121T140102_3FA9C1), which RUN_ID_IN_NAME reads back.
+_RUN_ID_STAMP = "%Y%m%dT%H%M%S"
 _RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}_[0-9a-f]{6}", re.ASCII)
+RUN_ID_IN_NAME = re.compile(r"([0-9]{8}T[0-9]{6})_([0-9A-Fa-f]{6})", re.ASCII)
 
 
 def new_run_id() -> str:
     """A sortable, identifier-safe run id such as 20261121T140102_3fa9c1 (UTC)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(timezone.utc).strftime(_RUN_ID_STAMP)
     return f"{stamp}_{secrets.token_hex(3)}"
+
+
+def fits_in_a_name(run_id: object) -> bool:
+    """Whether a run id can be part of a table name (<TABLE>__VERSION_<RUN ID>): ASCII letters,
+    digits and _ only. hnpipe's own ids always do; tests and restores may pass others."""
+    return isinstance(run_id, str) and _NAME_SAFE_RUN_ID.fullmatch(run_id) is not None
+
+
+_NAME_SAFE_RUN_ID = re.compile(r"[A-Za-z0-9_]+", re.ASCII)
+
+
+def is_run_id(value: object) -> bool:
+    return isinstance(value, str) and _RUN_ID.fullmatch(value) is not None
+
+
+def run_id_as_written(name_part: str) -> str:
+    """A run id as it appears in a table name (upper case) back as hnpipe writes it; other
+    text unchanged."""
+    match = RUN_ID_IN_NAME.fullmatch(name_part)
+    return f"{match.group(1)}_{match.group(2).lower()}" if match else name_part
+
+
+def run_id_started(run_id: str) -> datetime | None:
+    """When a run started, read from its id (either case); None for other text."""
+    match = RUN_ID_IN_NAME.fullmatch(run_id)
+    if not match:
+        return None
+    return datetime.strptime(match.group(1), _RUN_ID_STAMP).replace(tzinfo=timezone.utc)
 
 
 def current_run_id() -> str:
@@ -100,7 +164,7 @@ def current_run_id() -> str:
     global _PROCESS_RUN_ID
     given = os.environ.get("HNPIPE_RUN_ID")
     if given:
-        if not _RUN_ID.fullmatch(given):
+        if not is_run_id(given):
             raise ValueError(f"HNPIPE_RUN_ID={given!r} is not a run id like 20261121T140102_3fa9c1")
         return given
     if _PROCESS_RUN_ID is None:

@@ -43,6 +43,12 @@ def check_identifier(value: object, what: str = "identifier") -> str:
     return value
 
 
+def quote_identifier(value: object, what: str = "identifier") -> str:
+    """A checked identifier, double-quoted: how every name is written into SQL on both engines
+    (an upper-case quoted name is the same object as the unquoted one in Snowflake and DuckDB)."""
+    return f'"{check_identifier(value, what)}"'
+
+
 def is_identifier(value: object) -> bool:
     """Whether `value` would pass check_identifier (for filtering names read from a catalog)."""
     return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None

@@ -23,3 +23,15 @@ class WarehouseError(HnpipeError):
 
 class WarehouseLockedError(WarehouseError):
     """The embedded database file stayed locked by another process past the wait."""
+
+
+def one_line(error: object, limit: int | None = None) -> str:
+    """An error (or any value) as one line: its text with every run of whitespace, newlines
+    included, collapsed to one space; the type's name when the text is empty; cut to `limit`
+    characters with an ellipsis. The one helper every one-line message goes through."""
+    text = " ".join(str(error).split())
+    if not text:
+        text = type(error).__name__ if isinstance(error, BaseException) else repr(error)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text

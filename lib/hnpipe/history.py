@@ -36,10 +36,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from hnpipe import config, credentials, datasets, environments
+from hnpipe import alerts, config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_NAME, Target
-from hnpipe.errors import ParameterError
-from hnpipe.warehouse import HISTORY_TABLE, Warehouse
+from hnpipe.errors import ParameterError, one_line
+from hnpipe.warehouse import connect, reader
+from hnpipe.warehouse.base import HISTORY_TABLE, Warehouse
 
 log = logging.getLogger("hnpipe.history")
 
@@ -132,10 +133,10 @@ def safe_parameters(values: Mapping[str, Any]) -> str:
 def error_line(error: BaseException | str) -> str:
     """An error as one redacted line: 'Type: first line of the message'."""
     if isinstance(error, BaseException):
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        message = one_line(error) if str(error).strip() else ""
         text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     else:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = one_line(error) if str(error).strip() else ""
     return credentials.redact(text)[:MAX_ERROR_CHARS]
 
 
@@ -149,7 +150,6 @@ def notebook_location(namespace: Mapping[str, Any] | None = None,
     session = namespace.get("__session__") or environ.get("JPY_SESSION_NAME")
     if session:  # JupyterLab names the notebook; the executed copy is the one on screen
         return f"jupyter: {session} (interactive; not kept)"
-    from hnpipe import params
 
     if params.injected_names(namespace):
         return "papermill: the output notebook given on its command line (the kernel is not told the path)"
@@ -213,8 +213,6 @@ def recording(warehouse: Warehouse, target: Target, *, action: str, env: str,
     The block may set `.rows` and `.detail` on the record it is given. Failures in staging,
     production and branch alert (see hnpipe.alerts) unless `alert` is False.
     """
-    from hnpipe import alerts
-
     entry = RunRecord(run_id or config.current_run_id(), action, dataset, env,
                       parameters=dict(parameters or {}), notebook=notebook)
     what = f"{action} {dataset}" if dataset else action
@@ -238,18 +236,16 @@ def record_action(action: str, env: str, *, ok: bool, message: str, parameters: 
     """One row for an action done outside the pipeline (hnpipe admin), in env's own target.
 
     `message` becomes DETAIL when `ok`, ERROR otherwise; failures alert like runs do. Opens
-    the environment's warehouse as a run would (`pipeline.connect`) unless `warehouse` is
+    the environment's warehouse as a run would (`warehouse.connect`) unless `warehouse` is
     given. Best effort: returns whether the row was written, never raises.
     """
-    from hnpipe import alerts, pipeline
-
     try:
         environments.check_environment_name(env)
         target = environments.target_for(env)
         entry = RunRecord(config.current_run_id(), action, None, env, SUCCEEDED if ok else FAILED,
                           started=started, finished=datetime.now(timezone.utc), parameters=dict(parameters),
                           notebook=notebook, error=None if ok else message, detail=message if ok else None)
-        warehouse = warehouse or pipeline.connect(env, parameters, notebook=notebook or "")
+        warehouse = warehouse or connect(env, parameters, notebook=notebook or "")
     except Exception as exc:
         log.warning("could not record %s: %s", action, error_line(exc))
         return False
@@ -381,11 +377,9 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from hnpipe import pipeline
-
     env = args.env or environments.process_environment()
     target = environments.target_for(env)
-    warehouse = pipeline.reader(env, "hnpipe history")
+    warehouse = reader(env, "hnpipe history")
     frame = read(warehouse, target, args.dataset, args.limit, args.status)
     print(f"run history of {env} ({target}.{TABLE}), newest first")
     print(to_text(frame))

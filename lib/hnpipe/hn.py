@@ -31,7 +31,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from hnpipe import __version__
-from hnpipe.errors import FetchError, ParameterError
+from hnpipe.errors import FetchError, ParameterError, one_line
+from hnpipe.params import address_kind, host_kind, shown_url, url_problem
+from hnpipe.progress import OFF, Progress, choose
 
 __all__ = ["FetchReport", "HNClient", "HttpHNClient", "StubHNClient", "fetch_latest",
            "latest_ids", "show_progress", "LIVE_API_URL"]
@@ -170,7 +172,6 @@ def check_base_url(base_url: object) -> str:
     """Return `base_url` without a trailing slash if it is an acceptable http(s) API base (see
     params.url_problem: no credentials, query, fragment, impossible port or link-local host),
     else refuse it in one line that never echoes a password."""
-    from hnpipe.params import shown_url, url_problem
 
     problem = url_problem(base_url) if isinstance(base_url, str) else "not a string"
     if problem:
@@ -186,7 +187,6 @@ def check_resolved_host(base_url: str, private_hosts: Iterable[str] | None) -> N
     import ipaddress
     import socket
 
-    from hnpipe.params import address_kind, host_kind
 
     host = urlsplit(base_url).hostname or ""
     allowed = None if private_hosts is None else {h.strip("[]").rstrip(".").lower() for h in private_hosts}
@@ -210,7 +210,6 @@ def check_resolved_host(base_url: str, private_hosts: Iterable[str] | None) -> N
 def show_progress(progress: bool | None) -> bool:
     """Whether a fetch shows progress: explicit True/False wins; otherwise hnpipe.progress
     decides from HNPIPE_PROGRESS, CI and where this runs (kernel, terminal, `hnpipe run`)."""
-    from hnpipe.progress import OFF, choose
 
     return choose(progress)[0] != OFF
 
@@ -219,11 +218,6 @@ def _json_type(value: object) -> str:
     """What a JSON value is, in the API's terms: a string "1008" is not the number 1008."""
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
             dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _one_line(error: object, limit: int = 300) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -351,7 +345,7 @@ class HttpHNClient(HNClient):
         url = f"{self.base_url}/maxitem.json"
         value, _ = self._get_json(url, "maxitem")
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise FetchError(f"maxitem from {url} is {_one_line(value, 80)!r}, not an id >= 1")
+            raise FetchError(f"maxitem from {url} is {one_line(value, 80)!r}, not an id >= 1")
         return value
 
     def get_item(self, item_id: int) -> dict | None:
@@ -365,7 +359,7 @@ class HttpHNClient(HNClient):
             value = repair_text(value)
         if value is not None and (not isinstance(value, dict) or value.get("id") != item_id
                                   or isinstance(value.get("id"), bool)):
-            got = (f"id {_one_line(repr(value.get('id')), 80)} ({_json_type(value.get('id'))})"
+            got = (f"id {one_line(repr(value.get('id')), 80)} ({_json_type(value.get('id'))})"
                    if isinstance(value, dict) else f"a JSON {type(value).__name__}")
             raise FetchError(f"item {item_id} from {url}: expected an item with id {item_id}, "
                              f"got {got}")
@@ -402,13 +396,13 @@ class HttpHNClient(HNClient):
                 last_error = "the answer was still arriving"
                 break
             except _RETRYABLE_ERRORS as error:
-                last_error = f"{type(error).__name__}: {_one_line(error, 200)}"
+                last_error = f"{type(error).__name__}: {one_line(error, 200)}"
             else:
                 if status == 200:
                     try:
                         return json.loads(body), attempt - 1
                     except ValueError as error:  # a mangled body may be fine on the next try
-                        last_error = f"invalid JSON ({_one_line(error, 120)})"
+                        last_error = f"invalid JSON ({one_line(error, 120)})"
                 elif status == 429 or 500 <= status <= 599:
                     last_error = f"HTTP {status} {reason}"
                     retry_after = _retry_after_seconds(headers.get("Retry-After"))
@@ -492,7 +486,6 @@ class HttpHNClient(HNClient):
         sink holds the workers back. The first failure (after retries) stops the fetch and
         is raised.
         """
-        from hnpipe.progress import Progress
 
         started = time.monotonic()
         report = FetchReport(requested=0, fetched=0)

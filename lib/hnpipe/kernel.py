@@ -18,6 +18,11 @@ import sys
 import traceback
 from pathlib import Path
 
+from hnpipe import config
+from hnpipe.credentials import redact
+from hnpipe.errors import HnpipeError
+from hnpipe.progress import in_kernel
+
 log = logging.getLogger("hnpipe.notebook")
 
 # Names the pipeline notebooks define, and the cell that defines each.
@@ -32,7 +37,6 @@ _installed = False
 
 def log_file() -> Path | None:
     """Where notebook errors are logged in full: runs/notebooks.log (HNPIPE_RUNS_DIR)."""
-    from hnpipe import config
 
     try:
         return config.runs_dir() / "notebooks.log"
@@ -62,8 +66,6 @@ def _log_to_file() -> None:
 
 def short_error(etype: type[BaseException], value: BaseException) -> list[str] | None:
     """The lines to show for this error, or None to show the usual traceback."""
-    from hnpipe.credentials import redact
-    from hnpipe.errors import HnpipeError
 
     if isinstance(value, HnpipeError):
         message = redact(" ".join(str(value).split()))
@@ -86,7 +88,6 @@ def _handler(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython
     if lines is None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return None
-    from hnpipe.credentials import redact
 
     log.error("%s", redact("".join(traceback.format_exception(etype, value, tb)).rstrip()))
     shell._showtraceback(etype, value, lines)  # the kernel's error message: ename, evalue, lines
@@ -96,14 +97,12 @@ def _handler(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython
 def install() -> bool:
     """Show hnpipe errors short in this kernel; a no-op outside one. Returns whether active."""
     global _installed
-    from hnpipe.progress import in_kernel
 
     if not in_kernel():
         return False
     if not _installed:
         from IPython import get_ipython
 
-        from hnpipe.errors import HnpipeError
 
         shell = get_ipython()
         if shell.custom_exceptions:  # someone else's handler: leave it alone

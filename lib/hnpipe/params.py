@@ -17,9 +17,10 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from hnpipe import config
 from hnpipe.credentials import looks_like_secret_key
-from hnpipe.environments import ENVIRONMENTS
-from hnpipe.errors import ParameterError
+from hnpipe.environments import ENVIRONMENTS, check_environment_name
+from hnpipe.errors import ParameterError, one_line
 
 MAX_ITEMS = 5_000_000
 _ENV_VAR = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
@@ -382,12 +383,12 @@ def parse_yaml(text: str, source: str) -> Any:
     except ParameterError as error:
         raise ParameterError(f"{source}: {error}") from None
     except yaml.YAMLError as error:
-        raise ParameterError(f"{source}: not valid YAML: {str(error).splitlines()[0]}") from None
+        raise ParameterError(f"{source}: not valid YAML: {one_line(error)}") from None
     except RecursionError:  # PyYAML recurses once per nesting level
         raise ParameterError(f"{source}: not valid YAML: nested too deeply") from None
     except (ValueError, TypeError, AttributeError) as error:
         # PyYAML's own constructors raise these for explicit tags, e.g. `!!float abc`.
-        reason = " ".join(str(error).split())[:120]
+        reason = one_line(error, 120)
         raise ParameterError(f"{source}: not valid YAML: cannot read a value ({reason})") from None
 
 
@@ -409,6 +410,37 @@ def load_params_file(path: Path) -> dict[str, Any]:
     if "environment" not in values:
         raise ParameterError(f"{path}: missing 'environment'")
     return values
+
+
+def params_for(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None) -> dict[str, Any]:
+    """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment.
+    What `hnpipe run`, `hnpipe admin` and `hnpipe restore` run with."""
+    check_environment_name(env, "--env")
+    values = load_params_file(config.params_dir(root) / f"{env}.yaml")
+    overrides = dict(overrides)
+    if "environment" in overrides and overrides["environment"] != env:
+        raise ParameterError(
+            f"-p environment={overrides['environment']} contradicts --env {env}: --env chooses the params "
+            f"file and the environment; drop -p environment (or run --env {overrides['environment']})"
+        )
+    values.update(overrides)
+    validate(values)
+    if values["environment"] != env:
+        raise ParameterError(
+            f"params/{env}.yaml sets environment={values['environment']!r}; it must say {env!r}"
+        )
+    return values
+
+
+def params_file_values(env: str) -> dict[str, Any]:
+    """params/<env>.yaml as written (after loading .env), or {} when hnpipe is installed
+    outside a checkout and has no params files: what read-only commands connect with."""
+    try:
+        config.load_env()
+        params_file = config.params_dir() / f"{env}.yaml"
+    except FileNotFoundError:
+        return {}
+    return load_params_file(params_file) if params_file.is_file() else {}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -475,9 +507,11 @@ def parameter_cell_names(namespace: Mapping[str, Any],
     found: list[str] = []
     for source in reversed(history):
         names = _assigned_names(source) if isinstance(source, str) else None
-        if not names or not any(name in declared or difflib.get_close_matches(name, list(declared), n=1, cutoff=0.75)
-                                for name in names):
-            continue
+        injected = isinstance(source, str) and source.lstrip().startswith("# Parameters")
+        if not names or not (injected or any(
+                name in declared or difflib.get_close_matches(name, list(declared), n=1, cutoff=0.75)
+                for name in names)):
+            continue  # papermill's injected cell counts whatever it sets: `-p drop_everything 1`
         found += [name for name in names if name not in found]
         if "environment" in names:
             break

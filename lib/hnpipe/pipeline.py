@@ -29,7 +29,6 @@ elsewhere in a notebook are recorded by `hnpipe run`, which sees papermill fail.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -40,10 +39,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import pandas as pd
 
-from hnpipe import alerts, config, datasets, environments, history, params
+from hnpipe import alerts, config, datasets, environments, history, hn, params, refresh
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
-from hnpipe.warehouse import Check, Warehouse, open_warehouse
+from hnpipe.items import ItemsBuilder
+from hnpipe.sample import SampleServer
+from hnpipe.warehouse import connect
+from hnpipe.warehouse.base import Check, Warehouse
 
 if TYPE_CHECKING:
     from hnpipe.refresh import Plan
@@ -166,12 +168,11 @@ class Step:
         """The HN items this run fetches, as an ITEMS frame: the n_items most recent ones, or
         with `refresh="incremental"` only the new ids and the window (hnpipe.refresh); the
         plan is kept for `publish`, which then merges them into the published ITEMS."""
-        from hnpipe import hn, refresh
 
         values = self.current_params()
         self._fetched, self._fetch_incomplete = None, True
         with self._work():
-            builder = datasets.ItemsBuilder()
+            builder = ItemsBuilder()
             with hn_base_url(values["hn_api_url"]) as base_url:
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
                     base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
@@ -375,7 +376,6 @@ def hn_base_url(hn_api_url: str) -> Iterator[str]:
     if hn_api_url != "sample":
         yield hn_api_url.rstrip("/")
         return
-    from hnpipe.sample import SampleServer
 
     with SampleServer() as server:
         yield server.base_url
@@ -384,46 +384,6 @@ def hn_base_url(hn_api_url: str) -> Iterator[str]:
 def _under_runner() -> bool:
     """Whether `hnpipe run` runs this notebook (it sets HNPIPE_NOTEBOOK_OUTPUT for each)."""
     return bool(os.environ.get("HNPIPE_NOTEBOOK_OUTPUT"))
-
-
-def connect(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehouse:
-    """The warehouse for `env`, with the write guard and (on Snowflake) the query tag.
-
-    On the embedded engine only production may open PRODUCTION for writing: every other
-    environment opens its file read-only, whatever the guard would say.
-    """
-    spec = environments.warehouse_spec(env)
-    guard = functools.partial(environments.check_write, env)
-    if spec == "snowflake":
-        tag = {"env": env, "notebook": notebook, "run_id": config.current_run_id(),
-               "git_sha": config.git_sha()}
-        return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
-                              query_tag=tag)
-    writes_production = env == "production" and environments.process_environment() == "production"
-    return open_warehouse(spec, write_guard=guard,
-                          read_only_databases=() if writes_production else ("PRODUCTION",))
-
-
-def _refuse_writes(command: str, actual: Target) -> None:
-    raise GuardError(f"refused write to {actual}: {command} only reads")
-
-
-def reader(env: str, command: str, values: Mapping[str, Any] | None = None) -> Warehouse:
-    """`env`'s warehouse opened for reading only (history, versions, docs): every write is
-    refused. Snowflake credentials are the ones `values` (else params/<env>.yaml) name."""
-    spec = environments.warehouse_spec(env)
-    guard = functools.partial(_refuse_writes, command)
-    if spec != "snowflake":
-        return open_warehouse(spec, write_guard=guard, read_only_databases=("PRODUCTION",))
-    if values is None:
-        try:
-            config.load_env()
-            params_file = config.params_dir() / f"{env}.yaml"
-        except FileNotFoundError:
-            params_file = None  # installed outside a checkout: no .env, no params
-        values = params.load_params_file(params_file) if params_file and params_file.is_file() else {}
-    return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
-                          query_tag={"env": env, "command": command, "git_sha": config.git_sha()})
 
 
 def start(dataset: str, namespace: Mapping[str, Any]) -> Step:

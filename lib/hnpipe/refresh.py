@@ -29,10 +29,10 @@ the documented staleness). Its cost is the new ids plus the window, not N: with 
 and the default window, a fraction of the full fetch (benchmarks/refresh.py).
 
 An incremental run falls back to full, and says so, when ITEMS is missing or empty, when
-its columns are not `datasets.ITEMS_COLUMNS` (a changed definition must be fetched whole),
+its columns are not `ITEMS_COLUMNS` (a changed definition must be fetched whole),
 when its newest id is above the API's maxitem (it came from another source), or when none of
 its rows lies in the target set below the window (nothing to keep). Rows kept are what an
-earlier run made of them: after changing how items are read (`datasets.ItemsBuilder`), run
+earlier run made of them: after changing how items are read (`ItemsBuilder`), run
 full once.
 
 When to use which: full for scheduled runs whose N is mostly new or still changing (the daily
@@ -49,11 +49,12 @@ import itertools
 from dataclasses import dataclass
 from typing import Iterator
 
-from hnpipe import datasets, hn
+from hnpipe import hn
+from hnpipe.datasets import ITEMS_COLUMNS
 from hnpipe.environments import Target, check_identifier
 from hnpipe.errors import ParameterError
 from hnpipe.params import REFRESH_MODES
-from hnpipe.warehouse import Warehouse
+from hnpipe.warehouse.base import Warehouse
 
 FULL, INCREMENTAL = REFRESH_MODES
 
@@ -145,9 +146,9 @@ def plan(warehouse: Warehouse, target: Target, *, max_item: int, n_items: int, m
     if tables[table] == 0:
         return full_plan(max_item, n_items, f"incremental asked, but {target}.{table} is empty")
     columns = [column.name for column in warehouse.describe_table(target, table).columns]
-    if sorted(columns) != sorted(datasets.ITEMS_COLUMNS):
+    if sorted(columns) != sorted(ITEMS_COLUMNS):
         return full_plan(max_item, n_items, f"incremental asked, but {table} has columns {', '.join(columns)}, "
-                                            f"not {', '.join(datasets.ITEMS_COLUMNS)}")
+                                            f"not {', '.join(ITEMS_COLUMNS)}")
     bounds = warehouse.query(target, f'SELECT MIN(ID) AS OLDEST, MAX(ID) AS NEWEST FROM "{table}"')
     oldest, newest = (int(value) for value in bounds.iloc[0])
     held = f"{table} (ids {oldest:,}..{newest:,})"

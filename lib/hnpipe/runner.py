@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from hnpipe import config, datasets, environments, params
+from hnpipe import alerts, config, credentials, datasets, environments, kernels, params
+from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError
 
 log = logging.getLogger("hnpipe.runner")
@@ -62,25 +63,6 @@ class RunResult:
         return "\n".join(lines)
 
 
-def run_parameters(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None) -> dict[str, Any]:
-    """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment."""
-    environments.check_environment_name(env, "--env")
-    values = params.load_params_file(config.params_dir(root) / f"{env}.yaml")
-    overrides = dict(overrides)
-    if "environment" in overrides and overrides["environment"] != env:
-        raise params.ParameterError(
-            f"-p environment={overrides['environment']} contradicts --env {env}: --env chooses the params "
-            f"file and the environment; drop -p environment (or run --env {overrides['environment']})"
-        )
-    values.update(overrides)
-    params.validate(values)
-    if values["environment"] != env:
-        raise params.ParameterError(
-            f"params/{env}.yaml sets environment={values['environment']!r}; it must say {env!r}"
-        )
-    return values
-
-
 @contextmanager
 def _run_environment(run_id: str) -> Iterator[None]:
     """Hand the run id to the notebook kernels; their progress goes to this run's stderr
@@ -105,11 +87,9 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     Every notebook's kernel starts before the first notebook runs (hnpipe.kernels), and the
     notebooks of one wave (those whose upstream datasets have all run: COMMENTS and STORIES)
     run at once. A failure stops the run after its wave: the later waves never start."""
-    from hnpipe import kernels
-
     root = root or config.project_root()
     config.load_env(root)
-    values = run_parameters(env, overrides, root)
+    values = params.params_for(env, overrides, root)
     target = environments.resolve(values["environment"])  # refuse before any notebook starts
     run_id = config.new_run_id()
     directory = config.runs_dir(root) / env / run_id
@@ -144,8 +124,6 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 kernel.shutdown()
     result.seconds = time.perf_counter() - started
     _count_rows(result, values)
-    from hnpipe import alerts
-
     alerts.notify_success(env, "run", run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
@@ -184,7 +162,7 @@ def _import_in_background(**_: Any) -> None:
     import importlib
     import threading
 
-    threading.Thread(target=lambda: [importlib.import_module(name) for name in ("hnpipe.pipeline", "hnpipe.alerts")],
+    threading.Thread(target=lambda: [importlib.import_module(name) for name in ("hnpipe.pipeline", "hnpipe.history", "hnpipe.warehouse")],
                      name="hnpipe-imports", daemon=True).start()
 
 
@@ -224,6 +202,7 @@ def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Targ
     if isinstance(error, PapermillExecutionError):
         reason = _redact(f"{error.ename}: {error.evalue}".splitlines()[0])
     else:
+        # Imported on use, like history below: it pulls in pandas.
         from hnpipe.history import error_line
 
         reason = error_line(error)
@@ -243,11 +222,14 @@ def _failed(env: str, values: Mapping[str, Any], target: environments.Target, ru
             dataset: str, began: datetime, reason: str, output: Path) -> list[str]:
     """A notebook failed: record it unless the notebook did, and alert once. Never raises;
     returns what went wrong doing so, for the run's one-line error."""
-    from hnpipe import alerts, history, pipeline
+    # Imported on use: history and the warehouse pull in pandas and DuckDB (~0.5 s), which
+    # `hnpipe run` spends starting kernels instead; _import_in_background loads them meanwhile.
+    from hnpipe import history
+    from hnpipe.warehouse import connect
 
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
         try:
-            warehouse = pipeline.connect(env, values)
+            warehouse = connect(env, values)
             if not history.has_row(warehouse, target, run_id, dataset):
                 history.record(warehouse, target, history.RunRecord(
                     run_id, "run", dataset, env, history.FAILED, started=began, parameters=values,
@@ -259,16 +241,16 @@ def _failed(env: str, values: Mapping[str, Any], target: environments.Target, ru
 
 
 def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:
-    from hnpipe import pipeline
+    # Imported on use: history and the warehouse pull in pandas and DuckDB (~0.5 s), which
+    # `hnpipe run` spends starting kernels instead; _import_in_background loads them meanwhile.
+    from hnpipe.warehouse import connect
 
-    tables = pipeline.connect(result.env, values).list_tables(result.target)
+    tables = connect(result.env, values).list_tables(result.target)
     for nb in result.notebooks:
         nb.rows = tables.get(nb.dataset)
 
 
 def _redact(text: str) -> str:
-    from hnpipe.credentials import redact
-
     return redact(text)
 
 
@@ -292,7 +274,6 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
     and where their outputs go. Every check runs even when an earlier one fails."""
     import papermill
 
-    from hnpipe import credentials
 
     checks: list[Preflight] = []
 
@@ -312,7 +293,7 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
     root = root or config.project_root()
     config.load_env(root)
     given = f" with -p {', '.join(sorted(overrides))}" if overrides else ""
-    values = check("parameters", lambda: (f"params/{env}.yaml{given} is valid", run_parameters(env, overrides, root)))
+    values = check("parameters", lambda: (f"params/{env}.yaml{given} is valid", params.params_for(env, overrides, root)))
     target = check("environment", lambda: (
         f"HNPIPE_ENV={environments.process_environment()} may write {environments.resolve(env)}",
         environments.resolve(env)))
@@ -375,10 +356,12 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
 def _reach_warehouse(env: str, values: Mapping[str, Any], spec: str,
                      target: environments.Target) -> tuple[str, Any]:
     """Connect and list the databases; say whether the target's database is there."""
-    from hnpipe import pipeline
+    # Imported on use: history and the warehouse pull in pandas and DuckDB (~0.5 s), which
+    # `hnpipe run` spends starting kernels instead; a dry run needs them only here.
+    from hnpipe.warehouse import reader
 
     if spec == "snowflake":
-        warehouse = pipeline.reader(env, "hnpipe run --dry-run", values)
+        warehouse = reader(env, "hnpipe run --dry-run", values)
         try:
             databases = warehouse.list_databases()
         finally:
@@ -387,7 +370,8 @@ def _reach_warehouse(env: str, values: Mapping[str, Any], spec: str,
     else:
         directory = Path(spec.partition(":")[2])
         _writable(directory)
-        from hnpipe.warehouse import DuckDBWarehouse
+        # Imported on use: DuckDB is a dry run's business only here.
+        from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
         databases = DuckDBWarehouse(directory).list_databases()
         where = str(directory)

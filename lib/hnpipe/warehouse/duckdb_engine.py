@@ -1,21 +1,7 @@
-"""The warehouse interface, and the embedded DuckDB engine behind local runs.
+"""The embedded warehouse behind local runs: one DuckDB file per database.
 
-Two engines implement `Warehouse`: `DuckDBWarehouse` (here; one file per database under
-`duckdb:<dir>`, tables `<SCHEMA>.<TABLE>`) and `SnowflakeWarehouse` (hnpipe.snowflake_warehouse).
-Callers never build SQL with names in it: every database, schema and table name passes
-`environments.check_identifier` first.
-
-Writes are all-or-nothing: a table is published by loading a staging table
-(`<TABLE>__STAGING_<RUN ID>`), checking it, and swapping it in within one transaction, so a
-reader sees the old table or the new one, never a partial or missing one. `publish_merge`
-(incremental refresh) stages the table's kept rows plus new ones by one CREATE TABLE .. AS
-SELECT, then goes through the same checks and swap. Rows are appended (`append_rows`, the run
-history) by one INSERT in a transaction.
-
-Besides the published tables a schema holds hnpipe's bookkeeping, which `list_tables` leaves
-out (`is_bookkeeping_table`): staging tables (and publish_merge's `<STAGING>_DELTA` on
-Snowflake), kept versions (`<TABLE>__VERSION_<RUN ID>`, see `publish_frame`'s keep_versions)
-and the run history, PIPELINE_RUNS (hnpipe.history).
+`duckdb:<dir>` holds `<dir>/<DATABASE>.duckdb`, tables `<SCHEMA>.<TABLE>`. The interface and
+the rules both engines share are in hnpipe.warehouse.base.
 """
 
 from __future__ import annotations
@@ -24,403 +10,43 @@ import contextlib
 import os
 import re
 import time
-from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
 
-from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier, is_identifier
-from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError
+from hnpipe.environments import Target, check_identifier, is_identifier
+from hnpipe.environments import quote_identifier as _q
+from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError, one_line
+from hnpipe.warehouse.base import (
+    STAGING_MARKER,
+    Check,
+    ColumnInfo,
+    DatabaseInfo,
+    TableInfo,
+    Warehouse,
+    WriteGuard,
+    check_clone_name,
+    check_comment_columns,
+    check_comment_text,
+    check_failure,
+    check_keep_ids,
+    check_keep_versions,
+    checked_checks,
+    is_bookkeeping_table,
+    keep_plan,
+    merge_select,
+    missing_version_message,
+    staging_table_name,
+    version_table_name,
+    versions_to_drop,
+)
+from hnpipe.warehouse.frames import frame_from_arrow, frame_to_arrow
 
-WriteGuard = Callable[[Target], None]
-
-
-@dataclass(frozen=True)
-class Check:
-    """A quality check run on the staging table before the swap.
-
-    `sql` selects the offending rows from `{table}` (a placeholder the engine fills with the
-    staging table's qualified name); the check passes when it returns no row. `explain`, when
-    given, says what was expected, for checks whose rows are not offending items (counts).
-    """
-
-    name: str
-    sql: str
-    explain: str = ""
-
-
-def check_failure(check: Check, count: int, names: Sequence[str], sample: Sequence[Sequence[object]]) -> str:
-    """How a failed check reads in the error: its name, how many rows and a few ids."""
-    at = list(names).index("ID") if "ID" in names else 0
-    values = ", ".join(str(row[at]) for row in sample)
-    if check.explain:
-        return f"{check.name} ({check.explain}; got {names[at]} {values})"
-    return f"{check.name} ({count} rows, e.g. {names[at]} {values})"
-
-
-@dataclass(frozen=True)
-class TableVersion:
-    """A kept earlier version of a published table: `<TABLE>__VERSION_<RUN ID>`, where the
-    run is the one that replaced it."""
-
-    table: str
-    name: str
-    run_id: str  # as in the name: upper case
-    rows: int
-
-    @property
-    def replaced_at(self) -> datetime | None:
-        """When the replacing run started, read from its id (None for other run ids)."""
-        match = _STAMPED_RUN_ID.fullmatch(self.run_id)
-        if not match:
-            return None
-        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
-
-    @property
-    def run(self) -> str:
-        """The run id as hnpipe writes it (config.new_run_id: lower-case hex)."""
-        match = _STAMPED_RUN_ID.fullmatch(self.run_id)
-        return f"{match.group(1)}_{match.group(2).lower()}" if match else self.run_id
-
-
-_STAMPED_RUN_ID = re.compile(r"([0-9]{8}T[0-9]{6})_([0-9A-F]{6})", re.ASCII)
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    type: str  # as the engine names it, e.g. BIGINT (DuckDB) or NUMBER (Snowflake)
-    comment: str | None
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    comment: str | None
-    columns: tuple[ColumnInfo, ...]
-
-
-@dataclass(frozen=True)
-class DatabaseInfo:
-    name: str
-    created: datetime | None  # UTC
-    size_bytes: int | None
-
-
-STAGING_MARKER = "__STAGING_"  # staging tables are <TABLE>__STAGING_<RUN ID>
-VERSION_MARKER = "__VERSION_"  # kept versions are <TABLE>__VERSION_<RUN ID that replaced it>
-HISTORY_TABLE = "PIPELINE_RUNS"  # one row per dataset per run: hnpipe.history
-MAX_KEPT_VERSIONS = 100
-
-
-def is_bookkeeping_table(name: str) -> bool:
-    """Whether a table is hnpipe's own (staging, kept version, run history), not published data."""
-    return STAGING_MARKER in name or VERSION_MARKER in name or name == HISTORY_TABLE
-
-
-def staging_table_name(table: str, run_id: str) -> str:
-    return check_identifier(f"{check_identifier(table, 'table')}__STAGING_{run_id.upper()}", "staging table")
-
-
-def delta_table_name(table: str, run_id: str) -> str:
-    """Where publish_merge loads the new rows on engines that cannot read a frame in SQL
-    (Snowflake). A staging name too, so a crashed run's leftover is hidden and dropped
-    by the next publish of the table like any staging table."""
-    return check_identifier(f"{staging_table_name(table, run_id)}_DELTA", "delta table")
-
-
-def check_keep_ids(keep_ids: object, frame: pd.DataFrame, destination: str) -> tuple[int, int]:
-    """publish_merge's (first, last) id range, refused in one line unless it is two whole
-    numbers with first <= last and no row of `frame` (a DataFrame) falls inside it."""
-    ok = (isinstance(keep_ids, tuple) and len(keep_ids) == 2
-          and all(isinstance(v, int) and not isinstance(v, bool) for v in keep_ids))
-    if not ok or keep_ids[0] > keep_ids[1]:
-        raise WarehouseError(f"cannot merge into {destination}: keep_ids {keep_ids!r} is not "
-                             "(first id, last id) with first <= last")
-    if "ID" not in frame.columns:
-        raise WarehouseError(f"cannot merge into {destination}: the new rows need an ID column")
-    inside = frame["ID"][frame["ID"].between(*keep_ids).fillna(False).astype(bool)]
-    if len(inside):
-        raise WarehouseError(f"cannot merge into {destination}: {len(inside)} new rows have ids inside "
-                             f"the kept range {keep_ids[0]}..{keep_ids[1]}, e.g. ID {inside.iloc[0]}")
-    return keep_ids
-
-
-def merge_select(kept_from: str, new_from: str, columns: Sequence[str], keep_ids: tuple[int, int]) -> str:
-    """The one SELECT a merge stages: the rows of `kept_from` (the published table) whose ID
-    is in keep_ids, then every row of `new_from`, both as `columns`. The engine passes the
-    two table expressions (a quoted name, IDENTIFIER(?)); the columns are checked and quoted
-    here, the ids are integers checked by check_keep_ids."""
-    names = ", ".join(f'"{check_identifier(column, "column")}"' for column in columns)
-    first, last = (int(value) for value in keep_ids)
-    return (f'SELECT {names} FROM {kept_from} WHERE "ID" BETWEEN {first} AND {last} '
-            f"UNION ALL SELECT {names} FROM {new_from}")
-
-
-def version_table_name(table: str, run_id: str) -> str:
-    if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9_]+", run_id, re.ASCII):
-        raise WarehouseError(f"invalid run id {run_id!r}: use ASCII letters, digits and _ only")
-    return check_identifier(f"{check_identifier(table, 'table')}{VERSION_MARKER}{run_id.upper()}", "version table")
-
-
-def check_keep_versions(value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_KEPT_VERSIONS:
-        raise WarehouseError(f"invalid keep_versions {value!r}: use a whole number from 0 to {MAX_KEPT_VERSIONS}")
-    return value
-
-
-def versions_to_drop(table: str, names: Sequence[str], keep: int) -> list[str]:
-    """The versions of `table` beyond the `keep` newest (run ids sort by time)."""
-    versions = sorted((name for name in names if name.startswith(table + VERSION_MARKER)), reverse=True)
-    return versions[keep:]
-
-
-class Warehouse(ABC):
-    """What the pipeline needs from a warehouse; both engines behave the same.
-
-    `write_guard`, when given, is called with the connection's *actual* current
-    database.schema right before every write, and raises to refuse it.
-    """
-
-    engine: str = "abstract"
-
-    def __init__(self, write_guard: WriteGuard | None = None) -> None:
-        self.write_guard = write_guard
-
-    # -- reads -------------------------------------------------------------------------
-    @abstractmethod
-    def list_databases(self) -> list[str]:
-        """Names of the databases this warehouse holds, sorted."""
-
-    def database_exists(self, database: str) -> bool:
-        return check_identifier(database, "database") in self.list_databases()
-
-    @abstractmethod
-    def list_tables(self, target: Target, bookkeeping: bool = False) -> dict[str, int]:
-        """Tables in target's schema with their row counts ({} when the schema is missing).
-
-        hnpipe's bookkeeping tables (staging, kept versions, PIPELINE_RUNS) only with
-        `bookkeeping=True`."""
-
-    def table_exists(self, target: Target, table: str) -> bool:
-        return check_identifier(table, "table") in self.list_tables(target)
-
-    @abstractmethod
-    def read_table(self, target: Target, table: str) -> pd.DataFrame:
-        """The whole table, ordered by ID when it has one."""
-
-    @abstractmethod
-    def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
-        """Run a read-only SELECT with target as the current database.schema."""
-
-    @abstractmethod
-    def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
-        """A read-only SELECT over several databases, which `sql` names as
-        "<DATABASE>"."<SCHEMA>"."<TABLE>" (the data diff compares PRODUCTION with a clone)."""
-
-    @abstractmethod
-    def describe_databases(self) -> list[DatabaseInfo]:
-        """Every database with its creation time and size (None where the engine cannot tell)."""
-
-    # -- writes ------------------------------------------------------------------------
-    @abstractmethod
-    def ensure_schema(self, target: Target) -> None:
-        """Create target's database (embedded engine only) and schema if missing."""
-
-    @abstractmethod
-    def publish_frame(
-        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
-    ) -> int:
-        """Atomically replace target.table with `frame`; returns the rows published.
-
-        `keep_versions`: None drops the replaced table; a number K keeps it as
-        `<TABLE>__VERSION_<run_id>` (renamed in the swap, never copied) and drops all but
-        the K newest versions of the table. A run that replaces a table twice keeps the
-        version from before its first publish.
-        """
-
-    @abstractmethod
-    def publish_query(
-        self, target: Target, table: str, select_sql: str, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
-    ) -> int:
-        """Atomically replace target.table with the result of `select_sql`, computed inside
-        the warehouse (unqualified names resolve in target's schema); returns the rows.
-        `keep_versions` as for publish_frame."""
-
-    @abstractmethod
-    def publish_merge(
-        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
-    ) -> int:
-        """Atomically replace target.table with its own rows whose ID lies in `keep_ids`
-        (first, last; inclusive) plus every row of `frame`, merged inside the warehouse by
-        one CREATE TABLE .. AS SELECT into the staging table, then checked and swapped in
-        like publish_frame; returns the rows published. The table must exist, and no row of
-        `frame` may have an ID inside `keep_ids` (refused before anything is written).
-        Used by incremental refresh (hnpipe.refresh)."""
-
-    def list_versions(self, target: Target, table: str) -> list[TableVersion]:
-        """The kept versions of target.table, newest first."""
-        check_identifier(table, "table")
-        tables = self.list_tables(target, bookkeeping=True)
-        versions = [TableVersion(table, name, name[len(table) + len(VERSION_MARKER):], rows)
-                    for name, rows in tables.items() if name.startswith(table + VERSION_MARKER)]
-        return sorted(versions, key=lambda version: version.run_id, reverse=True)
-
-    @abstractmethod
-    def restore_version(self, target: Target, table: str, run_id: str, restore_run_id: str,
-                        keep_versions: int) -> int:
-        """Atomically put back the version of target.table that run `run_id` replaced; the
-        table it replaces becomes the version of `restore_run_id` (so a restore can itself
-        be undone). Keeps the `keep_versions` newest versions; returns the rows restored."""
-
-    @abstractmethod
-    def describe_table(self, target: Target, table: str) -> TableInfo:
-        """target.table's comment and columns (name, type, comment), in column order."""
-
-    @abstractmethod
-    def comment_table(self, target: Target, table: str, comment: str,
-                      column_comments: Mapping[str, str] = {}) -> None:
-        """Set the comments of target.table and of its columns (COMMENT ON; guarded like
-        every write). Every column named must exist."""
-
-    @abstractmethod
-    def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
-        """Append `frame`'s rows to target.table (created from the frame's columns when missing)
-        in one transaction: all rows or none. Returns the rows appended."""
-
-    @abstractmethod
-    def clone_database(self, source: str, dest: str) -> None:
-        """Make `dest` a fresh, consistent copy of `source`, replacing any earlier `dest`."""
-
-    @abstractmethod
-    def drop_database(self, database: str) -> bool:
-        """Drop a PRODUCTION_CLONE_<digits> database; returns False if it did not exist.
-        Any other name is refused, whatever the caller."""
-
-    def _guard(self, actual: Target) -> None:
-        if self.write_guard is not None:
-            self.write_guard(actual)
-
-
-def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
-    """The warehouse for a spec from `environments.warehouse_spec`: 'duckdb:<dir>' or 'snowflake'."""
-    if spec.startswith("duckdb:"):
-        return DuckDBWarehouse(spec.partition(":")[2], write_guard=write_guard, **options)
-    if spec == "snowflake":
-        from hnpipe.snowflake_warehouse import SnowflakeWarehouse
-
-        return SnowflakeWarehouse(write_guard=write_guard, **options)
-    raise WarehouseError(f"unknown warehouse {spec!r}: use 'snowflake' or 'duckdb:<directory>'")
-
-
-# -- DuckDB ------------------------------------------------------------------------------
 T = TypeVar("T")
-
-# How frames travel: pandas <-> Arrow <-> DuckDB. One mapping from Arrow to pandas, used by
-# both the ItemsBuilder and warehouse reads, so a published frame reads back identical.
-
-_NULLABLE_INTS = {
-    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
-    pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
-    pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
-    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
-}
-
-
-def _pandas_dtype(arrow_type: pa.DataType):
-    """types_mapper for Table.to_pandas: nullable pandas dtypes instead of float/object."""
-    if arrow_type in _NULLABLE_INTS:
-        return _NULLABLE_INTS[arrow_type]
-    if pa.types.is_boolean(arrow_type):
-        return pd.BooleanDtype()
-    if pa.types.is_string(arrow_type):
-        return pd.StringDtype()  # Arrow-backed: wraps the Arrow buffers, no Python strings
-    if pa.types.is_list(arrow_type):
-        return pd.ArrowDtype(arrow_type)  # a cell reads as a Python list, or NA
-    return None  # the default, e.g. timestamp[us, UTC] -> datetime64[us, UTC]
-
-
-def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
-    """An Arrow table as a frame with hnpipe's dtypes (Int64, boolean, string, UTC, lists).
-
-    Naive timestamps are UTC wall time (how the warehouses store them) and come back UTC.
-    """
-    columns = []
-    for field, column in zip(table.schema, table.columns):
-        kind = field.type
-        if pa.types.is_timestamp(kind) and kind.tz is None:
-            column = column.cast(pa.timestamp(kind.unit, tz="UTC"))  # same values, labelled UTC
-        elif pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-            column = column.cast(pa.string())
-        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            column = column.cast(pa.list_(kind.value_type))  # DuckDB names the item field "l"
-        columns.append(column)
-    return pa.table(columns, names=table.column_names).to_pandas(types_mapper=_pandas_dtype)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def check_publishable(frame: object, destination: str) -> None:
-    """Refuse, in one line, a frame neither engine can publish: not a DataFrame, column names
-    that are not identifiers, duplicate columns."""
-    if not isinstance(frame, pd.DataFrame):
-        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
-    for column in frame.columns:
-        check_identifier(column, f"column of {destination}")
-    if frame.columns.has_duplicates:
-        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
-
-
-def _frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:
-    """The frame as the Arrow table DuckDB loads; refuses what cannot be stored, in one line.
-
-    Timestamps become naive UTC wall time in microseconds (DuckDB TIMESTAMP, like Snowflake
-    TIMESTAMP_NTZ); naive ones are taken to be UTC already. Converted in Arrow so the
-    session time zone never shifts them.
-    """
-    check_publishable(frame, destination)
-    try:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        columns = []
-        for field, column in zip(table.schema, table.columns):
-            if pa.types.is_timestamp(field.type):
-                # A tz-aware column holds UTC instants; dropping the label keeps them UTC.
-                # safe=True: refuse sub-microsecond values rather than truncating silently.
-                column = column.cast(pa.timestamp("us"), safe=True)
-            columns.append(column)
-        return pa.table(columns, names=table.column_names)
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise WarehouseError(f"cannot publish {destination}: {_one_line(exc)}") from exc
-
-
-def _q(name: str) -> str:
-    """A checked identifier, double-quoted so DuckDB keeps it exactly (upper case)."""
-    return f'"{check_identifier(name)}"'
-
-
-def check_clone_name(database: object, action: str) -> str:
-    """Only branch clones may be replaced or dropped wholesale, whoever asks (both engines)."""
-    if not isinstance(database, str) or not CLONE_NAME.fullmatch(database):
-        raise GuardError(
-            f"refused to {action} database {database!r}: only {CLONE_PREFIX}<digits> databases "
-            f"(e.g. {CLONE_PREFIX}123) may be the target of {action}"
-        )
-    return database
 
 
 def _lock_timeout(value: float | None) -> float:
@@ -525,7 +151,7 @@ class DuckDBWarehouse(Warehouse):
                     raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
                 arrow = relation.to_arrow_table()
             except duckdb.Error as exc:
-                raise WarehouseError(f"query in {target} failed: {_one_line(exc)}") from exc
+                raise WarehouseError(f"query in {target} failed: {one_line(exc)}") from exc
         return frame_from_arrow(arrow)
 
     def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
@@ -540,7 +166,7 @@ class DuckDBWarehouse(Warehouse):
             try:
                 arrow = con.sql(sql, params=list(params) or None).to_arrow_table()
             except duckdb.Error as exc:
-                raise WarehouseError(f"query across {', '.join(databases)} failed: {_one_line(exc)}") from exc
+                raise WarehouseError(f"query across {', '.join(databases)} failed: {one_line(exc)}") from exc
         finally:
             con.close()
         return frame_from_arrow(arrow)
@@ -565,7 +191,7 @@ class DuckDBWarehouse(Warehouse):
     ) -> int:
         staging = staging_table_name(table, run_id)
         # Convert before opening anything: a frame that cannot be stored writes nothing.
-        arrow = _frame_to_arrow(frame, f"{target}.{table}")
+        arrow = frame_to_arrow(frame, f"{target}.{table}")
         checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
 
@@ -601,7 +227,7 @@ class DuckDBWarehouse(Warehouse):
     ) -> int:
         staging = staging_table_name(table, run_id)
         destination = f"{target}.{table}"
-        arrow = _frame_to_arrow(frame, destination)  # everything checkable before opening anything
+        arrow = frame_to_arrow(frame, destination)  # everything checkable before opening anything
         keep_ids = check_keep_ids(keep_ids, frame, destination)
         checks = checked_checks(checks)
         keep = keep_plan(table, run_id, keep_versions)
@@ -668,7 +294,7 @@ class DuckDBWarehouse(Warehouse):
 
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
         destination = f"{target}.{check_identifier(table, 'table')}"
-        arrow = _frame_to_arrow(frame, destination)  # before opening anything
+        arrow = frame_to_arrow(frame, destination)  # before opening anything
         with self._writing(target) as con:
             con.register("hnpipe_rows", arrow)
             try:
@@ -678,7 +304,7 @@ class DuckDBWarehouse(Warehouse):
                     f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
                 ])
             except duckdb.Error as exc:
-                raise WarehouseError(f"cannot append to {destination}: {_one_line(exc)}") from exc
+                raise WarehouseError(f"cannot append to {destination}: {one_line(exc)}") from exc
             finally:
                 con.unregister("hnpipe_rows")
         return len(frame)
@@ -742,7 +368,7 @@ class DuckDBWarehouse(Warehouse):
                 return open_file()
             except duckdb.IOException as exc:
                 if "Could not set lock" not in str(exc):
-                    raise WarehouseError(f"cannot open {path}: {_one_line(exc)}") from exc
+                    raise WarehouseError(f"cannot open {path}: {one_line(exc)}") from exc
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     holder = re.search(r"\(PID \d+\)", str(exc))
@@ -845,7 +471,7 @@ class DuckDBWarehouse(Warehouse):
             try:
                 load(con)
             except duckdb.Error as exc:
-                raise WarehouseError(f"cannot load {destination}: {_one_line(exc)}") from exc
+                raise WarehouseError(f"cannot load {destination}: {one_line(exc)}") from exc
             rows = con.execute(f"SELECT COUNT(*) FROM {_q(staging)}").fetchone()[0]
             if expected_rows is not None and rows != expected_rows:
                 raise WarehouseError(
@@ -893,21 +519,8 @@ def _describe(con: duckdb.DuckDBPyConnection, target: Target, table: str) -> Tab
     return TableInfo(table, comment or None, tuple(ColumnInfo(n, t, c or None) for n, t, c in columns))
 
 
-def check_comment_text(text: object, what: str) -> str:
-    if not isinstance(text, str):
-        raise WarehouseError(f"invalid comment for {what}: {text!r} is not text")
-    return text
-
-
 def _duckdb_literal(text: str) -> str:
     return "'" + check_comment_text(text, "a table or column").replace("'", "''") + "'"
-
-
-def check_comment_columns(target: Target, table: str, present: Sequence[str], wanted: Mapping[str, str]) -> None:
-    missing = [check_identifier(column, "column") for column in wanted if column not in present]
-    if missing:
-        raise WarehouseError(f"cannot comment {target}.{table}: no column {', '.join(missing)} "
-                             f"(it has {', '.join(present)})")
 
 
 def _in_transaction(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> None:
@@ -920,30 +533,6 @@ def _in_transaction(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -
         with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
             con.execute("ROLLBACK")
         raise
-
-
-def keep_plan(table: str, run_id: str, keep_versions: int | None) -> tuple[str, int] | None:
-    """(the version name this run would keep, how many to keep), or None to keep none."""
-    keep = check_keep_versions(keep_versions)
-    return None if keep is None else (version_table_name(table, run_id), keep)
-
-
-def missing_version_message(target: Target, table: str, run_id: str, present: Sequence[str]) -> str:
-    kept = sorted((TableVersion(table, name, name[len(table) + len(VERSION_MARKER):], 0).run
-                   for name in present if name.startswith(table + VERSION_MARKER)), reverse=True)
-    return (f"no kept version of {target}.{table} from run {run_id}: "
-            + (f"kept are runs {', '.join(kept)}" if kept else "none is kept")
-            + f" (see `hnpipe versions {table}`)")
-
-
-def checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
-    """The checks as a tuple, each a Check selecting offending rows from {table} (both engines)."""
-    checks = tuple(checks)
-    for check in checks:
-        if not isinstance(check, Check) or "{table}" not in check.sql:
-            raise WarehouseError(f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}")
-    return checks
-
 
 
 def _schema_names(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -5,7 +5,7 @@ commit against the *working tree*: commits since the base and uncommitted edits 
 not, and new files git does not ignore) all count, so a developer sees before committing
 what CI will see after.
 
-What a dataset depends on (keep this mapping up to date when code moves):
+What a dataset depends on:
 
 * its notebook (`Dataset.notebook`): code cells only, read with nbformat and compared as
   parsed Python, so outputs, execution counts, metadata, markdown, comments and blank
@@ -14,13 +14,16 @@ What a dataset depends on (keep this mapping up to date when code moves):
   upstream, ...) and every module-level name the entry uses, followed transitively (e.g.
   COMMENTS' sql calls `_items_of_type`, which uses ITEMS_COLUMNS). Both versions are read
   with `ast`, never executed; comments and docstrings do not count.
-* code only it uses: DATASET_FILES and DATASET_NAMES below (ITEMS: the HN client, the
-  bundled sample, and the ItemsBuilder part of datasets.py).
-* shared code, which every dataset depends on: every file under lib/hnpipe/ that is not
-  dataset-specific and not in TOOLING_FILES (pipeline, warehouse, snowflake_warehouse,
-  environments, params, config, credentials, errors, runner, and any new module until it
-  is listed: rebuilding too much is cheaper than missing a change), the rest of
-  datasets.py, and the dependency pins in DEPENDENCY_FILES.
+* library code, classified by where it lives (`code_class`, one class per path):
+  - code only ITEMS' build uses: the HN client (hn.py), the ITEMS frame builder (items.py)
+    and the bundled sample (sample/);
+  - tooling that builds no data: the commands around the pipeline (ops/, cli.py). The
+    package's import graph proves it: no module that builds data imports them
+    (tests/test_changes.py);
+  - shared code, which every dataset depends on: everything else under lib/hnpipe/
+    (pipeline, warehouse/, environments, params, ...), so a new module counts as shared
+    until it is placed (rebuilding too much is cheaper than missing a change); plus the
+    rest of datasets.py and the dependency pins in DEPENDENCY_FILES.
 * parameters: params/*.yaml keys added, removed or changed (every notebook reads the same
   params file, so they mark every dataset).
 * upstream: a dataset built from a changed dataset is changed too ("upstream ITEMS changed").
@@ -40,25 +43,19 @@ from typing import Any, Iterable
 import nbformat
 
 from hnpipe import config, params
-from hnpipe.errors import HnpipeError
+from hnpipe.errors import HnpipeError, one_line
 
 DATASETS_FILE = "lib/hnpipe/datasets.py"
 LIBRARY_DIR = "lib/hnpipe/"
 NOTEBOOKS_DIR = "notebooks/"
 PARAMS_DIR = "params/"
-# Files only one dataset's build uses (a trailing / means everything below that folder).
-DATASET_FILES: dict[str, tuple[str, ...]] = {
-    "ITEMS": ("lib/hnpipe/hn.py", "lib/hnpipe/sample.py", "lib/hnpipe/data/"),
+# Library code by what it builds, by where it lives (a trailing / is a whole folder).
+# Everything else under LIBRARY_DIR is SHARED.
+TOOLING, SHARED = "tooling", "shared"
+CODE_CLASSES: dict[str, tuple[str, ...]] = {
+    "ITEMS": ("lib/hnpipe/sample/", "lib/hnpipe/hn.py", "lib/hnpipe/items.py"),
+    TOOLING: ("lib/hnpipe/ops/", "lib/hnpipe/cli.py"),
 }
-# Module-level names in datasets.py only one dataset's build uses, besides its own entry.
-DATASET_NAMES: dict[str, tuple[str, ...]] = {
-    "ITEMS": ("ItemsBuilder", "items_frame", "empty_items_frame"),
-}
-# Library files that build no data: commands around the pipeline, not part of it.
-TOOLING_FILES = (
-    "lib/hnpipe/cli.py", "lib/hnpipe/sample_cli.py", "lib/hnpipe/changes.py",
-    "lib/hnpipe/diff.py", "lib/hnpipe/admin.py",
-)
 DEPENDENCY_FILES = ("pyproject.toml", "environment.yml")
 
 
@@ -307,7 +304,7 @@ def _notebook_code(text: bytes | None, source: str) -> tuple[dict[str, str], lis
     try:
         notebook = nbformat.reads(text.decode("utf-8"), as_version=4)
     except Exception as exc:  # nbformat raises several kinds for unreadable JSON
-        raise ChangesError(f"{source} is not a readable notebook: {str(exc).splitlines()[0]}") from None
+        raise ChangesError(f"{source} is not a readable notebook: {one_line(exc)}") from None
     parameters: dict[str, str] = {}
     cells = []
     for cell in notebook.cells:
@@ -368,6 +365,17 @@ def _under(path: str, entries: Iterable[str]) -> bool:
     return any(path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in entries)
 
 
+def code_class(path: str) -> str | None:
+    """What a library file builds: a dataset's name (code only it uses), TOOLING or SHARED;
+    None outside the library."""
+    if not path.startswith(LIBRARY_DIR):
+        return None
+    for name, entries in CODE_CLASSES.items():
+        if _under(path, entries):
+            return name
+    return SHARED
+
+
 def find_changes(base: str, root: Path | None = None) -> Changes:
     """Which datasets changed between git ref `base` and the working tree at `root`."""
     try:
@@ -408,20 +416,15 @@ def _changed_names(old: _Definitions, new: _Definitions) -> list[str]:
 
 
 def _dataset_names(name: str, old: _Definitions, new: _Definitions) -> set[str]:
-    """The names in datasets.py one dataset uses: its entry's, and DATASET_NAMES."""
-    own = set(DATASET_NAMES.get(name, ()))
-    return (old.uses.get(name, set()) | new.uses.get(name, set())
-            | _closure(own, old.references) | _closure(own, new.references))
+    """The names in datasets.py one dataset's entry uses."""
+    return old.uses.get(name, set()) | new.uses.get(name, set())
 
 
 def _shared_reasons(versions: _Versions, base: str, changed: list[str],
                     old: _Definitions, new: _Definitions) -> list[str]:
     """Reasons that mark every dataset: shared code, dependency pins, params files."""
     found = []
-    dataset_files = [entry for entries in DATASET_FILES.values() for entry in entries]
-    shared_files = [path for path in changed
-                    if path.startswith(LIBRARY_DIR) and path != DATASETS_FILE
-                    and not _under(path, dataset_files) and path not in TOOLING_FILES]
+    shared_files = [path for path in changed if path != DATASETS_FILE and code_class(path) == SHARED]
     if shared_files:
         found.append(f"shared code changed: {', '.join(shared_files)}")
     owned = set().union(*(_dataset_names(name, old, new) for name in old.datasets.keys() | new.datasets.keys()))
@@ -452,7 +455,7 @@ def _own_reasons(name: str, versions: _Versions, base: str, changed: list[str],
     used = [changed_name for changed_name in _changed_names(old, new) if changed_name in own_names]
     if used:
         found.append(f"code it uses in {DATASETS_FILE} changed: {', '.join(used)}")
-    own_files = [path for path in changed if _under(path, DATASET_FILES.get(name, ()))]
+    own_files = [path for path in changed if code_class(path) == name]
     if own_files:
         found.append(f"code it uses changed: {', '.join(own_files)}")
     old_notebook, new_notebook = NOTEBOOKS_DIR + old.notebooks[name], NOTEBOOKS_DIR + new.notebooks[name]

@@ -41,16 +41,15 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
-import pyarrow as pa
 import snowflake.connector
 import snowflake.connector.errors
 import snowflake.connector.pandas_tools
-from snowflake.connector.constants import FIELD_ID_TO_NAME
 
-from hnpipe import credentials
+from hnpipe import config, credentials
 from hnpipe.environments import CLONE_NAME, Target, check_identifier, is_identifier
-from hnpipe.errors import GuardError, HnpipeError, WarehouseError
-from hnpipe.warehouse import (
+from hnpipe.environments import quote_identifier as _q
+from hnpipe.errors import GuardError, HnpipeError, WarehouseError, one_line
+from hnpipe.warehouse.base import (
     STAGING_MARKER,
     Check,
     ColumnInfo,
@@ -60,14 +59,11 @@ from hnpipe.warehouse import (
     WriteGuard,
     check_clone_name,
     check_comment_columns,
-    check_comment_text,
     check_failure,
     check_keep_ids,
     check_keep_versions,
-    check_publishable,
     checked_checks,
     delta_table_name,
-    frame_from_arrow,
     is_bookkeeping_table,
     keep_plan,
     merge_select,
@@ -76,11 +72,17 @@ from hnpipe.warehouse import (
     version_table_name,
     versions_to_drop,
 )
+from hnpipe.warehouse.snowflake_frames import (
+    _bind_value,
+    _column_type,
+    _frame,
+    _literal,
+    _prepare_frame,
+)
 
 log = logging.getLogger(__name__)
 
 QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG, in characters
-_RUN_ID = re.compile(r"[A-Za-z0-9_]+", re.ASCII)
 _READ_ONLY_SQL = re.compile(r"\s*\(*\s*(SELECT|WITH)\b", re.IGNORECASE)
 _GRANT_SQL = re.compile(r"(GRANT|REVOKE) [A-Z ,]+ ON [A-Z ]+ \"[A-Z0-9_]+\"(\.\"[A-Z0-9_]+\")? "
                         r"(TO|FROM) ROLE \"[A-Z0-9_]+\"( COPY CURRENT GRANTS)?", re.ASCII)
@@ -89,16 +91,6 @@ _GRANT_SQL = re.compile(r"(GRANT|REVOKE) [A-Z ,]+ ON [A-Z ]+ \"[A-Z0-9_]+\"(\.\"
 def _connect_with_snowflake_connector(**kwargs: Any) -> Any:
     # Looked up at call time, so fakesnow.patch() (which patches the module attribute) works.
     return snowflake.connector.connect(**kwargs)
-
-
-def _q(name: str, what: str = "identifier") -> str:
-    """A checked identifier, double-quoted: for the few places IDENTIFIER(?) cannot go."""
-    return f'"{check_identifier(name, what)}"'
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return " ".join(text.split()) if text else type(error).__name__
 
 
 
@@ -114,112 +106,6 @@ def _query_tag_json(query_tag: Mapping[str, Any] | None) -> str | None:
             f"query_tag is {len(text)} characters as JSON; Snowflake allows at most {QUERY_TAG_MAX}"
         )
     return text
-
-
-# -- frames out --------------------------------------------------------------------------
-def _column_type(column: str, series: pd.Series, destination: str) -> str:
-    """The Snowflake type a frame column is staged as; refuses what hnpipe cannot read back."""
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype):
-        return "ARRAY"
-    if pd.api.types.is_bool_dtype(dtype):
-        return "BOOLEAN"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "NUMBER(38,0)"
-    if pd.api.types.is_float_dtype(dtype):
-        return "FLOAT"
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return "TIMESTAMP_NTZ"  # UTC wall time, as the embedded engine stores it
-    if pd.api.types.is_object_dtype(dtype):
-        values = series.dropna()
-        if values.map(lambda v: isinstance(v, (list, tuple))).all() and len(values):
-            return "ARRAY"
-        if values.map(lambda v: isinstance(v, str)).all():
-            return "VARCHAR"
-    elif pd.api.types.is_string_dtype(dtype):
-        return "VARCHAR"
-    raise WarehouseError(
-        f"cannot publish {destination}: column {column} has dtype {dtype}; use Int64, Float64, "
-        "boolean, string, datetime64 or list<int64>"
-    )
-
-
-def _prepare_frame(frame: pd.DataFrame, destination: str) -> tuple[str, pd.DataFrame]:
-    """Column DDL for the staging table, and the frame as write_pandas should load it."""
-    check_publishable(frame, destination)
-    if frame.columns.empty:
-        raise WarehouseError(f"cannot publish {destination}: the frame has no columns")
-    types = {column: _column_type(column, frame[column], destination) for column in frame.columns}
-    prepared = frame.reset_index(drop=True).copy()
-    for column, kind in types.items():
-        if kind == "TIMESTAMP_NTZ" and getattr(prepared[column].dtype, "tz", None) is not None:
-            # NTZ holds UTC wall time: convert instants to UTC, then drop the label.
-            prepared[column] = prepared[column].dt.tz_convert("UTC").dt.tz_localize(None)
-    # Quoted because a checked name may still be a reserved word (ORDER); upper case, so
-    # the column is the same as if unquoted and plain SQL can name it without quotes.
-    ddl = ", ".join(f"{_q(column)} {kind}" for column, kind in types.items())
-    return ddl, prepared
-
-
-def _literal(text: str) -> str:
-    """A Snowflake string literal: backslash and quote escaped (backslash is an escape there)."""
-    text = check_comment_text(text, "a table or column")
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _bind_value(value: Any) -> Any:
-    """A frame cell as the connector binds it: None for missing, plain Python scalars."""
-    if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()  # naive UTC wall time: _prepare_frame dropped the zone
-    return value.item() if hasattr(value, "item") else value  # numpy scalars
-
-
-# -- frames in ---------------------------------------------------------------------------
-def _json_values(values: list[Any]) -> tuple[list[Any], pa.DataType | None]:
-    """ARRAY/VARIANT cells arrive as JSON text: parse them, typed list<int64> when they fit."""
-    parsed = [json.loads(v) if isinstance(v, str) else v for v in values]
-    present = [v for v in parsed if v is not None]
-    if all(isinstance(v, list) and all(type(i) is int for i in v) for v in present):
-        return parsed, pa.list_(pa.int64())
-    return [v if v is None else json.dumps(v) for v in parsed], pa.string()
-
-
-def _arrow_column(values: list[Any], type_name: str, scale: int | None) -> pa.Array:
-    if type_name == "FIXED":
-        kind = pa.int64() if not scale else pa.float64()
-        return pa.array([v if v is None or not scale else float(v) for v in values], type=kind)
-    if type_name == "REAL":
-        return pa.array(values, type=pa.float64())
-    if type_name == "TEXT":
-        return pa.array(values, type=pa.string())
-    if type_name == "BOOLEAN":
-        return pa.array(values, type=pa.bool_())
-    if type_name == "TIMESTAMP_NTZ":
-        return pa.array(values, type=pa.timestamp("us"))  # UTC wall time; labelled UTC later
-    if type_name in ("TIMESTAMP_LTZ", "TIMESTAMP_TZ"):
-        return pa.array(values, type=pa.timestamp("us", tz="UTC"))
-    if type_name == "DATE":
-        return pa.array(values, type=pa.date32())
-    if type_name in ("ARRAY", "VARIANT", "OBJECT"):
-        parsed, kind = _json_values(values)
-        return pa.array(parsed, type=kind)
-    return pa.array(values)
-
-
-def _frame(cursor: Any) -> pd.DataFrame:
-    """A cursor's result with hnpipe's dtypes (the same mapping as the DuckDB engine)."""
-    # DB-API description rows: (name, type_code, display_size, internal_size, precision, scale, ...)
-    description = list(cursor.description or [])
-    names = [column[0] for column in description]
-    rows = cursor.fetchall() if description else []
-    columns = list(zip(*rows)) if rows else [() for _ in names]
-    arrays = [
-        _arrow_column(list(values), FIELD_ID_TO_NAME.get(column[1], ""), column[5])
-        for column, values in zip(description, columns)
-    ]
-    return frame_from_arrow(pa.table(arrays, names=names))
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -551,7 +437,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def _clean(self, error: BaseException) -> str:
         """One line, with the secrets of os.environ and of the caller's environ redacted."""
-        text = credentials.redact(_one_line(error))
+        text = credentials.redact(one_line(error))
         return text if self._environ is None else credentials.redact(text, self._environ)
 
     def _actual(self) -> Target:
@@ -601,7 +487,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def _staging(self, table: str, run_id: str) -> str:
         check_identifier(table, "table")
-        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        if not config.fits_in_a_name(run_id):
             raise WarehouseError(f"invalid run_id {run_id!r}: use ASCII letters, digits and _ only")
         return staging_table_name(table, run_id)
 

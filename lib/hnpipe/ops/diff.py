@@ -29,9 +29,15 @@ from typing import Any
 import pandas as pd
 
 from hnpipe import datasets, environments
-from hnpipe.environments import PUBLISHED_SCHEMA, Target, check_identifier, is_identifier
+from hnpipe.environments import (
+    PUBLISHED_SCHEMA,
+    Target,
+    check_identifier,
+    is_identifier,
+)
 from hnpipe.errors import GuardError, WarehouseError
-from hnpipe.warehouse import Warehouse, is_bookkeeping_table
+from hnpipe.warehouse import reader
+from hnpipe.warehouse.base import Warehouse, is_bookkeeping_table
 
 SAMPLE_SIZE = 5  # ids added/removed and changed values shown per table
 VALUE_CHARS = 200  # sample values are cut to this many characters, inside the warehouse
@@ -403,9 +409,8 @@ def to_markdown(diff: DatabaseDiff) -> str:
 def connect() -> Warehouse:
     """The process environment's warehouse, opened as `hnpipe history` and `docs` open it:
     every write refused (and on the embedded engine PRODUCTION read-only)."""
-    from hnpipe import pipeline
 
-    return pipeline.reader(environments.process_environment(), "hnpipe diff")
+    return reader(environments.process_environment(), "hnpipe diff")
 
 
 # -- `hnpipe diff` -----------------------------------------------------------------------

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from hnpipe import config, datasets, environments, history
+from hnpipe import config, datasets, environments, history, params
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, ParameterError
-from hnpipe.warehouse import TableVersion, Warehouse, version_table_name
+from hnpipe.warehouse import connect, reader
+from hnpipe.warehouse.base import TableVersion, Warehouse, version_table_name
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _table(name: object) -> str:
 
 
 def check_run_id(run: object) -> str:
-    if not isinstance(run, str) or not run or not all(c.isascii() and (c.isalnum() or c == "_") for c in run):
+    if not config.fits_in_a_name(run):
         raise ParameterError(f"invalid run id {run!r}: use the RUN column of `hnpipe versions`, "
                              "e.g. 20261121T140102_3fa9c1")
     return run
@@ -69,17 +70,16 @@ def kept_versions(warehouse: Warehouse, target: Target, table: str) -> list[Tabl
 
 def restore(table: str, run: str, *, warehouse: Warehouse | None = None) -> Restored:
     """Put back `table` as it was before run `run` replaced it, in HNPIPE_ENV's own target."""
-    from hnpipe import pipeline, runner
 
     table, run = _table(table), check_run_id(run)
     env = environments.process_environment()
-    values = runner.run_parameters(env)  # params/<env>.yaml: keep_versions, credentials' names
+    values = params.params_for(env)  # params/<env>.yaml: keep_versions, credentials' names
     target = environments.target_for(env)
-    warehouse = warehouse or pipeline.connect(env, values, notebook="restore")
+    warehouse = warehouse or connect(env, values, notebook="restore")
     wanted = version_table_name(table, run)
     kept = kept_versions(warehouse, target, table)
     if wanted not in {version.name for version in kept}:
-        listed = ", ".join(version.run for version in kept) or "none"
+        listed = ", ".join(version.run_id for version in kept) or "none"
         raise HnpipeError(f"no kept version of {target}.{table} from run {run}: kept are {listed} "
                           f"(see `hnpipe versions {table}`)")
     restore_run_id = config.new_run_id()
@@ -109,7 +109,7 @@ def to_text(target: Target, table: str, kept: list[TableVersion]) -> str:
     if not kept:
         return f"{header}\n(none: a version is kept each time a publish replaces {table})"
     shown = pd.DataFrame({
-        "RUN (that replaced it)": [version.run for version in kept],
+        "RUN (that replaced it)": [version.run_id for version in kept],
         "REPLACED AT (UTC)": [version.replaced_at.strftime("%Y-%m-%d %H:%M:%S") if version.replaced_at else "?"
                               for version in kept],
         "ROWS": [f"{version.rows:,}" for version in kept],
@@ -126,10 +126,21 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from hnpipe import pipeline
 
     table = _table(args.table)
     env = args.env or environments.process_environment()
     target = environments.target_for(env)
-    print(to_text(target, table, kept_versions(pipeline.reader(env, "hnpipe versions"), target, table)))
+    print(to_text(target, table, kept_versions(reader(env, "hnpipe versions"), target, table)))
+    return 0
+
+
+# `hnpipe restore TABLE --run RUN_ID` (the cli finds these by the "restore_" prefix)
+def restore_add_arguments(parser) -> None:
+    parser.add_argument("table", help="a dataset, e.g. ITEMS")
+    parser.add_argument("--run", required=True, metavar="RUN_ID",
+                        help="the run whose replacement to undo: the RUN column of `hnpipe versions TABLE`")
+
+
+def restore_main(args) -> int:
+    print(restore(args.table, args.run).to_text())
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 # The order nbval must run the notebooks in: each needs the tables the previous ones built.
 NOTEBOOK_ORDER = ["items.ipynb", "comments.ipynb", "stories.ipynb", "explore.ipynb", "admin.ipynb"]
 _SCRATCH = Path(tempfile.mkdtemp(prefix="hnpipe-tests-"))
@@ -40,6 +40,45 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return NOTEBOOK_ORDER.index(name) if name in NOTEBOOK_ORDER else -1
 
     items.sort(key=notebook_rank)  # stable: tests keep their order, notebooks follow in order
+
+
+_SEEDED: set[str] = set()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Let a notebook run on its own (`pytest notebooks/comments.ipynb`): before its first
+    cell, publish the datasets it reads that this session has not built, through the library
+    with the default parameters, as running their notebooks first would. When the whole suite
+    runs, the notebooks run in NOTEBOOK_ORDER and build them themselves."""
+    name = Path(str(item.fspath)).name
+    if name not in NOTEBOOK_ORDER or name in _SEEDED:
+        return
+    _SEEDED.add(name)
+    from hnpipe import datasets, params, pipeline
+
+    built_by_earlier = {nb for nb in NOTEBOOK_ORDER[:NOTEBOOK_ORDER.index(name)] if nb in _SEEDED}
+    needs = [d for d in datasets.dependency_order()
+             if d.notebook != name and d.notebook not in built_by_earlier
+             and (name == "explore.ipynb"
+                  or d.name in _upstream_closure(name))]
+    defaults = {key: parameter.default for key, parameter in params.PARAMETERS.items()}
+    for dataset in needs:
+        step = pipeline.start(dataset.name, dict(defaults))
+        step.publish(step.fetch_items()) if dataset.sql is None else step.build()
+
+
+def _upstream_closure(notebook: str) -> set[str]:
+    from hnpipe import datasets
+
+    wanted = {d.name for d in datasets.dependency_order() if d.notebook == notebook}
+    found: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        for upstream in datasets.get(name).upstream:
+            if upstream not in found:
+                found.add(upstream)
+                wanted.add(upstream)
+    return found
 
 
 @pytest.fixture

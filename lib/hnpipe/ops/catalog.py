@@ -4,7 +4,7 @@ For every dataset: its description, columns (name, type, description), upstream 
 downstream datasets, the quality gates it passes, its row count, its last successful run and
 how fresh that is (from PIPELINE_RUNS), and how many earlier versions are kept; above them the
 lineage, HN API -> ITEMS -> COMMENTS, STORIES, drawn from the dataset graph. Descriptions come
-from hnpipe.datasets, the same text every publish writes into the table and column comments.
+hnpipe.datasets, the same text every publish writes into the table and column comments.
 
 The page has no scripts and loads nothing: it reads offline, can be mailed or attached to a CI
 run. Every value is escaped (html.escape), whatever its source.
@@ -24,7 +24,9 @@ import pandas as pd
 from hnpipe import config, datasets, environments, history
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError
-from hnpipe.warehouse import Warehouse
+from hnpipe.items import ITEMS_SCHEMA
+from hnpipe.warehouse import reader
+from hnpipe.warehouse.base import Warehouse
 
 _STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2em auto; max-width: 60em; padding: 0 1em; color: #222; }
@@ -102,7 +104,7 @@ def _section(warehouse: Warehouse, target: Target, dataset: datasets.Dataset, ta
     published = dataset.name in tables
     types = ({column.name: column.type for column in warehouse.describe_table(target, dataset.name).columns}
              if published else {})
-    arrow_types = {field.name: str(field.type) for field in datasets.ITEMS_SCHEMA}
+    arrow_types = {field.name: str(field.type) for field in ITEMS_SCHEMA}
     if last is not None:
         finished = pd.Timestamp(last["FINISHED_AT"]).to_pydatetime()
         run = (f"{_e(last['RUN_ID'])} by {_e(last['RUN_BY'])}, finished "
@@ -154,13 +156,12 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from hnpipe import pipeline
 
     env = args.env or environments.process_environment()
     output = args.output or config.runs_dir() / env / "catalog.html"
     if output.is_dir():
         raise HnpipeError(f"--output {output} is a directory: name the HTML file to write, e.g. {output / 'catalog.html'}")
     target = environments.target_for(env)
-    page = build(pipeline.reader(env, "hnpipe docs"), target, env)
+    page = build(reader(env, "hnpipe docs"), target, env)
     print(f"wrote the data catalog of {env} ({target}) to {write(output, page)}")
     return 0

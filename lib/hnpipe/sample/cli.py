@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 
+from hnpipe import sample
+from hnpipe.sample.server import check_latency, check_port
+from hnpipe.errors import ParameterError
+
 MAX_GENERATED_IDS = 5_000_000  # the most n_items a run may ask for (params.MAX_ITEMS)
 
 
@@ -43,16 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hnpipe import sample
-    from hnpipe.errors import ParameterError
-
     # Everything is checked before generating items, which takes a while for large N.
     faults = sample.Faults(
         http_500=args.http_500, http_429=args.http_429, timeout=args.timeouts, drop=args.drops,
         truncate=args.truncations, retry_after_s=args.retry_after_s,
         timeout_sleep_s=args.timeout_sleep_s, seed=args.fault_seed)
-    sample._check_port(args.port)
-    sample._check_latency(args.latency_ms)
+    check_port(args.port)
+    check_latency(args.latency_ms)
     if args.ids is not None and not 1 <= args.ids <= MAX_GENERATED_IDS:
         raise ParameterError(f"--ids {args.ids} is out of range: use 1..{MAX_GENERATED_IDS:,}")
     items = None if args.ids is None else sample.generate_sample(n_ids=args.ids)

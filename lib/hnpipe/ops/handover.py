@@ -29,9 +29,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from hnpipe import datasets, environments
+from hnpipe.datasets import ITEMS_COLUMNS
 from hnpipe.environments import PUBLISHED_SCHEMA, check_identifier
 from hnpipe.errors import GuardError, HnpipeError, ParameterError
-from hnpipe.warehouse import Warehouse
+from hnpipe.warehouse.base import Warehouse
 
 DEFAULT_DATABASE = "PRODUCTION"
 WRITE_PRIVILEGES = "INSERT, UPDATE, DELETE, TRUNCATE"
@@ -57,7 +58,7 @@ def select_sql(name: str, source: str = f"{DEFAULT_DATABASE}.{PUBLISHED_SCHEMA}.
     # The chain from ITEMS to the dataset, each as a CTE named like the dataset, so every
     # definition's unqualified upstream names resolve to the CTE before it.
     chain = [d for d in datasets.dependency_order() if d.name in _upstream_closure(dataset.name) and d.sql]
-    ctes = [f"ITEMS AS (\n    SELECT {', '.join(datasets.ITEMS_COLUMNS)}\n    FROM {source}\n)"]
+    ctes = [f"ITEMS AS (\n    SELECT {', '.join(ITEMS_COLUMNS)}\n    FROM {source}\n)"]
     ctes += [f"{d.name} AS (\n    {d.sql}\n)" for d in [*chain, dataset]]
     return "WITH\n" + ",\n".join(ctes) + f"\nSELECT {columns}\nFROM {dataset.name}"
 
@@ -126,7 +127,8 @@ def lockdown(warehouse: Warehouse | None, *, it_role: str, reader_role: str, ana
                                      database=database, schema=schema)
     if not apply:
         return statements
-    from hnpipe.snowflake_warehouse import SnowflakeWarehouse
+    # Imported here: the connector takes about a second to import, and only --apply needs it.
+    from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
     if not isinstance(warehouse, SnowflakeWarehouse):
         raise GuardError(f"refused to apply the lockdown on {type(warehouse).__name__}: ownership and grants "

@@ -50,12 +50,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from hnpipe import config, environments, params
+from hnpipe import config, environments, history, params
 from hnpipe.environments import CLONE_NAME, CLONE_PREFIX
 from hnpipe.errors import GuardError, HnpipeError, ParameterError, WarehouseError
-from hnpipe.warehouse import Warehouse, open_warehouse
+from hnpipe.ops import handover
+from hnpipe.params import params_for
+from hnpipe.warehouse import connect, open_warehouse
+from hnpipe.warehouse.base import Warehouse
 
-log = logging.getLogger("hnpipe.admin")
+log = logging.getLogger("hnpipe.ops.admin")
 
 PRODUCTION = "PRODUCTION"
 # What admin.ipynb and `run` accept: the pipeline parameters plus the admin ones.
@@ -132,11 +135,9 @@ def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 def parameters(action: str, environ: Mapping[str, str] | None = None, **options: Any) -> dict[str, Any]:
     """Parameters for `run` outside a notebook: params/<HNPIPE_ENV>.yaml plus the admin options
     (so Snowflake credentials and branch_role come from the acting environment's file)."""
-    from hnpipe.runner import run_parameters
-
     config.load_env()
     env = environments.process_environment(environ)
-    return {**run_parameters(env), "action": action, **options}
+    return {**params_for(env), "action": action, **options}
 
 
 def _validated(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,9 +270,7 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
 def _connect(env: str, values: Mapping[str, Any], environ: Mapping[str, str] | None) -> Warehouse:
     spec = environments.warehouse_spec(env, environ)
     if spec == "snowflake":
-        from hnpipe import pipeline
-
-        return pipeline.connect(env, values, notebook="admin")
+        return connect(env, values, notebook="admin")
     # Admin never writes PRODUCTION (clone reads it, drop refuses it): open it read-only.
     return open_warehouse(spec, write_guard=functools.partial(environments.check_write, env, environ=environ),
                           read_only_databases=(PRODUCTION,))
@@ -362,8 +361,6 @@ def _record(result: AdminResult, values: Mapping[str, Any], started: datetime, c
     in the acting environment's own schema once the action reached the warehouse (a refusal
     before that promised to write nothing; `list` only reads). Returns the warnings recording
     raised, for the caller's one error line."""
-    from hnpipe import history
-
     # INFO, refusals too: the command line already prints them once, on stderr.
     outcome = f"on {result.engine}" if result.ok else "refused or failed"
     log.info("admin %s by %s %s: %s", result.action, result.environment, outcome, result.message)
@@ -430,8 +427,6 @@ def add_arguments(parser) -> None:
 
 
 def _handover(args) -> int:
-    from hnpipe import handover, pipeline, runner
-
     warehouse = None
     if args.apply:  # the production warehouse, with the credentials params/production.yaml names
         running = environments.process_environment()
@@ -440,7 +435,7 @@ def _handover(args) -> int:
                 f"refused admin handover --apply: only HNPIPE_ENV=production may change production's "
                 f"grants (this process runs as HNPIPE_ENV={running}); without --apply it only prints them"
             )
-        warehouse = pipeline.connect("production", runner.run_parameters("production"))
+        warehouse = connect("production", params.params_for("production"))
     statements = handover.lockdown(warehouse, it_role=args.owner_role, reader_role=args.reader_role,
                                    analyst_roles=args.analyst_role, apply=args.apply)
     print(handover.to_text(statements), end="")

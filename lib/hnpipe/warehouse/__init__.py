@@ -1,0 +1,81 @@
+"""Warehouses: one interface (base), two engines, and the one place an environment becomes one.
+
+    base.py              the `Warehouse` interface and the rules both engines share
+    frames.py            pandas <-> Arrow, the same for both engines
+    duckdb_engine.py     the embedded engine: one DuckDB file per database (local runs, rehearsals)
+    snowflake_engine.py  Snowflake (staging, production, branches)
+
+`connect(env, values)` is how every run and command gets a guarded warehouse for an
+environment; `reader(env, command)` one that refuses every write. Engines import nothing above
+this package.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping
+
+from hnpipe import config, environments, params
+from hnpipe.environments import Target
+from hnpipe.errors import GuardError, WarehouseError
+from hnpipe.warehouse.base import (
+    HISTORY_TABLE,
+    Check,
+    TableVersion,
+    Warehouse,
+    WriteGuard,
+    is_bookkeeping_table,
+)
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.frames import frame_from_arrow
+
+__all__ = ["Check", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
+           "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "reader"]
+
+
+def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
+    """The warehouse for a spec from `environments.warehouse_spec`: 'duckdb:<dir>' or 'snowflake'."""
+    if spec.startswith("duckdb:"):
+        return DuckDBWarehouse(spec.partition(":")[2], write_guard=write_guard, **options)
+    if spec == "snowflake":
+        # Imported on use: the connector takes about a second to import, and local runs
+        # never need it.
+        from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
+
+        return SnowflakeWarehouse(write_guard=write_guard, **options)
+    raise WarehouseError(f"unknown warehouse {spec!r}: use 'snowflake' or 'duckdb:<directory>'")
+
+
+def connect(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehouse:
+    """The warehouse for `env`, with the write guard and (on Snowflake) the query tag.
+
+    On the embedded engine only production may open PRODUCTION for writing: every other
+    environment opens its file read-only, whatever the guard would say.
+    """
+    spec = environments.warehouse_spec(env)
+    guard = functools.partial(environments.check_write, env)
+    if spec == "snowflake":
+        tag = {"env": env, "notebook": notebook, "run_id": config.current_run_id(),
+               "git_sha": config.git_sha()}
+        return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
+                              query_tag=tag)
+    writes_production = env == "production" and environments.process_environment() == "production"
+    return open_warehouse(spec, write_guard=guard,
+                          read_only_databases=() if writes_production else ("PRODUCTION",))
+
+
+def _refuse_writes(command: str, actual: Target) -> None:
+    raise GuardError(f"refused write to {actual}: {command} only reads")
+
+
+def reader(env: str, command: str, values: Mapping[str, Any] | None = None) -> Warehouse:
+    """`env`'s warehouse opened for reading only (history, versions, docs): every write is
+    refused. Snowflake credentials are the ones `values` (else params/<env>.yaml) name."""
+    spec = environments.warehouse_spec(env)
+    guard = functools.partial(_refuse_writes, command)
+    if spec != "snowflake":
+        return open_warehouse(spec, write_guard=guard, read_only_databases=("PRODUCTION",))
+    if values is None:
+        values = params.params_file_values(env)
+    return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
+                          query_tag={"env": env, "command": command, "git_sha": config.git_sha()})

@@ -1,0 +1,369 @@
+"""The warehouse interface both engines implement, and the rules they share.
+
+`Warehouse` is what the pipeline needs from a warehouse; `DuckDBWarehouse`
+(hnpipe.warehouse.duckdb_engine) and `SnowflakeWarehouse` (hnpipe.warehouse.snowflake_engine)
+implement it, and tests/test_warehouse_contract.py holds both to the same promises.
+Callers never build SQL with names in it: every database, schema and table name passes
+`environments.check_identifier` first.
+
+Writes are all-or-nothing: a table is published by loading a staging table
+(`<TABLE>__STAGING_<RUN ID>`), checking it, and swapping it in within one transaction, so a
+reader sees the old table or the new one, never a partial or missing one. `publish_merge`
+(incremental refresh) stages the table's kept rows plus new ones by one CREATE TABLE .. AS
+SELECT, then goes through the same checks and swap. Rows are appended (`append_rows`, the run
+history) by one INSERT in a transaction.
+
+Besides the published tables a schema holds hnpipe's bookkeeping, which `list_tables` leaves
+out (`is_bookkeeping_table`): staging tables (and publish_merge's `<STAGING>_DELTA` on
+Snowflake), kept versions (`<TABLE>__VERSION_<RUN ID>`, see `publish_frame`'s keep_versions)
+and the run history, PIPELINE_RUNS (hnpipe.history).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Mapping, Sequence
+
+import pandas as pd
+
+from hnpipe import config
+from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier
+from hnpipe.errors import GuardError, WarehouseError
+
+WriteGuard = Callable[[Target], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A quality check run on the staging table before the swap.
+
+    `sql` selects the offending rows from `{table}` (a placeholder the engine fills with the
+    staging table's qualified name); the check passes when it returns no row. `explain`, when
+    given, says what was expected, for checks whose rows are not offending items (counts).
+    """
+
+    name: str
+    sql: str
+    explain: str = ""
+
+
+def check_failure(check: Check, count: int, names: Sequence[str], sample: Sequence[Sequence[object]]) -> str:
+    """How a failed check reads in the error: its name, how many rows and a few ids."""
+    at = list(names).index("ID") if "ID" in names else 0
+    values = ", ".join(str(row[at]) for row in sample)
+    if check.explain:
+        return f"{check.name} ({check.explain}; got {names[at]} {values})"
+    return f"{check.name} ({count} rows, e.g. {names[at]} {values})"
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """A kept earlier version of a published table: `<TABLE>__VERSION_<RUN ID>`, where the
+    run is the one that replaced it."""
+
+    table: str
+    name: str
+    rows: int
+
+    @property
+    def run_id(self) -> str:
+        """The replacing run's id as hnpipe writes it (lower-case hex), read from the name."""
+        return config.run_id_as_written(self.name[len(self.table) + len(VERSION_MARKER):])
+
+    @property
+    def replaced_at(self) -> datetime | None:
+        """When the replacing run started, read from its id (None for other run ids)."""
+        return config.run_id_started(self.run_id)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str  # as the engine names it, e.g. BIGINT (DuckDB) or NUMBER (Snowflake)
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    comment: str | None
+    columns: tuple[ColumnInfo, ...]
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    name: str
+    created: datetime | None  # UTC
+    size_bytes: int | None
+
+
+STAGING_MARKER = "__STAGING_"  # staging tables are <TABLE>__STAGING_<RUN ID>
+VERSION_MARKER = "__VERSION_"  # kept versions are <TABLE>__VERSION_<RUN ID that replaced it>
+HISTORY_TABLE = "PIPELINE_RUNS"  # one row per dataset per run: hnpipe.history
+MAX_KEPT_VERSIONS = 100
+
+
+def is_bookkeeping_table(name: str) -> bool:
+    """Whether a table is hnpipe's own (staging, kept version, run history), not published data."""
+    return STAGING_MARKER in name or VERSION_MARKER in name or name == HISTORY_TABLE
+
+
+def staging_table_name(table: str, run_id: str) -> str:
+    return check_identifier(f"{check_identifier(table, 'table')}__STAGING_{run_id.upper()}", "staging table")
+
+
+def delta_table_name(table: str, run_id: str) -> str:
+    """Where publish_merge loads the new rows on engines that cannot read a frame in SQL
+    (Snowflake). A staging name too, so a crashed run's leftover is hidden and dropped
+    by the next publish of the table like any staging table."""
+    return check_identifier(f"{staging_table_name(table, run_id)}_DELTA", "delta table")
+
+
+def check_keep_ids(keep_ids: object, frame: pd.DataFrame, destination: str) -> tuple[int, int]:
+    """publish_merge's (first, last) id range, refused in one line unless it is two whole
+    numbers with first <= last and no row of `frame` (a DataFrame) falls inside it."""
+    ok = (isinstance(keep_ids, tuple) and len(keep_ids) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in keep_ids))
+    if not ok or keep_ids[0] > keep_ids[1]:
+        raise WarehouseError(f"cannot merge into {destination}: keep_ids {keep_ids!r} is not "
+                             "(first id, last id) with first <= last")
+    if "ID" not in frame.columns:
+        raise WarehouseError(f"cannot merge into {destination}: the new rows need an ID column")
+    inside = frame["ID"][frame["ID"].between(*keep_ids).fillna(False).astype(bool)]
+    if len(inside):
+        raise WarehouseError(f"cannot merge into {destination}: {len(inside)} new rows have ids inside "
+                             f"the kept range {keep_ids[0]}..{keep_ids[1]}, e.g. ID {inside.iloc[0]}")
+    return keep_ids
+
+
+def merge_select(kept_from: str, new_from: str, columns: Sequence[str], keep_ids: tuple[int, int]) -> str:
+    """The one SELECT a merge stages: the rows of `kept_from` (the published table) whose ID
+    is in keep_ids, then every row of `new_from`, both as `columns`. The engine passes the
+    two table expressions (a quoted name, IDENTIFIER(?)); the columns are checked and quoted
+    here, the ids are integers checked by check_keep_ids."""
+    names = ", ".join(f'"{check_identifier(column, "column")}"' for column in columns)
+    first, last = (int(value) for value in keep_ids)
+    return (f'SELECT {names} FROM {kept_from} WHERE "ID" BETWEEN {first} AND {last} '
+            f"UNION ALL SELECT {names} FROM {new_from}")
+
+
+def version_table_name(table: str, run_id: str) -> str:
+    if not config.fits_in_a_name(run_id):
+        raise WarehouseError(f"invalid run id {run_id!r}: use ASCII letters, digits and _ only")
+    return check_identifier(f"{check_identifier(table, 'table')}{VERSION_MARKER}{run_id.upper()}", "version table")
+
+
+def check_keep_versions(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_KEPT_VERSIONS:
+        raise WarehouseError(f"invalid keep_versions {value!r}: use a whole number from 0 to {MAX_KEPT_VERSIONS}")
+    return value
+
+
+def versions_to_drop(table: str, names: Sequence[str], keep: int) -> list[str]:
+    """The versions of `table` beyond the `keep` newest (run ids sort by time)."""
+    versions = sorted((name for name in names if name.startswith(table + VERSION_MARKER)), reverse=True)
+    return versions[keep:]
+
+
+class Warehouse(ABC):
+    """What the pipeline needs from a warehouse; both engines behave the same.
+
+    `write_guard`, when given, is called with the connection's *actual* current
+    database.schema right before every write, and raises to refuse it.
+    """
+
+    engine: str = "abstract"
+
+    def __init__(self, write_guard: WriteGuard | None = None) -> None:
+        self.write_guard = write_guard
+
+    # -- reads -------------------------------------------------------------------------
+    @abstractmethod
+    def list_databases(self) -> list[str]:
+        """Names of the databases this warehouse holds, sorted."""
+
+    def database_exists(self, database: str) -> bool:
+        return check_identifier(database, "database") in self.list_databases()
+
+    @abstractmethod
+    def list_tables(self, target: Target, bookkeeping: bool = False) -> dict[str, int]:
+        """Tables in target's schema with their row counts ({} when the schema is missing).
+
+        hnpipe's bookkeeping tables (staging, kept versions, PIPELINE_RUNS) only with
+        `bookkeeping=True`."""
+
+    def table_exists(self, target: Target, table: str) -> bool:
+        return check_identifier(table, "table") in self.list_tables(target)
+
+    @abstractmethod
+    def read_table(self, target: Target, table: str) -> pd.DataFrame:
+        """The whole table, ordered by ID when it has one."""
+
+    @abstractmethod
+    def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        """Run a read-only SELECT with target as the current database.schema."""
+
+    @abstractmethod
+    def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        """A read-only SELECT over several databases, which `sql` names as
+        "<DATABASE>"."<SCHEMA>"."<TABLE>" (the data diff compares PRODUCTION with a clone)."""
+
+    @abstractmethod
+    def describe_databases(self) -> list[DatabaseInfo]:
+        """Every database with its creation time and size (None where the engine cannot tell)."""
+
+    # -- writes ------------------------------------------------------------------------
+    @abstractmethod
+    def ensure_schema(self, target: Target) -> None:
+        """Create target's database (embedded engine only) and schema if missing."""
+
+    @abstractmethod
+    def publish_frame(
+        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        """Atomically replace target.table with `frame`; returns the rows published.
+
+        `keep_versions`: None drops the replaced table; a number K keeps it as
+        `<TABLE>__VERSION_<run_id>` (renamed in the swap, never copied) and drops all but
+        the K newest versions of the table. A run that replaces a table twice keeps the
+        version from before its first publish.
+        """
+
+    @abstractmethod
+    def publish_query(
+        self, target: Target, table: str, select_sql: str, run_id: str,
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        """Atomically replace target.table with the result of `select_sql`, computed inside
+        the warehouse (unqualified names resolve in target's schema); returns the rows.
+        `keep_versions` as for publish_frame."""
+
+    @abstractmethod
+    def publish_merge(
+        self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
+        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        """Atomically replace target.table with its own rows whose ID lies in `keep_ids`
+        (first, last; inclusive) plus every row of `frame`, merged inside the warehouse by
+        one CREATE TABLE .. AS SELECT into the staging table, then checked and swapped in
+        like publish_frame; returns the rows published. The table must exist, and no row of
+        `frame` may have an ID inside `keep_ids` (refused before anything is written).
+        Used by incremental refresh (hnpipe.refresh)."""
+
+    def list_versions(self, target: Target, table: str) -> list[TableVersion]:
+        """The kept versions of target.table, newest first."""
+        check_identifier(table, "table")
+        tables = self.list_tables(target, bookkeeping=True)
+        versions = [TableVersion(table, name, rows)
+                    for name, rows in tables.items() if name.startswith(table + VERSION_MARKER)]
+        return sorted(versions, key=lambda version: version.run_id, reverse=True)
+
+    @abstractmethod
+    def restore_version(self, target: Target, table: str, run_id: str, restore_run_id: str,
+                        keep_versions: int) -> int:
+        """Atomically put back the version of target.table that run `run_id` replaced; the
+        table it replaces becomes the version of `restore_run_id` (so a restore can itself
+        be undone). Keeps the `keep_versions` newest versions; returns the rows restored."""
+
+    @abstractmethod
+    def describe_table(self, target: Target, table: str) -> TableInfo:
+        """target.table's comment and columns (name, type, comment), in column order."""
+
+    @abstractmethod
+    def comment_table(self, target: Target, table: str, comment: str,
+                      column_comments: Mapping[str, str] = {}) -> None:
+        """Set the comments of target.table and of its columns (COMMENT ON; guarded like
+        every write). Every column named must exist."""
+
+    @abstractmethod
+    def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
+        """Append `frame`'s rows to target.table (created from the frame's columns when missing)
+        in one transaction: all rows or none. Returns the rows appended."""
+
+    @abstractmethod
+    def clone_database(self, source: str, dest: str) -> None:
+        """Make `dest` a fresh, consistent copy of `source`, replacing any earlier `dest`."""
+
+    @abstractmethod
+    def drop_database(self, database: str) -> bool:
+        """Drop a PRODUCTION_CLONE_<digits> database; returns False if it did not exist.
+        Any other name is refused, whatever the caller."""
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release what the engine holds (Snowflake: its session). Safe to call twice; the
+        embedded engine holds nothing between operations. Also a context manager."""
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _guard(self, actual: Target) -> None:
+        if self.write_guard is not None:
+            self.write_guard(actual)
+
+
+def check_publishable(frame: object, destination: str) -> None:
+    """Refuse, in one line, a frame neither engine can publish: not a DataFrame, column names
+    that are not identifiers, duplicate columns."""
+    if not isinstance(frame, pd.DataFrame):
+        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
+    for column in frame.columns:
+        check_identifier(column, f"column of {destination}")
+    if frame.columns.has_duplicates:
+        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
+
+
+def check_clone_name(database: object, action: str) -> str:
+    """Only branch clones may be replaced or dropped wholesale, whoever asks (both engines)."""
+    if not isinstance(database, str) or not CLONE_NAME.fullmatch(database):
+        raise GuardError(
+            f"refused to {action} database {database!r}: only {CLONE_PREFIX}<digits> databases "
+            f"(e.g. {CLONE_PREFIX}123) may be the target of {action}"
+        )
+    return database
+
+
+def check_comment_text(text: object, what: str) -> str:
+    if not isinstance(text, str):
+        raise WarehouseError(f"invalid comment for {what}: {text!r} is not text")
+    return text
+
+
+def check_comment_columns(target: Target, table: str, present: Sequence[str], wanted: Mapping[str, str]) -> None:
+    missing = [check_identifier(column, "column") for column in wanted if column not in present]
+    if missing:
+        raise WarehouseError(f"cannot comment {target}.{table}: no column {', '.join(missing)} "
+                             f"(it has {', '.join(present)})")
+
+
+def keep_plan(table: str, run_id: str, keep_versions: int | None) -> tuple[str, int] | None:
+    """(the version name this run would keep, how many to keep), or None to keep none."""
+    keep = check_keep_versions(keep_versions)
+    return None if keep is None else (version_table_name(table, run_id), keep)
+
+
+def missing_version_message(target: Target, table: str, run_id: str, present: Sequence[str]) -> str:
+    kept = sorted((TableVersion(table, name, 0).run_id
+                   for name in present if name.startswith(table + VERSION_MARKER)), reverse=True)
+    return (f"no kept version of {target}.{table} from run {run_id}: "
+            + (f"kept are runs {', '.join(kept)}" if kept else "none is kept")
+            + f" (see `hnpipe versions {table}`)")
+
+
+def checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
+    """The checks as a tuple, each a Check selecting offending rows from {table} (both engines)."""
+    checks = tuple(checks)
+    for check in checks:
+        if not isinstance(check, Check) or "{table}" not in check.sql:
+            raise WarehouseError(f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}")
+    return checks
+

@@ -1,0 +1,86 @@
+"""The package's shape: no import cycles, no module too big to read, imports at the top.
+
+The graph comes from the source (tests/import_graph.py), so a cycle introduced through a
+function-local import fails here even though Python would tolerate it at run time.
+"""
+
+from __future__ import annotations
+
+from import_graph import cycles, import_graph, module_files
+
+MAX_MODULE_LINES = 700
+
+
+def test_the_package_has_no_import_cycles() -> None:
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    # The check above would pass vacuously if cycles() could not see one.
+    graph = {"a": {"b": [1]}, "b": {"c": [1]}, "c": {"a": [-5]}, "d": {"a": [1]}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_module_is_over_700_lines() -> None:
+    sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in module_files().items()}
+    too_big = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not too_big, f"split these modules: {too_big}"
+
+
+def test_function_local_imports_of_hnpipe_say_why() -> None:
+    """A function-local import is allowed only to keep start-up fast (e.g. the Snowflake
+    connector), and the line above it says so."""
+    files = module_files()
+    unexplained = []
+    for module, imported in import_graph().items():
+        lines = files[module].read_text(encoding="utf-8").splitlines()
+        for target, numbers in imported.items():
+            for number in numbers:
+                if number < 0 and not _comment_above(lines, -number - 1):
+                    unexplained.append(f"{module} line {-number} imports {target}")
+    assert not unexplained, unexplained
+
+
+def _comment_above(lines: list[str], index: int) -> bool:
+    """Whether the block of import lines holding lines[index] has a comment right above it."""
+    above = index - 1
+    while above >= 0 and lines[above].strip().startswith(("from ", "import ")):
+        above -= 1
+    return above >= 0 and lines[above].strip().startswith("#")
+
+
+def test_warehouse_engines_import_nothing_above_the_warehouse_package() -> None:
+    """Backends depend on the shared rules below them, never on the pipeline or commands."""
+    below = {"hnpipe.config", "hnpipe.environments", "hnpipe.errors", "hnpipe.credentials",
+             "hnpipe.warehouse.base", "hnpipe.warehouse.frames", "hnpipe.warehouse.snowflake_frames"}
+    graph = import_graph()
+    for engine in ("hnpipe.warehouse.duckdb_engine", "hnpipe.warehouse.snowflake_engine",
+                   "hnpipe.warehouse.base", "hnpipe.warehouse.frames"):
+        assert set(graph[engine]) <= below, f"{engine} imports {set(graph[engine]) - below}"
+
+
+def test_every_hnpipe_variable_the_code_reads_is_listed_once_with_what_it_does() -> None:
+    import re
+
+    from hnpipe import config
+
+    root = module_files()["hnpipe"].parents[2]
+    sources = [path for path in module_files().values()]
+    sources += [root / ".gitlab-ci.yml", *(root / ".github" / "workflows").glob("*.yml")]
+    used = set()
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        if path.name == "config.py":  # leave out the list itself
+            text = text[:text.index("ENVIRONMENT_VARIABLES")] + text[text.index("def environment_variables_table"):]
+        used |= set(re.findall(r"(?<![A-Z_])(HNPIPE_[A-Z_]+)(?=[\"'\]:=}\s])", text))
+    used.discard("HNPIPE_BRANCH")  # a role name in an example, not a variable
+    listed = set(config.ENVIRONMENT_VARIABLES)
+    assert used - listed == set(), "add these to config.ENVIRONMENT_VARIABLES"
+    assert listed - used == set(), "listed but never read"
+
+
+def test_the_readme_table_of_variables_is_the_one_in_config() -> None:
+    from hnpipe import config
+
+    readme = (module_files()["hnpipe"].parents[2] / "README.md").read_text(encoding="utf-8")
+    assert config.environment_variables_table() in readme
