@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import snowflake.connector
 
-from hnpipe import cli, doctor
+from hnpipe import cli
+from hnpipe.ops import doctor
 from snowflake_model import SnowflakeModel
 from test_snowflake_lifecycle import account, as_env, publish_all  # noqa: F401 (fixture)
 
@@ -115,6 +116,7 @@ def test_the_statement_timeout_must_reach_the_session(account, monkeypatch) -> N
 
 
 def test_a_branch_without_its_clone_fails_the_target_check_and_says_to_clone(account, monkeypatch, capsys) -> None:
+    publish_all(monkeypatch, "production", "20261127T020000_aaaaaa")
     as_env(monkeypatch, "branch", pr=7)
     report = doctor.run("branch", connect=account.connector())
     assert checks(report)["target"] == "FAIL" and "run `hnpipe admin clone --pr 7` first" in detail(report, "target")
@@ -136,7 +138,8 @@ def test_a_branch_needs_select_on_every_production_table(account, monkeypatch) -
     assert cli.main(["admin", "clone", "--pr", "7"]) == 0
     account.run("ACCOUNTADMIN", 'REVOKE SELECT ON TABLE PRODUCTION.HACKER_NEWS.COMMENTS FROM ROLE HNPIPE_BRANCH')
     report = doctor.run("branch", connect=account.connector())
-    assert checks(report)["needs"] == "FAIL" and "SELECT on PRODUCTION.HACKER_NEWS.COMMENTS" in detail(report, "needs")
+    assert checks(report)["needs"] == "FAIL"
+    assert "lacks SELECT on PRODUCTION.HACKER_NEWS.COMMENTS (admin clone" in detail(report, "needs")
 
 
 @pytest.mark.parametrize("env, grant", [

@@ -18,7 +18,7 @@ import pytest
 import snowflake.connector
 import snowflake.connector.pandas_tools
 
-from hnpipe import cli, pipeline, runner
+from hnpipe import cli, params, pipeline
 from snowflake_model import InsufficientPrivileges, SnowflakeModel, write_pandas_fake
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def publish_all(monkeypatch: pytest.MonkeyPatch, env: str, run_id: str, pr: int 
                 n_items: int = 60) -> None:
     """What `hnpipe run --env ENV` does, notebook by notebook: ITEMS, then COMMENTS and STORIES."""
     as_env(monkeypatch, env, pr, run_id)
-    values = runner.run_parameters(env, {"hn_api_url": "sample", "n_items": n_items})
+    values = params.params_for(env, {"hn_api_url": "sample", "n_items": n_items})
     step = pipeline.start("ITEMS", values)
     try:
         step.publish(step.fetch_items())

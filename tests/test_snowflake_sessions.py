@@ -15,7 +15,7 @@ import pytest
 import snowflake.connector
 import snowflake.connector.pandas_tools
 
-from hnpipe import cli, credentials, pipeline, runner
+from hnpipe import cli, credentials, params, pipeline
 from hnpipe.errors import GuardError, HnpipeError
 from snowflake_fakes import ENV, PASSWORD, Recorder
 from snowflake_model import write_pandas_fake
@@ -78,12 +78,12 @@ def test_every_connection_is_closed_when_its_step_ends_also_on_error(account, mo
     assert cli.main(["restore", "ITEMS", "--run", "20261127T020000_aaaaaa"]) == 1  # no such version: an error
     as_env(monkeypatch, "branch", pr=9, run_id="20261127T100000_eeeeee")  # no clone for PR 9: refused
     with pytest.raises(GuardError, match="run `hnpipe admin clone --pr 9` first"):
-        pipeline.start("ITEMS", runner.run_parameters("branch", {"hn_api_url": "sample", "n_items": 5}))
+        pipeline.start("ITEMS", params.params_for("branch", {"hn_api_url": "sample", "n_items": 5}))
     as_env(monkeypatch, "production", run_id="20261127T110000_ffffff")
-    step = pipeline.start("ITEMS", runner.run_parameters("production", {"hn_api_url": "sample", "n_items": 5}))
+    step = pipeline.start("ITEMS", params.params_for("production", {"hn_api_url": "sample", "n_items": 5}))
     with pytest.raises(HnpipeError):
         step.publish(step.fetch_items().iloc[0:0].assign(ID=None))  # refused by a gate
     capsys.readouterr()
     opened = snowflake.connector.connect.connections
-    assert len(opened) >= 8
-    assert [c for c in opened if not c.closed] == []
+    assert len(opened) >= 6
+    assert [(c.role, c.session.get("QUERY_TAG")) for c in opened if not c.closed] == []

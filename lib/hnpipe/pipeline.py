@@ -29,6 +29,7 @@ elsewhere in a notebook are recorded by `hnpipe run`, which sees papermill fail.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time

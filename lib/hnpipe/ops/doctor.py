@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from hnpipe import config, credentials, environments, params
+from hnpipe import config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_PREFIX, PUBLISHED_SCHEMA, Target
 from hnpipe.errors import GuardError, HnpipeError
 
@@ -251,13 +251,15 @@ def _needs_check(report: Report, warehouse, env: str, target: Target, role: str,
         if not (rows & (options | owned)):
             missing.append(what)
     if env == "branch":
-        production = Target("PRODUCTION", PUBLISHED_SCHEMA)
-        tables = warehouse.list_tables(production, bookkeeping=True)
-        unreadable = [t for t in tables if not rows & {("SELECT", "TABLE", f"PRODUCTION.{PUBLISHED_SCHEMA}.{t}"),
-                                                       ("OWNERSHIP", "TABLE", f"PRODUCTION.{PUBLISHED_SCHEMA}.{t}")}]
+        # Every dataset production publishes: a table the role cannot read is one it cannot even
+        # see (INFORMATION_SCHEMA and SHOW list only what a role holds a privilege on), so the
+        # clone would silently lack it. Checked by name, from hnpipe's own dataset registry.
+        prefix = f"PRODUCTION.{PUBLISHED_SCHEMA}."
+        unreadable = [d.name for d in datasets.dependency_order()
+                      if not rows & {("SELECT", "TABLE", prefix + d.name), ("OWNERSHIP", "TABLE", prefix + d.name)}]
         if unreadable:
-            missing.append(f"SELECT on PRODUCTION.{PUBLISHED_SCHEMA}.{unreadable[0]} and the other tables "
-                           "(admin clone: CREATE TABLE .. CLONE)")
+            missing.append(f"SELECT on {', '.join(prefix + name for name in unreadable)} (admin clone: "
+                           "CREATE TABLE .. CLONE; not granted, or production has not published it yet)")
     if missing:
         report.append(Check("needs", FAIL, f"{role} lacks {'; '.join(missing)}",
                             "run snowflake/setup.sql, or grant exactly these (its comments say which step uses each)"))
