@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import secrets
 import shutil
@@ -50,6 +51,8 @@ import pandas as pd
 from hnpipe import config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_PREFIX, PUBLISHED_SCHEMA, Target
 from hnpipe.errors import GuardError, HnpipeError
+from hnpipe.warehouse import Check as GateCheck
+from hnpipe.warehouse import open_warehouse
 
 PASS, FAIL, SKIP = "ok", "FAIL", "skip"
 DATABASES = ("LOCAL", "STAGING", "PRODUCTION")
@@ -152,6 +155,7 @@ def _values(env: str) -> dict:
 # -- Snowflake ---------------------------------------------------------------------------------
 def _snowflake(report: Report, env: str, target: Target, smoke: bool, environ: Mapping[str, str],
                connect: Callable[..., Any] | None) -> None:
+    # Imported on use: the connector takes about a second to import; embedded checks never need it.
     from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
     names = _values(env).get("snowflake_env") or None
@@ -200,8 +204,6 @@ def _snowflake(report: Report, env: str, target: Target, smoke: bool, environ: M
 
 
 def _session_checks(report: Report, warehouse, tag: Mapping[str, str]) -> None:
-    import json
-
     value = warehouse.session_parameter("QUERY_TAG")
     try:
         ok = json.loads(value) == tag
@@ -333,8 +335,6 @@ def _only(place: Target, actual: Target) -> None:
 
 
 def _smoke_forms(warehouse, place: Target, prefix: str, steps: list[str]) -> None:
-    from hnpipe.warehouse import Check as GateCheck
-
     table = f"{prefix}_ITEMS"
     frame = _smoke_frame()
     unique = GateCheck("id_unique", "SELECT ID FROM {table} GROUP BY ID HAVING COUNT(*) > 1")
@@ -372,8 +372,6 @@ def _clean_up(warehouse, env: str, place: Target, prefix: str) -> list[str]:
 # -- embedded ----------------------------------------------------------------------------------
 def _embedded(report: Report, env: str, target: Target, directory: str, smoke: bool,
               environ: Mapping[str, str]) -> None:
-    from hnpipe.warehouse import open_warehouse
-
     folder = Path(directory)
     report.append(Check("engine", PASS, f"embedded DuckDB in {folder}"))
     parent = folder if folder.exists() else next((p for p in folder.parents if p.exists()), folder)

@@ -38,15 +38,13 @@ How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 import copy
-import json
 import logging
 import os
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import snowflake.connector
@@ -80,6 +78,13 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
+from hnpipe.warehouse.snowflake_session import (
+    LOGIN_TIMEOUT_VARIABLE,
+    STATEMENT_TIMEOUT_VARIABLE,
+    HiddenEnviron,
+    query_tag_json,
+    timeout_seconds,
+)
 from hnpipe.warehouse.snowflake_frames import (
     _bind_value,
     _column_type,
@@ -90,24 +95,10 @@ from hnpipe.warehouse.snowflake_frames import (
 
 log = logging.getLogger(__name__)
 
-QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG, in characters
-STATEMENT_TIMEOUT_VARIABLE = "HNPIPE_SNOWFLAKE_STATEMENT_TIMEOUT_S"
-LOGIN_TIMEOUT_VARIABLE = "HNPIPE_SNOWFLAKE_LOGIN_TIMEOUT_S"
 _READ_ONLY_SQL = re.compile(r"\s*\(*\s*(SELECT|WITH)\b", re.IGNORECASE)
 _GRANT_SQL = re.compile(r"((GRANT|REVOKE) [A-Z ,]+ ON [A-Z ]+ \"[A-Z0-9_]+\"(\.\"[A-Z0-9_]+\")? "
                         r"(TO|FROM) ROLE \"[A-Z0-9_]+\"( COPY CURRENT GRANTS)?"
                         r"|GRANT ROLE \"[A-Z0-9_]+\" TO ROLE \"[A-Z0-9_]+\")", re.ASCII)
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: int, most: int) -> int:
-    """A timeout in whole seconds from `name`, else `default`; one clear line when it is bad."""
-    raw = environ.get(name)
-    if raw is None or not str(raw).strip():
-        return default
-    text = str(raw).strip()
-    if not re.fullmatch(r"[0-9]{1,7}", text) or not 1 <= int(text) <= most:
-        raise WarehouseError(f"{name}={raw!r} is not allowed: use whole seconds from 1 to {most}")
-    return int(text)
 
 
 def _connect_with_snowflake_connector(**kwargs: Any) -> Any:
@@ -115,19 +106,6 @@ def _connect_with_snowflake_connector(**kwargs: Any) -> Any:
     return snowflake.connector.connect(**kwargs)
 
 
-
-
-def _query_tag_json(query_tag: Mapping[str, Any] | None) -> str | None:
-    if query_tag is None:
-        return None
-    if not isinstance(query_tag, Mapping) or not all(isinstance(key, str) for key in query_tag):
-        raise WarehouseError(f"invalid query_tag {query_tag!r}: use a mapping with string keys")
-    text = json.dumps(dict(query_tag), sort_keys=True, separators=(",", ":"), default=str)
-    if len(text) > QUERY_TAG_MAX:
-        raise WarehouseError(
-            f"query_tag is {len(text)} characters as JSON; Snowflake allows at most {QUERY_TAG_MAX}"
-        )
-    return text
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -153,13 +131,13 @@ class SnowflakeWarehouse(Warehouse):
     ) -> None:
         super().__init__(write_guard)
         self._env_names = credentials.check_env_names(env_names)
-        self._environ = None if environ is None else _Hidden(environ)
+        self._environ = None if environ is None else HiddenEnviron(environ)
         # Fail now, naming the missing variable or a bad timeout, rather than mid-run; keep no value.
         credentials.snowflake_credentials(self._env_names, environ)
         settings = os.environ if environ is None else environ
-        self.statement_timeout_s = statement_timeout_s or _seconds(settings, STATEMENT_TIMEOUT_VARIABLE, 3600, 7 * 86400)
-        self.login_timeout_s = login_timeout_s or _seconds(settings, LOGIN_TIMEOUT_VARIABLE, 60, 3600)
-        self._query_tag = _query_tag_json(query_tag)
+        self.statement_timeout_s = statement_timeout_s or timeout_seconds(settings, STATEMENT_TIMEOUT_VARIABLE, 3600, 7 * 86400)
+        self.login_timeout_s = login_timeout_s or timeout_seconds(settings, LOGIN_TIMEOUT_VARIABLE, 60, 3600)
+        self._query_tag = query_tag_json(query_tag)
         self._connect = connect or _connect_with_snowflake_connector
         self._connection: Any = None
         self._warned_password = False
@@ -688,26 +666,6 @@ class SnowflakeWarehouse(Warehouse):
                 failures.append(check_failure(check, count, names, sample.fetchall()))
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
-
-
-class _Hidden(collections.abc.Mapping):
-    """The caller's environ, kept for connecting, that never shows its values in a repr."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def __getitem__(self, key: str) -> str:
-        return self._environ[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._environ)
-
-    def __len__(self) -> int:
-        return len(self._environ)
-
-    def __repr__(self) -> str:
-        return f"<environ: {len(self)} variables>"
-
 
 
 def _missing_database(database: str) -> str:
