@@ -684,7 +684,11 @@ def _table_comment(cur: ModelCursor, m: re.Match, params: list) -> tuple:
 
 
 def _columns(cur: ModelCursor, m: re.Match, params: list) -> tuple:
-    return [_meta("COLUMN_NAME"), _meta("DATA_TYPE"), _meta("COMMENT")], [("ID", "NUMBER", None)]
+    db = cur._database(m.group(1))
+    table = db.schemas[params[0]].tables.get(params[1]) if params and params[0] in db.schemas else None
+    names = {code: kind for kind, code in _TYPE_CODES.items()}
+    rows = [(name, names.get(code, "TEXT"), None) for name, code in (table.columns if table else [])]
+    return [_meta("COLUMN_NAME"), _meta("DATA_TYPE"), _meta("COMMENT")], rows or [("ID", "NUMBER", None)]
 
 
 def _grant(cur: ModelCursor, m: re.Match, params: list) -> tuple:
