@@ -292,7 +292,7 @@ def phases(repeats: int) -> str:
         cli = timed_python("import hnpipe.cli", repeats)
         runner_import = timed_python("import hnpipe.runner", repeats)
         papermill_import = timed_python(
-            "from hnpipe import kernels; kernels.quiet_jsonschema(); import papermill", repeats)
+            "from hnpipe import kernels; kernels.import_papermill()", repeats)
         papermill_plain = timed_python("import papermill", repeats)
         pipeline_import = timed_python("import hnpipe.pipeline", repeats)
         bare = kernel_ready_seconds(False, repeats)
@@ -319,7 +319,7 @@ def phases(repeats: int) -> str:
         f"| a fresh interpreter (`python -c pass`) | {interpreter:.2f} |",
         f"| `import hnpipe.cli` | {cli:.2f} |",
         f"| `import hnpipe.runner` (what `hnpipe run` imports before the kernels start) | {runner_import:.2f} |",
-        f"| `import papermill` as the runner does it (jsonschema's IRI checker skipped), while the kernels start | {papermill_import:.2f} |",
+        f"| `import papermill` as the runner does it (s3, hdfs and jsonschema's IRI checker skipped), while the kernels start | {papermill_import:.2f} |",
         f"| `import papermill` plainly | {papermill_plain:.2f} |",
         f"| a kernel, launch to first answer, bare | {bare:.2f} |",
         f"| a kernel with hnpipe's imports at start-up (`import hnpipe.pipeline`), launch to first answer | {warm:.2f} |",

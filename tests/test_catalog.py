@@ -175,3 +175,26 @@ def test_hnpipe_docs_writes_the_page_where_git_ignores_it(built: Path, tmp_path:
     other = tmp_path / "elsewhere" / "page.html"
     assert cli.main(["docs", "--env", "staging", "--output", str(other)]) == 0
     assert "not published in this environment" in other.read_text()
+
+
+def test_hnpipe_docs_overwrites_only_an_earlier_catalog_page_and_nothing_in_the_warehouse(
+        built: Path, tmp_path: Path, capsys) -> None:
+    import os
+
+    warehouse = Path(os.environ["HNPIPE_WAREHOUSE"].partition(":")[2])
+    database = next(warehouse.glob("*.duckdb"))
+    before = database.read_bytes()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    link = tmp_path / "link.html"
+    link.symlink_to(database)
+    for output in (database, warehouse / "catalog.html", notes, link):
+        assert cli.main(["docs", "--output", str(output)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"hnpipe: error: refused --output {output}: ") and err.count("\n") == 1, err
+    assert database.read_bytes() == before and notes.read_text() == "my notes\n"
+    assert not (warehouse / "catalog.html").exists()
+    page = tmp_path / "catalog.html"
+    assert cli.main(["docs", "--output", str(page)]) == 0
+    assert cli.main(["docs", "--output", str(page)]) == 0  # an earlier page: replaced
+    assert '<meta name="generator" content="hnpipe docs">' in page.read_text()

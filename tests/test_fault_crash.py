@@ -34,7 +34,7 @@ import pytest
 from hnpipe import datasets
 from hnpipe.sample import SampleServer, generate_sample
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from test_faults import (
+from helpers_faults import (
     DATASET_TABLES,
     LONG,
     ROOT,
@@ -251,3 +251,41 @@ def test_sigkill_of_hnpipe_run_and_its_kernels_leaves_each_table_old_or_new(
     log_trial(test="sigkill_run", seed=SEED, trial=trial, delay=round(delay, 2),
               run_seconds=round(run_drill.seconds, 2), killed=not finished, kernels=len(kernels),
               staging_left=len(left_behind), **versions)
+
+
+def test_a_killed_run_is_shown_as_abandoned_and_recorded_so_by_the_next_run(tmp_path: Path) -> None:
+    """SIGKILL `hnpipe run` (and its kernels) in the middle of ITEMS' fetch: no row says it ended,
+    so `hnpipe history` shows it abandoned, with its start time and what it had published, and
+    the next run records that row for good."""
+    from hnpipe import history
+    from hnpipe.environments import Target
+
+    warehouse_dir = tmp_path / "warehouse"
+    env = {**run_env(warehouse_dir), "HNPIPE_PROGRESS": "1"}
+    with SampleServer(items=generate_sample(200, seed=5), latency_ms=150) as server:
+        args = ("run", "--env", "local", "-p", f"hn_api_url={server.base_url}", "-p", "n_items=200",
+                "-p", "concurrency=1")
+        process = hnpipe_process(*args, env=env)
+        for line in process.stderr:  # the marker is written before the first notebook starts
+            if "items.ipynb: running" in line:
+                break
+        time.sleep(1.0)
+        assert process.poll() is None, "the run ended before it could be killed"
+        kill_run(process)
+        shown = hnpipe("history", env=env)
+        assert shown.returncode == 0, shown.stderr
+        (row,) = [line for line in shown.stdout.splitlines() if " abandoned " in line]
+        assert "published before it stopped: nothing" in row or "abandoned: the run never finished" in row, row
+        target = Target("LOCAL", "TESTER")
+        (killed,) = history.abandoned_runs(DuckDBWarehouse(warehouse_dir), target)
+        assert "published before it stopped: nothing" in killed.detail and killed.started <= killed.finished
+
+        rerun = hnpipe(*args[:-2], env=env)
+        assert rerun.returncode == 0, rerun.stderr
+        assert f"run {killed.run_id} (started" in rerun.stderr and "recorded as abandoned" in rerun.stderr
+    rows = history.read(DuckDBWarehouse(warehouse_dir), target, limit=100)
+    recorded = rows[rows.STATUS == history.ABANDONED]
+    assert recorded.RUN_ID.tolist() == [killed.run_id]
+    assert recorded.STARTED_AT.iloc[0].to_pydatetime() == killed.started
+    assert history.abandoned_runs(DuckDBWarehouse(warehouse_dir), target) == []  # recorded once
+    assert set(rows[rows.STATUS == history.SUCCEEDED].DATASET) == {"ITEMS", "COMMENTS", "STORIES"}

@@ -29,7 +29,7 @@ from hnpipe.ops import diff
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_faults import LONG, ROOT
+from helpers_faults import LONG, ROOT
 
 EXAMPLES = 1_500 if LONG else 120
 fuzz = settings(max_examples=EXAMPLES, deadline=None,

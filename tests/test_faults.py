@@ -13,133 +13,40 @@ which sets HNPIPE_FAULT_DRILL=long and HNPIPE_FAULT_TRIALS.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import duckdb
 import pandas as pd
 import pytest
 from hnpipe import datasets
-from hnpipe.environments import Target
-from hnpipe.errors import FetchError, ParameterError
-from hnpipe.hn import HttpHNClient, fetch_latest, latest_ids
-from hnpipe.items import ItemsBuilder, items_frame
+from hnpipe.errors import FetchError, ParameterError, WarehouseError
+from hnpipe.hn import HttpHNClient, fetch_latest
+from hnpipe.items import ItemsBuilder
 from hnpipe.sample import Faults, SampleServer, generate_sample, load_sample
-from hnpipe.warehouse.base import STAGING_MARKER
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
-ROOT = Path(__file__).resolve().parents[1]
-TARGET = Target("LOCAL", "TESTER")  # conftest sets HNPIPE_DEV_SCHEMA=TESTER
-DATASET_TABLES = ("ITEMS", "COMMENTS", "STORIES")
-
-LONG = os.environ.get("HNPIPE_FAULT_DRILL") == "long"
-long_only = pytest.mark.skipif(not LONG, reason="long fault drill: python benchmarks/faults.py")
-# SIGKILL trials and repeated runs; the long drill raises it.
-TRIALS = int(os.environ.get("HNPIPE_FAULT_TRIALS") or (25 if LONG else 4))
-SEED = int(os.environ.get("HNPIPE_FAULT_SEED") or 20261121)
-
-# The issue's fault mix: a quarter of all requests fail one way or another.
-DRILL_RATES = {"http_500": 0.10, "http_429": 0.05, "timeout": 0.05, "drop": 0.025, "truncate": 0.025}
-
-
-# -- helpers shared by the test_fault_*.py files --------------------------------------------------
-def expected_items(items: Mapping[int, dict | None], n: int) -> tuple[pd.DataFrame, list[int]]:
-    """What ITEMS must hold after fetching the `n` newest of `items`, and the null ids."""
-    ids = latest_ids(max(items), n)
-    frame = items_frame(items[i] for i in ids if items.get(i) is not None)
-    return frame, [i for i in ids if items.get(i) is None]
-
-
-def of_type(items: pd.DataFrame, item_type: str) -> pd.DataFrame:
-    """COMMENTS or STORIES as they must be for a given ITEMS."""
-    return items[items["TYPE"] == item_type].reset_index(drop=True)
-
-
-def expected_tables(items: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return {"ITEMS": items, "COMMENTS": of_type(items, "comment"), "STORIES": of_type(items, "story")}
-
-
-def same_frame(left: pd.DataFrame, right: pd.DataFrame) -> bool:
-    try:
-        pd.testing.assert_frame_equal(left, right, check_exact=True)
-    except AssertionError:
-        return False
-    return True
-
-
-def which_version(actual: pd.DataFrame, versions: Mapping[str, pd.DataFrame]) -> str:
-    """The name of the version `actual` equals exactly; fails if it is none of them."""
-    for name, frame in versions.items():
-        if same_frame(actual, frame):
-            return name
-    raise AssertionError(f"table matches none of {list(versions)}: {len(actual)} rows, "
-                         f"ids {actual['ID'].min()}..{actual['ID'].max()}")
-
-
-def all_tables(path: Path) -> list[str]:
-    """Every table in a database file, staging included; opening it for writing also proves
-    the file (and any WAL left by a crash) is readable."""
-    with duckdb.connect(str(path)) as con:
-        return sorted(row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall())
-
-
-def staging_tables(path: Path) -> list[str]:
-    return [name for name in all_tables(path) if STAGING_MARKER in name]
-
-
-def hnpipe(*args: str, env: Mapping[str, str] | None = None, timeout: float = 600
-           ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hnpipe.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=timeout)
-
-
-def hnpipe_process(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen:
-    """`hnpipe ...` started in a session of its own, so a test can kill it and its kernels."""
-    return subprocess.Popen([sys.executable, "-m", "hnpipe.cli", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
-
-
-def log_trial(**fields: object) -> None:
-    """Append one trial's outcome to HNPIPE_FAULT_LOG (the long drill summarises them)."""
-    path = os.environ.get("HNPIPE_FAULT_LOG")
-    if path:
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(json.dumps(fields) + "\n")
-
-
-@contextmanager
-def serve_sample_process(*flags: str) -> Iterator[tuple[str, list[str]]]:
-    """`hnpipe serve-sample --port 0 ...` as its own process; yields (base URL, output lines),
-    the lines filled in once it has stopped (SIGTERM: it prints what it served and injected)."""
-    process = subprocess.Popen([sys.executable, "-m", "hnpipe.cli", "serve-sample", "--port", "0",
-                                *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    lines: list[str] = []
-    try:
-        banner = process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+/v0", banner)
-        assert match, f"serve-sample did not start: {banner!r} {process.stderr.read()!r}"
-        yield match.group(0), lines
-    finally:
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=20)
-        lines.extend([banner.strip(), *out.splitlines()])
-
-
-def faults_injected(lines: list[str]) -> dict[str, int]:
-    """serve-sample's closing line, e.g. 'faults injected: http_500=3, ...', as a dict."""
-    summary = next(line for line in lines if "faults injected:" in line)
-    return {kind: int(count) for kind, count in re.findall(r"(\w+)=(\d+)", summary.split(":", 1)[1])}
+from helpers_faults import (
+    TARGET,
+    DATASET_TABLES,
+    LONG,
+    long_only,
+    DRILL_RATES,
+    expected_items,
+    expected_tables,
+    same_frame,
+    which_version,
+    all_tables,
+    staging_tables,
+    hnpipe,
+    hnpipe_process,
+    log_trial,
+    serve_sample_process,
+    faults_injected,
+)
 
 
 # -- a flaky HN API -------------------------------------------------------------------------------
@@ -371,3 +278,47 @@ def test_serve_sample_refuses_bad_flags_in_one_line_before_serving(capsys, argv:
     assert cli.main(["serve-sample", *argv]) == 1
     err = capsys.readouterr().err
     assert named in err and err.count("\n") == 1, err
+
+
+# -- a damaged warehouse file -----------------------------------------------------------------------
+def test_hnpipe_run_on_a_truncated_warehouse_fails_naming_the_file_before_writing(clean_env: Path) -> None:
+    """LOCAL.duckdb cut to half its length (a full disk, an interrupted copy): the run used to
+    publish into it, keep its broken tables as versions and leave a .wal behind."""
+    with SampleServer(items=generate_sample(300, seed=3)) as server:
+        args = ("run", "--env", "local", "-p", f"hn_api_url={server.base_url}", "-p", "n_items=300")
+        assert hnpipe(*args).returncode == 0
+        database = clean_env / "LOCAL.duckdb"
+        with database.open("r+b") as file:
+            file.truncate(database.stat().st_size // 2)
+        before = database.read_bytes()
+        failed = hnpipe(*args)
+    assert failed.returncode == 1, failed.stdout
+    line = failed.stderr.strip()
+    assert line.count("\n") == 0 and line.startswith(f"hnpipe: error: items.ipynb failed: WarehouseError: {database} is damaged")
+    assert "truncated" in line and "Restore it from a copy" in line and "delete it and run again" in line
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()
+    assert hnpipe("history").returncode == 1  # it says so too, in one line, rather than a checksum error
+
+
+def test_a_publish_never_keeps_an_unreadable_table_as_a_version(tmp_path: Path) -> None:
+    """A block of the table a publish would replace (and keep for restores) is garbage: the
+    publish is refused naming the file, and the file is left as it was."""
+    items = ItemsBuilder()
+    for item in generate_sample(3000, seed=4).values():
+        if item is not None:
+            items.add(item)
+    frame = items.to_frame()
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse")
+    warehouse.ensure_schema(TARGET)
+    warehouse.publish_frame(TARGET, "ITEMS", frame, "20261121T000000_000001", keep_versions=5)
+    database = warehouse.path("LOCAL")
+    with duckdb.connect(str(database), read_only=True) as con:
+        blocks = con.execute(f"SELECT DISTINCT block_id FROM pragma_storage_info('TESTER.ITEMS') "
+                             "WHERE block_id >= 0").fetchall()
+    with database.open("r+b") as file:  # scribble over one of ITEMS' data blocks
+        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
+        file.write(b"\xff" * 4096)
+    before = database.read_bytes()
+    with pytest.raises(WarehouseError, match=r"is damaged \(TESTER.ITEMS|LOCAL.ITEMS|cannot be read whole"):
+        warehouse.publish_frame(TARGET, "ITEMS", frame, "20261121T000000_000002", keep_versions=5)
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()

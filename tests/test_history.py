@@ -7,6 +7,7 @@ failed notebook; the Snowflake INSERT through recorded SQL and fakesnow.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -299,3 +300,40 @@ def test_a_failing_gate_in_production_keeps_the_previous_tables_and_records_the_
     assert rows.STATUS.tolist() == ["failed", "succeeded"]
     assert rows.ENVIRONMENT.tolist() == ["production", "production"]
     assert "type_known" in rows.ERROR.tolist()[0]
+
+
+# -- runs that never finished -------------------------------------------------------------------
+def marker(run_id: str, pid: int, host: str | None = None, started: datetime | None = None) -> history.RunRecord:
+    import socket
+
+    return history.RunRecord(run_id, "run", None, "local", history.RUNNING,
+                             started=started or datetime.now(timezone.utc) - timedelta(minutes=5),
+                             detail=json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                                                "datasets": ["ITEMS", "COMMENTS", "STORIES"]}))
+
+
+def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_they_published(tmp_path) -> None:
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    wh = DuckDBWarehouse(tmp_path / "warehouse")
+    killed, alive, done, elsewhere = ("20261121T100000_aaaaaa", "20261121T110000_bbbbbb",
+                                      "20261121T120000_cccccc", "20261120T100000_dddddd")
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=30)
+    history.append(wh, TARGET, marker(killed, gone.pid), entry(killed, "ITEMS", rows=5),
+                   marker(alive, os.getpid()),  # this very process: still running
+                   marker(done, gone.pid), *(entry(done, name, rows=1) for name in ("ITEMS", "COMMENTS", "STORIES")),
+                   marker(elsewhere, 1, host="another-machine", started=long_ago))
+    rows = history.read(wh, TARGET)
+    assert history.RUNNING not in set(rows.STATUS)  # markers are bookkeeping
+    abandoned = rows[rows.STATUS == history.ABANDONED].set_index("RUN_ID")
+    assert sorted(abandoned.index) == [elsewhere, killed]
+    assert "published before it stopped: ITEMS (5 rows)" in abandoned.loc[killed, "DETAIL"]
+    assert f"process {gone.pid}" in abandoned.loc[killed, "ERROR"] and "24 h" in abandoned.loc[elsewhere, "ERROR"]
+    assert abs(abandoned.loc[elsewhere, "STARTED_AT"] - pd.Timestamp(long_ago)) < pd.Timedelta(milliseconds=1)
+    assert " abandoned " in history.to_text(rows)
+    # The next run records them, once.
+    assert sorted(entry.run_id for entry in history.mark_abandoned(wh, TARGET)) == [elsewhere, killed]
+    assert history.mark_abandoned(wh, TARGET) == []
+    assert len(history.read(wh, TARGET, status=history.ABANDONED)) == 2

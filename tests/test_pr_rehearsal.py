@@ -30,7 +30,7 @@ import pandas as pd
 from hnpipe import datasets
 from hnpipe.environments import Target
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from test_workflows import github, step_commands
+from workflow_files import github, step_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 PR = "41"

@@ -86,3 +86,24 @@ def test_the_readme_table_of_variables_is_the_one_in_config() -> None:
 
     readme = (module_files()["hnpipe"].parents[2] / "README.md").read_text(encoding="utf-8")
     assert config.environment_variables_table() in readme
+
+
+def test_no_test_file_imports_another_test_file() -> None:
+    """What tests share lives in helper modules (helpers_faults.py, workflow_files.py,
+    snowflake_fakes.py ...): importing a test_*.py module runs its tests' module code twice
+    and makes pytest collect its fixtures and names in the wrong place."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            offenders += [f"{path.name} line {node.lineno} imports {name}"
+                          for name in names if name.split(".")[0].startswith("test_")]
+    assert not offenders, offenders

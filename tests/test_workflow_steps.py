@@ -31,7 +31,7 @@ import nbformat
 import pytest
 
 from hnpipe.warehouse import DuckDBWarehouse
-from test_workflows import github, gitlab_jobs, load, GITLAB
+from workflow_files import github, gitlab_jobs, load, GITLAB
 
 ROOT = Path(__file__).resolve().parents[1]
 HNPIPE = Path(sys.executable).with_name("hnpipe")
@@ -237,8 +237,13 @@ def test_github_branch_job_fails_when_jq_fails_and_rebuilds_nothing(rehearsal: R
 def test_github_branch_job_compares_with_the_merge_commits_first_parent(rehearsal: Rehearsal,
                                                                         tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools")
-    job = run_github_job("branch-deployment.yml", "deploy", github_checkout(rehearsal, tmp_path / "checkout"),
-                         tools, pr_event(12, rehearsal), rehearsal.base_env)
+    checkout = github_checkout(rehearsal, tmp_path / "checkout")
+    # The clone is its own job (it shares production's concurrency group); deploy needs it.
+    clone = run_github_job("branch-deployment.yml", "clone", checkout, tools, pr_event(12, rehearsal),
+                           rehearsal.base_env)
+    assert clone.ok, clone.log
+    job = run_github_job("branch-deployment.yml", "deploy", checkout, tools, pr_event(12, rehearsal),
+                         rehearsal.base_env)
     assert job.ok, job.log
     runs = [call for call in hnpipe_calls(tools) if call.startswith("run")]
     assert runs == ["run --env branch --only STORIES"], runs  # not COMMENTS: main changed that
@@ -342,6 +347,8 @@ def test_gitlab_branch_job_has_the_history_back_to_a_deep_merge_requests_base(re
                                                                              tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools")
     workdir = gitlab_checkout(rehearsal, tmp_path / "checkout", "branch-deploy")
+    clone = run_gitlab_job("branch-clone", workdir, tools, mr_variables(15, rehearsal), rehearsal.base_env)
+    assert clone.ok, clone.log  # branch-deploy needs it
     job = run_gitlab_job("branch-deploy", workdir, tools, mr_variables(15, rehearsal), rehearsal.base_env)
     assert job.ok, job.log
     assert json.loads((workdir / "changes.json").read_text())["datasets"] == ["STORIES"]

@@ -15,118 +15,23 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import yaml
 from hnpipe import cli, credentials, params
 
-ROOT = Path(__file__).resolve().parents[1]
-GITHUB = ROOT / ".github" / "workflows"
-GITHUB_FILES = ["ci.yml", "branch-deployment.yml", "production.yml"]
-GITLAB = ROOT / ".gitlab-ci.yml"
-# GitLab keywords that are not jobs.
-GITLAB_KEYWORDS = {"workflow", "stages", "variables", "default", "include", "image", "services", "cache",
-                   "before_script", "after_script"}
-
-
-def load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def github(name: str) -> dict[str, Any]:
-    return load(GITHUB / name)
-
-
-def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
-    # YAML 1.1 reads the key `on` as True.
-    return workflow.get("on", workflow.get(True))
-
-
-def gitlab_jobs() -> dict[str, dict[str, Any]]:
-    """GitLab jobs with their `extends` merged in (hidden templates, .name, left out)."""
-    document = load(GITLAB)
-    templates = {name: body for name, body in document.items() if name.startswith(".")}
-
-    def resolved(body: dict[str, Any]) -> dict[str, Any]:
-        parent = body.get("extends")
-        if not parent:
-            return dict(body)
-        base = resolved(templates[parent])
-        merged = {**base, **body}
-        for key in ("variables",):  # GitLab deep-merges hashes
-            if key in base and key in body:
-                merged[key] = {**base[key], **body[key]}
-        merged.pop("extends")
-        return merged
-
-    return {name: resolved(body) for name, body in document.items()
-            if not name.startswith(".") and name not in GITLAB_KEYWORDS}
-
-
-# -- shell scripts -> hnpipe commands ------------------------------------------------------
-def github_scripts(workflow: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(job, script) for every `run:` step, in order."""
-    for job_name, job in workflow["jobs"].items():
-        for step in job.get("steps", []):
-            if "run" in step:
-                yield job_name, step["run"]
-
-
-def gitlab_scripts() -> Iterator[tuple[str, str]]:
-    for job_name, job in gitlab_jobs().items():
-        for key in ("before_script", "script", "after_script"):
-            for script in job.get(key, []):
-                yield job_name, script
-
-
-def hnpipe_commands(script: str, values: dict[str, str] | None = None) -> list[list[str]]:
-    """The argument lists of the `hnpipe` commands in a shell script, in order.
-
-    CI expressions (${{ ... }}) and shell variables become `values[name]`, else "1"; an
-    argument list built at run time ("$@") is left out; redirections, pipes and the rest of
-    the shell are cut away. Heredoc bodies are skipped.
-    """
-    values = values or {}
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2) or match.group(3)
-        return values.get(name.strip(), "1")
-
-    commands = []
-    lines = iter(script.replace("\\\n", " ").splitlines())
-    for line in lines:
-        heredoc = re.search(r"<<-?\s*'?(\w+)'?", line)
-        if heredoc:
-            for body in lines:
-                if body.strip() == heredoc.group(1):
-                    break
-        if not re.search(r"(^|[\s;&|({])hnpipe\s", line):
-            continue
-        line = line.replace('"$@"', "")
-        line = re.sub(r"\$\{\{\s*([^}]+?)\s*\}\}|\$\{(\w+)\}|\$(\w+)", substitute, line)
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        words: list[str] = []
-        for token in [*lexer, ";"]:
-            if token and set(token) <= set("();<>|&"):
-                if words[:1] == ["hnpipe"]:
-                    commands.append(words[1:])
-                words = []
-                if token in (">", ">>", "<"):
-                    words = ["<redirect>"]  # the next word is a file name, not a command
-            elif words[:1] == ["<redirect>"]:
-                words = []
-            elif words or token not in ("if", "then", "else", "do", "!", "{", "}"):
-                words.append(token)
-    return commands
-
-
-def all_hnpipe_commands() -> list[tuple[str, list[str]]]:
-    found = []
-    for name in GITHUB_FILES:
-        for job, script in github_scripts(github(name)):
-            found += [(f"{name}:{job}", command) for command in hnpipe_commands(script)]
-    for job, script in gitlab_scripts():
-        found += [(f".gitlab-ci.yml:{job}", command) for command in hnpipe_commands(script)]
-    return found
+from workflow_files import (
+    ROOT,
+    GITHUB,
+    GITHUB_FILES,
+    GITLAB,
+    load,
+    github,
+    triggers,
+    gitlab_jobs,
+    github_scripts,
+    gitlab_scripts,
+    hnpipe_commands,
+    all_hnpipe_commands,
+    step_commands,
+)
 
 
 def test_hnpipe_commands_are_found_in_shell() -> None:
@@ -307,11 +212,6 @@ def test_gitlab_secrets_come_only_from_ci_variables() -> None:
 
 
 # -- events and wiring -------------------------------------------------------------------
-def step_commands(job: dict[str, Any], values: dict[str, str] | None = None) -> list[list[str]]:
-    return [command for step in job.get("steps", []) if "run" in step
-            for command in hnpipe_commands(step["run"], values)]
-
-
 def test_branch_workflow_deploys_on_open_and_push_and_drops_on_close() -> None:
     workflow = github("branch-deployment.yml")
     on = triggers(workflow)

@@ -31,14 +31,14 @@ import os
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
 from hnpipe import alerts, config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_NAME, Target
-from hnpipe.errors import ParameterError, one_line
+from hnpipe.errors import ParameterError, one_line, printable
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import HISTORY_TABLE, Warehouse
 
@@ -46,6 +46,12 @@ log = logging.getLogger("hnpipe.history")
 
 TABLE = HISTORY_TABLE
 SUCCEEDED, FAILED = "succeeded", "failed"
+# `hnpipe run` appends a RUNNING row (its marker) before its first notebook; a run whose marker
+# has no end (every planned dataset succeeded, or a failure) and whose process is gone was
+# killed: it is ABANDONED, shown so by `hnpipe history` and recorded so by the next run.
+RUNNING, ABANDONED = "running", "abandoned"
+# A run on another machine cannot be looked up: after this long without an end it is abandoned.
+STALE_AFTER_HOURS = 24
 MAX_ERROR_CHARS = 1000
 
 # Column -> pandas dtype: both engines create the table from these on first append.
@@ -156,10 +162,11 @@ def notebook_location(namespace: Mapping[str, Any] | None = None,
     return "not a notebook (no executed notebook kept)"
 
 
-def to_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """Records as PIPELINE_RUNS rows, with who ran them and the git state filled in."""
-    sha, dirty = git_state()
-    who = run_by()
+def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame:
+    """Records as PIPELINE_RUNS rows, with who ran them and the git state filled in (`who=None`:
+    unknown, for rows describing someone else's run)."""
+    sha, dirty = git_state() if who is not None else (None, None)
+    who = run_by() if who == "" else who
     rows = []
     for record in records:
         finished = record.finished or datetime.now(timezone.utc)
@@ -300,20 +307,106 @@ def read(warehouse: Warehouse, target: Target, dataset: str | None = None, limit
     """Target's history, newest first (an empty frame when nothing was recorded yet)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
         raise ParameterError(f"limit {limit!r} is not allowed: use a whole number from 1 to 100000")
-    if status not in (None, SUCCEEDED, FAILED):
-        raise ParameterError(f"status {status!r} is not allowed: use {SUCCEEDED} or {FAILED}")
+    if status not in (None, SUCCEEDED, FAILED, ABANDONED):
+        raise ParameterError(f"status {status!r} is not allowed: use {SUCCEEDED}, {FAILED} or {ABANDONED}")
     if dataset is not None:
         dataset = datasets.get(dataset).name
     if not exists(warehouse, target):
         return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in COLUMNS.items()})
-    conditions, binds = [], []
+    conditions, binds = ["STATUS <> ?"], [RUNNING]  # markers are bookkeeping
     for column, value in (("DATASET", dataset), ("STATUS", status)):
         if value is not None:
             conditions.append(f"{column} = ?")
             binds.append(value)
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return warehouse.query(
+    where = f" WHERE {' AND '.join(conditions)}"
+    frame = warehouse.query(
         target, f"SELECT * FROM {TABLE}{where} ORDER BY STARTED_AT DESC, FINISHED_AT DESC, RUN_ID DESC LIMIT {limit}", binds)
+    if dataset is None and status in (None, ABANDONED):
+        # Killed runs no later run has recorded yet: shown as abandoned all the same.
+        unrecorded = abandoned_runs(warehouse, target)
+        if unrecorded:
+            frame = pd.concat([frame, to_frame(unrecorded, who=None)]).sort_values(
+                ["STARTED_AT", "FINISHED_AT", "RUN_ID"], ascending=False).head(limit).reset_index(drop=True)
+    return frame
+
+
+# -- runs that never finished -------------------------------------------------------------------
+def mark_started(warehouse: Warehouse, target: Target, run_id: str, env: str,
+                 parameters: Mapping[str, Any], planned: Sequence[str]) -> bool:
+    """`hnpipe run`'s marker, before its first notebook: which process runs which datasets."""
+    import socket
+
+    detail = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "datasets": list(planned)})
+    return record(warehouse, target, RunRecord(run_id, "run", None, env, RUNNING, parameters=parameters,
+                                               detail=detail))
+
+
+def _process_gone(info: Mapping[str, Any]) -> bool | None:
+    """Whether the marker's process is gone: True/False on this host, None elsewhere."""
+    import socket
+
+    if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
+        return None
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = None) -> list[RunRecord]:
+    """Runs of `hnpipe run` that started and never finished, and not yet recorded as abandoned:
+    each as an ABANDONED record with the run's start time and what it had published."""
+    now = now or datetime.now(timezone.utc)
+    if not exists(warehouse, target):
+        return []
+    frame = warehouse.query(target, f"SELECT * FROM {TABLE} WHERE RUN_ID IN "
+                                    f"(SELECT RUN_ID FROM {TABLE} WHERE STATUS = ?)", [RUNNING])
+    found = []
+    for run_id, rows in frame.groupby("RUN_ID"):
+        if rows["STATUS"].isin([FAILED, ABANDONED]).any():
+            continue  # it ended (a failure), or is recorded already
+        marker = rows[rows["STATUS"] == RUNNING].iloc[0]
+        try:
+            info = json.loads(marker["DETAIL"]) if isinstance(marker["DETAIL"], str) else {}
+        except ValueError:
+            info = {}
+        done = rows[(rows["STATUS"] == SUCCEEDED) & rows["DATASET"].notna()]
+        planned = info.get("datasets") or []
+        if planned and set(planned) <= set(done["DATASET"]):
+            continue  # every dataset it ran succeeded
+        started = marker["STARTED_AT"].to_pydatetime()
+        gone = _process_gone(info)
+        if gone is False or (gone is None and now - started < timedelta(hours=STALE_AFTER_HOURS)):
+            continue  # still running, or cannot tell yet
+        published = ", ".join(f"{row.DATASET} ({'?' if pd.isna(row.ROWS_WRITTEN) else f'{int(row.ROWS_WRITTEN):,}'} rows)"
+                              for row in done.sort_values("FINISHED_AT").itertuples())
+        why = (f"process {info.get('pid')} on {info.get('host')} is gone" if gone
+               else f"no end recorded within {STALE_AFTER_HOURS} h")
+        try:
+            parameters = json.loads(marker["PARAMETERS"]) if isinstance(marker["PARAMETERS"], str) else {}
+        except ValueError:
+            parameters = {}
+        found.append(RunRecord(
+            str(run_id), "run", None, str(marker["ENVIRONMENT"]), ABANDONED, started=started,
+            finished=rows["FINISHED_AT"].max().to_pydatetime(), parameters=parameters,
+            error=f"abandoned: the run never finished ({why}; killed?)",
+            detail=f"published before it stopped: {published or 'nothing'}; planned: {', '.join(planned) or '?'}"))
+    return found
+
+
+def mark_abandoned(warehouse: Warehouse, target: Target) -> list[RunRecord]:
+    """Record every abandoned run (one row each); returns them. Best effort, like record()."""
+    try:
+        runs = abandoned_runs(warehouse, target)
+    except Exception as exc:  # noqa: BLE001 - the new run matters more than the old one's row
+        log.warning("could not look for abandoned runs in %s.%s: %s", target, TABLE, error_line(exc))
+        return []
+    if runs:
+        record(warehouse, target, *runs)
+    return runs
 
 
 def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str) -> bool:
@@ -361,8 +454,6 @@ def to_text(frame: pd.DataFrame) -> str:
     })
     # Errors and details may quote what the HN API or a file said: escape control characters,
     # so nothing in a row can move the cursor, recolour or clear the terminal.
-    from hnpipe.cli import printable
-
     for column in shown.columns:
         shown[column] = shown[column].map(lambda value: printable(value) if isinstance(value, str) else value)
     return shown.to_string(index=False, justify="left")
@@ -378,7 +469,7 @@ def add_arguments(parser) -> None:
                         help="whose history to read (default: HNPIPE_ENV, else local)")
     parser.add_argument("--dataset", help="only this dataset, e.g. ITEMS")
     parser.add_argument("--limit", type=int, default=20, help="at most this many rows (default 20)")
-    parser.add_argument("--status", choices=(SUCCEEDED, FAILED), help="only runs that ended so")
+    parser.add_argument("--status", choices=(SUCCEEDED, FAILED, ABANDONED), help="only runs that ended so")
 
 
 def main(args) -> int:

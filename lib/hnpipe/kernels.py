@@ -32,15 +32,28 @@ KERNEL_ARGUMENTS = [
 ]
 
 
-def quiet_jsonschema() -> None:
-    """Skip jsonschema's optional IRI format checker before papermill imports nbformat.
+# Optional modules papermill (or jsonschema under it) imports when installed, for what
+# `hnpipe run` never does: s3:// and hdfs:// notebook paths (boto3, pyarrow.fs: numpy and
+# pyarrow), and jsonschema's IRI format checker (rfc3987_syntax, which JupyterLab's
+# jupyter-events pulls in and which builds a grammar for about a second). Together about
+# 1.5 s and 30 MiB in the `hnpipe run` process.
+PAPERMILL_SKIPS = ("boto3", "pyarrow.fs", "rfc3987_syntax")
 
-    jsonschema imports rfc3987_syntax when it is installed (JupyterLab's jupyter-events pulls
-    it in), which builds a grammar for about a second on every `hnpipe run`. nbformat's
-    notebook schema checks no IRI formats, so nothing here uses it; with the module marked
-    missing, jsonschema skips it as it does when the package is absent.
-    """
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+def import_papermill():
+    """papermill, imported without the optional modules above: each is marked missing while
+    papermill imports, so papermill (and jsonschema) take the path they take when it is not
+    installed; the marks are removed afterwards, so anything else can still import them."""
+    marked = [name for name in PAPERMILL_SKIPS if name not in sys.modules]
+    for name in marked:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import papermill
+    finally:
+        for name in marked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return papermill
 
 
 class Kernel:

@@ -307,7 +307,8 @@ def validate(values: Mapping[str, Any], *, complete: bool = False,
                 "parameters into every executed notebook); put it in the environment or .env"
             )
         if key not in declared:
-            close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.75)
+            # A YAML key may be anything (`?` alone is a null key): suggest only for text.
+            close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.75) if isinstance(key, str) else []
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ParameterError(
                 f"unknown parameter {key!r}{hint}: allowed are {', '.join(declared)}"

@@ -104,14 +104,14 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 started_kernels[dataset.name] = kernels.Kernel(
                     config.notebooks_dir(root), {**os.environ, "HNPIPE_NOTEBOOK_OUTPUT": str(
                         directory / dataset.notebook)})
-            kernels.quiet_jsonschema()
-            import papermill  # noqa: F401  (imported while the kernels start)
+            # The run's marker (and the abandoned runs before it), written while the kernels
+            # start; launched after them, so its imports do not delay theirs.
+            marker = _in_background(_mark_started, env, values, target, run_id, [d.name for d in order])
+            kernels.import_papermill()  # while the kernels start
 
-            for number, wave in enumerate(_waves(order)):
-                # Once the first notebook's kernel answers (and ITEMS fetches, waiting on the
-                # API), import what counting the rows at the end needs, instead of after.
-                on_start = _import_in_background if number == 0 else None
-                outcomes = _run_wave(wave, started_kernels, root, directory, values, on_start,
+            marker.join()
+            for wave in _waves(order):
+                outcomes = _run_wave(wave, started_kernels, root, directory, values,
                                      [order.index(dataset) + 1 for dataset in wave], len(order))
                 for dataset, outcome in zip(wave, outcomes):
                     if isinstance(outcome, NotebookResult):
@@ -129,6 +129,34 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     return result
 
 
+def _in_background(function, *args):
+    import threading
+
+    thread = threading.Thread(target=function, args=args, name="hnpipe-run-marker", daemon=True)
+    thread.start()
+    return thread
+
+
+def _mark_started(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
+                  planned: list[str]) -> None:
+    """Record the runs a kill left unfinished as abandoned, then this run's own marker
+    (hnpipe.history). Best effort: a warehouse that cannot take it fails the notebooks, which
+    say why."""
+    # Imported here, in the marker's thread: pandas and the engines load while the kernels start.
+    from hnpipe import history
+    from hnpipe.warehouse import connect
+
+    with history.warnings_held(*history.SIDE_NOTE_LOGGERS):
+        try:
+            warehouse = connect(env, values)
+            for entry in history.mark_abandoned(warehouse, target):
+                _say(f"run {entry.run_id} (started {entry.started:%Y-%m-%d %H:%M:%S} UTC) never finished: "
+                     f"recorded as abandoned; {entry.detail}")
+            history.mark_started(warehouse, target, run_id, env, values, planned)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not record the start of run %s: %s", run_id, history.error_line(exc))
+
+
 def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
     """`order` cut into waves: each dataset one wave after the latest of its upstream ones
     in this run, so the datasets of a wave depend only on earlier waves."""
@@ -144,29 +172,20 @@ def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
 
 
 def _run_wave(wave, started_kernels, root: Path, directory: Path, values: Mapping[str, Any],
-              on_start, numbers: list[int], total: int) -> list:
+              numbers: list[int], total: int) -> list:
     """Execute the wave's notebooks at once; per dataset a NotebookResult, or (error, began)."""
     if len(wave) == 1:
-        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, values, on_start,
+        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, values,
                          f"[{numbers[0]}/{total}]")]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(wave), thread_name_prefix="hnpipe-notebook") as pool:
         futures = [pool.submit(_execute, dataset, started_kernels[dataset.name], root, directory, values,
-                               on_start, f"[{number}/{total}]") for dataset, number in zip(wave, numbers)]
+                               f"[{number}/{total}]") for dataset, number in zip(wave, numbers)]
         return [future.result() for future in futures]
 
 
-def _import_in_background(**_: Any) -> None:
-    """nbclient's on_notebook_start hook: import the modules the run's end needs, in a thread."""
-    import importlib
-    import threading
-
-    threading.Thread(target=lambda: [importlib.import_module(name) for name in ("hnpipe.pipeline", "hnpipe.history", "hnpipe.warehouse")],
-                     name="hnpipe-imports", daemon=True).start()
-
-
-def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, Any], on_start=None,
+def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, Any],
              counter: str = "[1/1]"):
     """Run one notebook with papermill in its started kernel; its NotebookResult, or
     (error, began) when it failed. The executed notebook is saved either way."""
@@ -182,7 +201,6 @@ def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, 
         papermill.execute_notebook(
             str(source), str(output), parameters=values, kernel_name="python3",
             cwd=str(source.parent), progress_bar=False, log_output=False, km=kernel.manager,
-            on_notebook_start=on_start,
         )
     except Exception as error:  # the notebook raised, its kernel died, or papermill failed
         return error, began
@@ -223,7 +241,7 @@ def _failed(env: str, values: Mapping[str, Any], target: environments.Target, ru
     """A notebook failed: record it unless the notebook did, and alert once. Never raises;
     returns what went wrong doing so, for the run's one-line error."""
     # Imported on use: history and the warehouse pull in pandas and DuckDB (~0.5 s), which
-    # `hnpipe run` spends starting kernels instead; _import_in_background loads them meanwhile.
+    # `hnpipe run` does without otherwise (a failure is rare).
     from hnpipe import history
     from hnpipe.warehouse import connect
 
@@ -241,8 +259,8 @@ def _failed(env: str, values: Mapping[str, Any], target: environments.Target, ru
 
 
 def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:
-    # Imported on use: history and the warehouse pull in pandas and DuckDB (~0.5 s), which
-    # `hnpipe run` spends starting kernels instead; _import_in_background loads them meanwhile.
+    # Imported on use, after the notebooks: DuckDB only (the engine imports pandas when it
+    # moves frames), so this process stays small while the kernels run.
     from hnpipe.warehouse import connect
 
     tables = connect(result.env, values).list_tables(result.target)
@@ -272,8 +290,7 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
     """Everything a run of `env` needs, checked without fetching or writing anything:
     parameters, the environment guard, credentials, the warehouse and target, the notebooks
     and where their outputs go. Every check runs even when an earlier one fails."""
-    import papermill
-
+    papermill = kernels.import_papermill()
 
     checks: list[Preflight] = []
 

@@ -27,16 +27,30 @@ from hnpipe.warehouse.base import (
     WriteGuard,
     is_bookkeeping_table,
 )
-from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from hnpipe.warehouse.frames import frame_from_arrow
 
 __all__ = ["Check", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
            "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "reader"]
+
+# Imported on first use: hnpipe.datasets needs only `Check` from here, and `hnpipe run` reads
+# the datasets before it starts the kernels, so importing pandas and duckdb here would put
+# them (about 0.5 s, 60 MiB) on every run's start-up path and in its process.
+_LAZY = {"DuckDBWarehouse": "hnpipe.warehouse.duckdb_engine", "frame_from_arrow": "hnpipe.warehouse.frames"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
     """The warehouse for a spec from `environments.warehouse_spec`: 'duckdb:<dir>' or 'snowflake'."""
     if spec.startswith("duckdb:"):
+        # On use, like _LAZY above: the engine imports duckdb.
+        from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+
         return DuckDBWarehouse(spec.partition(":")[2], write_guard=write_guard, **options)
     if spec == "snowflake":
         # Imported on use: the connector takes about a second to import, and local runs
