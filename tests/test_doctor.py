@@ -14,7 +14,7 @@ import snowflake.connector
 from hnpipe import cli
 from hnpipe.ops import doctor
 from snowflake_model import SnowflakeModel
-from test_snowflake_lifecycle import account, as_env, publish_all  # noqa: F401 (fixture)
+from snowflake_account import account, as_env, publish_all  # noqa: F401 (fixture)
 
 
 def checks(report: doctor.Report) -> dict[str, str]:

@@ -19,7 +19,7 @@ from hnpipe import cli, credentials, params, pipeline
 from hnpipe.errors import GuardError, HnpipeError
 from snowflake_fakes import ENV, PASSWORD, Recorder
 from snowflake_model import write_pandas_fake
-from test_snowflake_lifecycle import SETUP, account, as_env, publish_all  # noqa: F401 (fixture)
+from snowflake_account import SETUP, account, as_env, publish_all  # noqa: F401 (fixture)
 
 KEYLESS = {key: value for key, value in ENV.items() if key != "SNOWFLAKE_PASSWORD"}
 WIF = {**KEYLESS, "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY", "SNOWFLAKE_TOKEN": "ci.token"}
