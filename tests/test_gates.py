@@ -166,3 +166,35 @@ def test_gates_run_on_the_snowflake_engine(monkeypatch) -> None:
             wh.publish_query(staging, "STORIES", STORIES.sql + " AND ID <> 1", "run2", quality_checks(STORIES, now=NOW))
         assert wh.list_tables(staging) == {"ITEMS": 6, "STORIES": 1}
         wh.close()
+
+
+def test_a_publish_that_would_shrink_items_past_max_shrink_is_refused_with_the_counts(clean_env: Path) -> None:
+    """The API's maxitem drops (a bad deploy, a wrong URL): 10 rows would become 3, and every
+    other gate passes. Refused unless the run says allow_shrink, which the history records."""
+    import json
+
+    from hnpipe import history
+    from hnpipe.sample import SampleServer
+
+    items = {item_id: raw(item_id) for item_id in range(1, 11)}
+    with SampleServer(items=items) as full, SampleServer(items={i: items[i] for i in (1, 2, 3)}) as dropped:
+        def step(url: str, **values):
+            return pipeline.start("ITEMS", {"environment": "local", "n_items": 10, "hn_api_url": url, **values})
+
+        first = step(full.base_url)
+        assert first.publish(first.fetch_items()) == 10
+        shrunk = step(dropped.base_url)
+        with pytest.raises(WarehouseError, match=r"failed checks: no_shrink \(ITEMS holds 10 rows and may shrink "
+                                                 r"by at most 50% \(max_shrink\), to 5; run with allow_shrink=true "
+                                                 r"if the shrink is meant; got ROWS_STAGED 3\)"):
+            shrunk.publish(shrunk.fetch_items())
+        assert len(first.read()) == 10  # nothing published
+        smaller_step = step(dropped.base_url, max_shrink=0.8)  # up to 80% may go: 3 of 10 stay
+        assert smaller_step.publish(smaller_step.fetch_items()) == 3
+        again = step(full.base_url)
+        assert again.publish(again.fetch_items()) == 10
+        allowed = step(dropped.base_url, allow_shrink=True)
+        assert allowed.publish(allowed.fetch_items()) == 3
+    latest = history.read(first.warehouse, TARGET, dataset="ITEMS", limit=1).iloc[0]
+    assert latest.STATUS == "succeeded" and json.loads(latest.PARAMETERS)["allow_shrink"] is True
+    assert latest.DETAIL == "allow_shrink: ITEMS shrank from 10 to 3 rows"

@@ -111,6 +111,7 @@ class Step:
     namespace: Mapping[str, Any] | None = field(default=None, repr=False)  # the notebook's globals
     declared: Mapping[str, params.Parameter] = field(default_factory=lambda: params.PARAMETERS, repr=False)
     _fetched: _Fetch | None = field(default=None, repr=False)
+    _published_before: int | None = field(default=None, repr=False)  # ITEMS' rows before this publish
     _fetch_incomplete: bool = field(default=False, repr=False)  # a fetch began and did not finish
     _working: bool = field(default=False, repr=False)  # this run has begun its work
     _ended: bool = field(default=False, repr=False)  # this run published or failed
@@ -262,6 +263,8 @@ class Step:
         plan = self.refresh
         with self._work():
             self.warehouse.ensure_schema(self.target)
+            if self.dataset.name == "ITEMS":  # what the shrink gate (or its allow_shrink note) compares with
+                self._published_before = self.warehouse.list_tables(self.target).get(self.dataset.name)
             if plan is not None and plan.merges:
                 # An incremental fetch is the window and the new ids: small, a frame is fine.
                 rows = self.warehouse.publish_merge(
@@ -282,9 +285,10 @@ class Step:
             merged = f" ({plan.kept_rows:,} kept, {len(frame):,} fetched)" if plan is not None and plan.merges else ""
             print(f"published {rows:,} rows to {self.target}.{self.dataset.name}{merged}")
             self._document()
-        self._record_success(rows, detail=f"published a frame edited by hand ({len(frame):,} rows)"
-                             if edited and isinstance(frame, pd.DataFrame) and self._fetched is not None
-                             and frame_fingerprint(frame) != self._fetched_fingerprint() else None)
+        notes = [f"published a frame edited by hand ({len(frame):,} rows)"
+                 if edited and isinstance(frame, pd.DataFrame) and self._fetched is not None
+                 and frame_fingerprint(frame) != self._fetched_fingerprint() else None, self._shrink_note(rows)]
+        self._record_success(rows, detail="; ".join(note for note in notes if note) or None)
         return rows
 
     # -- datasets defined in SQL -----------------------------------------------------------
@@ -361,7 +365,24 @@ class Step:
             fetched_ids=None if plan is None else plan.fetched_ids,
             kept_rows=plan.kept_rows if plan is not None and plan.merges else 0,
             id_range=None if plan is None else plan.id_range,
+            previous_rows=self._previous_rows(), max_shrink=self.params["max_shrink"],
         )
+
+    def _previous_rows(self) -> int | None:
+        """ITEMS' rows as published now, for the shrink gate (None: no gate). COMMENTS and
+        STORIES are gated to be exactly ITEMS' rows of their type, so ITEMS alone is compared."""
+        if self.dataset.name != "ITEMS" or self.params["allow_shrink"]:
+            return None
+        return self._published_before
+
+    def _shrink_note(self, rows: int) -> str | None:
+        """For the history: a shrink past max_shrink that allow_shrink let through."""
+        if self.dataset.name != "ITEMS" or not self.params["allow_shrink"]:
+            return None
+        before = self._published_before
+        if before and rows < before * (1 - self.params["max_shrink"]):
+            return f"allow_shrink: ITEMS shrank from {before:,} to {rows:,} rows"
+        return None
 
     # -- looking at the result -------------------------------------------------------------
     @_closes_session
