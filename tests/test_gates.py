@@ -11,17 +11,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import fakesnow
 import pandas as pd
 import pytest
-import snowflake.connector
 from hnpipe import datasets, pipeline
 from hnpipe.datasets import CLOCK_SKEW, quality_checks
 from hnpipe.environments import Target
 from hnpipe.errors import WarehouseError
 from hnpipe.items import empty_items_frame, items_frame
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -145,13 +142,9 @@ def test_a_real_fetch_and_build_pass_every_gate(clean_env) -> None:
         assert built == int((items.TYPE == dataset.item_type).sum()) > 0
 
 
-def test_gates_run_on_the_snowflake_engine(monkeypatch) -> None:
-    env = {"SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "u", "SNOWFLAKE_PASSWORD": "pw-not-real",
-           "SNOWFLAKE_ROLE": "R", "SNOWFLAKE_WAREHOUSE": "W"}
+def test_gates_run_on_the_snowflake_engine(fake_snowflake) -> None:
     staging = Target("STAGING", "HACKER_NEWS")
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE STAGING")
-        wh = SnowflakeWarehouse(environ=env)
+    with fake_snowflake.create_databases("STAGING").warehouse() as wh:
         wh.ensure_schema(staging)
         wh.publish_frame(staging, "ITEMS", items_frame(GOOD), "run1", quality_checks(ITEMS, now=NOW, n_items=6, null_ids=0))
         assert wh.publish_query(staging, "STORIES", STORIES.sql, "run1", quality_checks(STORIES, now=NOW)) == 1

@@ -54,6 +54,14 @@ def change_notebook(path: Path, marker: str) -> None:
     nbformat.write(notebook, path)
 
 
+def notes(repo: Path, name: str, commits: int) -> None:
+    """`commits` commits that change only a note (no dataset): history to be deep in."""
+    for n in range(commits):
+        (repo / name).write_text(f"note {n}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"{name}: {n}")
+
+
 @dataclass
 class Rehearsal:
     origin: Path
@@ -82,18 +90,12 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
     git(origin, "init", "-q", "-b", "main")
     git(origin, "add", "-A")
     git(origin, "commit", "-qm", "base")
-    for n in range(3):  # history on main before the pull request branches off
-        (origin / "NOTES.md").write_text(f"note {n}\n")
-        git(origin, "add", "-A")
-        git(origin, "commit", "-qm", f"notes {n}")
+    notes(origin, "NOTES.md", 3)  # history on main before the pull request branches off
     stale_base = git(origin, "rev-parse", "HEAD")
     git(origin, "checkout", "-qb", "pr")
     change_notebook(origin / "notebooks" / "stories.ipynb", "the pull request")
     git(origin, "commit", "-qam", "STORIES: the pull request's change")
-    for n in range(DEEP - 1):
-        (origin / "PR_NOTES.md").write_text(f"pr note {n}\n")
-        git(origin, "add", "-A")
-        git(origin, "commit", "-qm", f"pr notes {n}")
+    notes(origin, "PR_NOTES.md", DEEP - 1)
     pr_head = git(origin, "rev-parse", "HEAD")
     git(origin, "checkout", "-q", "main")
     change_notebook(origin / "notebooks" / "comments.ipynb", "main, after the pull request branched off")
