@@ -260,7 +260,7 @@ def test_serve_sample_serves_generated_ids_with_the_faults_asked_for() -> None:
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
     assert lines[0].startswith("serving 50 HN ids at http://127.0.0.1:")
     assert f"(max item {max(items)})" in lines[0]
-    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0}
+    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0, "trickle": 0}
     assert "stopped after 2 requests" in lines[-1]
 
 
@@ -278,6 +278,24 @@ def test_serve_sample_refuses_bad_flags_in_one_line_before_serving(capsys, argv:
     assert cli.main(["serve-sample", *argv]) == 1
     err = capsys.readouterr().err
     assert named in err and err.count("\n") == 1, err
+
+
+def test_hnpipe_run_against_a_trickling_server_fails_cleanly_within_the_request_deadline(clean_env: Path) -> None:
+    """`serve-sample --trickles 1`: 200 at once, then a byte every 5 s. The 10 s read timeout never
+    fires (a run of 10 ids went on for minutes); the request deadline ends it, in one line."""
+    import time as clock
+
+    with serve_sample_process("--ids", "10", "--trickles", "1", "--trickle-interval-s", "5") as (url, lines):
+        started = clock.monotonic()
+        run = hnpipe("run", "--env", "local", "-p", f"hn_api_url={url}", "-p", "n_items=10",
+                     "-p", "request_deadline_s=3", timeout=300)
+        seconds = clock.monotonic() - started
+    assert run.returncode == 1, run.stdout
+    line = run.stderr.strip()
+    assert line.count("\n") == 0 and "no complete answer within its 3 s deadline" in line, line
+    assert seconds < 120, seconds  # the deadline, plus starting the kernels; not 10 ids x 8 attempts x minutes
+    assert faults_injected(lines)["trickle"] >= 1
+    assert "ITEMS" not in DuckDBWarehouse(clean_env).list_tables(TARGET)
 
 
 # -- a damaged warehouse file -----------------------------------------------------------------------

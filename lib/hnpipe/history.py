@@ -38,7 +38,7 @@ import pandas as pd
 
 from hnpipe import alerts, config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_NAME, Target
-from hnpipe.errors import ParameterError, one_line
+from hnpipe.errors import ParameterError, one_line, printable
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import HISTORY_TABLE, Warehouse
 
@@ -252,11 +252,16 @@ def record_action(action: str, env: str, *, ok: bool, message: str, parameters: 
         entry = RunRecord(config.current_run_id(), action, None, env, SUCCEEDED if ok else FAILED,
                           started=started, finished=datetime.now(timezone.utc), parameters=dict(parameters),
                           notebook=notebook, error=None if ok else message, detail=message if ok else None)
+        owned = warehouse is None
         warehouse = warehouse or connect(env, parameters, notebook=notebook or "")
     except Exception as exc:
         log.warning("could not record %s: %s", action, error_line(exc))
         return False
-    written = record(warehouse, target, entry)
+    try:
+        written = record(warehouse, target, entry)
+    finally:
+        if owned and hasattr(warehouse, "close"):  # the session ends with the row
+            warehouse.close()
     if not ok and alert:
         alerts.notify_failure(env, action, error_line(message), entry.run_id, notebook)
     return written
@@ -449,8 +454,6 @@ def to_text(frame: pd.DataFrame) -> str:
     })
     # Errors and details may quote what the HN API or a file said: escape control characters,
     # so nothing in a row can move the cursor, recolour or clear the terminal.
-    from hnpipe.cli import printable
-
     for column in shown.columns:
         shown[column] = shown[column].map(lambda value: printable(value) if isinstance(value, str) else value)
     return shown.to_string(index=False, justify="left")

@@ -29,6 +29,7 @@ elsewhere in a notebook are recorded by `hnpipe run`, which sees papermill fail.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -72,6 +73,19 @@ class _Fetch:
     items: FetchedItems | None = None  # what fetch() returned: only that object may be published
 
 
+def _closes_session(method):
+    """Close the warehouse's session when a Step method returns or raises: a Snowflake session
+    lives for one step (the next step logs in again), so none is left open by a notebook or a
+    run that stopped halfway."""
+    @functools.wraps(method)
+    def closing(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.close()
+    return closing
+
+
 @dataclass
 class Step:
     """One dataset's run in one environment, as a notebook sees it.
@@ -97,10 +111,17 @@ class Step:
     namespace: Mapping[str, Any] | None = field(default=None, repr=False)  # the notebook's globals
     declared: Mapping[str, params.Parameter] = field(default_factory=lambda: params.PARAMETERS, repr=False)
     _fetched: _Fetch | None = field(default=None, repr=False)
+    _published_before: int | None = field(default=None, repr=False)  # ITEMS' rows before this publish
     _fetch_incomplete: bool = field(default=False, repr=False)  # a fetch began and did not finish
     _working: bool = field(default=False, repr=False)  # this run has begun its work
     _ended: bool = field(default=False, repr=False)  # this run published or failed
     _busy: float = field(default=0.0, repr=False)  # seconds of work in this run
+
+    def close(self) -> None:
+        """End the warehouse session (Snowflake); the next step opens a new one."""
+        close = getattr(self.warehouse, "close", None)
+        if close is not None:
+            close()
 
     # -- what the notebook holds now -------------------------------------------------------
     def current_params(self) -> dict[str, Any]:
@@ -146,6 +167,7 @@ class Step:
             self._busy += time.perf_counter() - began
 
     # -- ITEMS ---------------------------------------------------------------------------
+    @_closes_session
     def fetch(self) -> FetchedItems:
         """The HN items this run fetches, streamed: Arrow record batches that `publish` loads
         into the staging table as they are (sorted by ID inside the warehouse), with no pandas
@@ -157,6 +179,7 @@ class Step:
         self._fetch_incomplete = False
         return items
 
+    @_closes_session
     def fetch_items(self) -> pd.DataFrame:
         """Like `fetch`, as one ITEMS frame sorted by ID (for exploring: `fetch` publishes
         with less memory); `publish` takes the frame as it is or edited on purpose."""
@@ -225,6 +248,7 @@ class Step:
             fetched.fingerprint = frame_fingerprint(fetched.items.to_frame())
         return fetched.fingerprint if fetched is not None else None
 
+    @_closes_session
     def publish(self, frame: pd.DataFrame | FetchedItems, *, edited: bool = False) -> int:
         """Publish what fetch() (streamed, as Arrow batches) or fetch_items() (a frame)
         returned as this dataset: staging table, quality gates, atomic swap. After an
@@ -239,6 +263,8 @@ class Step:
         plan = self.refresh
         with self._work():
             self.warehouse.ensure_schema(self.target)
+            if self.dataset.name == "ITEMS":  # what the shrink gate (or its allow_shrink note) compares with
+                self._published_before = self.warehouse.list_tables(self.target).get(self.dataset.name)
             if plan is not None and plan.merges:
                 # An incremental fetch is the window and the new ids: small, a frame is fine.
                 rows = self.warehouse.publish_merge(
@@ -259,12 +285,14 @@ class Step:
             merged = f" ({plan.kept_rows:,} kept, {len(frame):,} fetched)" if plan is not None and plan.merges else ""
             print(f"published {rows:,} rows to {self.target}.{self.dataset.name}{merged}")
             self._document()
-        self._record_success(rows, detail=f"published a frame edited by hand ({len(frame):,} rows)"
-                             if edited and isinstance(frame, pd.DataFrame) and self._fetched is not None
-                             and frame_fingerprint(frame) != self._fetched_fingerprint() else None)
+        notes = [f"published a frame edited by hand ({len(frame):,} rows)"
+                 if edited and isinstance(frame, pd.DataFrame) and self._fetched is not None
+                 and frame_fingerprint(frame) != self._fetched_fingerprint() else None, self._shrink_note(rows)]
+        self._record_success(rows, detail="; ".join(note for note in notes if note) or None)
         return rows
 
     # -- datasets defined in SQL -----------------------------------------------------------
+    @_closes_session
     def build(self) -> int:
         """Build a SQL-defined dataset inside the warehouse from its upstream tables."""
         if self.dataset.sql is None:
@@ -337,13 +365,32 @@ class Step:
             fetched_ids=None if plan is None else plan.fetched_ids,
             kept_rows=plan.kept_rows if plan is not None and plan.merges else 0,
             id_range=None if plan is None else plan.id_range,
+            previous_rows=self._previous_rows(), max_shrink=self.params["max_shrink"],
         )
 
+    def _previous_rows(self) -> int | None:
+        """ITEMS' rows as published now, for the shrink gate (None: no gate). COMMENTS and
+        STORIES are gated to be exactly ITEMS' rows of their type, so ITEMS alone is compared."""
+        if self.dataset.name != "ITEMS" or self.params["allow_shrink"]:
+            return None
+        return self._published_before
+
+    def _shrink_note(self, rows: int) -> str | None:
+        """For the history: a shrink past max_shrink that allow_shrink let through."""
+        if self.dataset.name != "ITEMS" or not self.params["allow_shrink"]:
+            return None
+        before = self._published_before
+        if before and rows < before * (1 - self.params["max_shrink"]):
+            return f"allow_shrink: ITEMS shrank from {before:,} to {rows:,} rows"
+        return None
+
     # -- looking at the result -------------------------------------------------------------
+    @_closes_session
     def read(self, name: str | None = None) -> pd.DataFrame:
         self.current_params()
         return self.warehouse.read_table(self.target, name or self.dataset.name)
 
+    @_closes_session
     def counts_by_type(self, name: str | None = None) -> pd.DataFrame:
         """Rows per TYPE, counted inside the warehouse."""
         self.current_params()
@@ -352,6 +399,7 @@ class Step:
             self.target, f'SELECT TYPE, COUNT(*) AS "ROWS" FROM {table} GROUP BY TYPE ORDER BY TYPE'
         )
 
+    @_closes_session
     def preview(self, rows: int = 5) -> pd.DataFrame:
         """The first rows of the published table."""
         self.current_params()
@@ -412,12 +460,17 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     target = environments.resolve(values["environment"])
     env = values["environment"]
     warehouse = connect(env, values, definition.notebook)
-    if env == "branch" and not warehouse.database_exists(target.database):
-        pr = target.database.removeprefix(environments.CLONE_PREFIX)
-        raise GuardError(
-            f"refused branch run: {target.database} does not exist; run "
-            f"`hnpipe admin clone --pr {pr}` first"
-        )
+    try:
+        if env == "branch" and not warehouse.database_exists(target.database):
+            pr = target.database.removeprefix(environments.CLONE_PREFIX)
+            raise GuardError(
+                f"refused branch run: {target.database} does not exist; run "
+                f"`hnpipe admin clone --pr {pr}` first"
+            )
+    finally:
+        close = getattr(warehouse, "close", None)
+        if close is not None:  # the session ends with the step; a later step logs in again
+            close()
     step = Step(definition, values, env, target, run_id, warehouse, started=began,
                 notebook=history.notebook_location(namespace), namespace=namespace)
     print(f"{definition.name}: environment {env} -> {target} on {warehouse.engine}, "

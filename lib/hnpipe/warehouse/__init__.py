@@ -4,6 +4,7 @@
     frames.py            pandas <-> Arrow, the same for both engines
     duckdb_engine.py     the embedded engine: one DuckDB file per database (local runs, rehearsals)
     snowflake_engine.py  Snowflake (staging, production, branches)
+    snowflake_session.py what a Snowflake session opens with: query tag, timeouts
 
 `connect(env, values)` is how every run and command gets a guarded warehouse for an
 environment; `reader(env, command)` one that refuses every write. Engines import nothing above
@@ -47,6 +48,7 @@ def __getattr__(name: str) -> Any:
 def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
     """The warehouse for a spec from `environments.warehouse_spec`: 'duckdb:<dir>' or 'snowflake'."""
     if spec.startswith("duckdb:"):
+        # On use, like _LAZY above: the engine imports duckdb.
         from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
         return DuckDBWarehouse(spec.partition(":")[2], write_guard=write_guard, **options)

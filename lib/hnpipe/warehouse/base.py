@@ -113,7 +113,12 @@ def is_bookkeeping_table(name: str) -> bool:
 
 
 def staging_table_name(table: str, run_id: str) -> str:
-    return check_identifier(f"{check_identifier(table, 'table')}__STAGING_{run_id.upper()}", "staging table")
+    # The run id is checked here for both engines: an empty one made `ITEMS__STAGING_`, a valid
+    # name, so DuckDB published with it while Snowflake refused (found by the contract suite).
+    check_identifier(table, "table")
+    if not config.fits_in_a_name(run_id):
+        raise WarehouseError(f"invalid run_id {run_id!r}: use ASCII letters, digits and _ only")
+    return check_identifier(f"{table}__STAGING_{run_id.upper()}", "staging table")
 
 
 def delta_table_name(table: str, run_id: str) -> str:
@@ -143,7 +148,7 @@ def check_keep_ids(keep_ids: object, frame: pd.DataFrame, destination: str) -> t
 def merge_select(kept_from: str, new_from: str, columns: Sequence[str], keep_ids: tuple[int, int]) -> str:
     """The one SELECT a merge stages: the rows of `kept_from` (the published table) whose ID
     is in keep_ids, then every row of `new_from`, both as `columns`. The engine passes the
-    two table expressions (a quoted name, IDENTIFIER(?)); the columns are checked and quoted
+    two table expressions (quoted names); the columns are checked and quoted
     here, the ids are integers checked by check_keep_ids."""
     names = ", ".join(f'"{check_identifier(column, "column")}"' for column in columns)
     first, last = (int(value) for value in keep_ids)

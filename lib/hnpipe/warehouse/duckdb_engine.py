@@ -57,6 +57,7 @@ def frame_from_arrow(table: "pa.Table") -> "pd.DataFrame":
 
 
 def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
+    # pandas on first use, as above.
     from hnpipe.warehouse.frames import frame_to_arrow
 
     return frame_to_arrow(frame, destination)
@@ -304,7 +305,10 @@ class DuckDBWarehouse(Warehouse):
             statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
             after = [name for name in present if name != version] + ([replaced] if table in present else [])
             statements += [f"DROP TABLE {_q(old)}" for old in versions_to_drop(table, after, keep)]
-            _in_transaction(con, statements)
+            try:
+                _in_transaction(con, statements)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"swap {version} into {target}.{table} failed: {one_line(exc)}") from exc
         return rows
 
     def describe_table(self, target: Target, table: str) -> TableInfo:
@@ -324,11 +328,17 @@ class DuckDBWarehouse(Warehouse):
             if table not in _table_names(con, target.schema):
                 raise WarehouseError(f"cannot comment {target}.{table}: no such table")
             check_comment_columns(target, table, [c.name for c in _describe(con, target, table).columns], column_comments)
-            _in_transaction(con, statements)
+            try:
+                _in_transaction(con, statements)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"comment {target}.{table} failed: {one_line(exc)}") from exc
 
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
         destination = f"{target}.{check_identifier(table, 'table')}"
         arrow = frame_to_arrow(frame, destination)  # before opening anything
+        lists = [name for name, kind in zip(arrow.column_names, arrow.schema.types) if str(kind).startswith("list")]
+        if lists:  # as the Snowflake engine, which binds scalars only (found by the contract suite)
+            raise WarehouseError(f"cannot append to {destination}: list column {lists[0]}; append_rows takes scalar columns")
         with self._writing(target) as con:
             con.register("hnpipe_rows", arrow)
             try:
@@ -529,7 +539,10 @@ class DuckDBWarehouse(Warehouse):
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
             self._run_checks(con, target, destination, staging, checks)
-            _in_transaction(con, swap)
+            try:
+                _in_transaction(con, swap)
+            except duckdb.Error as exc:  # one hnpipe error line, as the Snowflake engine says it
+                raise WarehouseError(f"swap {staging} into {destination} failed: {one_line(exc)}") from exc
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP TABLE IF EXISTS {_q(staging)}")
