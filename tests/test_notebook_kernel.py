@@ -172,3 +172,26 @@ def test_the_fetch_progress_bar_has_a_total_and_ends_as_plain_text(kernel) -> No
     assert re.fullmatch(r"HN items: 50/50 \(100%\) in [\d.]+ s, [\d,]+ item/s", bar["text/plain"])
     assert 'data-state="done"' in bar["text/html"]
     assert "application/vnd.jupyter.widget-view+json" not in bar  # nothing a saved notebook loses
+
+
+def test_a_file_held_by_another_notebook_is_announced_once_and_fails_once(tmp_path) -> None:
+    env = kernel_env(tmp_path / "warehouse", tmp_path / "runs", HNPIPE_LOCK_TIMEOUT_S="2")
+    with Kernel(env) as analyst, Kernel(env) as other:
+        started(analyst, n_items=30)
+        ok(analyst.run(FETCH))
+        ok(analyst.run(PUBLISH))  # the file exists; now another notebook holds it open
+        ok(other.run(f"import duckdb; held = duckdb.connect({str(tmp_path / 'warehouse' / 'LOCAL.duckdb')!r})"))
+        holder = other.value("__import__('os').getpid()")
+        ok(analyst.run(FETCH))
+        failed = analyst.run(PUBLISH)
+    path = tmp_path / "warehouse" / "LOCAL.duckdb"
+    announced = [line for line in failed.stderr.splitlines() if line.startswith("waiting for")]
+    assert announced == [f"waiting for {path}: a notebook kernel (PID {holder}) holds it; this run waits up to "
+                         "2 s in all (HNPIPE_LOCK_TIMEOUT_S)"]
+    assert failed.error["ename"] == "WarehouseLockedError" and len(failed.error["traceback"]) == 2
+    assert failed.error["evalue"] == (f"{path} is locked by a notebook kernel (PID {holder}); waited 2 s: close it "
+                                      "there (a notebook: Kernel > Shut Down Kernel) and retry, or raise "
+                                      "HNPIPE_LOCK_TIMEOUT_S")
+    # Recording the failure did not wait a second time: it failed at once, saying so.
+    assert "this run already waited 2 s" in failed.stderr
+    assert "could not be recorded" in failed.stdout

@@ -37,7 +37,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "HNPIPE_ROOT": "the project root (default: found from the working directory)",
     "HNPIPE_RUNS_DIR": "where executed notebooks and the catalog go (default: `runs/`)",
     "HNPIPE_LOCK_TIMEOUT_S": "how long to wait for a DuckDB file another process holds (default 30)",
-    "HNPIPE_PROGRESS": "`1` shows fetch progress bars, `0` hides them (default: when interactive)",
+    "HNPIPE_PROGRESS": "`1` shows fetch progress bars, `0` hides them (default: when interactive); "
+                       "`hnpipe run` sets `stdout` for its kernels (progress on the run's own output)",
     "HNPIPE_SLACK_WEBHOOK_URL": "Slack incoming webhook for failure alerts (a secret)",
     "HNPIPE_SLACK_NOTIFY_SUCCESS": "`1` also posts successful runs to Slack",
     "HNPIPE_SLACK_TIMEOUT_S": "how long a Slack post may take (default 5)",

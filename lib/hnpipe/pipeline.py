@@ -128,6 +128,7 @@ class Step:
         if self._ended or not self._working:
             self._ended, self._working, self._busy = False, True, 0.0
             self.started = datetime.now(timezone.utc)
+            self.warehouse.begin_run()  # a locked file may be waited for again, once
 
     @contextmanager
     def _work(self) -> Iterator[None]:

@@ -7,6 +7,7 @@ the rules both engines share are in hnpipe.warehouse.base.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -62,6 +63,29 @@ def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
     return frame_to_arrow(frame, destination)
 
 T = TypeVar("T")
+log = logging.getLogger("hnpipe.warehouse")
+# A wait is announced once it lasts this long: a run's own kernels (COMMENTS and STORIES
+# build at once) hold the file for tens of ms, which is not worth a line.
+_ANNOUNCE_AFTER_S = 0.5
+
+
+def lock_holder(message: str) -> str:
+    """Who holds the file, from DuckDB's lock error ('... held in <exe> (PID n) ...'): 'a
+    notebook kernel (PID n)' when /proc says so, else the command, else 'another process'."""
+    found = re.search(r"\(PID (\d+)\)", message)
+    if not found:
+        return "another process"
+    pid = found.group(1)
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:  # not Linux, or the process is gone
+        return f"another process (PID {pid})"
+    command = " ".join(" ".join(argv).split())  # one line, whatever the arguments hold
+    if "ipykernel" in command:
+        return f"a notebook kernel (PID {pid})"
+    if "hnpipe" in command:
+        return f"hnpipe (PID {pid}: {command[:60]})"
+    return f"PID {pid} ({command[:60]})"
 
 
 def _lock_timeout(value: float | None) -> float:
@@ -95,10 +119,14 @@ class DuckDBWarehouse(Warehouse):
         write_guard: WriteGuard | None = None,
         lock_timeout_s: float | None = None,
         read_only_databases: Sequence[str] = (),
+        on_lock_wait: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(write_guard)
         self.directory = Path(directory)
         self.lock_timeout_s = _lock_timeout(lock_timeout_s)
+        # Where "waiting for <file>" is said, once per run (default: a logged warning).
+        self.on_lock_wait = on_lock_wait or (lambda line: log.warning("%s", line))
+        self._lock_deadlines: dict[Path, float] = {}  # this run's one wait per file
         if isinstance(read_only_databases, str):
             read_only_databases = (read_only_databases,)
         self.read_only_databases = frozenset(
@@ -374,24 +402,42 @@ class DuckDBWarehouse(Warehouse):
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         return self._retry_locked(path, lambda: duckdb.connect(str(path), read_only=read_only))
 
+    def begin_run(self) -> None:
+        """A new run: it may wait for a locked file again (once)."""
+        super().begin_run()
+        self._lock_deadlines.clear()
+
     def _retry_locked(self, path: Path, open_file: Callable[[], T]) -> T:
-        """Run `open_file`, retrying while another process holds `path`'s lock."""
-        deadline = time.monotonic() + self.lock_timeout_s
-        pause = 0.01
+        """Run `open_file`, retrying while another process holds `path`'s lock.
+
+        One wait per file per run: the first conflict starts a `lock_timeout_s` budget that
+        later operations of the run share, so a run whose file stays locked fails once, and
+        whatever it does after that (recording the failure) fails at once instead of waiting
+        again. A wait longer than a moment is announced (`on_lock_wait`) naming the file and
+        its holder; brief conflicts between a run's own kernels are not."""
+        pause, announced, began = 0.01, False, time.monotonic()
         while True:
             try:
                 return open_file()
             except duckdb.IOException as exc:
                 if "Could not set lock" not in str(exc):
                     raise WarehouseError(f"cannot open {path}: {one_line(exc)}") from exc
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                earlier = path in self._lock_deadlines and now - began < _ANNOUNCE_AFTER_S
+                deadline = self._lock_deadlines.setdefault(path, now + self.lock_timeout_s)
+                remaining = deadline - now
                 if remaining <= 0:
-                    holder = re.search(r"\(PID \d+\)", str(exc))
-                    raise WarehouseLockedError(
-                        f"{path} is locked by another process{' ' + holder.group(0) if holder else ''}; "
-                        f"waited {self.lock_timeout_s:g} s: close it there (e.g. a notebook "
-                        "kernel) and retry, or raise HNPIPE_LOCK_TIMEOUT_S"
-                    ) from None
+                    waited = "this run already waited" if earlier else "waited"
+                    failure = WarehouseLockedError(
+                        f"{path} is locked by {lock_holder(str(exc))}; {waited} {self.lock_timeout_s:g} s: "
+                        "close it there (a notebook: Kernel > Shut Down Kernel) and retry, or raise "
+                        "HNPIPE_LOCK_TIMEOUT_S")
+                    self.lock_failure = self.lock_failure or failure
+                    raise failure from None
+                if not announced and now - began >= _ANNOUNCE_AFTER_S:
+                    announced = True
+                    self.on_lock_wait(f"waiting for {path}: {lock_holder(str(exc))} holds it; this run waits "
+                                      f"up to {self.lock_timeout_s:g} s in all (HNPIPE_LOCK_TIMEOUT_S)")
                 time.sleep(min(pause, remaining))
                 # Capped low: the usual holder is another kernel of the same run (COMMENTS and
                 # STORIES build at once) whose operations take tens of ms; a failed open is
