@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parent
 # The order nbval must run the notebooks in: each needs the tables the previous ones built.
 NOTEBOOK_ORDER = ["items.ipynb", "comments.ipynb", "stories.ipynb", "explore.ipynb", "admin.ipynb"]
 _SCRATCH = Path(tempfile.mkdtemp(prefix="hnpipe-tests-"))
+# The Snowflake stand-ins' fixtures (fake_snowflake, snowflake_process, recorded_write_pandas),
+# for every test; tests/ is on sys.path through pyproject's `pythonpath`.
+pytest_plugins = ["snowflake_fakes"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -90,22 +93,3 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.delenv("HNPIPE_ENV", raising=False)
     monkeypatch.delenv("HNPIPE_PR_ID", raising=False)
     return warehouse
-
-
-@pytest.fixture
-def recorded_write_pandas(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """Test fake for write_pandas (which would PUT files to a Snowflake stage): records its call
-    in a RecordingConnection's statement list as ('<write_pandas>', [table]) and 'loads' every
-    row. Returns the calls, with a copy of each frame."""
-    import snowflake.connector.pandas_tools
-
-    calls: list[dict] = []
-
-    def fake(conn, df, table_name, **kwargs):
-        conn.statements.append(("<write_pandas>", [table_name]))
-        conn.loaded = len(df)
-        calls.append({"frame": df.copy(), "table_name": table_name, **kwargs})
-        return True, 1, len(df), []
-
-    monkeypatch.setattr(snowflake.connector.pandas_tools, "write_pandas", fake)
-    return calls

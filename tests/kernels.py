@@ -3,7 +3,7 @@ fed cells one at a time (the analyst's order, not the notebook's), its messages 
 
     with Kernel(env) as kernel:
         kernel.run(cell_source(ITEMS, "parameters"))
-        cell = kernel.run("items = step.fetch_items()")
+        cell = kernel.run("items = step.fetch()")
         cell.error, cell.stdout, cell.displays
 """
 

@@ -1,4 +1,4 @@
-"""Test fakes for the Snowflake engine, shared by the tests that need them.
+"""Test fakes for the Snowflake engine, and the pytest fixtures every test uses them through.
 
 No Snowflake account exists for tests. Two stand-ins, both clearly test fakes:
 
@@ -7,14 +7,19 @@ No Snowflake account exists for tests. Two stand-ins, both clearly test fakes:
   renames; it has no DROP DATABASE or GRANT, ignores QUERY_TAG, and clones databases empty.
 * `RecordingConnection`: records every (sql, params) it is sent and answers from a small
   script, so the exact statements Snowflake would receive are pinned.
+
+The root conftest.py loads this module as a pytest plugin (`pytest_plugins`), so its fixtures
+are there in every test without an import: `fake_snowflake` (fakesnow for one test, with
+`.warehouse()`, `.create_databases()`, `.tables()` ...), `snowflake_process` (that account as
+the process's default warehouse, credentials in the environment) and `recorded_write_pandas`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterator
 
-from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
+import pytest
 
 PASSWORD = "sn0wflake-Pa55-do-not-leak"
 ENV = {
@@ -25,17 +30,28 @@ ENV = {
     "SNOWFLAKE_WAREHOUSE": "HNPIPE_WH",
 }
 
+
 # -- fakesnow ----------------------------------------------------------------------------
+# The swap as the engine sends it: names bound with IDENTIFIER(?), or checked and double-quoted
+# (optionally qualified) inline.
+_NAME = r'(?:IDENTIFIER\(\?\)|(?:"[A-Z0-9_]+"\.){0,2}"([A-Z0-9_]+)")'
+_SWAP = re.compile(rf"ALTER TABLE {_NAME} SWAP WITH {_NAME}")
+
+
 class SwapEmulatingConnection:
     """Test fake around a fakesnow connection: replays `ALTER TABLE .. SWAP WITH` (which
     fakesnow 0.12.1 cannot parse) as three renames. Not atomic, unlike Snowflake's swap; the
-    recorded-SQL tests pin the real statement. Everything else goes to fakesnow unchanged."""
+    recorded-SQL tests pin the real statement. Everything else goes to fakesnow unchanged.
+    `owner.fail_swaps`, when set, is raised instead of swapping (a failure inside the swap)."""
 
-    SWAP = "ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)"
-
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, owner: Any = None) -> None:
         self._inner = inner
+        self._owner = owner
         self.swaps: list[tuple[str, str]] = []
+
+    @property
+    def fail_swaps(self) -> BaseException | None:
+        return getattr(self._owner, "fail_swaps", None)
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         return _SwapEmulatingCursor(self._inner.cursor(*args, **kwargs), self)
@@ -49,11 +65,15 @@ class _SwapEmulatingCursor:
         self._inner, self._connection = inner, connection
 
     def execute(self, sql: str, params: Any = None) -> Any:
-        if sql == SwapEmulatingConnection.SWAP:
-            table, other = params
+        match = _SWAP.fullmatch(sql)
+        if match:
+            bound = iter(params or [])
+            table, other = (name or next(bound) for name in match.groups())
+            if self._connection.fail_swaps is not None:
+                raise self._connection.fail_swaps
             spare = f"{table}__SWAPPING"
             for old, new in ((table, spare), (other, table), (spare, other)):
-                self._inner.execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [old, new])
+                self._inner.execute(f'ALTER TABLE "{old}" RENAME TO "{new}"')
             self._connection.swaps.append((table, other))
             return self
         self._inner.execute(sql, params)
@@ -62,6 +82,101 @@ class _SwapEmulatingCursor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+
+class FakeSnowflake:
+    """One test's fakesnow account (`fake_snowflake` fixture): no database until
+    `create_databases` makes them, as an admin would. Asks fakesnow directly for what a
+    test checks, so the engine under test is not its own witness."""
+
+    def __init__(self) -> None:
+        self.connections: list[SwapEmulatingConnection] = []
+        self.fail_swaps: BaseException | None = None  # set: every SWAP WITH raises it
+
+    def connect(self, **kwargs: Any) -> SwapEmulatingConnection:
+        """A fakesnow connection that replays SWAP WITH; the engine's `connect`."""
+        import snowflake.connector
+
+        connection = SwapEmulatingConnection(snowflake.connector.connect(**kwargs), owner=self)
+        self.connections.append(connection)
+        return connection
+
+    def warehouse(self, guard: Any = None, **options: Any) -> Any:
+        """A SnowflakeWarehouse on this account, with ENV's (fake) credentials."""
+        from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
+
+        return SnowflakeWarehouse(guard, environ=options.pop("environ", ENV), connect=self.connect, **options)
+
+    def cursor(self) -> Any:
+        """A cursor of a plain fakesnow connection (qmark), for a test's own questions."""
+        import snowflake.connector
+
+        return snowflake.connector.connect(paramstyle="qmark").cursor()
+
+    def create_databases(self, *names: str) -> FakeSnowflake:
+        for name in names:
+            self.cursor().execute(f"CREATE DATABASE {name}")
+        return self
+
+    def databases(self) -> list[str]:
+        return sorted(row[1] for row in self.cursor().execute("SHOW DATABASES").fetchall())
+
+    def schemas(self, database: str) -> set[str]:
+        cursor = self.cursor().execute(f'SELECT SCHEMA_NAME FROM "{database}".INFORMATION_SCHEMA.SCHEMATA')
+        return {row[0] for row in cursor.fetchall()}
+
+    def tables(self, database: str = "STAGING", schema: str = "HACKER_NEWS") -> dict[str, int]:
+        """Every table in the schema with its rows, staging and versions too."""
+        cursor = self.cursor().execute(
+            f'SELECT TABLE_NAME, ROW_COUNT FROM "{database}".INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ?',
+            [schema])
+        return dict(cursor.fetchall())
+
+    @property
+    def swaps(self) -> list[tuple[str, str]]:
+        """Every SWAP WITH replayed, over all connections, in order of connection."""
+        return [swap for connection in self.connections for swap in connection.swaps]
+
+
+@pytest.fixture
+def fake_snowflake() -> Iterator[FakeSnowflake]:
+    """fakesnow patched into snowflake.connector for one test; an empty account."""
+    import fakesnow
+
+    with fakesnow.patch():
+        yield FakeSnowflake()
+
+
+@pytest.fixture
+def snowflake_process(fake_snowflake: FakeSnowflake, monkeypatch: pytest.MonkeyPatch) -> FakeSnowflake:
+    """The fakesnow account as what the process connects to by itself (open_warehouse,
+    pipeline.start, commands): HNPIPE_WAREHOUSE=snowflake, ENV's credentials in the environment,
+    and the engine's connector wrapped to replay SWAP WITH."""
+    from hnpipe.warehouse import snowflake_engine
+
+    monkeypatch.setenv("HNPIPE_WAREHOUSE", "snowflake")
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(snowflake_engine, "_connect_with_snowflake_connector", fake_snowflake.connect)
+    return fake_snowflake
+
+
+@pytest.fixture
+def recorded_write_pandas(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Test fake for write_pandas (which would PUT files to a Snowflake stage): records its call
+    in a RecordingConnection's statement list as ('<write_pandas>', [table]) and 'loads' every
+    row. Returns the calls, with a copy of each frame."""
+    import snowflake.connector.pandas_tools
+
+    calls: list[dict] = []
+
+    def fake(conn, df, table_name, **kwargs):
+        conn.statements.append(("<write_pandas>", [table_name]))
+        conn.loaded = len(df)
+        calls.append({"frame": df.copy(), "table_name": table_name, **kwargs})
+        return True, 1, len(df), []
+
+    monkeypatch.setattr(snowflake.connector.pandas_tools, "write_pandas", fake)
+    return calls
 
 
 # -- recorded SQL ------------------------------------------------------------------------
@@ -164,5 +279,7 @@ class Recorder:
     def statements(self) -> list[tuple[str, list | None]]:
         return self.connection.statements
 
-    def warehouse(self, guard=None, **options: Any) -> SnowflakeWarehouse:
+    def warehouse(self, guard=None, **options: Any) -> Any:
+        from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
+
         return SnowflakeWarehouse(guard, environ=options.pop("environ", ENV), connect=self.connect, **options)

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import fakesnow
 import nbformat
 import pytest
 import snowflake.connector
@@ -27,6 +26,7 @@ from hnpipe.items import items_frame
 from hnpipe.ops import admin
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
+from snowflake_fakes import ENV, PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "HACKER_NEWS"
@@ -35,10 +35,6 @@ RAW_ITEMS = [
     {"id": 11, "type": "comment", "by": "bob", "time": 1_700_000_100, "parent": 10, "text": "Nice"},
     {"id": 12, "type": "comment", "by": "cy", "time": 1_700_000_200, "parent": 10, "deleted": True},
 ]
-SNOWFLAKE_ENV = {
-    "SNOWFLAKE_ACCOUNT": "xy12345", "SNOWFLAKE_USER": "SVC_HNPIPE", "SNOWFLAKE_PASSWORD": "adm1n-Pa55-secret",
-    "SNOWFLAKE_ROLE": "HNPIPE_ADMIN", "SNOWFLAKE_WAREHOUSE": "HNPIPE_WH",
-}
 
 
 def fingerprint(directory: Path) -> dict[str, str]:
@@ -354,7 +350,7 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 
 def snowflake_run(connection: RecordingConnection, action: str, env: str = "production", pr: str | None = None,
                   **options: Any) -> admin.AdminResult:
-    warehouse = SnowflakeWarehouse(environ=SNOWFLAKE_ENV, connect=lambda **kwargs: connection)
+    warehouse = SnowflakeWarehouse(environ=ENV, connect=lambda **kwargs: connection)
     values = {"environment": env, "action": action, **options}
     return admin.run(values, environ={"HNPIPE_ENV": env, **({"HNPIPE_PR_ID": pr} if pr else {})},
                      warehouse=warehouse, now=NOW)
@@ -382,7 +378,7 @@ def test_a_failed_grant_drops_the_unusable_clone_again() -> None:
     with pytest.raises(WarehouseError) as failed:
         snowflake_run(connection, "clone", pr_id=42, branch_role="HNPIPE_BRANCH")
     assert "could not grant usage to HNPIPE_BRANCH (dropped it again)" in str(failed.value)
-    assert "Insufficient privileges" in str(failed.value) and "adm1n" not in str(failed.value)
+    assert "Insufficient privileges" in str(failed.value) and PASSWORD not in str(failed.value)
     assert connection.changes()[-1] == ("DROP DATABASE IF EXISTS IDENTIFIER(?)", ["PRODUCTION_CLONE_42"])
     assert sorted(connection.databases) == ["PRODUCTION"]
 
@@ -411,21 +407,18 @@ def test_snowflake_drop_sends_one_guarded_statement() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
-def test_clone_and_list_on_fakesnow() -> None:
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE PRODUCTION")
+def test_clone_and_list_on_fakesnow(fake_snowflake) -> None:
+    fake_snowflake.create_databases("PRODUCTION")
 
-        def run(action: str, **options: Any) -> admin.AdminResult:
-            warehouse = SnowflakeWarehouse(environ=SNOWFLAKE_ENV,
-                                           connect=lambda **kwargs: snowflake.connector.connect(**kwargs))
-            return admin.run({"environment": "production", "action": action, **options},
-                             environ={"HNPIPE_ENV": "production"}, warehouse=warehouse)
+    def run(action: str, **options: Any) -> admin.AdminResult:
+        return admin.run({"environment": "production", "action": action, **options},
+                         environ={"HNPIPE_ENV": "production"}, warehouse=fake_snowflake.warehouse())
 
-        assert run("clone", pr_id=3).changed == ("PRODUCTION_CLONE_3",)
-        assert [c.database for c in run("list").clones] == ["PRODUCTION_CLONE_3"]
-        # fakesnow dates every database 1970: a dry-run prune finds it stale and drops nothing.
-        assert run("prune").reasons == {"PRODUCTION_CLONE_3": "older than 14 days"}
-        assert [c.database for c in run("list").clones] == ["PRODUCTION_CLONE_3"]
+    assert run("clone", pr_id=3).changed == ("PRODUCTION_CLONE_3",)
+    assert [c.database for c in run("list").clones] == ["PRODUCTION_CLONE_3"]
+    # fakesnow dates every database 1970: a dry-run prune finds it stale and drops nothing.
+    assert run("prune").reasons == {"PRODUCTION_CLONE_3": "older than 14 days"}
+    assert [c.database for c in run("list").clones] == ["PRODUCTION_CLONE_3"]
 
 
 # -- the command line and the notebook ----------------------------------------------------

@@ -9,9 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
-import fakesnow
 import pytest
-import snowflake.connector
 from hnpipe import cli, datasets, history, pipeline
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
@@ -19,8 +17,7 @@ from hnpipe.datasets import COLUMN_DESCRIPTIONS
 from hnpipe.items import items_frame
 from hnpipe.ops import catalog
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
-from snowflake_fakes import ENV, Recorder
+from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -89,10 +86,8 @@ def test_snowflake_comment_sql_is_escaped_and_names_are_checked() -> None:
     assert len(recorder.statements) == sent  # refused before any SQL
 
 
-def test_comments_on_fakesnow() -> None:
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE STAGING")
-        wh = SnowflakeWarehouse(environ=ENV)
+def test_comments_on_fakesnow(fake_snowflake) -> None:
+    with fake_snowflake.create_databases("STAGING").warehouse() as wh:
         wh.ensure_schema(STAGING)
         stories = datasets.get("STORIES")
         wh.publish_frame(STAGING, "STORIES", items_frame([{"id": 1, "type": "story"}]), "run1")
@@ -100,7 +95,6 @@ def test_comments_on_fakesnow() -> None:
         info = wh.describe_table(STAGING, "STORIES")
         assert info.comment == stories.table_comment
         assert {column.name: column.comment for column in info.columns} == COLUMN_DESCRIPTIONS
-        wh.close()
 
 
 def test_lineage_comes_from_the_dataset_graph() -> None:

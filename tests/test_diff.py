@@ -10,10 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import fakesnow
 import pandas as pd
 import pytest
-import snowflake.connector
 from hnpipe import cli
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
@@ -21,13 +19,10 @@ from hnpipe.items import _FIELDS, items_frame
 from hnpipe.ops import diff
 from hnpipe.warehouse.base import Warehouse
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 BASE, HEAD, SCHEMA = "PRODUCTION", "PRODUCTION_CLONE_7", "HACKER_NEWS"
-SNOWFLAKE_ENV = {"SNOWFLAKE_ACCOUNT": "xy12345", "SNOWFLAKE_USER": "SVC", "SNOWFLAKE_PASSWORD": "pa55-word",
-                 "SNOWFLAKE_ROLE": "READER", "SNOWFLAKE_WAREHOUSE": "WH"}
 
 BASE_ITEMS = [
     {"id": id_, "type": "story" if id_ % 3 else "comment", "by": f"user{id_}", "time": 1_700_000_000 + id_,
@@ -73,20 +68,16 @@ def duckdb_warehouse(tmp_path: Path) -> DuckDBWarehouse:
 
 
 @pytest.fixture
-def fake_snowflake():
-    with fakesnow.patch():
-        admin = snowflake.connector.connect()
-        for database in (BASE, HEAD):
-            admin.cursor().execute(f"CREATE DATABASE {database}")
-        yield
+def fake_account(fake_snowflake):
+    """fakesnow holding both databases (it cannot clone: each is published directly)."""
+    return fake_snowflake.create_databases(BASE, HEAD)
 
 
 @pytest.fixture(params=["duckdb", "snowflake"])
 def warehouse(request, tmp_path: Path) -> Warehouse:
     if request.param == "duckdb":
         return DuckDBWarehouse(tmp_path / "warehouse")
-    request.getfixturevalue("fake_snowflake")
-    return SnowflakeWarehouse(environ=SNOWFLAKE_ENV, connect=lambda **kwargs: snowflake.connector.connect(**kwargs))
+    return request.getfixturevalue("fake_account").warehouse()
 
 
 # -- the comparison, on both engines -----------------------------------------------------
@@ -244,7 +235,7 @@ def test_cli_formats_and_exit_codes(clean_env: Path, capsys, monkeypatch: pytest
 
 
 def test_cli_reads_snowflake_with_the_environments_credentials_and_refuses_writes(
-        fake_snowflake, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+        fake_account, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.delenv("HNPIPE_WAREHOUSE")
     monkeypatch.setenv("HNPIPE_ENV", "branch")
     monkeypatch.setenv("HNPIPE_PR_ID", HEAD.rsplit("_", 1)[1])
@@ -254,7 +245,7 @@ def test_cli_reads_snowflake_with_the_environments_credentials_and_refuses_write
                         "SNOWFLAKE_BRANCH_USER": "SVC_BRANCH", "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY",
                         "SNOWFLAKE_TOKEN": "br4nch-oidc-token", "SNOWFLAKE_BRANCH_ROLE": "BRANCH"}.items():
         monkeypatch.setenv(name, value)
-    writer = SnowflakeWarehouse(environ=SNOWFLAKE_ENV, connect=lambda **kwargs: snowflake.connector.connect(**kwargs))
+    writer = fake_account.warehouse()
     publish(writer, BASE, "ITEMS", items_frame(BASE_ITEMS))
     publish(writer, HEAD, "ITEMS", items_frame(BASE_ITEMS[:-1]))
 

@@ -6,9 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import fakesnow
 import pytest
-import snowflake.connector
 from hnpipe import cli, runner
 from hnpipe.environments import Target
 from hnpipe.items import items_frame
@@ -72,21 +70,16 @@ def test_missing_credentials_are_named_never_shown(clean_env, capsys, monkeypatc
     (["PRODUCTION"], "[ok  ] warehouse    Snowflake reachable; PRODUCTION exists"),
     (["STAGING"], "[FAIL] warehouse    Snowflake reachable, but database PRODUCTION does not exist"),
 ])
-def test_production_on_snowflake_connects_and_finds_its_database(clean_env, capsys, monkeypatch,
+def test_production_on_snowflake_connects_and_finds_its_database(clean_env, fake_snowflake, capsys, monkeypatch,
                                                                  databases, expected) -> None:
     monkeypatch.setenv("HNPIPE_ENV", "production")
     monkeypatch.setenv("HNPIPE_WAREHOUSE", "snowflake")
     monkeypatch.setenv("HNPIPE_SLACK_WEBHOOK_URL", "http://127.0.0.1:9/dry-run-webhook-canary")
     for name, value in PROD_SECRETS.items():
         monkeypatch.setenv(name, value)
-    with fakesnow.patch():
-        for database in databases:
-            snowflake.connector.connect().cursor().execute(f"CREATE DATABASE {database}")
-        code = cli.main(["run", "--env", "production", "--dry-run"])
-        cursor = snowflake.connector.connect().cursor()
-        names = sorted(row[1] for row in cursor.execute("SHOW DATABASES").fetchall())
-        schemas = {row[0] for row in cursor.execute(
-            f'SELECT SCHEMA_NAME FROM "{databases[0]}".INFORMATION_SCHEMA.SCHEMATA').fetchall()}
+    fake_snowflake.create_databases(*databases)
+    code = cli.main(["run", "--env", "production", "--dry-run"])
+    names, schemas = fake_snowflake.databases(), fake_snowflake.schemas(databases[0])
     captured = capsys.readouterr()
     assert expected in captured.out
     assert code == (0 if databases == ["PRODUCTION"] else 1)

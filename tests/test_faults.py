@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 import pytest
 from hnpipe import datasets
-from hnpipe.errors import FetchError, ParameterError
+from hnpipe.errors import FetchError, ParameterError, WarehouseError
 from hnpipe.hn import HttpHNClient, fetch_latest
 from hnpipe.items import ItemsBuilder
 from hnpipe.sample import Faults, SampleServer, generate_sample, load_sample
@@ -267,7 +267,7 @@ def test_serve_sample_serves_generated_ids_with_the_faults_asked_for() -> None:
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
     assert lines[0].startswith("serving 50 HN ids at http://127.0.0.1:")
     assert f"(max item {max(items)})" in lines[0]
-    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0}
+    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0, "trickle": 0}
     assert "stopped after 2 requests" in lines[-1]
 
 
@@ -285,3 +285,65 @@ def test_serve_sample_refuses_bad_flags_in_one_line_before_serving(capsys, argv:
     assert cli.main(["serve-sample", *argv]) == 1
     err = capsys.readouterr().err
     assert named in err and err.count("\n") == 1, err
+
+
+def test_hnpipe_run_against_a_trickling_server_fails_cleanly_within_the_request_deadline(clean_env: Path) -> None:
+    """`serve-sample --trickles 1`: 200 at once, then a byte every 5 s. The 10 s read timeout never
+    fires (a run of 10 ids went on for minutes); the request deadline ends it, in one line."""
+    import time as clock
+
+    with serve_sample_process("--ids", "10", "--trickles", "1", "--trickle-interval-s", "5") as (url, lines):
+        started = clock.monotonic()
+        run = hnpipe("run", "--env", "local", "-p", f"hn_api_url={url}", "-p", "n_items=10",
+                     "-p", "request_deadline_s=3", timeout=300)
+        seconds = clock.monotonic() - started
+    assert run.returncode == 1, run.stdout
+    line = run.stderr.strip()
+    assert line.count("\n") == 0 and "no complete answer within its 3 s deadline" in line, line
+    assert seconds < 120, seconds  # the deadline, plus starting the kernels; not 10 ids x 8 attempts x minutes
+    assert faults_injected(lines)["trickle"] >= 1
+    assert "ITEMS" not in DuckDBWarehouse(clean_env).list_tables(TARGET)
+
+
+# -- a damaged warehouse file -----------------------------------------------------------------------
+def test_hnpipe_run_on_a_truncated_warehouse_fails_naming_the_file_before_writing(clean_env: Path) -> None:
+    """LOCAL.duckdb cut to half its length (a full disk, an interrupted copy): the run used to
+    publish into it, keep its broken tables as versions and leave a .wal behind."""
+    with SampleServer(items=generate_sample(300, seed=3)) as server:
+        args = ("run", "--env", "local", "-p", f"hn_api_url={server.base_url}", "-p", "n_items=300")
+        assert hnpipe(*args).returncode == 0
+        database = clean_env / "LOCAL.duckdb"
+        with database.open("r+b") as file:
+            file.truncate(database.stat().st_size // 2)
+        before = database.read_bytes()
+        failed = hnpipe(*args)
+    assert failed.returncode == 1, failed.stdout
+    line = failed.stderr.strip()
+    assert line.count("\n") == 0 and line.startswith(f"hnpipe: error: items.ipynb failed: WarehouseError: {database} is damaged")
+    assert "truncated" in line and "Restore it from a copy" in line and "delete it and run again" in line
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()
+    assert hnpipe("history").returncode == 1  # it says so too, in one line, rather than a checksum error
+
+
+def test_a_publish_never_keeps_an_unreadable_table_as_a_version(tmp_path: Path) -> None:
+    """A block of the table a publish would replace (and keep for restores) is garbage: the
+    publish is refused naming the file, and the file is left as it was."""
+    items = ItemsBuilder()
+    for item in generate_sample(3000, seed=4).values():
+        if item is not None:
+            items.add(item)
+    frame = items.to_frame()
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse")
+    warehouse.ensure_schema(TARGET)
+    warehouse.publish_frame(TARGET, "ITEMS", frame, "20261121T000000_000001", keep_versions=5)
+    database = warehouse.path("LOCAL")
+    with duckdb.connect(str(database), read_only=True) as con:
+        blocks = con.execute(f"SELECT DISTINCT block_id FROM pragma_storage_info('TESTER.ITEMS') "
+                             "WHERE block_id >= 0").fetchall()
+    with database.open("r+b") as file:  # scribble over one of ITEMS' data blocks
+        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
+        file.write(b"\xff" * 4096)
+    before = database.read_bytes()
+    with pytest.raises(WarehouseError, match=r"is damaged \(TESTER.ITEMS|LOCAL.ITEMS|cannot be read whole"):
+        warehouse.publish_frame(TARGET, "ITEMS", frame, "20261121T000000_000002", keep_versions=5)
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()

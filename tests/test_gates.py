@@ -11,17 +11,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import fakesnow
 import pandas as pd
 import pytest
-import snowflake.connector
 from hnpipe import datasets, pipeline
 from hnpipe.datasets import CLOCK_SKEW, quality_checks
 from hnpipe.environments import Target
 from hnpipe.errors import WarehouseError
 from hnpipe.items import empty_items_frame, items_frame
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -145,13 +142,9 @@ def test_a_real_fetch_and_build_pass_every_gate(clean_env) -> None:
         assert built == int((items.TYPE == dataset.item_type).sum()) > 0
 
 
-def test_gates_run_on_the_snowflake_engine(monkeypatch) -> None:
-    env = {"SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "u", "SNOWFLAKE_PASSWORD": "pw-not-real",
-           "SNOWFLAKE_ROLE": "R", "SNOWFLAKE_WAREHOUSE": "W"}
+def test_gates_run_on_the_snowflake_engine(fake_snowflake) -> None:
     staging = Target("STAGING", "HACKER_NEWS")
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE STAGING")
-        wh = SnowflakeWarehouse(environ=env)
+    with fake_snowflake.create_databases("STAGING").warehouse() as wh:
         wh.ensure_schema(staging)
         wh.publish_frame(staging, "ITEMS", items_frame(GOOD), "run1", quality_checks(ITEMS, now=NOW, n_items=6, null_ids=0))
         assert wh.publish_query(staging, "STORIES", STORIES.sql, "run1", quality_checks(STORIES, now=NOW)) == 1
@@ -166,3 +159,35 @@ def test_gates_run_on_the_snowflake_engine(monkeypatch) -> None:
             wh.publish_query(staging, "STORIES", STORIES.sql + " AND ID <> 1", "run2", quality_checks(STORIES, now=NOW))
         assert wh.list_tables(staging) == {"ITEMS": 6, "STORIES": 1}
         wh.close()
+
+
+def test_a_publish_that_would_shrink_items_past_max_shrink_is_refused_with_the_counts(clean_env: Path) -> None:
+    """The API's maxitem drops (a bad deploy, a wrong URL): 10 rows would become 3, and every
+    other gate passes. Refused unless the run says allow_shrink, which the history records."""
+    import json
+
+    from hnpipe import history
+    from hnpipe.sample import SampleServer
+
+    items = {item_id: raw(item_id) for item_id in range(1, 11)}
+    with SampleServer(items=items) as full, SampleServer(items={i: items[i] for i in (1, 2, 3)}) as dropped:
+        def step(url: str, **values):
+            return pipeline.start("ITEMS", {"environment": "local", "n_items": 10, "hn_api_url": url, **values})
+
+        first = step(full.base_url)
+        assert first.publish(first.fetch_items()) == 10
+        shrunk = step(dropped.base_url)
+        with pytest.raises(WarehouseError, match=r"failed checks: no_shrink \(ITEMS holds 10 rows and may shrink "
+                                                 r"by at most 50% \(max_shrink\), to 5; run with allow_shrink=true "
+                                                 r"if the shrink is meant; got ROWS_STAGED 3\)"):
+            shrunk.publish(shrunk.fetch_items())
+        assert len(first.read()) == 10  # nothing published
+        smaller_step = step(dropped.base_url, max_shrink=0.8)  # up to 80% may go: 3 of 10 stay
+        assert smaller_step.publish(smaller_step.fetch_items()) == 3
+        again = step(full.base_url)
+        assert again.publish(again.fetch_items()) == 10
+        allowed = step(dropped.base_url, allow_shrink=True)
+        assert allowed.publish(allowed.fetch_items()) == 3
+    latest = history.read(first.warehouse, TARGET, dataset="ITEMS", limit=1).iloc[0]
+    assert latest.STATUS == "succeeded" and json.loads(latest.PARAMETERS)["allow_shrink"] is True
+    assert latest.DETAIL == "allow_shrink: ITEMS shrank from 10 to 3 rows"

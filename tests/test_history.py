@@ -12,7 +12,6 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import fakesnow
 import pandas as pd
 import pytest
 import snowflake.connector
@@ -21,8 +20,7 @@ from hnpipe import cli, config, history, params, pipeline, runner
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
-from snowflake_fakes import ENV, Recorder
+from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -122,11 +120,9 @@ def test_snowflake_append_rolls_back_a_failed_insert() -> None:
     assert [sql for sql, _ in recorder.statements[-3:]][0::2] == ["BEGIN TRANSACTION", "ROLLBACK"]
 
 
-def test_history_round_trips_on_fakesnow() -> None:
+def test_history_round_trips_on_fakesnow(fake_snowflake) -> None:
     staging = Target("STAGING", "HACKER_NEWS")
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE STAGING")
-        wh = SnowflakeWarehouse(environ=ENV)
+    with fake_snowflake.create_databases("STAGING").warehouse() as wh:
         history.append(wh, staging, entry("r1", rows=7), entry("r2", status=history.FAILED, rows=None, error="boom"))
         back = history.read(wh, staging)
         assert back.RUN_ID.tolist() == ["r2", "r1"]  # same start and finish: by run id, newest first

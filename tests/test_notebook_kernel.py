@@ -19,7 +19,7 @@ from kernels import Kernel, cell_source, kernel_env
 ITEMS = "items.ipynb"
 PARAMETERS = cell_source(ITEMS, "parameters")
 START = cell_source(ITEMS, "pipeline.start")
-FETCH = cell_source(ITEMS, "step.fetch_items()")
+FETCH = cell_source(ITEMS, "step.fetch()")
 PUBLISH = cell_source(ITEMS, "step.publish(items)")
 HISTORY = ("[dict(run_id=r.RUN_ID, status=r.STATUS, rows=None if r.ROWS_WRITTEN is pd.NA else int(r.ROWS_WRITTEN), "
            "error=r.ERROR, detail=r.DETAIL, seconds=r.DURATION_S, n_items=_json.loads(r.PARAMETERS)['n_items']) "
@@ -53,7 +53,7 @@ def test_an_edited_parameter_is_used_by_the_next_step_and_validated_again(kernel
     fetch = kernel.run(FETCH)
     ok(fetch)
     assert "using the parameters as they are now: n_items=25" in fetch.stdout
-    assert kernel.value("int(items.ID.max() - items.ID.min() + 1)") == 25
+    assert kernel.value("int(items.to_frame().ID.max() - items.to_frame().ID.min() + 1)") == 25
 
     ok(kernel.run("n_items = -5"))
     refused = kernel.run(FETCH)
@@ -100,7 +100,7 @@ def test_an_interrupted_fetch_is_never_published_and_its_bar_ends_red(kernel) ->
     refused = kernel.run(PUBLISH)
     assert refused.error["ename"] == "HnpipeError"
     assert refused.error["evalue"] == ("refused to publish: the last fetch did not complete; rerun the fetch "
-                                       "cell (`items = step.fetch_items()`), then this cell")
+                                       "cell (`items = step.fetch()`), then this cell")
     rows = history_rows(kernel)
     assert [row["status"] for row in rows] == ["failed"]  # the interrupt; nothing published
     assert rows[0]["error"] == "KeyboardInterrupt" and rows[0]["n_items"] == 400
@@ -113,9 +113,9 @@ def test_a_frame_from_before_a_parameter_change_or_edited_by_hand_is_refused(ker
     ok(kernel.run("n_items = 20"))
     stale = kernel.run(PUBLISH)
     assert stale.error["evalue"] == ("refused to publish: parameters changed since the fetch (n_items 30 -> 20); "
-                                     "rerun the fetch cell (`items = step.fetch_items()`), then this cell")
+                                     "rerun the fetch cell (`items = step.fetch()`), then this cell")
     ok(kernel.run("n_items = 30"))
-    ok(kernel.run("items.loc[0, 'SCORE'] = 10_000"))
+    ok(kernel.run("items = items.to_frame(); items.loc[0, 'SCORE'] = 10_000"))
     edited = kernel.run(PUBLISH)
     assert "is not what the last fetch returned" in edited.error["evalue"]
     assert "step.publish(frame, edited=True)" in edited.error["evalue"]
@@ -150,7 +150,7 @@ def test_hnpipe_errors_are_two_lines_with_the_traceback_one_command_away(kernel,
     started(kernel)
     early = kernel.run(PUBLISH)  # run before the fetch cell
     assert early.error["ename"] == "NameError"
-    assert "run the fetch cell (`items = step.fetch_items()`) first" in early.traceback
+    assert "run the fetch cell (`items = step.fetch()`) first" in early.traceback
     refused = kernel.run("step.build()")
     assert refused.error["ename"] == "HnpipeError"
     assert len(refused.error["traceback"]) == 2, refused.traceback

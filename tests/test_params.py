@@ -30,7 +30,7 @@ def test_every_params_key_is_in_the_one_parameter_set(path: Path) -> None:
     """One set of names (a notebook declares those it uses); the run-safety ones are in every file."""
     keys = set(params.load_params_file(path))
     assert keys <= set(params.PARAMETERS), keys - set(params.PARAMETERS)
-    assert {"request_deadline_s", "hn_api_private_hosts"} <= keys
+    assert {"request_deadline_s", "hn_api_private_hosts", "max_shrink", "allow_shrink"} <= keys
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
@@ -70,7 +70,7 @@ def test_validate_fills_defaults() -> None:
     assert values == {"environment": "local", "n_items": 5, "hn_api_url": "sample",
                       "concurrency": 32, "snowflake_env": {}, "branch_role": "", "keep_versions": 5,
                       "refresh": "full", "refresh_window": 500, "hn_api_private_hosts": [],
-                      "request_deadline_s": 60}
+                      "request_deadline_s": 60, "max_shrink": 0.5, "allow_shrink": False}
 
 
 @pytest.mark.parametrize("text,message", [

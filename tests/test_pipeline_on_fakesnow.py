@@ -7,26 +7,17 @@ local environment on Snowflake, as a developer with their own credentials would.
 
 from __future__ import annotations
 
-import fakesnow
 import pandas as pd
 import pytest
-import snowflake.connector
 from hnpipe import pipeline
 from hnpipe.environments import Target
 
-FAKE_CREDENTIALS = {"SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "jane", "SNOWFLAKE_PASSWORD": "pw-not-real",
-                    "SNOWFLAKE_ROLE": "ANALYST", "SNOWFLAKE_WAREHOUSE": "WH"}
 
 
 @pytest.fixture
-def on_fakesnow(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("HNPIPE_WAREHOUSE", "snowflake")
+def on_fakesnow(snowflake_process, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("HNPIPE_ENV", raising=False)
-    for key, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE LOCAL")  # made by admins
-        yield
+    snowflake_process.create_databases("LOCAL")  # made by admins
 
 
 def namespace(**overrides) -> dict:

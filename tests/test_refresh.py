@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import fakesnow
 import pandas as pd
 import pytest
-import snowflake.connector
+import snowflake.connector.errors
 import snowflake.connector.pandas_tools
 from hnpipe import cli, datasets, params, pipeline, refresh
 from hnpipe.environments import Target
@@ -23,9 +22,8 @@ from hnpipe.errors import ParameterError, WarehouseError
 from hnpipe.items import ITEMS_COLUMNS, empty_items_frame, items_frame
 from hnpipe.sample import SampleServer, generate_sample
 from hnpipe.warehouse import connect
-from hnpipe.warehouse import snowflake_engine as snowflake_warehouse
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from snowflake_fakes import ENV, Recorder, SwapEmulatingConnection
+from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -366,16 +364,9 @@ def test_snowflake_merge_refuses_a_missing_table_before_writing() -> None:
 
 
 @pytest.fixture
-def on_fakesnow(monkeypatch: pytest.MonkeyPatch):
+def on_fakesnow(snowflake_process):
     """The local environment on the Snowflake engine, fakesnow standing in (SWAP replayed as renames)."""
-    monkeypatch.setenv("HNPIPE_WAREHOUSE", "snowflake")
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(snowflake_warehouse, "_connect_with_snowflake_connector",
-                        lambda **kwargs: SwapEmulatingConnection(snowflake.connector.connect(**kwargs)))
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE LOCAL")
-        yield
+    snowflake_process.create_databases("LOCAL")
 
 
 def test_incremental_pipeline_on_fakesnow_equals_the_expected_tables(on_fakesnow) -> None:

@@ -1,7 +1,7 @@
 """Kept versions and `hnpipe restore`: publish, then restore gives back exactly the earlier rows.
 
-DuckDB for real; Snowflake through the exact recorded SQL, and on fakesnow (with the SWAP WITH
-emulation) for what it can run.
+DuckDB for real; Snowflake through the exact recorded SQL. Publish-then-restore on fakesnow is
+in the warehouse contract suite (test_warehouse_contract.py), which runs it on both engines.
 """
 
 from __future__ import annotations
@@ -9,18 +9,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import fakesnow
 import pandas as pd
 import pytest
-import snowflake.connector
 from hnpipe import cli, datasets, history, pipeline
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, WarehouseError
 from hnpipe.items import items_frame
 from hnpipe.ops import versions
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
-from snowflake_fakes import ENV, Recorder, SwapEmulatingConnection
+from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -206,32 +203,6 @@ def test_snowflake_restore_of_a_missing_version_writes_nothing() -> None:
     with pytest.raises(WarehouseError, match=r"^no kept version of STAGING\.HACKER_NEWS\.ITEMS from run run7: kept are runs RUN2"):
         recorder.warehouse().restore_version(STAGING, "ITEMS", "run7", "run8", 5)
     assert not any(sql.startswith(("ALTER", "DROP")) for sql, _ in recorder.statements)
-
-
-def test_publish_then_restore_on_fakesnow_gives_back_the_earlier_rows() -> None:
-    with fakesnow.patch():
-        snowflake.connector.connect().cursor().execute("CREATE DATABASE STAGING")
-        connections: list[SwapEmulatingConnection] = []
-
-        def connect(**kwargs):
-            connections.append(SwapEmulatingConnection(snowflake.connector.connect(**kwargs)))
-            return connections[-1]
-
-        wh = SnowflakeWarehouse(environ=ENV, connect=connect)
-        wh.ensure_schema(STAGING)
-        first, second = frame(1, 2, 3), frame(7)
-        wh.publish_frame(STAGING, "ITEMS", first, "run1", keep_versions=5)
-        wh.publish_frame(STAGING, "ITEMS", second, "run2", keep_versions=5)
-        assert wh.list_tables(STAGING) == {"ITEMS": 1}
-        assert [(v.name, v.rows) for v in wh.list_versions(STAGING, "ITEMS")] == [("ITEMS__VERSION_RUN2", 3)]
-        assert wh.restore_version(STAGING, "ITEMS", "run2", "run3", 5) == 3
-        pd.testing.assert_frame_equal(wh.read_table(STAGING, "ITEMS"), first)
-        assert [v.name for v in wh.list_versions(STAGING, "ITEMS")] == ["ITEMS__VERSION_RUN3"]
-        wh.restore_version(STAGING, "ITEMS", "run3", "run4", 5)
-        pd.testing.assert_frame_equal(wh.read_table(STAGING, "ITEMS"), second)
-        assert connections[0].swaps == [("ITEMS", "ITEMS__STAGING_RUN2"), ("ITEMS", "ITEMS__VERSION_RUN2"),
-                                        ("ITEMS", "ITEMS__VERSION_RUN3")]
-        wh.close()
 
 
 def test_versions_command_on_an_unpublished_table(clean_env, capsys) -> None:

@@ -332,6 +332,22 @@ def test_truncate_fault_sends_part_of_the_promised_body():
         assert srv.faults_injected["truncate"] == 1
 
 
+def test_trickle_fault_answers_at_once_then_sends_the_body_a_byte_at_a_time():
+    item = {"id": 1, "type": "story", "title": "slow"}
+    with SampleServer(items={1: item}, faults=Faults(trickle=1.0, trickle_interval_s=0.05)) as srv:
+        connection = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        connection.request("GET", "/v0/item/1.json")
+        response = connection.getresponse()  # the status line and headers come at once
+        length = int(response.headers["Content-Length"])
+        chunks = []
+        while len(b"".join(chunks)) < length:
+            chunks.append(response.read1(100))
+        connection.close()
+        assert response.status == 200 and json.loads(b"".join(chunks)) == item
+        assert len(chunks) > length // 2  # arrived in pieces, not at once
+        assert srv.faults_injected["trickle"] == 1
+
+
 def test_faults_with_the_same_seed_repeat_and_rates_are_roughly_kept():
     def statuses(seed: int) -> list[int]:
         with SampleServer(items={1: None}, faults=Faults(http_500=0.3, seed=seed)) as srv:

@@ -1,16 +1,17 @@
-"""The Snowflake engine, on fakesnow where it can answer, and on recorded SQL where it cannot.
+"""What only the Snowflake engine has: the SQL it sends (pinned through the recording
+connection), the query tag, credentials and their redaction, names checked and bound, and
+how the connector's results read back.
 
-The stand-ins for Snowflake (fakesnow with `SwapEmulatingConnection`, and the recording
-connection) are test fakes in tests/snowflake_fakes.py.
+What both engines promise (publish, gates, swap, versions, restore, comments, append, guards,
+close) is in test_warehouse_contract.py, which runs it on fakesnow too. The stand-ins for
+Snowflake are test fakes in tests/snowflake_fakes.py.
 """
 
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 from typing import Any
 
-import fakesnow
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -22,9 +23,8 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.items import items_frame
 from hnpipe.warehouse import open_warehouse
-from hnpipe.warehouse.base import Check
 from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
-from snowflake_fakes import ENV, PASSWORD, Recorder, SwapEmulatingConnection, _meta
+from snowflake_fakes import ENV, PASSWORD, Recorder, _meta
 
 # fakesnow's own noise about DuckDB result copies; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -46,187 +46,6 @@ def items(raw: list[dict] = RAW_ITEMS) -> pd.DataFrame:
     return items_frame(raw)
 
 
-@pytest.fixture
-def fake_snowflake():
-    """An in-process fakesnow account holding the admin-made databases STAGING and PRODUCTION."""
-    with fakesnow.patch():
-        admin = snowflake.connector.connect()
-        for database in ("STAGING", "PRODUCTION"):
-            admin.cursor().execute(f"CREATE DATABASE {database}")
-        yield SimpleNamespace(swapping=[])
-
-
-def fake_warehouse(fake_snowflake, guard=None) -> SnowflakeWarehouse:
-    def connect(**kwargs: Any) -> SwapEmulatingConnection:
-        connection = SwapEmulatingConnection(snowflake.connector.connect(**kwargs))
-        fake_snowflake.swapping.append(connection)
-        return connection
-
-    return SnowflakeWarehouse(guard, environ=ENV, connect=connect)
-
-
-def schemas(database: str) -> set[str]:
-    """Schemas of a fakesnow database, asked directly."""
-    cursor = snowflake.connector.connect().cursor()
-    cursor.execute(f'SELECT SCHEMA_NAME FROM "{database}".INFORMATION_SCHEMA.SCHEMATA')
-    return {row[0] for row in cursor.fetchall()}
-
-
-def all_tables(database: str = "STAGING", schema: str = "HACKER_NEWS") -> dict[str, int]:
-    """Every table in the schema, staging ones too, asked of fakesnow directly."""
-    cursor = snowflake.connector.connect(paramstyle="qmark").cursor()
-    cursor.execute(
-        f'SELECT TABLE_NAME, ROW_COUNT FROM "{database}".INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ?',
-        [schema],
-    )
-    return dict(cursor.fetchall())
-
-
-def test_publish_frame_round_trips_every_items_column(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    frame = items()
-
-    assert warehouse.publish_frame(STAGING, "ITEMS", frame, "run1", ITEMS_CHECKS) == 4
-    back = warehouse.read_table(STAGING, "ITEMS")
-
-    # Same values and dtypes as ItemsBuilder made, lists included: fakesnow keeps list
-    # columns when the staging table is created with explicit ARRAY columns first.
-    pd.testing.assert_frame_equal(back, frame)
-    assert back.loc[1, "KIDS"] == []  # an empty list stays an empty list, not NA
-    assert pd.isna(back.loc[2, "KIDS"])
-
-
-def test_times_are_stored_as_utc_wall_time(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    paris = pd.Series(pd.to_datetime(["2024-07-01 14:30:00.123456", None]).tz_localize("Europe/Paris"))
-    frame = pd.DataFrame({"ID": pd.array([2, 1], dtype="Int64"), "TIME": paris})
-
-    warehouse.publish_frame(STAGING, "TIMES", frame, "run1")
-
-    back = warehouse.read_table(STAGING, "TIMES")
-    assert list(back["ID"]) == [1, 2]  # ordered by ID
-    assert str(back["TIME"].dtype) == "datetime64[us, UTC]"
-    assert back.loc[1, "TIME"] == pd.Timestamp("2024-07-01 12:30:00.123456", tz="UTC")
-    assert pd.isna(back.loc[0, "TIME"])
-    raw = warehouse.query(STAGING, "SELECT TO_VARCHAR(TIME) AS T FROM TIMES WHERE ID = 2")
-    assert raw.loc[0, "T"].startswith("2024-07-01 12:30:00.123456")  # NTZ holds UTC wall time
-
-
-def test_publish_replaces_old_data_by_swapping_and_drops_the_old_copy(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
-
-    newer = items([{"id": 20, "type": "story", "by": "eve", "time": 1_700_001_000}])
-    assert warehouse.publish_frame(STAGING, "ITEMS", newer, "run2", ITEMS_CHECKS) == 1
-
-    pd.testing.assert_frame_equal(warehouse.read_table(STAGING, "ITEMS"), newer)
-    assert fake_snowflake.swapping[0].swaps == [("ITEMS", "ITEMS__STAGING_RUN2")]
-    assert all_tables() == {"ITEMS": 1}  # the swapped-out old data is dropped
-
-
-def test_publish_query_builds_comments_inside_the_warehouse(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    frame = items()
-    warehouse.publish_frame(STAGING, "ITEMS", frame, "run1", ITEMS_CHECKS)
-
-    rows = warehouse.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run1", COMMENTS.checks)
-
-    assert rows == 2
-    expected = frame[frame["TYPE"] == "comment"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(warehouse.read_table(STAGING, "COMMENTS"), expected)
-    assert warehouse.list_tables(STAGING) == {"COMMENTS": 2, "ITEMS": 4}
-
-
-def test_a_failing_check_keeps_the_old_table_and_drops_staging(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    old = items()
-    warehouse.publish_frame(STAGING, "ITEMS", old, "run1", ITEMS_CHECKS)
-    duplicated = pd.concat([old, old.iloc[[0, 1]]], ignore_index=True)
-
-    with pytest.raises(WarehouseError) as caught:
-        warehouse.publish_frame(STAGING, "ITEMS", duplicated, "run2", ITEMS_CHECKS)
-
-    # GROUP BY gives no order, so either order of the two duplicated IDs will do.
-    assert re.fullmatch(
-        r"refused to publish STAGING\.HACKER_NEWS\.ITEMS: failed checks: id_unique \(2 rows, e\.g\. ID (10, 11|11, 10)\)",
-        str(caught.value),
-    )
-    pd.testing.assert_frame_equal(warehouse.read_table(STAGING, "ITEMS"), old)
-    assert all_tables() == {"ITEMS": 4}
-
-
-def test_a_failing_query_check_keeps_comments_as_they_were(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
-    warehouse.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run1", COMMENTS.checks)
-    wrong = Check("only_stories", "SELECT ID FROM {table} WHERE TYPE <> 'story'")
-
-    with pytest.raises(WarehouseError, match=r"failed checks: only_stories \(2 rows, e\.g\. ID 1[12], 1[12]\)"):
-        warehouse.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run2", [wrong])
-
-    assert warehouse.list_tables(STAGING) == {"COMMENTS": 2, "ITEMS": 4}
-    assert "COMMENTS__STAGING_RUN2" not in all_tables()
-
-
-def test_leftover_staging_tables_are_hidden_then_cleaned_up(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
-    cursor = snowflake.connector.connect(paramstyle="qmark").cursor()
-    cursor.execute('CREATE TABLE "STAGING"."HACKER_NEWS"."ITEMS__STAGING_CRASHED" (ID NUMBER(38,0))')
-
-    assert warehouse.list_tables(STAGING) == {"ITEMS": 4}
-    assert not warehouse.table_exists(STAGING, "ITEMS__STAGING_CRASHED")
-
-    warehouse.publish_frame(STAGING, "ITEMS", items(), "run2", ITEMS_CHECKS)
-    assert all_tables() == {"ITEMS": 4}
-
-
-def test_guard_sees_where_the_session_actually_is(fake_snowflake) -> None:
-    seen: list[Target] = []
-    warehouse = fake_warehouse(fake_snowflake, guard=seen.append)
-    warehouse.ensure_schema(STAGING)
-    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1")
-    assert seen and set(seen) == {STAGING}
-    assert all(type(target) is Target for target in seen)
-
-
-def test_a_refusing_guard_writes_nothing(fake_snowflake) -> None:
-    allowing = fake_warehouse(fake_snowflake)
-    allowing.ensure_schema(STAGING)
-    before = all_tables()
-
-    def refuse(actual: Target) -> None:
-        raise GuardError(f"refused write to {actual}")
-
-    refusing = fake_warehouse(fake_snowflake, guard=refuse)
-    with pytest.raises(GuardError, match="refused write to STAGING.HACKER_NEWS"):
-        refusing.publish_frame(STAGING, "ITEMS", items(), "run1", ITEMS_CHECKS)
-    with pytest.raises(GuardError):
-        refusing.publish_query(STAGING, "COMMENTS", COMMENTS.sql, "run1")
-    with pytest.raises(GuardError, match="refused write to PRODUCTION.HACKER_NEWS"):
-        refusing.ensure_schema(Target("PRODUCTION", "HACKER_NEWS"))
-
-    assert all_tables() == before == {}
-    assert all_tables("PRODUCTION") == {}
-    assert "HACKER_NEWS" not in schemas("PRODUCTION")
-
-
-def test_ensure_schema_creates_the_schema_once(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    assert warehouse.list_tables(STAGING) == {}
-    assert "HACKER_NEWS" not in schemas("STAGING")
-    warehouse.ensure_schema(STAGING)
-    warehouse.ensure_schema(STAGING)  # idempotent
-    assert "HACKER_NEWS" in schemas("STAGING")
-
-
 @pytest.mark.parametrize(
     ("database", "expected"),
     [
@@ -235,42 +54,14 @@ def test_ensure_schema_creates_the_schema_once(fake_snowflake) -> None:
     ],
 )
 def test_ensure_schema_on_a_missing_database_names_it(fake_snowflake, database: str, expected: str) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
+    warehouse = fake_snowflake.create_databases("STAGING", "PRODUCTION").warehouse()
     with pytest.raises(WarehouseError, match=expected):
         warehouse.ensure_schema(Target(database, "HACKER_NEWS"))
     assert not warehouse.database_exists(database)
 
 
-def test_list_databases_and_database_exists(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    assert warehouse.list_databases() == ["PRODUCTION", "STAGING"]
-    assert warehouse.database_exists("PRODUCTION")
-    assert not warehouse.database_exists("PRODUCTION_CLONE_1")
-    assert warehouse.list_tables(Target("LOCAL", "ALICE")) == {}  # missing database: empty
-
-
-def test_reads_refuse_what_is_missing_or_not_a_select(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    with pytest.raises(WarehouseError, match=r"^no table STAGING.HACKER_NEWS.ITEMS on Snowflake"):
-        warehouse.read_table(STAGING, "ITEMS")
-    with pytest.raises(WarehouseError, match=r"^refused query 'DROP TABLE ITEMS'"):
-        warehouse.query(STAGING, "DROP TABLE ITEMS")
-    with pytest.raises(WarehouseError, match=r"^query in STAGING.HACKER_NEWS failed: .*NOPE"):
-        warehouse.query(STAGING, "SELECT * FROM NOPE")
-
-
-def test_query_binds_values_and_returns_hnpipe_dtypes(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    warehouse.ensure_schema(STAGING)
-    warehouse.publish_frame(STAGING, "ITEMS", items(), "run1")
-    got = warehouse.query(STAGING, "SELECT ID, TYPE, DEAD, KIDS FROM ITEMS WHERE TYPE = ? ORDER BY ID", ["story"])
-    assert got["ID"].tolist() == [10] and got["TYPE"].tolist() == ["story"]
-    assert got["DEAD"].tolist() == [False] and list(got.loc[0, "KIDS"]) == [11, 12]
-    assert [str(t) for t in got.dtypes] == ["Int64", "string", "boolean", "list<item: int64>[pyarrow]"]
-
-
 def test_open_warehouse_builds_the_snowflake_engine(fake_snowflake) -> None:
+    fake_snowflake.create_databases("STAGING", "PRODUCTION")
     warehouse = open_warehouse("snowflake", environ=ENV)
     assert isinstance(warehouse, SnowflakeWarehouse) and warehouse.engine == "snowflake"
     assert warehouse.list_databases() == ["PRODUCTION", "STAGING"]  # via the patched connector
@@ -657,21 +448,3 @@ def test_arrays_and_timestamps_read_back_as_hnpipe_dtypes() -> None:
         "Int64", str(pd.ArrowDtype(pa.list_(pa.int64()))), "datetime64[us, UTC]", "boolean", "string"]
 
 
-def test_query_across_and_describe_databases_on_fakesnow(fake_snowflake) -> None:
-    warehouse = fake_warehouse(fake_snowflake)
-    for database in ("STAGING", "PRODUCTION"):
-        warehouse.ensure_schema(Target(database, "HACKER_NEWS"))
-    warehouse.publish_frame(Target("PRODUCTION", "HACKER_NEWS"), "ITEMS", items(RAW_ITEMS[:1]), "r1")
-    warehouse.publish_frame(Target("STAGING", "HACKER_NEWS"), "ITEMS", items(RAW_ITEMS), "r2")
-    added = warehouse.query_across(
-        ["PRODUCTION", "STAGING"],
-        'SELECT ID FROM "STAGING"."HACKER_NEWS"."ITEMS" EXCEPT SELECT ID FROM "PRODUCTION"."HACKER_NEWS"."ITEMS"')
-    expected = sorted(raw["id"] for raw in RAW_ITEMS[1:])
-    assert sorted(added.ID.tolist()) == expected and expected
-    with pytest.raises(WarehouseError, match="no database PRODUCTION_CLONE_9"):
-        warehouse.query_across(["PRODUCTION_CLONE_9"], "SELECT 1")
-    with pytest.raises(WarehouseError, match="refused query"):
-        warehouse.query_across(["PRODUCTION"], "DROP DATABASE PRODUCTION")
-    infos = warehouse.describe_databases()
-    assert [info.name for info in infos] == ["PRODUCTION", "STAGING"]
-    assert all(info.size_bytes is None for info in infos)  # SHOW DATABASES tells no size

@@ -54,6 +54,14 @@ def change_notebook(path: Path, marker: str) -> None:
     nbformat.write(notebook, path)
 
 
+def notes(repo: Path, name: str, commits: int) -> None:
+    """`commits` commits that change only a note (no dataset): history to be deep in."""
+    for n in range(commits):
+        (repo / name).write_text(f"note {n}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"{name}: {n}")
+
+
 @dataclass
 class Rehearsal:
     origin: Path
@@ -82,18 +90,12 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
     git(origin, "init", "-q", "-b", "main")
     git(origin, "add", "-A")
     git(origin, "commit", "-qm", "base")
-    for n in range(3):  # history on main before the pull request branches off
-        (origin / "NOTES.md").write_text(f"note {n}\n")
-        git(origin, "add", "-A")
-        git(origin, "commit", "-qm", f"notes {n}")
+    notes(origin, "NOTES.md", 3)  # history on main before the pull request branches off
     stale_base = git(origin, "rev-parse", "HEAD")
     git(origin, "checkout", "-qb", "pr")
     change_notebook(origin / "notebooks" / "stories.ipynb", "the pull request")
     git(origin, "commit", "-qam", "STORIES: the pull request's change")
-    for n in range(DEEP - 1):
-        (origin / "PR_NOTES.md").write_text(f"pr note {n}\n")
-        git(origin, "add", "-A")
-        git(origin, "commit", "-qm", f"pr notes {n}")
+    notes(origin, "PR_NOTES.md", DEEP - 1)
     pr_head = git(origin, "rev-parse", "HEAD")
     git(origin, "checkout", "-q", "main")
     change_notebook(origin / "notebooks" / "comments.ipynb", "main, after the pull request branched off")
@@ -237,8 +239,13 @@ def test_github_branch_job_fails_when_jq_fails_and_rebuilds_nothing(rehearsal: R
 def test_github_branch_job_compares_with_the_merge_commits_first_parent(rehearsal: Rehearsal,
                                                                         tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools")
-    job = run_github_job("branch-deployment.yml", "deploy", github_checkout(rehearsal, tmp_path / "checkout"),
-                         tools, pr_event(12, rehearsal), rehearsal.base_env)
+    checkout = github_checkout(rehearsal, tmp_path / "checkout")
+    # The clone is its own job (it shares production's concurrency group); deploy needs it.
+    clone = run_github_job("branch-deployment.yml", "clone", checkout, tools, pr_event(12, rehearsal),
+                           rehearsal.base_env)
+    assert clone.ok, clone.log
+    job = run_github_job("branch-deployment.yml", "deploy", checkout, tools, pr_event(12, rehearsal),
+                         rehearsal.base_env)
     assert job.ok, job.log
     runs = [call for call in hnpipe_calls(tools) if call.startswith("run")]
     assert runs == ["run --env branch --only STORIES"], runs  # not COMMENTS: main changed that
@@ -342,6 +349,8 @@ def test_gitlab_branch_job_has_the_history_back_to_a_deep_merge_requests_base(re
                                                                              tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools")
     workdir = gitlab_checkout(rehearsal, tmp_path / "checkout", "branch-deploy")
+    clone = run_gitlab_job("branch-clone", workdir, tools, mr_variables(15, rehearsal), rehearsal.base_env)
+    assert clone.ok, clone.log  # branch-deploy needs it
     job = run_gitlab_job("branch-deploy", workdir, tools, mr_variables(15, rehearsal), rehearsal.base_env)
     assert job.ok, job.log
     assert json.loads((workdir / "changes.json").read_text())["datasets"] == ["STORIES"]

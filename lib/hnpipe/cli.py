@@ -14,7 +14,7 @@ import sys
 
 from hnpipe import environments
 from hnpipe.credentials import install_log_redaction, redact
-from hnpipe.errors import HnpipeError
+from hnpipe.errors import HnpipeError, printable
 
 # Commands that act on an environment's warehouse: each resolves it first, the same way
 # (environments.process_environment: .env loaded, and refused if it sets HNPIPE_ENV or the PR id).
@@ -83,11 +83,6 @@ def _error(message: str) -> int:
     escaped (an API or a file may have put them in the message)."""
     print(f"hnpipe: error: {printable(redact(message))}", file=sys.stderr)
     return 1
-
-
-def printable(text: str) -> str:
-    """`text` on one line with terminal control characters escaped (\\x1b, \\n, ...)."""
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in str(text))
 
 
 if __name__ == "__main__":

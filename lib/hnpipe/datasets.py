@@ -14,6 +14,8 @@ must hold exactly the ITEMS rows of their TYPE, nothing else.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -129,7 +131,7 @@ DATASETS: dict[str, Dataset] = {
 def quality_checks(
     dataset: Dataset, *, now: datetime | None = None, n_items: int | None = None,
     null_ids: int | None = None, fetched_ids: int | None = None, kept_rows: int = 0,
-    id_range: tuple[int, int] | None = None,
+    id_range: tuple[int, int] | None = None, previous_rows: int | None = None, max_shrink: float = 1.0,
 ) -> tuple[Check, ...]:
     """Every gate `dataset` must pass on its staging table before it is published.
 
@@ -165,6 +167,16 @@ def quality_checks(
             "row_count",
             f"SELECT COUNT(*) AS ROWS_STAGED FROM {{table}} HAVING COUNT(*) < {low} OR COUNT(*) > {high}",
             explain=f"expected {low:,} to {high:,} rows: n_items {high:,}{merged}, ids answered null {answered_null}",
+        ))
+    if previous_rows and max_shrink < 1:
+        # Against the table this publish replaces: a maxitem that dropped (a bad deploy, a wrong
+        # URL) would otherwise pass every other gate with a fraction of the rows.
+        minimum = math.ceil(int(previous_rows) * (1 - float(max_shrink)))
+        gates.append(Check(
+            "no_shrink", f"SELECT COUNT(*) AS ROWS_STAGED FROM {{table}} HAVING COUNT(*) < {minimum}",
+            explain=(f"{dataset.name} holds {int(previous_rows):,} rows and may shrink by at most "
+                     f"{float(max_shrink):.0%} (max_shrink), to {minimum:,}; run with allow_shrink=true "
+                     "if the shrink is meant"),
         ))
     if dataset.name == "ITEMS" and id_range is not None:
         first, last = (int(value) for value in id_range)

@@ -35,3 +35,8 @@ def one_line(error: object, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
+
+
+def printable(text: str) -> str:
+    """`text` on one line with terminal control characters escaped (\\x1b, \\n, ...)."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in str(text))

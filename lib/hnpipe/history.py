@@ -38,7 +38,7 @@ import pandas as pd
 
 from hnpipe import alerts, config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_NAME, Target
-from hnpipe.errors import ParameterError, one_line
+from hnpipe.errors import ParameterError, one_line, printable
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import HISTORY_TABLE, Warehouse
 
@@ -449,8 +449,6 @@ def to_text(frame: pd.DataFrame) -> str:
     })
     # Errors and details may quote what the HN API or a file said: escape control characters,
     # so nothing in a row can move the cursor, recolour or clear the terminal.
-    from hnpipe.cli import printable
-
     for column in shown.columns:
         shown[column] = shown[column].map(lambda value: printable(value) if isinstance(value, str) else value)
     return shown.to_string(index=False, justify="left")

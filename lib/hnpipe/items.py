@@ -101,19 +101,26 @@ class ItemsBuilder:
         """One row per ID (the last one added wins), sorted by ID, ITEMS dtypes."""
         self._flush()
         table = pa.Table.from_batches(self._batches, schema=ITEMS_SCHEMA)
-        ids = table.column("ID").to_numpy()
-        # A stable sort keeps equal ids in the order they were added; keep the last of each run.
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        last_of_run = np.ones(len(ids), dtype=bool)
-        last_of_run[:-1] = sorted_ids[1:] != sorted_ids[:-1]
-        keep = order[last_of_run]
-        if len(keep) != len(ids) or not np.array_equal(keep, np.arange(len(ids))):
+        keep = _sorted_last_of_each_id(table.column("ID").to_numpy())
+        if keep is not None:
             table = table.take(keep)  # only copy when not already sorted and unique
             # Keep the sorted copy instead of the batches: the frame shares its buffers, so
             # the builder and the frame together hold the items once, not twice.
             self._batches = table.to_batches()
         return frame_from_arrow(table)
+
+    def to_arrow(self) -> pa.Table:
+        """The items as one Arrow table over the builder's own record batches, one row per
+        ID (the last one added wins), in the order they arrived: no sorted copy and no
+        pandas. The warehouse sorts it by ID as it loads it (Warehouse.publish_arrow)."""
+        self._flush()
+        table = pa.Table.from_batches(self._batches, schema=ITEMS_SCHEMA)
+        ids = table.column("ID").to_numpy()
+        keep = _sorted_last_of_each_id(ids)
+        if keep is not None and len(keep) != len(ids):  # a repeated id (rare): copy once
+            table = table.take(np.sort(keep))  # arrival order, like the rest
+            self._batches = table.to_batches()
+        return table
 
     def _flush(self) -> None:
         if not self._pending["ID"]:
@@ -124,6 +131,57 @@ class ItemsBuilder:
         ))
         for values in self._pending.values():
             values.clear()
+
+
+def _sorted_last_of_each_id(ids: np.ndarray) -> np.ndarray | None:
+    """Positions of the last row of each id, in id order; None when the ids are unique and
+    sorted already (nothing to copy)."""
+    order = np.argsort(ids, kind="stable")  # equal ids keep the order they were added in
+    sorted_ids = ids[order]
+    last_of_run = np.ones(len(ids), dtype=bool)
+    last_of_run[:-1] = sorted_ids[1:] != sorted_ids[:-1]
+    keep = order[last_of_run]
+    if len(keep) == len(ids) and np.array_equal(keep, np.arange(len(ids))):
+        return None
+    return keep
+
+
+class FetchedItems:
+    """What `Step.fetch()` returns: the fetched items as Arrow record batches, which publish
+    streams into the warehouse's staging table as they are (sorted by ID there), without a
+    whole pandas frame on the way.
+
+    It still gives a DataFrame where one is asked for: `head(n)` converts just the n lowest
+    ids, `to_frame()` all of them (sorted by ID; the frame shares the batches' string
+    buffers, so asking for it does not double what the notebook holds).
+    """
+
+    def __init__(self, table: pa.Table):
+        if not table.schema.equals(ITEMS_SCHEMA):
+            raise ValueError(f"not the ITEMS columns and types: {table.schema}")
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        return (f"<{len(self):,} fetched ITEMS rows ({self.table.nbytes / 2**20:.1f} MiB in Arrow "
+                "batches): .head() or .to_frame() for a DataFrame>")
+
+    def head(self, rows: int = 5) -> pd.DataFrame:
+        """The `rows` lowest ids as an ITEMS frame."""
+        import pyarrow.compute as pc
+
+        rows = max(0, min(int(rows), len(self)))
+        if rows == 0:
+            return frame_from_arrow(self.table.slice(0, 0))
+        lowest = self.table.take(pc.select_k_unstable(self.table, k=rows, sort_keys=[("ID", "ascending")]))
+        return frame_from_arrow(lowest.take(pc.sort_indices(lowest, sort_keys=[("ID", "ascending")])))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every row as the ITEMS frame, sorted by ID: what `Step.fetch_items()` returns."""
+        keep = _sorted_last_of_each_id(self.table.column("ID").to_numpy())
+        return frame_from_arrow(self.table if keep is None else self.table.take(keep))
 
 
 def _convert(item_id: int, field: str, kind: str, value: object) -> object:

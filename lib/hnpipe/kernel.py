@@ -28,7 +28,7 @@ log = logging.getLogger("hnpipe.notebook")
 # Names the pipeline notebooks define, and the cell that defines each.
 DEFINED_BY = {
     "step": "the start cell (`step = pipeline.start(...)`)",
-    "items": "the fetch cell (`items = step.fetch_items()`)",
+    "items": "the fetch cell (`items = step.fetch()`)",
     "pipeline": "the start cell (`from hnpipe import pipeline`)",
 }
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"

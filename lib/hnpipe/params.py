@@ -158,6 +158,11 @@ def check_destination(values: Mapping[str, Any]) -> None:
         )
 
 
+def _check_fraction(value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError("use a fraction from 0 to 1, e.g. 0.5 (1 turns the shrink gate off)")
+
+
 def _check_deadline(value: int) -> None:
     if not 1 <= value <= 3600:
         raise ValueError("use a whole number of seconds from 1 to 3600")
@@ -250,6 +255,11 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("branch_role", str, "",
                   "Snowflake role granted usage on each new PRODUCTION_CLONE_<PR> ('' for none)",
                   _check_role),
+        Parameter("max_shrink", (float, int), 0.5,
+                  "the largest fraction of its rows a publish may take from the published ITEMS "
+                  "(0.5: at least half stay); more is refused unless allow_shrink", _check_fraction),
+        Parameter("allow_shrink", bool, False,
+                  "let this run shrink ITEMS past max_shrink (say so on purpose; the history records it)"),
         Parameter("keep_versions", int, 5,
                   "earlier versions of each table kept for `hnpipe restore` (0 keeps none)",
                   _check_keep_versions),
@@ -276,7 +286,7 @@ ADMIN_PARAMETERS: dict[str, Parameter] = {
     )
 }
 
-_TYPE_NAMES = {int: "a whole number", str: "a string", dict: "a mapping", list: "a list",
+_TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", dict: "a mapping", list: "a list",
                bool: "true or false", type(None): "None"}
 
 
@@ -306,7 +316,8 @@ def validate(values: Mapping[str, Any], *, complete: bool = False,
                 "parameters into every executed notebook); put it in the environment or .env"
             )
         if key not in declared:
-            close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.75)
+            # A YAML key may be anything (`?` alone is a null key): suggest only for text.
+            close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.75) if isinstance(key, str) else []
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ParameterError(
                 f"unknown parameter {key!r}{hint}: allowed are {', '.join(declared)}"

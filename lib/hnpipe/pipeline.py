@@ -3,7 +3,7 @@
 A pipeline notebook is a report around three calls:
 
     step = pipeline.start("ITEMS", globals())   # validate parameters, guard, open warehouse
-    items = step.fetch_items()                    # ITEMS only: read the HN API
+    items = step.fetch()                          # ITEMS only: read the HN API (Arrow batches)
     step.publish(items)                           # or step.build() for SQL-defined datasets
 
 With `refresh="incremental"` the same two calls fetch only the new ids and a window below
@@ -35,14 +35,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import pandas as pd
 
 from hnpipe import alerts, config, datasets, environments, history, hn, params, refresh
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
-from hnpipe.items import ItemsBuilder
+from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.sample import SampleServer
 from hnpipe.warehouse import connect
 from hnpipe.warehouse.base import Check, Warehouse
@@ -57,17 +57,19 @@ log = logging.getLogger("hnpipe.pipeline")
 FETCH_PARAMETERS = ("environment", "n_items", "hn_api_url", "refresh", "refresh_window")
 # What start() connected with: changing these needs a new start.
 CONNECTION_PARAMETERS = ("environment", "snowflake_env")
+T = TypeVar("T")
 START_CELL = "the start cell (`step = pipeline.start(...)`)"
-FETCH_CELL = "the fetch cell (`items = step.fetch_items()`)"
+FETCH_CELL = "the fetch cell (`items = step.fetch()`)"
 
 
 @dataclass
 class _Fetch:
     """The latest complete fetch_items of a Step: what may be published."""
 
-    fingerprint: str
+    fingerprint: str | None  # of the frame fetch_items returned; None after fetch()
     rows: int
     params: dict[str, Any]
+    items: FetchedItems | None = None  # what fetch() returned: only that object may be published
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Step:
     namespace: Mapping[str, Any] | None = field(default=None, repr=False)  # the notebook's globals
     declared: Mapping[str, params.Parameter] = field(default_factory=lambda: params.PARAMETERS, repr=False)
     _fetched: _Fetch | None = field(default=None, repr=False)
+    _published_before: int | None = field(default=None, repr=False)  # ITEMS' rows before this publish
     _fetch_incomplete: bool = field(default=False, repr=False)  # a fetch began and did not finish
     _working: bool = field(default=False, repr=False)  # this run has begun its work
     _ended: bool = field(default=False, repr=False)  # this run published or failed
@@ -145,11 +148,28 @@ class Step:
             self._busy += time.perf_counter() - began
 
     # -- ITEMS ---------------------------------------------------------------------------
-    def fetch_items(self) -> pd.DataFrame:
-        """The HN items this run fetches, as an ITEMS frame: the n_items most recent ones, or
-        with `refresh="incremental"` only the new ids and the window (hnpipe.refresh); the
-        plan is kept for `publish`, which then merges them into the published ITEMS."""
+    def fetch(self) -> FetchedItems:
+        """The HN items this run fetches, streamed: Arrow record batches that `publish` loads
+        into the staging table as they are (sorted by ID inside the warehouse), with no pandas
+        frame on the way. `.head()` and `.to_frame()` give DataFrames when asked. The n_items
+        most recent ids, or with `refresh="incremental"` only the new ids and the window
+        (hnpipe.refresh); the plan is kept for `publish`, which then merges them."""
+        values, items = self._fetch_as(lambda builder: FetchedItems(builder.to_arrow()))
+        self._fetched = _Fetch(None, len(items), {name: values[name] for name in FETCH_PARAMETERS}, items)
+        self._fetch_incomplete = False
+        return items
 
+    def fetch_items(self) -> pd.DataFrame:
+        """Like `fetch`, as one ITEMS frame sorted by ID (for exploring: `fetch` publishes
+        with less memory); `publish` takes the frame as it is or edited on purpose."""
+        values, frame = self._fetch_as(ItemsBuilder.to_frame)
+        self._fetched = _Fetch(frame_fingerprint(frame), len(frame),
+                               {name: values[name] for name in FETCH_PARAMETERS})
+        self._fetch_incomplete = False
+        return frame
+
+    def _fetch_as(self, result: Callable[[ItemsBuilder], T]) -> tuple[dict[str, Any], T]:
+        """Fetch into an ItemsBuilder; the parameters used, and `result(builder)`."""
         values = self.current_params()
         self._fetched, self._fetch_incomplete = None, True
         with self._work():
@@ -165,25 +185,23 @@ class Step:
                 )
                 print(plan.summary())
                 report = client.fetch_items(plan.ids(), builder.add)
-            frame = builder.to_frame()
+            fetched = result(builder)
         self.refresh, self.fetch_report = plan, report
-        self._fetched = _Fetch(frame_fingerprint(frame), len(frame),
-                               {name: values[name] for name in FETCH_PARAMETERS})
-        self._fetch_incomplete = False
         print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
               f"({len(report.null_ids):,} answered null, {report.retries:,} retries)")
-        return frame
+        return values, fetched
 
-    def _check_publishable(self, frame: pd.DataFrame, values: Mapping[str, Any], edited: bool) -> None:
-        """Refuse, in one line saying what to rerun, a frame this step did not just fetch."""
-        if not isinstance(frame, pd.DataFrame):
-            raise HnpipeError(f"publish takes the frame fetch_items() returned, not a {type(frame).__name__}")
+    def _check_publishable(self, frame: pd.DataFrame | FetchedItems, values: Mapping[str, Any],
+                           edited: bool) -> None:
+        """Refuse, in one line saying what to rerun, items this step did not just fetch."""
+        if not isinstance(frame, (pd.DataFrame, FetchedItems)):
+            raise HnpipeError(f"publish takes what fetch() or fetch_items() returned, not a {type(frame).__name__}")
         if self._fetch_incomplete:
             raise HnpipeError(f"refused to publish: the last fetch did not complete; rerun {FETCH_CELL}, "
                               "then this cell")
         fetched = self._fetched
         if fetched is None:
-            if edited:
+            if edited and isinstance(frame, pd.DataFrame):
                 return
             raise HnpipeError(f"refused to publish: nothing fetched yet; run {FETCH_CELL} first (a frame "
                               "built elsewhere: step.publish(frame, edited=True))")
@@ -192,29 +210,50 @@ class Step:
             change = ", ".join(f"{name} {fetched.params[name]!r} -> {values[name]!r}" for name in changed)
             raise HnpipeError(f"refused to publish: parameters changed since the fetch ({change}); "
                               f"rerun {FETCH_CELL}, then this cell")
-        if not edited and frame_fingerprint(frame) != fetched.fingerprint:
+        if isinstance(frame, FetchedItems):
+            stale = frame is not fetched.items  # Arrow batches cannot be edited: only the latest fetch
+        else:  # after fetch(), its items.to_frame() unchanged may be published too
+            stale = not edited and frame_fingerprint(frame) != self._fetched_fingerprint()
+        if stale:
             raise HnpipeError(
-                f"refused to publish: this frame ({len(frame):,} rows) is not what the last fetch returned "
+                f"refused to publish: this {'frame' if isinstance(frame, pd.DataFrame) else 'fetch result'} "
+                f"({len(frame):,} rows) is not what the last fetch returned "
                 f"({fetched.rows:,} rows); rerun {FETCH_CELL}, or publish an edited frame on purpose "
                 "with step.publish(frame, edited=True)")
 
-    def publish(self, frame: pd.DataFrame, *, edited: bool = False) -> int:
-        """Publish `frame` as this dataset: staging table, quality gates, atomic swap. After an
-        incremental fetch_items, `frame` (the fetched items) is merged with the rows of the
-        published table the plan keeps, inside the warehouse.
+    def _fetched_fingerprint(self) -> str | None:
+        fetched = self._fetched
+        if fetched is not None and fetched.fingerprint is None and fetched.items is not None:
+            fetched.fingerprint = frame_fingerprint(fetched.items.to_frame())
+        return fetched.fingerprint if fetched is not None else None
 
-        `frame` must be what this step's latest complete fetch_items returned, with the
-        parameters unchanged since; `edited=True` allows a frame changed by hand (or built
-        elsewhere), which the history row then says."""
+    def publish(self, frame: pd.DataFrame | FetchedItems, *, edited: bool = False) -> int:
+        """Publish what fetch() (streamed, as Arrow batches) or fetch_items() (a frame)
+        returned as this dataset: staging table, quality gates, atomic swap. After an
+        incremental fetch, the fetched items are merged with the rows of the published table
+        the plan keeps, inside the warehouse.
+
+        It must be what this step's latest complete fetch returned, with the parameters
+        unchanged since; `edited=True` allows a frame changed by hand (or built elsewhere),
+        which the history row then says."""
         values = self.current_params()
         self._check_publishable(frame, values, edited)
         plan = self.refresh
         with self._work():
             self.warehouse.ensure_schema(self.target)
+            if self.dataset.name == "ITEMS":  # what the shrink gate (or its allow_shrink note) compares with
+                self._published_before = self.warehouse.list_tables(self.target).get(self.dataset.name)
             if plan is not None and plan.merges:
+                # An incremental fetch is the window and the new ids: small, a frame is fine.
                 rows = self.warehouse.publish_merge(
-                    self.target, self.dataset.name, frame, self.run_id, plan.keep_ids,
+                    self.target, self.dataset.name,
+                    frame.to_frame() if isinstance(frame, FetchedItems) else frame, self.run_id, plan.keep_ids,
                     checks=self.quality_checks(), keep_versions=values["keep_versions"],
+                )
+            elif isinstance(frame, FetchedItems):
+                rows = self.warehouse.publish_arrow(
+                    self.target, self.dataset.name, frame.table, self.run_id, checks=self.quality_checks(),
+                    keep_versions=values["keep_versions"],
                 )
             else:
                 rows = self.warehouse.publish_frame(
@@ -224,9 +263,10 @@ class Step:
             merged = f" ({plan.kept_rows:,} kept, {len(frame):,} fetched)" if plan is not None and plan.merges else ""
             print(f"published {rows:,} rows to {self.target}.{self.dataset.name}{merged}")
             self._document()
-        self._record_success(rows, detail=f"published a frame edited by hand ({len(frame):,} rows)"
-                             if edited and self._fetched is not None
-                             and frame_fingerprint(frame) != self._fetched.fingerprint else None)
+        notes = [f"published a frame edited by hand ({len(frame):,} rows)"
+                 if edited and isinstance(frame, pd.DataFrame) and self._fetched is not None
+                 and frame_fingerprint(frame) != self._fetched_fingerprint() else None, self._shrink_note(rows)]
+        self._record_success(rows, detail="; ".join(note for note in notes if note) or None)
         return rows
 
     # -- datasets defined in SQL -----------------------------------------------------------
@@ -302,7 +342,24 @@ class Step:
             fetched_ids=None if plan is None else plan.fetched_ids,
             kept_rows=plan.kept_rows if plan is not None and plan.merges else 0,
             id_range=None if plan is None else plan.id_range,
+            previous_rows=self._previous_rows(), max_shrink=self.params["max_shrink"],
         )
+
+    def _previous_rows(self) -> int | None:
+        """ITEMS' rows as published now, for the shrink gate (None: no gate). COMMENTS and
+        STORIES are gated to be exactly ITEMS' rows of their type, so ITEMS alone is compared."""
+        if self.dataset.name != "ITEMS" or self.params["allow_shrink"]:
+            return None
+        return self._published_before
+
+    def _shrink_note(self, rows: int) -> str | None:
+        """For the history: a shrink past max_shrink that allow_shrink let through."""
+        if self.dataset.name != "ITEMS" or not self.params["allow_shrink"]:
+            return None
+        before = self._published_before
+        if before and rows < before * (1 - self.params["max_shrink"]):
+            return f"allow_shrink: ITEMS shrank from {before:,} to {rows:,} rows"
+        return None
 
     # -- looking at the result -------------------------------------------------------------
     def read(self, name: str | None = None) -> pd.DataFrame:

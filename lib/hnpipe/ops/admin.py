@@ -31,7 +31,8 @@ Prune. A clone is stale when
 
 An open pull request's clone is thus kept only while it is younger than the limit. Without
 `keep_prs` only age counts, since an empty list cannot tell "no pull request is open" from
-"not told"; when none is open, CI passes `--older-than 0`, which makes every clone stale.
+"not told"; when none is open, CI passes `--older-than 1`: every clone older than a day is
+stale, and one made minutes ago (its pull request opened after the listing) is kept.
 A clone whose creation time the engine does not report is never stale by age. Prune only
 lists the stale clones unless `apply` is true.
 

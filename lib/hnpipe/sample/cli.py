@@ -4,6 +4,7 @@
     hnpipe serve-sample --ids 20000 --latency-ms 25   # 20,000 generated ids, 25 ms per answer
     hnpipe serve-sample --port 0 --http-500 0.1 --http-429 0.05 --timeouts 0.05 \\
         --drops 0.02 --truncations 0.02 --timeout-sleep-s 12    # a flaky API
+    hnpipe serve-sample --port 0 --trickles 1 --trickle-interval-s 5  # 200, then a byte every 5 s
 
 Fault rates are shares of requests (0..1, drawn from --fault-seed); `--port 0` picks a free
 port. The first line printed names the base URL to pass as `-p hn_api_url=...`.
@@ -38,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close the connection without answering")
     faults.add_argument("--truncations", type=float, default=0.0, metavar="RATE",
                         help="send half the promised body, then close")
+    faults.add_argument("--trickles", type=float, default=0.0, metavar="RATE",
+                        help="answer 200 at once, then the body one byte every --trickle-interval-s")
+    faults.add_argument("--trickle-interval-s", type=float, default=5.0, metavar="S",
+                        help="seconds between the bytes of a trickled answer (default 5)")
     faults.add_argument("--retry-after-s", type=int, default=1, metavar="S",
                         help="the Retry-After of 429 answers (default 1)")
     faults.add_argument("--timeout-sleep-s", type=float, default=12.0, metavar="S",
@@ -50,8 +55,8 @@ def main(args: argparse.Namespace) -> int:
     # Everything is checked before generating items, which takes a while for large N.
     faults = sample.Faults(
         http_500=args.http_500, http_429=args.http_429, timeout=args.timeouts, drop=args.drops,
-        truncate=args.truncations, retry_after_s=args.retry_after_s,
-        timeout_sleep_s=args.timeout_sleep_s, seed=args.fault_seed)
+        truncate=args.truncations, trickle=args.trickles, retry_after_s=args.retry_after_s,
+        timeout_sleep_s=args.timeout_sleep_s, trickle_interval_s=args.trickle_interval_s, seed=args.fault_seed)
     check_port(args.port)
     check_latency(args.latency_ms)
     if args.ids is not None and not 1 <= args.ids <= MAX_GENERATED_IDS:

@@ -22,7 +22,7 @@ from typing import Mapping
 from hnpipe.errors import ParameterError
 from hnpipe.sample.data import Item, _check_int, load_sample
 
-_FAULT_KINDS = ("http_500", "http_429", "timeout", "drop", "truncate")
+_FAULT_KINDS = ("http_500", "http_429", "timeout", "drop", "truncate", "trickle")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Faults:
     timeout    sleep `timeout_sleep_s` before answering (set the client's read timeout lower)
     drop       close the connection without answering
     truncate   send 200 and the full Content-Length, but only half the body, then close
+    trickle    send 200 at once, then the body one byte every `trickle_interval_s` (no single
+               read waits long enough for a read timeout: only a total deadline stops it)
     """
 
     http_500: float = 0.0
@@ -41,8 +43,10 @@ class Faults:
     timeout: float = 0.0
     drop: float = 0.0
     truncate: float = 0.0
+    trickle: float = 0.0
     retry_after_s: int = 1
     timeout_sleep_s: float = 2.0
+    trickle_interval_s: float = 5.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -57,6 +61,9 @@ class Faults:
         sleep = self.timeout_sleep_s
         if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or not 0 < sleep <= 600:
             raise ParameterError(f"timeout_sleep_s={sleep!r} is out of range: use 0 < s <= 600")
+        interval = self.trickle_interval_s
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 600:
+            raise ParameterError(f"trickle_interval_s={interval!r} is out of range: use 0 < s <= 600")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ParameterError(f"fault seed must be an integer, got {self.seed!r}")
 
@@ -116,10 +123,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "truncate":
             self._send(status, body, cut=True)
             return
+        if fault == "trickle":
+            self._send(status, body, trickle_s=state.faults.trickle_interval_s)
+            return
         self._send(status, body)
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None,
-              cut: bool = False) -> None:
+              cut: bool = False, trickle_s: float | None = None) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -127,6 +137,13 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
+            if trickle_s is not None:
+                self.wfile.flush()
+                for offset in range(len(body)):
+                    time.sleep(trickle_s)
+                    self.wfile.write(body[offset:offset + 1])
+                    self.wfile.flush()
+                return
             self.wfile.write(body[: len(body) // 2] if cut else body)
         except OSError:
             self.close_connection = True  # the client already gave up (e.g. read timeout)

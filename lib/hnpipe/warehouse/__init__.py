@@ -47,6 +47,7 @@ def __getattr__(name: str) -> Any:
 def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
     """The warehouse for a spec from `environments.warehouse_spec`: 'duckdb:<dir>' or 'snowflake'."""
     if spec.startswith("duckdb:"):
+        # On use, like _LAZY above: the engine imports duckdb.
         from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
         return DuckDBWarehouse(spec.partition(":")[2], write_guard=write_guard, **options)

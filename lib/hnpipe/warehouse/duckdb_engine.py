@@ -58,6 +58,7 @@ def frame_from_arrow(table: "pa.Table") -> "pd.DataFrame":
 
 
 def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
+    # pandas on first use, as above.
     from hnpipe.warehouse.frames import frame_to_arrow
 
     return frame_to_arrow(frame, destination)
@@ -239,14 +240,33 @@ class DuckDBWarehouse(Warehouse):
         keep = keep_plan(table, run_id, keep_versions)
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
-            con.register("hnpipe_frame", arrow)
-            try:
-                con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame")
-            finally:
-                con.unregister("hnpipe_frame")
+            _create_from_arrow(con, staging, arrow)
 
         with self._writing(target) as con:
             return self._publish(con, target, table, staging, load, len(frame), checks, keep)
+
+    def publish_arrow(
+        self, target: Target, table: str, data: "pa.Table | pa.RecordBatchReader", run_id: str,
+        checks: Sequence[Check] = (), keep_versions: int | None = None,
+    ) -> int:
+        # DuckDB scans the Arrow batches where they lie and sorts them by ID into the staging
+        # table (spilling to disk when they do not fit its memory): no frame, no sorted copy.
+        from hnpipe.warehouse.frames import arrow_to_store
+
+        import pyarrow as pa
+
+        staging = staging_table_name(table, run_id)
+        source = arrow_to_store(data, f"{target}.{table}")  # refusals before opening anything
+        checks = checked_checks(checks)
+        keep = keep_plan(table, run_id, keep_versions)
+        order = ' ORDER BY "ID"' if "ID" in source.schema.names else ""
+
+        def load(con: duckdb.DuckDBPyConnection) -> None:
+            _create_from_arrow(con, staging, source, order)
+
+        expected = source.num_rows if isinstance(source, pa.Table) else None
+        with self._writing(target) as con:
+            return self._publish(con, target, table, staging, load, expected, checks, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
@@ -313,7 +333,10 @@ class DuckDBWarehouse(Warehouse):
             statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
             after = [name for name in present if name != version] + ([replaced] if table in present else [])
             statements += [f"DROP TABLE {_q(old)}" for old in versions_to_drop(table, after, keep)]
-            _in_transaction(con, statements)
+            try:
+                _in_transaction(con, statements)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"swap {version} into {target}.{table} failed: {one_line(exc)}") from exc
         return rows
 
     def describe_table(self, target: Target, table: str) -> TableInfo:
@@ -333,7 +356,10 @@ class DuckDBWarehouse(Warehouse):
             if table not in _table_names(con, target.schema):
                 raise WarehouseError(f"cannot comment {target}.{table}: no such table")
             check_comment_columns(target, table, [c.name for c in _describe(con, target, table).columns], column_comments)
-            _in_transaction(con, statements)
+            try:
+                _in_transaction(con, statements)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"comment {target}.{table} failed: {one_line(exc)}") from exc
 
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
         destination = f"{target}.{check_identifier(table, 'table')}"
@@ -400,7 +426,17 @@ class DuckDBWarehouse(Warehouse):
 
     # -- internals ---------------------------------------------------------------------
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-        return self._retry_locked(path, lambda: duckdb.connect(str(path), read_only=read_only))
+        con = self._retry_locked(path, lambda: _open_intact(path, read_only))
+        try:
+            if _wal(path).exists():
+                if read_only:
+                    return con  # the log (a crash's) is replayed in memory: blocks beyond the file
+                con.execute("CHECKPOINT")  # fold the committed log into the file, then compare
+            _check_length(con, path)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def begin_run(self) -> None:
         """A new run: it may wait for a locked file again (once)."""
@@ -531,6 +567,10 @@ class DuckDBWarehouse(Warehouse):
         if keep is not None:
             kept = present + ([keep[0]] if table in present else [])
             swap += [f"DROP TABLE IF EXISTS {_q(old)}" for old in versions_to_drop(table, kept, keep[1])]
+        if table in present:
+            # The table replaced here is kept as a version (or dropped): it must read whole first,
+            # or a damaged file would be published into and its broken table kept for restores.
+            _check_readable(con, target, table, self.path(target.database))
         try:
             try:
                 load(con)
@@ -542,7 +582,10 @@ class DuckDBWarehouse(Warehouse):
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
             self._run_checks(con, target, destination, staging, checks)
-            _in_transaction(con, swap)
+            try:
+                _in_transaction(con, swap)
+            except duckdb.Error as exc:  # one hnpipe error line, as the Snowflake engine says it
+                raise WarehouseError(f"swap {staging} into {destination} failed: {one_line(exc)}") from exc
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP TABLE IF EXISTS {_q(staging)}")
@@ -565,6 +608,68 @@ class DuckDBWarehouse(Warehouse):
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
 
+
+
+def _create_from_arrow(con: duckdb.DuckDBPyConnection, staging: str, arrow: object, order: str = "") -> None:
+    """CREATE TABLE staging from an Arrow table or batch reader, read where it lies."""
+    con.register("hnpipe_frame", arrow)
+    try:
+        con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame{order}")
+    finally:
+        con.unregister("hnpipe_frame")
+
+
+# DuckDB's file: three 4 KiB headers, then its blocks (PRAGMA database_size).
+_HEADER_BYTES = 3 * 4096
+
+
+def damaged(path: Path, reason: str) -> WarehouseError:
+    """The one error for a database file that cannot be read whole, with how to recover."""
+    local = path.stem == "LOCAL"
+    return WarehouseError(
+        f"{path} is damaged ({reason}); nothing was written to it. Restore it from a copy"
+        + (", or (a local run's database) delete it and run again: hnpipe rebuilds it" if local else
+           "; do not delete it unless you can rebuild every table in it")
+    )
+
+
+def _open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        if "Could not set lock" in str(exc):
+            raise  # _retry_locked waits for the other process
+        if isinstance(exc, (duckdb.SerializationException, duckdb.InternalException)) or "orrupt" in str(exc) \
+                or "not a valid DuckDB database" in str(exc):
+            raise damaged(path, f"it does not open: {one_line(exc)}") from None
+        raise
+
+
+def _check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A file shorter than the blocks its header lists was cut short (a full disk, a copy that
+    stopped): its tables would fail later, half-way through a run. Cheap: one pragma, one stat."""
+    try:
+        rows = con.execute("PRAGMA database_size").fetchall()
+    except duckdb.Error:
+        return  # nothing to compare with; reads still fail loudly
+    for name, _, block_size, _total, used_blocks, *_ in rows:
+        if name != path.stem or not block_size:
+            continue
+        # Free blocks at the end need not be on disk; the used ones must be (a lower bound:
+        # used blocks may sit anywhere below the highest).
+        needed = _HEADER_BYTES + int(used_blocks) * int(block_size)
+        actual = path.stat().st_size
+        if actual < needed:
+            raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
+
+
+def _check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path) -> None:
+    """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
+    try:
+        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(target.database)}.{_q(target.schema)}."
+                    f"{_q(table)} AS t").fetchall()
+    except duckdb.Error as exc:
+        raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None
 
 
 def _swap_sql(table: str, staging: str, keep_as: str | None = None) -> list[str]:

@@ -74,3 +74,36 @@ def frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:
         return pa.table(columns, names=table.column_names)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise WarehouseError(f"cannot publish {destination}: {one_line(exc)}") from exc
+
+
+def arrow_to_store(data: pa.Table | pa.RecordBatchReader, destination: str) -> pa.Table | pa.RecordBatchReader:
+    """An Arrow table or batch stream as the warehouse stores it, refused in one line when it
+    cannot be: column names must be identifiers, once each. Timestamps become naive UTC wall
+    time in microseconds, as in frame_to_arrow; a stream is converted batch by batch as it is
+    read, a table column by column (the other columns are shared, not copied)."""
+    from hnpipe.environments import check_identifier
+
+    if not isinstance(data, (pa.Table, pa.RecordBatchReader)):
+        raise WarehouseError(f"cannot publish {destination}: expected an Arrow table or record batch "
+                             f"reader, got {type(data).__name__}")
+    names = data.schema.names
+    for name in names:
+        check_identifier(name, f"column of {destination}")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
+    stored = pa.schema([
+        field.with_type(pa.timestamp("us")) if pa.types.is_timestamp(field.type) else field
+        for field in data.schema
+    ])
+    if stored.equals(data.schema):
+        return data
+    try:
+        if isinstance(data, pa.Table):
+            # safe=True: refuse sub-microsecond values rather than truncating silently; a
+            # tz-aware column holds UTC instants, and dropping the label keeps them UTC.
+            return data.cast(stored, safe=True)
+        source = data
+        return pa.RecordBatchReader.from_batches(stored, (batch.cast(stored, safe=True) for batch in source))
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise WarehouseError(f"cannot publish {destination}: {one_line(exc)}") from exc
