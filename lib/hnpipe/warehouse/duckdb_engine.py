@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +18,7 @@ import duckdb
 
 from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
-from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError, one_line
+from hnpipe.errors import GuardError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
     STAGING_MARKER,
     Check,
@@ -44,6 +42,7 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
+from hnpipe.warehouse.locks import LockWaits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,28 +64,6 @@ def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
 
 T = TypeVar("T")
 log = logging.getLogger("hnpipe.warehouse")
-# A wait is announced once it lasts this long: a run's own kernels (COMMENTS and STORIES
-# build at once) hold the file for tens of ms, which is not worth a line.
-_ANNOUNCE_AFTER_S = 0.5
-
-
-def lock_holder(message: str) -> str:
-    """Who holds the file, from DuckDB's lock error ('... held in <exe> (PID n) ...'): 'a
-    notebook kernel (PID n)' when /proc says so, else the command, else 'another process'."""
-    found = re.search(r"\(PID (\d+)\)", message)
-    if not found:
-        return "another process"
-    pid = found.group(1)
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:  # not Linux, or the process is gone
-        return f"another process (PID {pid})"
-    command = " ".join(" ".join(argv).split())  # one line, whatever the arguments hold
-    if "ipykernel" in command:
-        return f"a notebook kernel (PID {pid})"
-    if "hnpipe" in command:
-        return f"hnpipe (PID {pid}: {command[:60]})"
-    return f"PID {pid} ({command[:60]})"
 
 
 def _lock_timeout(value: float | None) -> float:
@@ -125,9 +102,9 @@ class DuckDBWarehouse(Warehouse):
         super().__init__(write_guard)
         self.directory = Path(directory)
         self.lock_timeout_s = _lock_timeout(lock_timeout_s)
-        # Where "waiting for <file>" is said, once per run (default: a logged warning).
-        self.on_lock_wait = on_lock_wait or (lambda line: log.warning("%s", line))
-        self._lock_deadlines: dict[Path, float] = {}  # this run's one wait per file
+        # One wait per file per run; "waiting for <file>" said where `on_lock_wait` says
+        # (default: a logged warning). See hnpipe.warehouse.locks.
+        self._locks = LockWaits(self.lock_timeout_s, on_lock_wait or (lambda line: log.warning("%s", line)))
         if isinstance(read_only_databases, str):
             read_only_databases = (read_only_databases,)
         self.read_only_databases = frozenset(
@@ -441,44 +418,14 @@ class DuckDBWarehouse(Warehouse):
     def begin_run(self) -> None:
         """A new run: it may wait for a locked file again (once)."""
         super().begin_run()
-        self._lock_deadlines.clear()
+        self._locks.begin_run()
 
     def _retry_locked(self, path: Path, open_file: Callable[[], T]) -> T:
-        """Run `open_file`, retrying while another process holds `path`'s lock.
-
-        One wait per file per run: the first conflict starts a `lock_timeout_s` budget that
-        later operations of the run share, so a run whose file stays locked fails once, and
-        whatever it does after that (recording the failure) fails at once instead of waiting
-        again. A wait longer than a moment is announced (`on_lock_wait`) naming the file and
-        its holder; brief conflicts between a run's own kernels are not."""
-        pause, announced, began = 0.01, False, time.monotonic()
-        while True:
-            try:
-                return open_file()
-            except duckdb.IOException as exc:
-                if "Could not set lock" not in str(exc):
-                    raise WarehouseError(f"cannot open {path}: {one_line(exc)}") from exc
-                now = time.monotonic()
-                earlier = path in self._lock_deadlines and now - began < _ANNOUNCE_AFTER_S
-                deadline = self._lock_deadlines.setdefault(path, now + self.lock_timeout_s)
-                remaining = deadline - now
-                if remaining <= 0:
-                    waited = "this run already waited" if earlier else "waited"
-                    failure = WarehouseLockedError(
-                        f"{path} is locked by {lock_holder(str(exc))}; {waited} {self.lock_timeout_s:g} s: "
-                        "close it there (a notebook: Kernel > Shut Down Kernel) and retry, or raise "
-                        "HNPIPE_LOCK_TIMEOUT_S")
-                    self.lock_failure = self.lock_failure or failure
-                    raise failure from None
-                if not announced and now - began >= _ANNOUNCE_AFTER_S:
-                    announced = True
-                    self.on_lock_wait(f"waiting for {path}: {lock_holder(str(exc))} holds it; this run waits "
-                                      f"up to {self.lock_timeout_s:g} s in all (HNPIPE_LOCK_TIMEOUT_S)")
-                time.sleep(min(pause, remaining))
-                # Capped low: the usual holder is another kernel of the same run (COMMENTS and
-                # STORIES build at once) whose operations take tens of ms; a failed open is
-                # cheap, while a long pause would idle after the file is free again.
-                pause = min(pause * 2, 0.05)
+        """Run `open_file`, waiting (once per run) while another process holds `path`."""
+        try:
+            return self._locks.retry(path, open_file)
+        finally:
+            self.lock_failure = self._locks.failure
 
     def _wait_until_unused(self, path: Path) -> None:
         """Open `path` for writing and close it: waits out other processes (then raises
