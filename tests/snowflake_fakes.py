@@ -40,9 +40,10 @@ _SWAP = re.compile(rf"ALTER TABLE {_NAME} SWAP WITH {_NAME}")
 
 class SwapEmulatingConnection:
     """Test fake around a fakesnow connection: replays `ALTER TABLE .. SWAP WITH` (which
-    fakesnow 0.12.1 cannot parse) as three renames. Not atomic, unlike Snowflake's swap; the
-    recorded-SQL tests pin the real statement. Everything else goes to fakesnow unchanged.
-    `owner.fail_swaps`, when set, is raised instead of swapping (a failure inside the swap)."""
+    fakesnow 0.12.1 cannot parse) as three renames, and creates a schema `WITH MANAGED ACCESS`
+    (which it cannot parse either) without it. Not atomic, unlike Snowflake's swap; the
+    recorded-SQL tests and the ownership model (tests/snowflake_model.py) pin the real
+    statements. Everything else goes to fakesnow unchanged. `owner.fail_swaps`, when set, is raised instead of swapping (a failure inside the swap)."""
 
     def __init__(self, inner: Any, owner: Any = None) -> None:
         self._inner = inner
@@ -76,7 +77,7 @@ class _SwapEmulatingCursor:
                 self._inner.execute(f'ALTER TABLE "{old}" RENAME TO "{new}"')
             self._connection.swaps.append((table, other))
             return self
-        self._inner.execute(sql, params)
+        self._inner.execute(sql.removesuffix(" WITH MANAGED ACCESS"), params)
         return self
 
     def __getattr__(self, name: str) -> Any:
@@ -238,7 +239,7 @@ class RecordingConnection:
             return [_meta("COLUMN_NAME"), _meta("DATA_TYPE"), _meta("COMMENT")], self.columns
         if "INFORMATION_SCHEMA.TABLES" in sql:
             return [_meta("TABLE_NAME"), _meta("ROW_COUNT", 0, 0)], sorted(self.tables.items())
-        if sql == "SELECT COUNT(*) FROM IDENTIFIER(?)":
+        if re.fullmatch(r'SELECT COUNT\(\*\) FROM "[A-Z0-9_]+"', sql):
             rows = self.loaded if self.staged_rows is None else self.staged_rows
             return [_meta("COUNT(*)", 0, 0)], [(rows,)]
         if sql.startswith("SELECT COUNT(*) FROM ("):  # quality checks: none fail here

@@ -7,6 +7,7 @@ what it cannot do (DROP DATABASE, GRANT, creation times other than 1970).
 
 from __future__ import annotations
 
+import re
 import hashlib
 import logging
 import os
@@ -326,23 +327,28 @@ class RecordingConnection:
 
     def execute(self, sql: str, params: list | None = None) -> RecordingConnection:
         self.statements.append((sql, params))
+        names = re.findall(r'"([A-Z0-9_]+)"', sql)
         if sql.startswith(self.failing or ("\0",)):
-            raise snowflake.connector.errors.ProgrammingError(f"Insufficient privileges to operate on {params}")
+            raise snowflake.connector.errors.ProgrammingError(f"Insufficient privileges to operate on {names}")
         self.description, self._rows = [("status",)], [("ok",)]
         if sql == "SHOW DATABASES":
             self.description = [("created_on",), ("name",)]
             self._rows = [(created, name) for name, created in self.databases.items()]
+        elif "INFORMATION_SCHEMA.SCHEMATA" in sql:  # every database has the published schema
+            self.description, self._rows = [("SCHEMA_NAME",)], [("HACKER_NEWS",)]
+        elif "INFORMATION_SCHEMA.TABLES" in sql:  # and ITEMS in it
+            self.description, self._rows = [("TABLE_NAME",), ("ROW_COUNT",)], [("ITEMS", 3)]
         elif sql.startswith("CREATE OR REPLACE DATABASE"):
-            self.databases[params[0]] = NOW
+            self.databases[names[0]] = NOW
         elif sql.startswith("DROP DATABASE"):
-            self.databases.pop(params[0], None)
+            self.databases.pop(names[0], None)
         return self
 
     def fetchall(self) -> list:
         return self._rows
 
     def changes(self) -> list[tuple[str, list | None]]:
-        return [(sql, params) for sql, params in self.statements if not sql.startswith("SHOW")]
+        return [(sql, params) for sql, params in self.statements if not sql.startswith(("SHOW", "SELECT"))]
 
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
@@ -356,21 +362,32 @@ def snowflake_run(connection: RecordingConnection, action: str, env: str = "prod
                      warehouse=warehouse, now=NOW)
 
 
+CLONE_SQL = [
+    'CREATE OR REPLACE DATABASE "PRODUCTION_CLONE_42"',
+    'CREATE SCHEMA "PRODUCTION_CLONE_42"."HACKER_NEWS" WITH MANAGED ACCESS',
+    'CREATE TABLE "PRODUCTION_CLONE_42"."HACKER_NEWS"."ITEMS" CLONE "PRODUCTION"."HACKER_NEWS"."ITEMS"',
+]
+
+
 def test_snowflake_clone_grants_usage_to_the_branch_role() -> None:
     connection = RecordingConnection({"PRODUCTION": NOW - timedelta(days=400)})
-    result = snowflake_run(connection, "clone", pr_id=42, branch_role="HNPIPE_BRANCH")
-    assert connection.changes() == [
-        ("CREATE OR REPLACE DATABASE IDENTIFIER(?) CLONE IDENTIFIER(?)", ["PRODUCTION_CLONE_42", "PRODUCTION"]),
-        ("GRANT USAGE ON DATABASE IDENTIFIER(?) TO ROLE IDENTIFIER(?)", ["PRODUCTION_CLONE_42", "HNPIPE_BRANCH"]),
+    result = snowflake_run(connection, "clone", pr_id=42, branch_role="HNPIPE_READER")
+    where = '"PRODUCTION_CLONE_42"."HACKER_NEWS"'
+    assert [sql for sql, _ in connection.changes()] == [
+        *CLONE_SQL,
+        'GRANT USAGE ON DATABASE "PRODUCTION_CLONE_42" TO ROLE "HNPIPE_READER"',
+        f'GRANT USAGE ON SCHEMA {where} TO ROLE "HNPIPE_READER"',
+        f'GRANT SELECT ON ALL TABLES IN SCHEMA {where} TO ROLE "HNPIPE_READER"',
+        f'GRANT SELECT ON FUTURE TABLES IN SCHEMA {where} TO ROLE "HNPIPE_READER"',
     ]
-    assert result.message.endswith("usage granted to role HNPIPE_BRANCH")
+    assert result.message.endswith("usage granted to role HNPIPE_READER")
     assert [(c.pr_id, c.size_bytes) for c in result.clones] == [(42, None)]  # SHOW DATABASES tells no size
 
 
 def test_snowflake_clone_without_a_branch_role_grants_nothing() -> None:
     connection = RecordingConnection({"PRODUCTION": NOW})
     snowflake_run(connection, "clone", env="branch", pr="42")
-    assert [sql for sql, _ in connection.changes()] == ["CREATE OR REPLACE DATABASE IDENTIFIER(?) CLONE IDENTIFIER(?)"]
+    assert [sql for sql, _ in connection.changes()] == CLONE_SQL
 
 
 def test_a_failed_grant_drops_the_unusable_clone_again() -> None:
@@ -379,7 +396,7 @@ def test_a_failed_grant_drops_the_unusable_clone_again() -> None:
         snowflake_run(connection, "clone", pr_id=42, branch_role="HNPIPE_BRANCH")
     assert "could not grant usage to HNPIPE_BRANCH (dropped it again)" in str(failed.value)
     assert "Insufficient privileges" in str(failed.value) and PASSWORD not in str(failed.value)
-    assert connection.changes()[-1] == ("DROP DATABASE IF EXISTS IDENTIFIER(?)", ["PRODUCTION_CLONE_42"])
+    assert connection.changes()[-1] == ('DROP DATABASE IF EXISTS "PRODUCTION_CLONE_42"', None)
     assert sorted(connection.databases) == ["PRODUCTION"]
 
 
@@ -393,8 +410,8 @@ def test_snowflake_prune_drops_exactly_the_stale_clones() -> None:
     })
     result = snowflake_run(connection, "prune", keep_prs=[7, 8], apply=True)
     assert connection.changes() == [
-        ("DROP DATABASE IF EXISTS IDENTIFIER(?)", ["PRODUCTION_CLONE_8"]),
-        ("DROP DATABASE IF EXISTS IDENTIFIER(?)", ["PRODUCTION_CLONE_9"]),
+        ('DROP DATABASE IF EXISTS "PRODUCTION_CLONE_8"', None),
+        ('DROP DATABASE IF EXISTS "PRODUCTION_CLONE_9"', None),
     ]
     assert result.reasons == {"PRODUCTION_CLONE_8": "older than 14 days", "PRODUCTION_CLONE_9": "pull request not open"}
     assert sorted(connection.databases) == ["PRODUCTION", "PRODUCTION_CLONE_7", "PRODUCTION_CLONE_X", "STAGING"]
@@ -403,7 +420,7 @@ def test_snowflake_prune_drops_exactly_the_stale_clones() -> None:
 def test_snowflake_drop_sends_one_guarded_statement() -> None:
     connection = RecordingConnection({"PRODUCTION": NOW, "PRODUCTION_CLONE_5": NOW})
     assert snowflake_run(connection, "drop", env="branch", pr="5").changed == ("PRODUCTION_CLONE_5",)
-    assert connection.changes() == [("DROP DATABASE IF EXISTS IDENTIFIER(?)", ["PRODUCTION_CLONE_5"])]
+    assert connection.changes() == [('DROP DATABASE IF EXISTS "PRODUCTION_CLONE_5"', None)]
 
 
 @pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -521,7 +538,12 @@ def test_handover_prints_the_lockdown_and_applies_only_from_production(capsys, m
     assert printed[0] == ('GRANT OWNERSHIP ON SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "IT_ADMIN" '
                           "COPY CURRENT GRANTS;")
     assert sum(line.startswith("REVOKE") and '"ANALYST"' in line for line in printed) == 3
-    assert printed[-1] == 'GRANT SELECT ON FUTURE TABLES IN SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "READER";'
+    statements = [line for line in printed if not line.startswith("-- ")]
+    assert statements[-1] == 'GRANT SELECT ON FUTURE TABLES IN SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "READER";'
+    # The follow-up, as SQL comments: production keeps publishing as its own role (issue 9).
+    follow_up = [line for line in printed if line.startswith("-- ")]
+    assert follow_up[0].startswith("-- Follow-up: production keeps publishing as the pipeline role HNPIPE_PROD")
+    assert printed[-1] == "-- Check it: HNPIPE_ENV=production hnpipe doctor --env production"
     assert cli.main(["admin", "handover", "--owner-role", "IT; DROP", "--reader-role", "READER"]) == 1
     assert "refused IT role 'IT; DROP'" in capsys.readouterr().err
     monkeypatch.setattr(admin, "_connect", connection_forbidden)

@@ -76,7 +76,7 @@ def test_snowflake_comment_sql_is_escaped_and_names_are_checked() -> None:
     warehouse.comment_table(STAGING, "ITEMS", "Items it's \\ here.", {"ID": "The id's"})
     comments = [statement for statement in recorder.statements if statement[0].startswith("COMMENT")]
     assert comments == [
-        ("COMMENT ON TABLE IDENTIFIER(?) IS 'Items it\\'s \\\\ here.'", ["ITEMS"]),
+        ("COMMENT ON TABLE \"ITEMS\" IS 'Items it\\'s \\\\ here.'", None),
         ("COMMENT ON COLUMN \"ITEMS\".\"ID\" IS 'The id\\'s'", None),
     ]
     assert recorder.statements.index(('USE SCHEMA "STAGING"."HACKER_NEWS"', None)) < recorder.statements.index(comments[0])

@@ -81,7 +81,12 @@ def test_sql_refuses_bad_input_in_one_line(capsys, args, message) -> None:
 # -- the lockdown --------------------------------------------------------------------------
 EXPECTED = [
     'GRANT OWNERSHIP ON SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "IT_DATA" COPY CURRENT GRANTS',
-    'GRANT OWNERSHIP ON ALL TABLES IN SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "IT_DATA" COPY CURRENT GRANTS',
+    # Production keeps what a publish needs (ownership of the tables it swaps; issue 9), and IT
+    # controls those tables through the pipeline's role.
+    'GRANT OWNERSHIP ON ALL TABLES IN SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "HNPIPE_PROD" COPY CURRENT GRANTS',
+    'GRANT USAGE ON DATABASE "PRODUCTION" TO ROLE "HNPIPE_PROD"',
+    'GRANT USAGE, CREATE TABLE, CREATE STAGE ON SCHEMA "PRODUCTION"."HACKER_NEWS" TO ROLE "HNPIPE_PROD"',
+    'GRANT ROLE "HNPIPE_PROD" TO ROLE "IT_DATA"',
     'REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA "PRODUCTION"."HACKER_NEWS" FROM ROLE "ANALYST"',
     'REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON FUTURE TABLES IN SCHEMA "PRODUCTION"."HACKER_NEWS" FROM ROLE "ANALYST"',
     'REVOKE CREATE TABLE ON SCHEMA "PRODUCTION"."HACKER_NEWS" FROM ROLE "ANALYST"',
@@ -143,7 +148,7 @@ def test_run_grants_runs_grants_only_and_names_a_failing_one(monkeypatch) -> Non
     with pytest.raises(GuardError):
         warehouse.run_grants([EXPECTED[0] + "; DROP SCHEMA PRODUCTION.HACKER_NEWS"])
     assert recorder.statements == []
-    with pytest.raises(WarehouseError, match=r"^statement 3 of 12 \(REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SC"):
+    with pytest.raises(WarehouseError, match=r"^statement 3 of 15 \(GRANT USAGE ON DATABASE \"PRODUCTION\" TO ROLE"):
         warehouse.run_grants(EXPECTED)
     assert [sql for sql, _ in recorder.statements] == EXPECTED[:3]
 

@@ -99,12 +99,12 @@ def test_snowflake_append_is_one_insert_in_a_transaction() -> None:
 
     sent = recorder.statements[-4:]
     assert sent == [
-        ('CREATE TABLE IF NOT EXISTS IDENTIFIER(?) ("RUN_ID" VARCHAR, "ROWS_WRITTEN" NUMBER(38,0), '
-         '"FINISHED_AT" TIMESTAMP_NTZ, "GIT_DIRTY" BOOLEAN)', ["PIPELINE_RUNS"]),
+        ('CREATE TABLE IF NOT EXISTS "PIPELINE_RUNS" ("RUN_ID" VARCHAR, "ROWS_WRITTEN" NUMBER(38,0), '
+         '"FINISHED_AT" TIMESTAMP_NTZ, "GIT_DIRTY" BOOLEAN)', None),
         ("BEGIN TRANSACTION", None),
-        ('INSERT INTO IDENTIFIER(?) ("RUN_ID", "ROWS_WRITTEN", "FINISHED_AT", "GIT_DIRTY") '
+        ('INSERT INTO "PIPELINE_RUNS" ("RUN_ID", "ROWS_WRITTEN", "FINISHED_AT", "GIT_DIRTY") '
          "VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
-         ["PIPELINE_RUNS", "a", 3, datetime(2026, 11, 21, 10, 0, 3), True, "b", None, None, None]),
+         ["a", 3, datetime(2026, 11, 21, 10, 0, 3), True, "b", None, None, None]),
         ("COMMIT", None),
     ]
     assert seen == [staging]  # guarded with where the session is, before anything was written

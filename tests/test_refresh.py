@@ -330,29 +330,29 @@ def test_snowflake_merge_sql_is_pinned(recorded_write_pandas) -> None:
     assert recorder.statements == [
         ("SHOW DATABASES", None), (TABLES_SQL, ["HACKER_NEWS"]),  # ITEMS must exist to merge into
         *session,
-        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_CRASHED_DELTA"]),  # a crashed run's delta
-        (recorder.statements[7][0], ["ITEMS__STAGING_RUN7_DELTA"]),
+        ('DROP TABLE IF EXISTS "ITEMS__STAGING_CRASHED_DELTA"', None),  # a crashed run's delta
+        (recorder.statements[7][0], None),
         ("<write_pandas>", ["ITEMS__STAGING_RUN7_DELTA"]),
-        (f'CREATE TABLE IDENTIFIER(?) AS SELECT {COLUMNS} FROM IDENTIFIER(?) WHERE "ID" BETWEEN 3 AND 7 '
-         f"UNION ALL SELECT {COLUMNS} FROM IDENTIFIER(?)", ["ITEMS__STAGING_RUN7", "ITEMS", "ITEMS__STAGING_RUN7_DELTA"]),
-        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_RUN7_DELTA"]),
-        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"]),
+        (f'CREATE TABLE "ITEMS__STAGING_RUN7" AS SELECT {COLUMNS} FROM "ITEMS" WHERE "ID" BETWEEN 3 AND 7 '
+         f'UNION ALL SELECT {COLUMNS} FROM "ITEMS__STAGING_RUN7_DELTA"', None),
+        ('DROP TABLE IF EXISTS "ITEMS__STAGING_RUN7_DELTA"', None),
+        ('SELECT COUNT(*) FROM "ITEMS__STAGING_RUN7"', None),
         *[(sql, None) for sql, _ in recorder.statements[12:14]],  # the two id checks
-        ("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", ["ITEMS", "ITEMS__STAGING_RUN7"]),
-        ("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", ["ITEMS__STAGING_RUN7", "ITEMS__VERSION_RUN7"]),
+        ('ALTER TABLE "ITEMS" SWAP WITH "ITEMS__STAGING_RUN7"', None),
+        ('ALTER TABLE "ITEMS__STAGING_RUN7" RENAME TO "ITEMS__VERSION_RUN7"', None),
     ]
-    assert recorder.statements[7][0].startswith('CREATE TABLE IDENTIFIER(?) ("ID" NUMBER(38,0), "DELETED" BOOLEAN')
+    assert recorder.statements[7][0].startswith('CREATE TABLE "ITEMS__STAGING_RUN7_DELTA" ("ID" NUMBER(38,0), "DELETED" BOOLEAN')
     assert all("ITEMS__STAGING_RUN7" in sql for sql, _ in recorder.statements[12:14])
 
 
 def test_snowflake_merge_failure_drops_delta_and_staging_and_never_swaps(recorded_write_pandas) -> None:
     failure = snowflake.connector.errors.ProgrammingError(msg="SQL compilation error: invalid identifier")
-    recorder = Recorder(tables={"ITEMS": 9}, failing={"CREATE TABLE IDENTIFIER(?) AS SELECT": failure})
+    recorder = Recorder(tables={"ITEMS": 9}, failing={'CREATE TABLE "ITEMS__STAGING_RUN7" AS SELECT': failure})
     with pytest.raises(WarehouseError, match=r"^merge into STAGING.HACKER_NEWS.ITEMS failed: .*invalid identifier$"):
         recorder.warehouse().publish_merge(STAGING, "ITEMS", small_frame(8), "run7", (3, 7))
     tail = recorder.statements[-2:]
-    assert tail == [("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_RUN7_DELTA"]),
-                    ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"])]
+    assert tail == [('DROP TABLE IF EXISTS "ITEMS__STAGING_RUN7_DELTA"', None),
+                    ('DROP TABLE IF EXISTS "ITEMS__STAGING_RUN7"', None)]
     assert not any("SWAP" in sql or "RENAME" in sql for sql, _ in recorder.statements)
 
 

@@ -175,12 +175,12 @@ def test_snowflake_publish_renames_the_swapped_out_table_to_its_version(recorded
     recorder = Recorder(tables={"ITEMS": 4, "ITEMS__VERSION_RUN1": 4, "ITEMS__VERSION_RUN2": 4})
     recorder.warehouse().publish_frame(STAGING, "ITEMS", frame(1, 2), "run3", keep_versions=2)
     swap_at = recorder.statements.index(
-        ("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", ["ITEMS", "ITEMS__STAGING_RUN3"]))
+        ('ALTER TABLE "ITEMS" SWAP WITH "ITEMS__STAGING_RUN3"', None))
     assert recorder.statements[swap_at + 1:] == [
-        ("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", ["ITEMS__STAGING_RUN3", "ITEMS__VERSION_RUN3"]),
-        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__VERSION_RUN1"]),
+        ('ALTER TABLE "ITEMS__STAGING_RUN3" RENAME TO "ITEMS__VERSION_RUN3"', None),
+        ('DROP TABLE IF EXISTS "ITEMS__VERSION_RUN1"', None),
     ]
-    assert not any(sql.startswith(("CREATE TABLE IDENTIFIER(?) CLONE", "INSERT")) for sql, _ in recorder.statements)
+    assert not any((" CLONE " in sql or sql.startswith("INSERT")) for sql, _ in recorder.statements)
 
 
 def test_snowflake_restore_swaps_the_version_back_and_renames_the_replaced_table() -> None:
@@ -191,10 +191,10 @@ def test_snowflake_restore_swaps_the_version_back_and_renames_the_replaced_table
     assert recorder.statements[-5:] == [
         ('SELECT TABLE_NAME, ROW_COUNT FROM "STAGING".INFORMATION_SCHEMA.TABLES '
          "WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", ["HACKER_NEWS"]),
-        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["ITEMS__VERSION_RUN2"]),
-        ("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", ["ITEMS", "ITEMS__VERSION_RUN2"]),
-        ("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", ["ITEMS__VERSION_RUN2", "ITEMS__VERSION_RUN3"]),
-        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__VERSION_RUN1"]),
+        ('SELECT COUNT(*) FROM "ITEMS__VERSION_RUN2"', None),
+        ('ALTER TABLE "ITEMS" SWAP WITH "ITEMS__VERSION_RUN2"', None),
+        ('ALTER TABLE "ITEMS__VERSION_RUN2" RENAME TO "ITEMS__VERSION_RUN3"', None),
+        ('DROP TABLE IF EXISTS "ITEMS__VERSION_RUN1"', None),
     ]
 
 

@@ -80,7 +80,7 @@ SESSION = [
     (TABLES_SQL, ["HACKER_NEWS"]),
 ]
 ITEMS_DDL = (
-    'CREATE TABLE IDENTIFIER(?) ("ID" NUMBER(38,0), "DELETED" BOOLEAN, "TYPE" VARCHAR, '
+    'CREATE TABLE "ITEMS__STAGING_RUN7" ("ID" NUMBER(38,0), "DELETED" BOOLEAN, "TYPE" VARCHAR, '
     '"USER_ID" VARCHAR, "TIME" TIMESTAMP_NTZ, "TEXT" VARCHAR, "DEAD" BOOLEAN, "PARENT" NUMBER(38,0), '
     '"POLL" NUMBER(38,0), "KIDS" ARRAY, "URL" VARCHAR, "SCORE" NUMBER(38,0), "TITLE" VARCHAR, '
     '"PARTS" ARRAY, "DESCENDANTS" NUMBER(38,0))'
@@ -104,9 +104,9 @@ def test_connect_sets_query_tag_qmark_and_credentials_once() -> None:
 
     assert recorder.connect_calls == [{
         "account": "xy12345.eu-west-1", "user": "SVC_HNPIPE", "role": "HNPIPE_WRITER",
-        "warehouse": "HNPIPE_WH", "password": PASSWORD, "paramstyle": "qmark",
+        "warehouse": "HNPIPE_WH", "password": PASSWORD, "paramstyle": "qmark", "login_timeout": 60,
         "session_parameters": {
-            "TIMEZONE": "UTC",
+            "TIMEZONE": "UTC", "STATEMENT_TIMEOUT_IN_SECONDS": 3600,
             "QUERY_TAG": '{"env":"staging","git_sha":"abc1234","notebook":"items.ipynb","run_id":"20240101T000000Z"}',
         },
     }]
@@ -194,11 +194,11 @@ def test_first_publish_stages_checks_and_renames(recorded_write_pandas) -> None:
     assert seen == [STAGING]
     assert recorder.statements == [
         *SESSION,
-        (ITEMS_DDL, ["ITEMS__STAGING_RUN7"]),
+        (ITEMS_DDL, None),
         ("<write_pandas>", ["ITEMS__STAGING_RUN7"]),
-        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"]),
+        ('SELECT COUNT(*) FROM "ITEMS__STAGING_RUN7"', None),
         *CHECKS_SQL,
-        ("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", ["ITEMS__STAGING_RUN7", "ITEMS"]),
+        ('ALTER TABLE "ITEMS__STAGING_RUN7" RENAME TO "ITEMS"', None),
     ]
     (call,) = recorded_write_pandas
     assert {k: call[k] for k in ("database", "schema", "quote_identifiers", "auto_create_table",
@@ -219,13 +219,13 @@ def test_republish_drops_leftovers_swaps_and_drops_the_old_copy(recorded_write_p
 
     assert recorder.statements == [
         *SESSION,
-        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_CRASHED"]),
-        (ITEMS_DDL, ["ITEMS__STAGING_RUN7"]),
+        ('DROP TABLE IF EXISTS "ITEMS__STAGING_CRASHED"', None),
+        (ITEMS_DDL, None),
         ("<write_pandas>", ["ITEMS__STAGING_RUN7"]),
-        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"]),
+        ('SELECT COUNT(*) FROM "ITEMS__STAGING_RUN7"', None),
         *CHECKS_SQL,
-        ("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", ["ITEMS", "ITEMS__STAGING_RUN7"]),
-        ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"]),
+        ('ALTER TABLE "ITEMS" SWAP WITH "ITEMS__STAGING_RUN7"', None),
+        ('DROP TABLE IF EXISTS "ITEMS__STAGING_RUN7"', None),
     ]
     assert not any(sql.startswith(("TRUNCATE", "DELETE")) for sql, _ in recorder.statements)
 
@@ -239,9 +239,9 @@ def test_publish_query_is_a_ctas_in_the_target_schema() -> None:
     assert rows == 2
     assert recorder.statements == [
         *SESSION,
-        (f"CREATE TABLE IDENTIFIER(?) AS {COMMENTS.sql}", ["COMMENTS__STAGING_RUN7"]),
-        ("SELECT COUNT(*) FROM IDENTIFIER(?)", ["COMMENTS__STAGING_RUN7"]),
-        ("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", ["COMMENTS__STAGING_RUN7", "COMMENTS"]),
+        (f'CREATE TABLE "COMMENTS__STAGING_RUN7" AS {COMMENTS.sql}', None),
+        ('SELECT COUNT(*) FROM "COMMENTS__STAGING_RUN7"', None),
+        ('ALTER TABLE "COMMENTS__STAGING_RUN7" RENAME TO "COMMENTS"', None),
     ]
 
 
@@ -250,16 +250,16 @@ def test_a_short_load_is_refused_and_staging_dropped(recorded_write_pandas) -> N
     with pytest.raises(WarehouseError, match=r"^refused to publish STAGING.HACKER_NEWS.ITEMS: staged 3 rows, expected 4$"):
         recorder.warehouse().publish_frame(STAGING, "ITEMS", items(), "run7")
     sent = [sql for sql, _ in recorder.statements]
-    assert sent[-1] == "DROP TABLE IF EXISTS IDENTIFIER(?)" and recorder.statements[-1][1] == ["ITEMS__STAGING_RUN7"]
+    assert recorder.statements[-1] == ('DROP TABLE IF EXISTS "ITEMS__STAGING_RUN7"', None)
     assert not any("SWAP" in sql or "RENAME" in sql for sql in sent)
 
 
 def test_a_failed_swap_drops_staging_and_reports_the_swap(recorded_write_pandas) -> None:
     recorder = Recorder(tables={"ITEMS": 4}, failing={
-        "ALTER TABLE IDENTIFIER(?) SWAP": snowflake.connector.errors.ProgrammingError(msg="insufficient privileges")})
+        'ALTER TABLE "ITEMS" SWAP': snowflake.connector.errors.ProgrammingError(msg="insufficient privileges")})
     with pytest.raises(WarehouseError, match=r"^swap ITEMS__STAGING_RUN7 into STAGING.HACKER_NEWS.ITEMS failed: "):
         recorder.warehouse().publish_frame(STAGING, "ITEMS", items(), "run7")
-    assert recorder.statements[-1] == ("DROP TABLE IF EXISTS IDENTIFIER(?)", ["ITEMS__STAGING_RUN7"])
+    assert recorder.statements[-1] == ('DROP TABLE IF EXISTS "ITEMS__STAGING_RUN7"', None)
 
 
 def test_guard_gets_what_the_session_reports_not_what_was_asked(recorded_write_pandas) -> None:
@@ -294,13 +294,27 @@ def test_ensure_schema_on_an_existing_schema_creates_nothing() -> None:
     assert not any(sql.startswith("CREATE") for sql, _ in recorder.statements)
 
 
-def test_clone_replaces_the_branch_database_with_a_zero_copy_clone() -> None:
-    recorder = Recorder()
+def test_a_clone_is_built_by_this_role_table_by_table_so_it_owns_everything_in_it() -> None:
+    # Not CREATE DATABASE .. CLONE: its schemas and tables would keep production's owners
+    # (https://docs.snowflake.com/en/user-guide/object-clone); tests/test_snowflake_lifecycle.py
+    # shows the branch then cannot publish into it.
+    recorder = Recorder(schemas=["HACKER_NEWS", "PUBLIC", "INFORMATION_SCHEMA"],
+                        tables={"ITEMS": 5, "ITEMS__STAGING_CRASHED": 1, "STORIES": 2})
     recorder.warehouse().clone_database("PRODUCTION", "PRODUCTION_CLONE_42")
-    assert recorder.statements == [
-        ("SHOW DATABASES", None),
-        ("CREATE OR REPLACE DATABASE IDENTIFIER(?) CLONE IDENTIFIER(?)", ["PRODUCTION_CLONE_42", "PRODUCTION"]),
+    assert [sql for sql, _ in recorder.statements if not sql.startswith(("SHOW", "SELECT"))] == [
+        'CREATE OR REPLACE DATABASE "PRODUCTION_CLONE_42"',
+        'CREATE SCHEMA "PRODUCTION_CLONE_42"."HACKER_NEWS" WITH MANAGED ACCESS',
+        'CREATE TABLE "PRODUCTION_CLONE_42"."HACKER_NEWS"."ITEMS" CLONE "PRODUCTION"."HACKER_NEWS"."ITEMS"',
+        'CREATE TABLE "PRODUCTION_CLONE_42"."HACKER_NEWS"."STORIES" CLONE "PRODUCTION"."HACKER_NEWS"."STORIES"',
     ]
+
+
+def test_a_failed_table_clone_drops_the_half_made_clone() -> None:
+    recorder = Recorder(schemas=["HACKER_NEWS"], tables={"ITEMS": 5}, failing={
+        'CREATE TABLE "PRODUCTION_CLONE_42"': snowflake.connector.errors.ProgrammingError(msg="Insufficient privileges")})
+    with pytest.raises(WarehouseError, match=r"^clone PRODUCTION.HACKER_NEWS.ITEMS into PRODUCTION_CLONE_42.HACKER_NEWS.ITEMS failed"):
+        recorder.warehouse().clone_database("PRODUCTION", "PRODUCTION_CLONE_42")
+    assert recorder.statements[-1] == ('DROP DATABASE IF EXISTS "PRODUCTION_CLONE_42"', None)
 
 
 def test_clone_of_a_missing_source_is_refused_before_cloning() -> None:
@@ -316,22 +330,26 @@ def test_drop_database_drops_if_exists_and_says_whether_it_existed(databases, ex
     assert recorder.warehouse().drop_database("PRODUCTION_CLONE_42") is existed
     assert recorder.statements == [
         ("SHOW DATABASES", None),
-        ("DROP DATABASE IF EXISTS IDENTIFIER(?)", ["PRODUCTION_CLONE_42"]),
+        ('DROP DATABASE IF EXISTS "PRODUCTION_CLONE_42"', None),
     ]
 
 
-def test_grant_usage_on_a_database() -> None:
-    recorder = Recorder()
+def test_grant_usage_lets_a_reader_read_the_clone_now_and_after_branch_publishes() -> None:
+    recorder = Recorder(schemas=["HACKER_NEWS", "PUBLIC"])
     recorder.warehouse().grant_usage("PRODUCTION_CLONE_42", "HNPIPE_READER")
-    assert recorder.statements == [
-        ("GRANT USAGE ON DATABASE IDENTIFIER(?) TO ROLE IDENTIFIER(?)", ["PRODUCTION_CLONE_42", "HNPIPE_READER"]),
+    where = '"PRODUCTION_CLONE_42"."HACKER_NEWS"'
+    assert [sql for sql, _ in recorder.statements if sql.startswith("GRANT")] == [
+        'GRANT USAGE ON DATABASE "PRODUCTION_CLONE_42" TO ROLE "HNPIPE_READER"',
+        f'GRANT USAGE ON SCHEMA {where} TO ROLE "HNPIPE_READER"',
+        f'GRANT SELECT ON ALL TABLES IN SCHEMA {where} TO ROLE "HNPIPE_READER"',
+        f'GRANT SELECT ON FUTURE TABLES IN SCHEMA {where} TO ROLE "HNPIPE_READER"',
     ]
 
 
-def test_reads_bind_the_table_name() -> None:
+def test_reads_quote_the_table_name() -> None:
     recorder = Recorder(tables={"ITEMS": 0})
     frame = recorder.warehouse().read_table(STAGING, "ITEMS")
-    assert recorder.statements[-1] == ("SELECT * FROM IDENTIFIER(?)", ["ITEMS"])
+    assert recorder.statements[-1] == ('SELECT * FROM "ITEMS"', None)
     assert recorder.statements[-3] == ('USE SCHEMA "STAGING"."HACKER_NEWS"', None)
     assert isinstance(frame, pd.DataFrame)
 

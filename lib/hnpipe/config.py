@@ -37,6 +37,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "HNPIPE_ROOT": "the project root (default: found from the working directory)",
     "HNPIPE_RUNS_DIR": "where executed notebooks and the catalog go (default: `runs/`)",
     "HNPIPE_LOCK_TIMEOUT_S": "how long to wait for a DuckDB file another process holds (default 30)",
+    "HNPIPE_SNOWFLAKE_LOGIN_TIMEOUT_S": "how long a Snowflake login may take, in seconds (default 60)",
+    "HNPIPE_SNOWFLAKE_STATEMENT_TIMEOUT_S": "Snowflake cancels a statement running longer, in seconds "
+                                            "(default 3600; the session's STATEMENT_TIMEOUT_IN_SECONDS)",
     "HNPIPE_PROGRESS": "`1` shows fetch progress bars, `0` hides them (default: when interactive); "
                        "`hnpipe run` sets `stdout` for its kernels (progress on the run's own output)",
     "HNPIPE_SLACK_WEBHOOK_URL": "Slack incoming webhook for failure alerts (a secret)",

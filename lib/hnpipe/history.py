@@ -252,11 +252,16 @@ def record_action(action: str, env: str, *, ok: bool, message: str, parameters: 
         entry = RunRecord(config.current_run_id(), action, None, env, SUCCEEDED if ok else FAILED,
                           started=started, finished=datetime.now(timezone.utc), parameters=dict(parameters),
                           notebook=notebook, error=None if ok else message, detail=message if ok else None)
+        owned = warehouse is None
         warehouse = warehouse or connect(env, parameters, notebook=notebook or "")
     except Exception as exc:
         log.warning("could not record %s: %s", action, error_line(exc))
         return False
-    written = record(warehouse, target, entry)
+    try:
+        written = record(warehouse, target, entry)
+    finally:
+        if owned and hasattr(warehouse, "close"):  # the session ends with the row
+            warehouse.close()
     if not ok and alert:
         alerts.notify_failure(env, action, error_line(message), entry.run_id, notebook)
     return written

@@ -25,7 +25,8 @@ from hnpipe.errors import ParameterError, one_line
 MAX_ITEMS = 5_000_000
 _ENV_VAR = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
 # Credential settings a params file may map to environment-variable *names*.
-CREDENTIAL_SETTINGS = ("account", "user", "password", "private_key_file", "role", "warehouse")
+CREDENTIAL_SETTINGS = ("account", "user", "password", "private_key_file", "role", "warehouse",
+                       "private_key_file_pwd", "authenticator", "workload_identity_provider", "token_file", "token")
 
 def _check_environment(value: str) -> None:
     if value not in ENVIRONMENTS:

@@ -29,6 +29,7 @@ elsewhere in a notebook are recorded by `hnpipe run`, which sees papermill fail.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -72,6 +73,19 @@ class _Fetch:
     items: FetchedItems | None = None  # what fetch() returned: only that object may be published
 
 
+def _closes_session(method):
+    """Close the warehouse's session when a Step method returns or raises: a Snowflake session
+    lives for one step (the next step logs in again), so none is left open by a notebook or a
+    run that stopped halfway."""
+    @functools.wraps(method)
+    def closing(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.close()
+    return closing
+
+
 @dataclass
 class Step:
     """One dataset's run in one environment, as a notebook sees it.
@@ -102,6 +116,12 @@ class Step:
     _working: bool = field(default=False, repr=False)  # this run has begun its work
     _ended: bool = field(default=False, repr=False)  # this run published or failed
     _busy: float = field(default=0.0, repr=False)  # seconds of work in this run
+
+    def close(self) -> None:
+        """End the warehouse session (Snowflake); the next step opens a new one."""
+        close = getattr(self.warehouse, "close", None)
+        if close is not None:
+            close()
 
     # -- what the notebook holds now -------------------------------------------------------
     def current_params(self) -> dict[str, Any]:
@@ -148,6 +168,7 @@ class Step:
             self._busy += time.perf_counter() - began
 
     # -- ITEMS ---------------------------------------------------------------------------
+    @_closes_session
     def fetch(self) -> FetchedItems:
         """The HN items this run fetches, streamed: Arrow record batches that `publish` loads
         into the staging table as they are (sorted by ID inside the warehouse), with no pandas
@@ -159,6 +180,7 @@ class Step:
         self._fetch_incomplete = False
         return items
 
+    @_closes_session
     def fetch_items(self) -> pd.DataFrame:
         """Like `fetch`, as one ITEMS frame sorted by ID (for exploring: `fetch` publishes
         with less memory); `publish` takes the frame as it is or edited on purpose."""
@@ -227,6 +249,7 @@ class Step:
             fetched.fingerprint = frame_fingerprint(fetched.items.to_frame())
         return fetched.fingerprint if fetched is not None else None
 
+    @_closes_session
     def publish(self, frame: pd.DataFrame | FetchedItems, *, edited: bool = False) -> int:
         """Publish what fetch() (streamed, as Arrow batches) or fetch_items() (a frame)
         returned as this dataset: staging table, quality gates, atomic swap. After an
@@ -270,6 +293,7 @@ class Step:
         return rows
 
     # -- datasets defined in SQL -----------------------------------------------------------
+    @_closes_session
     def build(self) -> int:
         """Build a SQL-defined dataset inside the warehouse from its upstream tables."""
         if self.dataset.sql is None:
@@ -362,10 +386,12 @@ class Step:
         return None
 
     # -- looking at the result -------------------------------------------------------------
+    @_closes_session
     def read(self, name: str | None = None) -> pd.DataFrame:
         self.current_params()
         return self.warehouse.read_table(self.target, name or self.dataset.name)
 
+    @_closes_session
     def counts_by_type(self, name: str | None = None) -> pd.DataFrame:
         """Rows per TYPE, counted inside the warehouse."""
         self.current_params()
@@ -374,6 +400,7 @@ class Step:
             self.target, f'SELECT TYPE, COUNT(*) AS "ROWS" FROM {table} GROUP BY TYPE ORDER BY TYPE'
         )
 
+    @_closes_session
     def preview(self, rows: int = 5) -> pd.DataFrame:
         """The first rows of the published table."""
         self.current_params()
@@ -434,12 +461,17 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     target = environments.resolve(values["environment"])
     env = values["environment"]
     warehouse = connect(env, values, definition.notebook)
-    if env == "branch" and not warehouse.database_exists(target.database):
-        pr = target.database.removeprefix(environments.CLONE_PREFIX)
-        raise GuardError(
-            f"refused branch run: {target.database} does not exist; run "
-            f"`hnpipe admin clone --pr {pr}` first"
-        )
+    try:
+        if env == "branch" and not warehouse.database_exists(target.database):
+            pr = target.database.removeprefix(environments.CLONE_PREFIX)
+            raise GuardError(
+                f"refused branch run: {target.database} does not exist; run "
+                f"`hnpipe admin clone --pr {pr}` first"
+            )
+    finally:
+        close = getattr(warehouse, "close", None)
+        if close is not None:  # the session ends with the step; a later step logs in again
+            close()
     step = Step(definition, values, env, target, run_id, warehouse, started=began,
                 notebook=history.notebook_location(namespace), namespace=namespace)
     print(f"{definition.name}: environment {env} -> {target} on {warehouse.engine}, "

@@ -55,6 +55,7 @@ from hnpipe import config, environments, history, params
 from hnpipe.environments import CLONE_NAME, CLONE_PREFIX
 from hnpipe.errors import GuardError, HnpipeError, ParameterError, WarehouseError
 from hnpipe.ops import handover
+from hnpipe.ops.handover import DEFAULT_PIPELINE_ROLE
 from hnpipe.params import params_for
 from hnpipe.warehouse import connect, open_warehouse
 from hnpipe.warehouse.base import Warehouse
@@ -268,10 +269,21 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
     return result
 
 
+# The clones belong to the branch role, which builds them (ops/admin's clone on Snowflake: a
+# database, then one table clone per table, all owned by their creator). SHOW DATABASES lists only
+# databases the role holds a privilege on (https://docs.snowflake.com/en/sql-reference/sql/show)
+# and DROP DATABASE needs ownership (https://docs.snowflake.com/en/sql-reference/sql/drop-database),
+# so on Snowflake every admin action logs in with the branch environment's credentials
+# (params/branch.yaml's names), whichever HNPIPE_ENV allowed it: as production's role the nightly
+# prune would see no clone at all.
+CLONE_OWNER = "branch"
+
+
 def _connect(env: str, values: Mapping[str, Any], environ: Mapping[str, str] | None) -> Warehouse:
     spec = environments.warehouse_spec(env, environ)
     if spec == "snowflake":
-        return connect(env, values, notebook="admin")
+        owner = values if env == CLONE_OWNER else params.params_for(CLONE_OWNER)
+        return connect(env, {**values, "snowflake_env": owner.get("snowflake_env") or {}}, notebook="admin")
     # Admin never writes PRODUCTION (clone reads it, drop refuses it): open it read-only.
     return open_warehouse(spec, write_guard=functools.partial(environments.check_write, env, environ=environ),
                           read_only_databases=(PRODUCTION,))
@@ -424,6 +436,9 @@ def add_arguments(parser) -> None:
     handover.add_argument("--reader-role", required=True, metavar="ROLE", help="the role granted read access")
     handover.add_argument("--analyst-role", action="append", default=[], metavar="ROLE",
                           help="a role whose write access is revoked (repeat for each)")
+    handover.add_argument("--pipeline-role", default=DEFAULT_PIPELINE_ROLE, metavar="ROLE",
+                          help="the role the production pipeline runs as; it keeps what a publish needs "
+                               "(default: %(default)s, as snowflake/setup.sql makes it)")
     handover.add_argument("--apply", action="store_true", help="run the statements (default: only print them)")
 
 
@@ -437,9 +452,15 @@ def _handover(args) -> int:
                 f"grants (this process runs as HNPIPE_ENV={running}); without --apply it only prints them"
             )
         warehouse = connect("production", params.params_for("production"))
-    statements = handover.lockdown(warehouse, it_role=args.owner_role, reader_role=args.reader_role,
-                                   analyst_roles=args.analyst_role, apply=args.apply)
+    try:
+        statements = handover.lockdown(warehouse, it_role=args.owner_role, reader_role=args.reader_role,
+                                       analyst_roles=args.analyst_role, pipeline_role=args.pipeline_role,
+                                       apply=args.apply)
+    finally:
+        if warehouse is not None and hasattr(warehouse, "close"):
+            warehouse.close()
     print(handover.to_text(statements), end="")
+    print(handover.follow_up(it_role=args.owner_role, pipeline_role=args.pipeline_role), end="")
     return 0
 
 

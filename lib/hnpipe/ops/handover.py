@@ -14,8 +14,13 @@ the input of the SQL, not something SQL builds. COPY GRANTS keeps the grants of 
 replaces. The quality gates hnpipe runs before its own swaps are not part of this statement.
 
 Lockdown (`lockdown_statements`, `lockdown`; wired into `hnpipe admin handover`). For the
-production schema: ownership of the schema and of all its tables goes to IT's role, keeping
-the current grants (GRANT OWNERSHIP ... COPY CURRENT GRANTS); analyst roles lose write access
+production schema: ownership of the schema goes to IT's role, keeping the current grants
+(GRANT OWNERSHIP ... COPY CURRENT GRANTS). The tables stay owned by the role that runs the
+production pipeline (`pipeline_role`), because every publish swaps a new table in and
+ALTER TABLE .. SWAP WITH needs ownership of both tables; that role keeps USAGE, CREATE TABLE and
+CREATE STAGE on the schema and is granted to IT's role, so IT controls every one of those tables
+through the role hierarchy (https://docs.snowflake.com/en/user-guide/security-access-control-overview)
+while production keeps publishing. Analyst roles lose write access
 (INSERT, UPDATE, DELETE, TRUNCATE on all and future tables, and CREATE TABLE on the schema);
 the reader role gets read access (USAGE on the database and schema, SELECT on all and future
 tables). Every role passes `environments.check_identifier`. The statements are printed for
@@ -89,22 +94,36 @@ def build_sql(name: str, source: str = f"{DEFAULT_DATABASE}.{PUBLISHED_SCHEMA}.I
 
 
 # -- ownership and access ----------------------------------------------------------------------
+DEFAULT_PIPELINE_ROLE = "HNPIPE_PROD"  # snowflake/setup.sql's production role
+
+
 def lockdown_statements(*, it_role: str, reader_role: str, analyst_roles: Sequence[str] = (),
+                        pipeline_role: str = DEFAULT_PIPELINE_ROLE,
                         database: str = DEFAULT_DATABASE, schema: str = PUBLISHED_SCHEMA) -> list[str]:
     """The Snowflake statements handing database.schema to IT, in the order they must run."""
     it_role = check_identifier(it_role, "IT role")
     reader_role = check_identifier(reader_role, "reader role")
+    pipeline_role = check_identifier(pipeline_role, "pipeline role")
     if isinstance(analyst_roles, str):
         analyst_roles = [analyst_roles]
     analysts = list(dict.fromkeys(check_identifier(role, "analyst role") for role in analyst_roles))
     if it_role in analysts:
         raise ParameterError(f"analyst role {it_role} is also the IT role: the owner keeps every privilege; "
                              "name the analysts' roles only")
+    if pipeline_role in analysts:
+        raise ParameterError(f"analyst role {pipeline_role} is also the pipeline role: revoking its writes "
+                             "would stop production; name the analysts' roles only")
     where = f'"{check_identifier(database, "database")}"."{check_identifier(schema, "schema")}"'
-    statements = [
-        f'GRANT OWNERSHIP ON SCHEMA {where} TO ROLE "{it_role}" COPY CURRENT GRANTS',
-        f'GRANT OWNERSHIP ON ALL TABLES IN SCHEMA {where} TO ROLE "{it_role}" COPY CURRENT GRANTS',
-    ]
+    statements = [f'GRANT OWNERSHIP ON SCHEMA {where} TO ROLE "{it_role}" COPY CURRENT GRANTS']
+    if pipeline_role != it_role:  # else IT runs the pipeline and, as owner, has all it needs
+        statements += [
+            # What a publish needs: ownership of the tables it swaps (an earlier lockdown may have
+            # given them to IT), and creating its staging tables and write_pandas' stage.
+            f'GRANT OWNERSHIP ON ALL TABLES IN SCHEMA {where} TO ROLE "{pipeline_role}" COPY CURRENT GRANTS',
+            f'GRANT USAGE ON DATABASE "{database}" TO ROLE "{pipeline_role}"',
+            f'GRANT USAGE, CREATE TABLE, CREATE STAGE ON SCHEMA {where} TO ROLE "{pipeline_role}"',
+            f'GRANT ROLE "{pipeline_role}" TO ROLE "{it_role}"',  # IT controls what the pipeline owns
+        ]
     for role in analysts:
         statements += [
             f'REVOKE {WRITE_PRIVILEGES} ON ALL TABLES IN SCHEMA {where} FROM ROLE "{role}"',
@@ -121,10 +140,11 @@ def lockdown_statements(*, it_role: str, reader_role: str, analyst_roles: Sequen
 
 
 def lockdown(warehouse: Warehouse | None, *, it_role: str, reader_role: str, analyst_roles: Sequence[str] = (),
-             apply: bool = False, database: str = DEFAULT_DATABASE, schema: str = PUBLISHED_SCHEMA) -> list[str]:
+             pipeline_role: str = DEFAULT_PIPELINE_ROLE, apply: bool = False, database: str = DEFAULT_DATABASE,
+             schema: str = PUBLISHED_SCHEMA) -> list[str]:
     """The lockdown statements; with apply=True also run them (Snowflake, HNPIPE_ENV=production)."""
     statements = lockdown_statements(it_role=it_role, reader_role=reader_role, analyst_roles=analyst_roles,
-                                     database=database, schema=schema)
+                                     pipeline_role=pipeline_role, database=database, schema=schema)
     if not apply:
         return statements
     # Imported here: the connector takes about a second to import, and only --apply needs it.
@@ -143,6 +163,20 @@ def lockdown(warehouse: Warehouse | None, *, it_role: str, reader_role: str, ana
 
 def to_text(statements: Sequence[str]) -> str:
     return "".join(f"{statement};\n" for statement in statements)
+
+
+def follow_up(*, it_role: str, pipeline_role: str = DEFAULT_PIPELINE_ROLE, database: str = DEFAULT_DATABASE,
+              schema: str = PUBLISHED_SCHEMA) -> str:
+    """What happens to the production job after the lockdown, as SQL comments."""
+    if check_identifier(pipeline_role, "pipeline role") == check_identifier(it_role, "IT role"):
+        lines = [f"Follow-up: production now runs as IT's role {it_role}, the owner of {database}.{schema}:",
+                 f"set SNOWFLAKE_PROD_ROLE={it_role} for the production job and grant {it_role} to its user."]
+    else:
+        lines = [f"Follow-up: production keeps publishing as the pipeline role {pipeline_role}, unchanged: it keeps",
+                 f"USAGE, CREATE TABLE and CREATE STAGE on {database}.{schema} and owns the tables it publishes",
+                 f"(ALTER TABLE .. SWAP WITH needs that); {it_role} controls them through {pipeline_role}, granted to it.",
+                 "Check it: HNPIPE_ENV=production hnpipe doctor --env production"]
+    return "".join(f"-- {line}\n" for line in lines)
 
 
 # -- `hnpipe sql` ----------------------------------------------------------------------------

@@ -75,7 +75,18 @@ def restore(table: str, run: str, *, warehouse: Warehouse | None = None) -> Rest
     env = environments.process_environment()
     values = params.params_for(env)  # params/<env>.yaml: keep_versions, credentials' names
     target = environments.target_for(env)
-    warehouse = warehouse or connect(env, values, notebook="restore")
+    if warehouse is not None:
+        return _restore(warehouse, env, values, target, table, run)
+    warehouse = connect(env, values, notebook="restore")
+    try:
+        return _restore(warehouse, env, values, target, table, run)
+    finally:  # the session ends with the command, also on error
+        close = getattr(warehouse, "close", None)
+        if close is not None:
+            close()
+
+
+def _restore(warehouse: Warehouse, env: str, values: dict, target: Target, table: str, run: str) -> Restored:
     wanted = version_table_name(table, run)
     kept = kept_versions(warehouse, target, table)
     if wanted not in {version.name for version in kept}:
@@ -130,7 +141,13 @@ def main(args) -> int:
     table = _table(args.table)
     env = args.env or environments.process_environment()
     target = environments.target_for(env)
-    print(to_text(target, table, kept_versions(reader(env, "hnpipe versions"), target, table)))
+    warehouse = reader(env, "hnpipe versions")
+    try:
+        print(to_text(target, table, kept_versions(warehouse, target, table)))
+    finally:
+        close = getattr(warehouse, "close", None)
+        if close is not None:
+            close()
     return 0
 
 

@@ -4,6 +4,7 @@
     frames.py            pandas <-> Arrow, the same for both engines
     duckdb_engine.py     the embedded engine: one DuckDB file per database (local runs, rehearsals)
     snowflake_engine.py  Snowflake (staging, production, branches)
+    snowflake_session.py what a Snowflake session opens with: query tag, timeouts
 
 `connect(env, values)` is how every run and command gets a guarded warehouse for an
 environment; `reader(env, command)` one that refuses every write. Engines import nothing above

@@ -148,7 +148,7 @@ def check_keep_ids(keep_ids: object, frame: pd.DataFrame, destination: str) -> t
 def merge_select(kept_from: str, new_from: str, columns: Sequence[str], keep_ids: tuple[int, int]) -> str:
     """The one SELECT a merge stages: the rows of `kept_from` (the published table) whose ID
     is in keep_ids, then every row of `new_from`, both as `columns`. The engine passes the
-    two table expressions (a quoted name, IDENTIFIER(?)); the columns are checked and quoted
+    two table expressions (quoted names); the columns are checked and quoted
     here, the ids are integers checked by check_keep_ids."""
     names = ", ".join(f'"{check_identifier(column, "column")}"' for column in columns)
     first, last = (int(value) for value in keep_ids)

@@ -2,15 +2,21 @@
 
 How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
 
-* Names: every database, schema and table name passes `environments.check_identifier`
-  before any SQL is sent, then travels as a bind variable in `IDENTIFIER(?)` (qmark
-  paramstyle) in every CREATE/ALTER/DROP TABLE, CLONE, DROP DATABASE, GRANT and table read.
-  A few places take the checked name inline, double-quoted instead: `USE SCHEMA` and
-  `CREATE SCHEMA` (fakesnow cannot parse IDENTIFIER() there), `<db>.INFORMATION_SCHEMA`
-  (fakesnow resolves IDENTIFIER() only once the session has a current database), the
-  `{table}` of quality checks and column names in DDL and COMMENT ON COLUMN. An upper-case
-  quoted name is the same object as the unquoted one in Snowflake. Comment texts go inline
-  as escaped string literals (DDL takes no bind variables).
+* Names: every database, schema, table and role name passes `environments.check_identifier`
+  (`[A-Z][A-Z0-9_]*`) before any SQL is sent and is written into the statement double-quoted
+  (`_q`): an upper-case quoted name is the same object as the unquoted one, and quoting keeps a
+  reserved word (ORDER) a name. No `IDENTIFIER(?)`: Snowflake documents bind variables in
+  IDENTIFIER() for "some cases" only (https://docs.snowflake.com/en/sql-reference/identifier-literal),
+  and not for CLONE sources, SWAP WITH, DROP DATABASE, GRANT .. TO ROLE or COMMENT ON. Bind
+  variables (qmark) carry values only. Comment texts go inline as escaped string literals.
+* Ownership (README, "Snowflake: who owns what"): the role that creates an object owns it, and
+  SWAP WITH, RENAME, DROP and COMMENT need that ownership. A publish creates its staging table, so
+  the pipeline's role owns every table it publishes. A branch clone is built by the branch role
+  itself, table by table (`CREATE TABLE .. CLONE`), so it owns everything in it; a database clone
+  would keep production's owners and grants (https://docs.snowflake.com/en/user-guide/object-clone).
+* Sessions: a login timeout and STATEMENT_TIMEOUT_IN_SECONDS on every session
+  (HNPIPE_SNOWFLAKE_LOGIN_TIMEOUT_S, HNPIPE_SNOWFLAKE_STATEMENT_TIMEOUT_S); `close()` ends it and the
+  callers close when their step ends. A password login is warned about once per warehouse.
 * Guards: before any write the session runs `USE SCHEMA`, asks Snowflake where it actually
   is (`CURRENT_DATABASE(), CURRENT_SCHEMA()`) and hands that to the write guard. Writes then
   use unqualified names, which resolve exactly where the guard looked.
@@ -32,13 +38,13 @@ How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
-import json
+import copy
 import logging
+import os
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import snowflake.connector
@@ -46,7 +52,7 @@ import snowflake.connector.errors
 import snowflake.connector.pandas_tools
 
 from hnpipe import credentials
-from hnpipe.environments import CLONE_NAME, Target, check_identifier, is_identifier
+from hnpipe.environments import CLONE_NAME, PUBLISHED_SCHEMA, Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
@@ -72,6 +78,13 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
+from hnpipe.warehouse.snowflake_session import (
+    LOGIN_TIMEOUT_VARIABLE,
+    STATEMENT_TIMEOUT_VARIABLE,
+    HiddenEnviron,
+    query_tag_json,
+    timeout_seconds,
+)
 from hnpipe.warehouse.snowflake_frames import (
     _bind_value,
     _column_type,
@@ -82,10 +95,12 @@ from hnpipe.warehouse.snowflake_frames import (
 
 log = logging.getLogger(__name__)
 
-QUERY_TAG_MAX = 2000  # Snowflake's limit on QUERY_TAG, in characters
-_READ_ONLY_SQL = re.compile(r"\s*\(*\s*(SELECT|WITH)\b", re.IGNORECASE)
-_GRANT_SQL = re.compile(r"(GRANT|REVOKE) [A-Z ,]+ ON [A-Z ]+ \"[A-Z0-9_]+\"(\.\"[A-Z0-9_]+\")? "
-                        r"(TO|FROM) ROLE \"[A-Z0-9_]+\"( COPY CURRENT GRANTS)?", re.ASCII)
+# A SELECT or WITH, after any leading comments (a notebook's SQL often starts with one; the
+# embedded engine took them, this check refused them: found by the contract suite).
+_READ_ONLY_SQL = re.compile(r"(\s*(--[^\n]*(\n|$)|/\*.*?\*/))*\s*\(*\s*(SELECT|WITH)\b", re.IGNORECASE | re.DOTALL)
+_GRANT_SQL = re.compile(r"((GRANT|REVOKE) [A-Z ,]+ ON [A-Z ]+ \"[A-Z0-9_]+\"(\.\"[A-Z0-9_]+\")? "
+                        r"(TO|FROM) ROLE \"[A-Z0-9_]+\"( COPY CURRENT GRANTS)?"
+                        r"|GRANT ROLE \"[A-Z0-9_]+\" TO ROLE \"[A-Z0-9_]+\")", re.ASCII)
 
 
 def _connect_with_snowflake_connector(**kwargs: Any) -> Any:
@@ -93,19 +108,6 @@ def _connect_with_snowflake_connector(**kwargs: Any) -> Any:
     return snowflake.connector.connect(**kwargs)
 
 
-
-
-def _query_tag_json(query_tag: Mapping[str, Any] | None) -> str | None:
-    if query_tag is None:
-        return None
-    if not isinstance(query_tag, Mapping) or not all(isinstance(key, str) for key in query_tag):
-        raise WarehouseError(f"invalid query_tag {query_tag!r}: use a mapping with string keys")
-    text = json.dumps(dict(query_tag), sort_keys=True, separators=(",", ":"), default=str)
-    if len(text) > QUERY_TAG_MAX:
-        raise WarehouseError(
-            f"query_tag is {len(text)} characters as JSON; Snowflake allows at most {QUERY_TAG_MAX}"
-        )
-    return text
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -126,15 +128,21 @@ class SnowflakeWarehouse(Warehouse):
         query_tag: Mapping[str, Any] | None = None,
         connect: Callable[..., Any] | None = None,
         environ: Mapping[str, str] | None = None,
+        statement_timeout_s: int | None = None,
+        login_timeout_s: int | None = None,
     ) -> None:
         super().__init__(write_guard)
         self._env_names = credentials.check_env_names(env_names)
-        self._environ = None if environ is None else _Hidden(environ)
-        # Fail now, naming the missing variable, rather than mid-run; keep no value.
+        self._environ = None if environ is None else HiddenEnviron(environ)
+        # Fail now, naming the missing variable or a bad timeout, rather than mid-run; keep no value.
         credentials.snowflake_credentials(self._env_names, environ)
-        self._query_tag = _query_tag_json(query_tag)
+        settings = os.environ if environ is None else environ
+        self.statement_timeout_s = statement_timeout_s or timeout_seconds(settings, STATEMENT_TIMEOUT_VARIABLE, 3600, 7 * 86400)
+        self.login_timeout_s = login_timeout_s or timeout_seconds(settings, LOGIN_TIMEOUT_VARIABLE, 60, 3600)
+        self._query_tag = query_tag_json(query_tag)
         self._connect = connect or _connect_with_snowflake_connector
         self._connection: Any = None
+        self._warned_password = False
         credentials.install_log_redaction()
 
     def __repr__(self) -> str:
@@ -151,6 +159,35 @@ class SnowflakeWarehouse(Warehouse):
         if connection is not None:
             with contextlib.suppress(Exception):  # closing is best effort
                 connection.close()
+
+    # -- for hnpipe doctor -------------------------------------------------------------------
+    def execute(self, sql: str, what: str | None = None) -> Any:
+        """Run one statement as given (hnpipe doctor's questions and its throwaway database);
+        the caller builds it from checked, quoted names. No write guard: use it for nothing else."""
+        return self._execute(sql, what=what)
+
+    def session_parameter(self, name: str) -> str:
+        """The session's value of a parameter ('' when unset), by SHOW PARAMETERS."""
+        name = check_identifier(name, "parameter")
+        cursor = self._execute(f"SHOW PARAMETERS LIKE '{name}' IN SESSION", what=f"read {name}")
+        columns = [column[0].lower() for column in cursor.description]
+        rows = cursor.fetchall()
+        return "" if not rows else str(rows[0][columns.index("value")] or "")
+
+    def show_grants(self, role: str) -> list[tuple[str, str, str]]:
+        """SHOW GRANTS TO ROLE: (privilege, granted_on, name) rows, names unquoted."""
+        cursor = self._execute(f"SHOW GRANTS TO ROLE {_q(role, 'role')}", what=f"list the grants of {role}")
+        columns = [column[0].lower() for column in cursor.description]
+        at = [columns.index(name) for name in ("privilege", "granted_on", "name")]
+        return [tuple(str(row[i] or "").replace('"', "") for i in at) for row in cursor.fetchall()]
+
+    def with_guard(self, write_guard: WriteGuard) -> SnowflakeWarehouse:
+        """The same session under another write guard (hnpipe doctor's throwaway database).
+        It shares this warehouse's connection: close this one, not the copy."""
+        other = copy.copy(self)
+        other.write_guard = write_guard
+        other._connection = self._connect_once()
+        return other
 
     # -- reads -------------------------------------------------------------------------
     def list_databases(self) -> list[str]:
@@ -170,7 +207,7 @@ class SnowflakeWarehouse(Warehouse):
         if table not in self._tables(target):
             raise WarehouseError(f"no table {target}.{table} on Snowflake (or this role cannot see it)")
         self._use(target)
-        frame = _frame(self._execute("SELECT * FROM IDENTIFIER(?)", [table], what=f"read {target}.{table}"))
+        frame = _frame(self._execute(f"SELECT * FROM {_q(table)}", what=f"read {target}.{table}"))
         if "ID" in frame.columns:
             frame = frame.sort_values("ID", kind="stable").reset_index(drop=True)
         return frame
@@ -257,12 +294,11 @@ class SnowflakeWarehouse(Warehouse):
             # then one CTAS merges them with the kept rows; the delta is dropped either way.
             try:
                 self._load_frame(target, delta, ddl, prepared, destination)
-                select = merge_select("IDENTIFIER(?)", "IDENTIFIER(?)", list(prepared.columns), keep_ids)
-                self._execute(f"CREATE TABLE IDENTIFIER(?) AS {select}", [staging, table, delta],
-                              what=f"merge into {destination}")
+                select = merge_select(_q(table), _q(delta), list(prepared.columns), keep_ids)
+                self._execute(f"CREATE TABLE {_q(staging)} AS {select}", what=f"merge into {destination}")
             finally:
                 with contextlib.suppress(HnpipeError):  # a leftover goes with the next publish
-                    self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [delta])
+                    self._execute(f"DROP TABLE IF EXISTS {_q(delta)}")
 
         return self._publish(target, table, staging, load, None, checks, keep)
 
@@ -281,8 +317,7 @@ class SnowflakeWarehouse(Warehouse):
 
         def load() -> None:
             # Unqualified names in select_sql resolve in target: the session is there.
-            self._execute(f"CREATE TABLE IDENTIFIER(?) AS {select_sql}", [staging],
-                          what=f"compute {target}.{table}")
+            self._execute(f"CREATE TABLE {_q(staging)} AS {select_sql}", what=f"compute {target}.{table}")
 
         return self._publish(target, table, staging, load, None, checks, keep)
 
@@ -298,22 +333,19 @@ class SnowflakeWarehouse(Warehouse):
             raise WarehouseError(missing_version_message(target, table, run_id, list(existing)))
         if replaced in existing:
             raise WarehouseError(f"refused to restore {destination}: {replaced} exists already; use a new run id")
-        rows = self._execute("SELECT COUNT(*) FROM IDENTIFIER(?)", [version]).fetchone()[0]
+        rows = self._execute(f"SELECT COUNT(*) FROM {_q(version)}").fetchone()[0]
         if table in existing:
             # Atomic, zero-copy: the table now holds the kept data, the version the replaced data,
             # which then takes the restore's run id so the restore can be undone.
-            self._execute("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", [table, version],
-                          what=f"swap {version} into {destination}")
+            self._execute(f"ALTER TABLE {_q(table)} SWAP WITH {_q(version)}", what=f"swap {version} into {destination}")
             try:
-                self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [version, replaced],
-                              what=f"rename {version} to {replaced}")
+                self._execute(f"ALTER TABLE {_q(version)} RENAME TO {_q(replaced)}", what=f"rename {version} to {replaced}")
             except HnpipeError as exc:
                 raise WarehouseError(f"restored {destination} from run {run_id}, but the data it replaced "
                                      f"is still named {version}: {exc}") from None
             names = [name for name in existing if name != version] + [replaced]
         else:
-            self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [version, table],
-                          what=f"rename {version} to {destination}")
+            self._execute(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}", what=f"rename {version} to {destination}")
             names = [name for name in existing if name != version]
         self._prune_versions(table, names, keep)
         return rows
@@ -338,7 +370,7 @@ class SnowflakeWarehouse(Warehouse):
                       column_comments: Mapping[str, str] = {}) -> None:
         check_identifier(table, "table")
         # Comments go inline as escaped literals: Snowflake does not bind values in DDL.
-        statements = [(f"COMMENT ON TABLE IDENTIFIER(?) IS {_literal(comment)}", [table])]
+        statements = [(f"COMMENT ON TABLE {_q(table)} IS {_literal(comment)}", None)]
         statements += [(f"COMMENT ON COLUMN {_q(table)}.{_q(column, 'column')} IS {_literal(text)}", None)
                        for column, text in column_comments.items()]
         self._use_for_write(target)
@@ -357,15 +389,15 @@ class SnowflakeWarehouse(Warehouse):
             raise WarehouseError(f"cannot append to {destination}: list column {arrays[0]}; append_rows takes scalar columns")
         rows = [[_bind_value(value) for value in row] for row in prepared.itertuples(index=False, name=None)]
         self.ensure_schema(target)  # guarded; leaves the session in target
-        self._execute(f"CREATE TABLE IF NOT EXISTS IDENTIFIER(?) ({ddl})", [table], what=f"create {destination}")
+        self._execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({ddl})", what=f"create {destination}")
         if not rows:
             return 0
         columns = ", ".join(_q(column) for column in prepared.columns)
         row_marks = "(" + ", ".join("?" for _ in prepared.columns) + ")"
-        insert = f"INSERT INTO IDENTIFIER(?) ({columns}) VALUES {', '.join(row_marks for _ in rows)}"
+        insert = f"INSERT INTO {_q(table)} ({columns}) VALUES {', '.join(row_marks for _ in rows)}"
         self._execute("BEGIN TRANSACTION", what=f"append to {destination}")
         try:
-            self._execute(insert, [table, *(value for row in rows for value in row)], what=f"append to {destination}")
+            self._execute(insert, [value for row in rows for value in row], what=f"append to {destination}")
             self._execute("COMMIT", what=f"append to {destination}")
         except BaseException:
             with contextlib.suppress(HnpipeError):  # keep the first error, not the cleanup's
@@ -380,23 +412,65 @@ class SnowflakeWarehouse(Warehouse):
             raise GuardError(f"refused to clone {source} into itself")
         if not self.database_exists(source):
             raise WarehouseError(f"cannot clone {source}: no such database on Snowflake (or this role cannot see it)")
-        # Zero-copy and consistent as of one instant; replaces an earlier clone whole.
-        self._execute("CREATE OR REPLACE DATABASE IDENTIFIER(?) CLONE IDENTIFIER(?)", [dest, source],
-                      what=f"clone {source} into {dest}")
+        # Built by this role table by table, so it owns the database, its schemas and every
+        # table (the creator owns an object; a database clone would keep the source's owners and
+        # grants on its children: https://docs.snowflake.com/en/user-guide/object-clone). A table
+        # clone is zero-copy and needs only SELECT on the source. Each table is consistent as of
+        # its own clone; a production publish between two tables' clones would mix runs, which is
+        # why the workflows never run a clone beside a production publish.
+        plan = {schema: self._tables(Target(source, schema))
+                for schema in sorted(self._schemas(source) - {"INFORMATION_SCHEMA", "PUBLIC"})}
+        plan.setdefault(PUBLISHED_SCHEMA, {})
+        self._execute(f"CREATE OR REPLACE DATABASE {_q(dest)}", what=f"create {dest}")
+        try:
+            for schema, tables in plan.items():
+                # Managed access: its owner (this role) may define future grants in it, so the
+                # readers granted below keep SELECT on tables a branch run creates later.
+                self._execute(f"CREATE SCHEMA {_q(dest)}.{_q(schema)} WITH MANAGED ACCESS",
+                              what=f"create {dest}.{schema}")
+                for table in tables:
+                    if STAGING_MARKER in table:
+                        continue  # a crashed run's leftover: not part of production
+                    self.clone_table(Target(source, schema), table, Target(dest, schema), table)
+        except BaseException:
+            with contextlib.suppress(HnpipeError):  # nothing half-made: drop the new clone again
+                self._execute(f"DROP DATABASE IF EXISTS {_q(dest)}")
+            raise
+
+    def clone_table(self, source: Target, table: str, dest: Target, name: str) -> None:
+        """CREATE TABLE dest.name CLONE source.table: zero-copy, owned by this role, no grants
+        copied (https://docs.snowflake.com/en/user-guide/object-clone)."""
+        src = f"{_q(source.database)}.{_q(source.schema)}.{_q(table, 'table')}"
+        new = f"{_q(dest.database)}.{_q(dest.schema)}.{_q(name, 'table')}"
+        self._execute(f"CREATE TABLE {new} CLONE {src}", what=f"clone {source}.{table} into {dest}.{name}")
+
+    def drop_table(self, target: Target, table: str) -> None:
+        """DROP TABLE IF EXISTS target.table, after the write guard (hnpipe doctor's clean-up)."""
+        self._use_for_write(target)
+        self._execute(f"DROP TABLE IF EXISTS {_q(table, 'table')}", what=f"drop {target}.{table}")
 
     def drop_database(self, database: str) -> bool:
         database = check_clone_name(database, "drop")  # before any SQL
         existed = self.database_exists(database)
-        self._execute("DROP DATABASE IF EXISTS IDENTIFIER(?)", [database], what=f"drop {database}")
+        # Needs OWNERSHIP (https://docs.snowflake.com/en/sql-reference/sql/drop-database): the
+        # branch role's, which built the clone.
+        self._execute(f"DROP DATABASE IF EXISTS {_q(database)}", what=f"drop {database}")
         return existed
 
     def grant_usage(self, database: str, role: str) -> None:
-        """GRANT USAGE ON DATABASE to a role: a clone keeps its schemas' and tables' grants
-        but not those on the database itself, so readers of a branch need this."""
+        """Let `role` read a clone this role built: USAGE on it and its schemas, SELECT on its
+        tables and on the tables created in them later (a future grant, which the owner of a
+        managed access schema may define). Table clones copy no grants, so readers need these."""
         database = check_identifier(database, "database")
         role = check_identifier(role, "role")
-        self._execute("GRANT USAGE ON DATABASE IDENTIFIER(?) TO ROLE IDENTIFIER(?)", [database, role],
-                      what=f"grant usage on {database} to {role}")
+        statements = [f"GRANT USAGE ON DATABASE {_q(database)} TO ROLE {_q(role)}"]
+        for schema in sorted(self._schemas(database) - {"INFORMATION_SCHEMA", "PUBLIC"}):
+            where = f"{_q(database)}.{_q(schema)}"
+            statements += [f"GRANT USAGE ON SCHEMA {where} TO ROLE {_q(role)}",
+                           f"GRANT SELECT ON ALL TABLES IN SCHEMA {where} TO ROLE {_q(role)}",
+                           f"GRANT SELECT ON FUTURE TABLES IN SCHEMA {where} TO ROLE {_q(role)}"]
+        for statement in statements:
+            self._execute(statement, what=f"grant {role} read access to {database}")
 
     def run_grants(self, statements: Sequence[str]) -> None:
         """Run GRANT/REVOKE statements in order (hnpipe.handover builds them from checked
@@ -412,16 +486,28 @@ class SnowflakeWarehouse(Warehouse):
     # -- internals ---------------------------------------------------------------------
     def _connect_once(self) -> Any:
         if self._connection is None:
-            settings = credentials.snowflake_credentials(self._env_names, self._environ)
-            session = {"TIMEZONE": "UTC"}  # CURRENT_TIMESTAMP and NTZ comparisons in UTC
+            # In GitHub Actions a fresh OIDC token is fetched here, right before the login.
+            settings = credentials.snowflake_credentials(self._env_names, self._environ, fetch_token=True)
+            session: dict[str, Any] = {
+                "TIMEZONE": "UTC",  # CURRENT_TIMESTAMP and NTZ comparisons in UTC
+                # A runaway statement is cancelled (a session parameter:
+                # https://docs.snowflake.com/en/sql-reference/parameters#statement-timeout-in-seconds).
+                "STATEMENT_TIMEOUT_IN_SECONDS": self.statement_timeout_s,
+            }
             if self._query_tag is not None:
                 session["QUERY_TAG"] = self._query_tag
+            if credentials.login_method(settings) == "password" and not self._warned_password:
+                log.warning(credentials.PASSWORD_WARNING)
+                self._warned_password = True
             try:
-                self._connection = self._connect(**settings, paramstyle="qmark", session_parameters=session)
+                # login_timeout: the connector's bound on the login itself
+                # (https://docs.snowflake.com/en/developer-guide/python-connector/python-connector-api).
+                self._connection = self._connect(**settings, paramstyle="qmark", session_parameters=session,
+                                                 login_timeout=self.login_timeout_s)
             except Exception as exc:  # connector, network, key-file errors alike
+                who = settings.get("user") or "its workload identity"
                 raise WarehouseError(
-                    f"cannot connect to Snowflake account {settings['account']} as {settings['user']}: "
-                    f"{self._clean(exc)}"
+                    f"cannot connect to Snowflake account {settings['account']} as {who}: {self._clean(exc)}"
                 ) from None  # the original could carry what redact removed
         return self._connection
 
@@ -477,7 +563,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def _load_frame(self, target: Target, table: str, ddl: str, prepared: pd.DataFrame, destination: str) -> None:
         """Create `table` from the column DDL and load the prepared frame into it."""
-        self._execute(f"CREATE TABLE IDENTIFIER(?) ({ddl})", [table], what=f"create {table}")
+        self._execute(f"CREATE TABLE {_q(table)} ({ddl})", what=f"create {table}")
         if prepared.empty:
             return
         try:
@@ -524,11 +610,11 @@ class SnowflakeWarehouse(Warehouse):
         existing = self._tables(target)
         for leftover in existing:
             if leftover.startswith(table + STAGING_MARKER):  # from an earlier run that crashed
-                self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [leftover], what=f"drop {leftover}")
+                self._execute(f"DROP TABLE IF EXISTS {_q(leftover)}", what=f"drop {leftover}")
         replacing = table in existing
         try:
             load()
-            rows = self._execute("SELECT COUNT(*) FROM IDENTIFIER(?)", [staging]).fetchone()[0]
+            rows = self._execute(f"SELECT COUNT(*) FROM {_q(staging)}").fetchone()[0]
             if expected_rows is not None and rows != expected_rows:
                 raise WarehouseError(
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
@@ -536,14 +622,15 @@ class SnowflakeWarehouse(Warehouse):
             self._run_checks(target, destination, staging, checks)
             if replacing:
                 # Atomic: readers see the old table or the new one, never neither.
-                self._execute("ALTER TABLE IDENTIFIER(?) SWAP WITH IDENTIFIER(?)", [table, staging],
-                              what=f"swap {staging} into {destination}")
+                # Needs OWNERSHIP of both tables; grants stay with the table objects, so the new
+                # table has what the schema's future grants gave it at CREATE TABLE
+                # (https://docs.snowflake.com/en/sql-reference/sql/alter-table; doctor --smoke).
+                self._execute(f"ALTER TABLE {_q(table)} SWAP WITH {_q(staging)}", what=f"swap {staging} into {destination}")
             else:
-                self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [staging, table],
-                              what=f"rename {staging} to {destination}")
+                self._execute(f"ALTER TABLE {_q(staging)} RENAME TO {_q(table)}", what=f"rename {staging} to {destination}")
         except BaseException:
             with contextlib.suppress(HnpipeError):  # keep the first error, not the cleanup's
-                self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [staging])
+                self._execute(f"DROP TABLE IF EXISTS {_q(staging)}")
             raise
         names = list(existing)
         if replacing:
@@ -553,9 +640,9 @@ class SnowflakeWarehouse(Warehouse):
             version = None if keep is None or keep[0] in existing else keep[0]
             try:
                 if version is None:
-                    self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [staging])
+                    self._execute(f"DROP TABLE IF EXISTS {_q(staging)}")
                 else:
-                    self._execute("ALTER TABLE IDENTIFIER(?) RENAME TO IDENTIFIER(?)", [staging, version])
+                    self._execute(f"ALTER TABLE {_q(staging)} RENAME TO {_q(version)}")
                     names.append(version)
             except HnpipeError as exc:
                 # Published already; the next publish of this table removes the leftover.
@@ -569,7 +656,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def _prune_versions(self, table: str, names: Sequence[str], keep: int) -> None:
         for old in versions_to_drop(table, names, keep):
-            self._execute("DROP TABLE IF EXISTS IDENTIFIER(?)", [old], what=f"drop {old}")
+            self._execute(f"DROP TABLE IF EXISTS {_q(old)}", what=f"drop {old}")
 
     def _run_checks(self, target: Target, destination: str, staging: str, checks: Sequence[Check]) -> None:
         qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
@@ -584,26 +671,6 @@ class SnowflakeWarehouse(Warehouse):
                 failures.append(check_failure(check, count, names, sample.fetchall()))
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
-
-
-class _Hidden(collections.abc.Mapping):
-    """The caller's environ, kept for connecting, that never shows its values in a repr."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def __getitem__(self, key: str) -> str:
-        return self._environ[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._environ)
-
-    def __len__(self) -> int:
-        return len(self._environ)
-
-    def __repr__(self) -> str:
-        return f"<environ: {len(self)} variables>"
-
 
 
 def _missing_database(database: str) -> str:

@@ -1,0 +1,78 @@
+"""The test model's account (tests/snowflake_model.py) as hnpipe's code meets it: set up by
+snowflake/setup.sql, reached by every Snowflake connection hnpipe opens (logged in as the role
+its credentials name), with the helpers the lifecycle, session and doctor tests share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import snowflake.connector
+import snowflake.connector.pandas_tools
+
+from hnpipe import params, pipeline
+from snowflake_model import SnowflakeModel, write_pandas_fake
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = (ROOT / "snowflake" / "setup.sql").read_text(encoding="utf-8")
+IDENTITIES = {  # what each CI job's variables hold (the names params/<env>.yaml reads)
+    "production": {"SNOWFLAKE_PROD_USER": "HNPIPE_PROD_SVC", "SNOWFLAKE_PROD_ROLE": "HNPIPE_PROD"},
+    "branch": {"SNOWFLAKE_BRANCH_USER": "HNPIPE_BRANCH_SVC", "SNOWFLAKE_BRANCH_ROLE": "HNPIPE_BRANCH"},
+    "staging": {"SNOWFLAKE_STAGING_USER": "HNPIPE_STAGING_SVC", "SNOWFLAKE_STAGING_ROLE": "HNPIPE_STAGING"},
+}
+PRODUCTION = '"PRODUCTION"."HACKER_NEWS"'
+
+
+@pytest.fixture
+def account(clean_env, monkeypatch: pytest.MonkeyPatch) -> SnowflakeModel:
+    """A model account after snowflake/setup.sql, which every Snowflake connection of hnpipe's
+    reaches, logged in as the role its credentials name (workload identity, as in CI)."""
+    model = SnowflakeModel()
+    model.run("ACCOUNTADMIN", SETUP)
+    model.users["IT_JANE"] = {"SECURITYADMIN"}  # the person who applies the handover
+    monkeypatch.setattr(snowflake.connector, "connect", model.connector())
+    monkeypatch.setattr(snowflake.connector.pandas_tools, "write_pandas", write_pandas_fake)
+    monkeypatch.setenv("HNPIPE_WAREHOUSE", "snowflake")
+    for name, value in {"SNOWFLAKE_ACCOUNT": "xy12345", "SNOWFLAKE_WAREHOUSE": "HNPIPE_WH",
+                        "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY", "SNOWFLAKE_TOKEN": "ci.oidc.token"}.items():
+        monkeypatch.setenv(name, value)
+    for identity in IDENTITIES.values():
+        for name, value in identity.items():
+            monkeypatch.setenv(name, value)
+    return model
+
+
+def as_env(monkeypatch: pytest.MonkeyPatch, env: str, pr: int | None = None, run_id: str | None = None) -> None:
+    monkeypatch.setenv("HNPIPE_ENV", env)
+    if pr is None:
+        monkeypatch.delenv("HNPIPE_PR_ID", raising=False)
+    else:
+        monkeypatch.setenv("HNPIPE_PR_ID", str(pr))
+    if run_id:
+        monkeypatch.setenv("HNPIPE_RUN_ID", run_id)
+
+
+def publish_all(monkeypatch: pytest.MonkeyPatch, env: str, run_id: str, pr: int | None = None,
+                n_items: int = 60) -> None:
+    """What `hnpipe run --env ENV` does, notebook by notebook: ITEMS, then COMMENTS and STORIES."""
+    as_env(monkeypatch, env, pr, run_id)
+    values = params.params_for(env, {"hn_api_url": "sample", "n_items": n_items})
+    step = pipeline.start("ITEMS", values)
+    try:
+        step.publish(step.fetch_items())
+    finally:
+        step.warehouse.close()
+    for dataset in ("COMMENTS", "STORIES"):
+        step = pipeline.start(dataset, values)
+        try:
+            step.build()
+        finally:
+            step.warehouse.close()
+
+
+def reader_counts(model: SnowflakeModel, where: str = PRODUCTION) -> dict[str, int]:
+    """A reader's SELECT COUNT(*) of each dataset (raises if SELECT is missing on any)."""
+    cursor = model.connect("HNPIPE_READER").cursor()
+    return {table: cursor.execute(f'SELECT COUNT(*) FROM {where}."{table}"').fetchone()[0]
+            for table in ("ITEMS", "COMMENTS", "STORIES")}

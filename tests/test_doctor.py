@@ -1,0 +1,206 @@
+"""`hnpipe doctor [--env ENV] [--smoke]`: one test per check, passing and failing, against the test
+model of Snowflake's rules (tests/snowflake_model.py, on an account set up by snowflake/setup.sql)
+and on the embedded engine. `--smoke` removes what it made, also when a step fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import snowflake.connector
+
+from hnpipe import cli
+from hnpipe.ops import doctor
+from snowflake_model import SnowflakeModel
+from snowflake_account import account, as_env, publish_all  # noqa: F401 (fixture)
+
+
+def checks(report: doctor.Report) -> dict[str, str]:
+    return {check.name: check.status for check in report}
+
+
+def detail(report: doctor.Report, name: str) -> str:
+    return next(check.line() for check in report if check.name == name)
+
+
+def model_connect(model: SnowflakeModel, **changes):
+    """The model's connector, with session parameters dropped or the role forced, to fail a check."""
+    inner = model.connector()
+
+    def connect(**kwargs):
+        if "drop_session" in changes:
+            kwargs["session_parameters"] = {k: v for k, v in kwargs["session_parameters"].items()
+                                            if k != changes["drop_session"]}
+        if "role" in changes:
+            return model.connect(changes["role"], **kwargs)
+        return inner(**kwargs)
+
+    return connect
+
+
+# -- embedded ----------------------------------------------------------------------------------
+def test_doctor_on_the_embedded_engine_checks_which_files_an_environment_may_write(clean_env, capsys) -> None:
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok  ] must not    local is refused writes to STAGING, PRODUCTION, PRODUCTION_CLONE_1" in out
+    assert "[ok  ] needs       local may write LOCAL." in out
+
+
+def test_doctor_smoke_on_the_embedded_engine_runs_in_a_scratch_copy_it_removes(clean_env, capsys, monkeypatch) -> None:
+    as_env(monkeypatch, "branch", pr=4)
+    assert cli.main(["doctor", "--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok  ] smoke       6 operations ran in a scratch copy" in out and "[ok  ] clean up" in out
+    assert not clean_env.exists()  # nothing written where the real warehouse lives
+
+
+def test_doctor_fails_when_the_warehouse_directory_cannot_be_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("HNPIPE_WAREHOUSE", f"duckdb:{blocker}/warehouse")
+    assert cli.main(["doctor"]) == 1
+    captured = capsys.readouterr()
+    assert f"[FAIL] files       LOCAL.duckdb can be written in {blocker}; fix: make {blocker} a writable directory" in captured.out
+    assert captured.err == "hnpipe: error: doctor: 1 of 4 checks failed (files)\n"
+
+
+# -- Snowflake, against the model: each check passing, then failing -----------------------------
+def test_every_check_passes_for_production_with_the_setup_scripts_grants(account, monkeypatch) -> None:
+    as_env(monkeypatch, "production")
+    report = doctor.run("production", connect=account.connector())
+    assert checks(report) == {"login": "ok", "role": "ok", "query tag": "ok", "timeout": "ok", "target": "ok",
+                              "needs": "ok", "must not": "ok"}, report.text()
+    assert report.ok
+
+
+def test_login_with_a_password_fails_outside_local(account, monkeypatch) -> None:
+    as_env(monkeypatch, "production")
+    monkeypatch.delenv("SNOWFLAKE_AUTHENTICATOR")
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "pw-for-doctor-77")
+    report = doctor.run("production", connect=account.connector())
+    assert checks(report)["login"] == "FAIL" and "Snowflake blocks password sign-in" in detail(report, "login")
+    assert "pw-for-doctor-77" not in report.text()
+
+
+def test_the_key_file_must_be_readable_by_its_owner_only(account, monkeypatch, tmp_path) -> None:
+    as_env(monkeypatch, "production")
+    monkeypatch.delenv("SNOWFLAKE_AUTHENTICATOR")
+    key = tmp_path / "rsa_key.p8"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----\n")
+    monkeypatch.setenv("SNOWFLAKE_PROD_PRIVATE_KEY_FILE", str(key))
+    key.chmod(0o600)
+    assert checks(doctor.run("production", connect=account.connector()))["key file"] == "ok"
+    key.chmod(0o644)
+    report = doctor.run("production", connect=account.connector())
+    assert checks(report)["key file"] == "FAIL" and 'chmod 600 "$SNOWFLAKE_PROD_PRIVATE_KEY_FILE"' in detail(report, "key file")
+
+
+def test_the_role_must_be_the_one_the_credentials_name(account, monkeypatch) -> None:
+    as_env(monkeypatch, "production")
+    report = doctor.run("production", connect=model_connect(account, role="HNPIPE_READER"))
+    assert checks(report)["role"] == "FAIL" and "the session's role is HNPIPE_READER" in detail(report, "role")
+
+
+def test_the_query_tag_must_reach_the_session(account, monkeypatch) -> None:
+    as_env(monkeypatch, "production")
+    report = doctor.run("production", connect=model_connect(account, drop_session="QUERY_TAG"))
+    assert checks(report)["query tag"] == "FAIL"
+
+
+def test_the_statement_timeout_must_reach_the_session(account, monkeypatch) -> None:
+    as_env(monkeypatch, "production")
+    report = doctor.run("production", connect=model_connect(account, drop_session="STATEMENT_TIMEOUT_IN_SECONDS"))
+    assert checks(report)["timeout"] == "FAIL" and "unset" in detail(report, "timeout")
+
+
+def test_a_branch_without_its_clone_fails_the_target_check_and_says_to_clone(account, monkeypatch, capsys) -> None:
+    publish_all(monkeypatch, "production", "20261127T020000_aaaaaa")
+    as_env(monkeypatch, "branch", pr=7)
+    report = doctor.run("branch", connect=account.connector())
+    assert checks(report)["target"] == "FAIL" and "run `hnpipe admin clone --pr 7` first" in detail(report, "target")
+    assert cli.main(["admin", "clone", "--pr", "7"]) == 0
+    assert doctor.run("branch", connect=account.connector()).ok
+
+
+def test_needs_fails_naming_the_missing_grant(account, monkeypatch) -> None:
+    as_env(monkeypatch, "production")
+    account.run("ACCOUNTADMIN", 'REVOKE CREATE STAGE ON SCHEMA PRODUCTION.HACKER_NEWS FROM ROLE HNPIPE_PROD')
+    report = doctor.run("production", connect=account.connector())
+    assert checks(report)["needs"] == "FAIL"
+    assert "CREATE STAGE on schema PRODUCTION.HACKER_NEWS (publish: write_pandas' temporary stage)" in detail(report, "needs")
+
+
+def test_a_branch_needs_select_on_every_production_table(account, monkeypatch) -> None:
+    publish_all(monkeypatch, "production", "20261127T020000_aaaaaa")
+    as_env(monkeypatch, "branch", pr=7)
+    assert cli.main(["admin", "clone", "--pr", "7"]) == 0
+    account.run("ACCOUNTADMIN", 'REVOKE SELECT ON TABLE PRODUCTION.HACKER_NEWS.COMMENTS FROM ROLE HNPIPE_BRANCH')
+    report = doctor.run("branch", connect=account.connector())
+    assert checks(report)["needs"] == "FAIL"
+    assert "lacks SELECT on PRODUCTION.HACKER_NEWS.COMMENTS (admin clone" in detail(report, "needs")
+
+
+@pytest.mark.parametrize("env, grant", [
+    ("branch", "GRANT INSERT ON ALL TABLES IN SCHEMA PRODUCTION.HACKER_NEWS TO ROLE HNPIPE_BRANCH"),
+    ("staging", "GRANT CREATE TABLE ON SCHEMA PRODUCTION.HACKER_NEWS TO ROLE HNPIPE_STAGING"),
+])
+def test_must_not_fails_when_a_role_may_write_production(account, monkeypatch, capsys, env, grant) -> None:
+    publish_all(monkeypatch, "production", "20261127T020000_aaaaaa")
+    as_env(monkeypatch, env, pr=7 if env == "branch" else None)
+    if env == "branch":
+        assert cli.main(["admin", "clone", "--pr", "7"]) == 0
+    assert checks(doctor.run(env, connect=account.connector()))["must not"] == "ok"
+    account.run("ACCOUNTADMIN", grant)
+    report = doctor.run(env, connect=account.connector())
+    assert checks(report)["must not"] == "FAIL" and "PRODUCTION" in detail(report, "must not")
+
+
+# -- --smoke -----------------------------------------------------------------------------------
+def smoke_objects(model: SnowflakeModel) -> list[str]:
+    return [f"{d}.{s}.{t}" for d, db in model.databases.items() for s, schema in db.schemas.items()
+            for t in schema.tables if "SMOKE" in t] + [d for d in model.databases if "SMOKE" in d]
+
+
+@pytest.mark.parametrize("env", ["production", "branch"])
+def test_smoke_runs_every_statement_form_and_leaves_nothing(account, monkeypatch, capsys, env) -> None:
+    publish_all(monkeypatch, "production", "20261127T020000_aaaaaa")
+    as_env(monkeypatch, env, pr=7 if env == "branch" else None)
+    if env == "branch":
+        assert cli.main(["admin", "clone", "--pr", "7"]) == 0
+    report = doctor.run(env, smoke=True, connect=account.connector())
+    assert report.ok, report.text()
+    assert "SWAP WITH" in detail(report, "smoke") and "read ARRAY back as integer lists" in detail(report, "smoke")
+    if env == "branch":
+        assert "table clone of PRODUCTION.HACKER_NEWS.COMMENTS" in detail(report, "smoke")
+    assert smoke_objects(account) == []
+
+
+def test_smoke_cleans_up_after_a_failing_step(account, monkeypatch) -> None:
+    as_env(monkeypatch, "production")
+    inner = account.connector()
+
+    def connect(**kwargs):
+        connection = inner(**kwargs)
+        original = connection.cursor
+
+        def cursor():
+            made = original()
+            execute = made.execute
+
+            def failing(sql, params=None):
+                if sql.startswith("COMMENT ON"):
+                    raise snowflake.connector.errors.ProgrammingError(msg="injected: comment refused")
+                return execute(sql, params)
+
+            made.execute = failing
+            return made
+
+        connection.cursor = cursor
+        return connection
+
+    report = doctor.run("production", smoke=True, connect=connect)
+    assert checks(report)["smoke"] == "FAIL" and "injected: comment refused" in detail(report, "smoke")
+    assert checks(report)["clean up"] == "ok"
+    assert smoke_objects(account) == []
