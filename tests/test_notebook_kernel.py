@@ -195,3 +195,33 @@ def test_a_file_held_by_another_notebook_is_announced_once_and_fails_once(tmp_pa
     # Recording the failure did not wait a second time: it failed at once, saying so.
     assert "this run already waited 2 s" in failed.stderr
     assert "could not be recorded" in failed.stdout
+
+
+def test_explore_on_an_empty_warehouse_says_what_to_run_and_can_never_write(kernel, clean_env) -> None:
+    ok(kernel.run(cell_source("explore.ipynb", "parameters")))
+    empty = kernel.run(cell_source("explore.ipynb", "pipeline.explore"))
+    assert empty.error["ename"] == "HnpipeError" and len(empty.error["traceback"]) == 2
+    assert empty.error["evalue"] == ("no ITEMS in LOCAL.TESTER yet: run notebooks/items.ipynb first, or "
+                                     "`hnpipe run --env local`")
+    from hnpipe import pipeline
+    from hnpipe.errors import GuardError
+
+    published = pipeline.explore({"environment": "local"})  # what the cell opened: a reader
+    with pytest.raises(GuardError, match="explore.ipynb only reads"):
+        published.warehouse.ensure_schema(published.target)
+
+
+@pytest.mark.parametrize("notebook,uses", [
+    ("items.ipynb", None),  # every fetch and publish parameter
+    ("comments.ipynb", {"environment", "snowflake_env", "keep_versions"}),
+    ("stories.ipynb", {"environment", "snowflake_env", "keep_versions"}),
+    ("explore.ipynb", {"environment", "snowflake_env"}),
+])
+def test_each_parameters_cell_holds_what_its_notebook_uses(notebook, uses) -> None:
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(Path(__file__).parents[1] / "notebooks" / notebook)))
+    if uses is None:
+        assert {"n_items", "hn_api_url", "concurrency", "refresh", "refresh_window", "keep_versions"} <= declared
+    else:
+        assert declared == uses

@@ -28,6 +28,10 @@ from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError, WarehouseLockedError
 
 log = logging.getLogger("hnpipe.runner")
+# A notebook declares only the parameters it uses while a run passes the whole validated set
+# (params.validate has checked every name): papermill's warning about each other name would
+# only break the promise of one line on stderr.
+logging.getLogger("papermill").addFilter(lambda record: not record.getMessage().startswith("Passed unknown parameter"))
 
 
 class RunFailed(HnpipeError):
