@@ -249,6 +249,7 @@ class Warehouse(ABC):
         version from before its first publish.
         """
 
+    @abstractmethod
     def publish_arrow(
         self, target: Target, table: str, data: "pa.Table | pa.RecordBatchReader", run_id: str,
         checks: Sequence[Check] = (), keep_versions: int | None = None,
@@ -256,20 +257,8 @@ class Warehouse(ABC):
         """Atomically replace target.table with the rows of an Arrow table (or a stream of
         record batches), sorted by ID inside the warehouse when there is an ID column; the
         same staging table, gates, versions and swap as publish_frame. ITEMS comes this way
-        from the fetch (hnpipe.items.FetchedItems), without a pandas frame.
-
-        This default makes the frame after all (Snowflake loads pandas through write_pandas);
-        the DuckDB engine streams the batches into the staging table instead."""
-        import pyarrow as pa
-
-        from hnpipe.warehouse.frames import arrow_to_store, frame_from_arrow
-
-        data = arrow_to_store(data, f"{target}.{table}")
-        if isinstance(data, pa.RecordBatchReader):
-            data = data.read_all()
-        if "ID" in data.column_names:
-            data = data.sort_by("ID")
-        return self.publish_frame(target, table, frame_from_arrow(data), run_id, checks, keep_versions)
+        from the fetch (hnpipe.items.FetchedItems), without a pandas frame on the way (DuckDB;
+        Snowflake loads pandas through write_pandas, so it makes the frame there)."""
 
     @abstractmethod
     def publish_query(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+from hnpipe.environments import check_identifier
 from hnpipe.errors import WarehouseError, one_line
 from hnpipe.warehouse.base import check_publishable
 
@@ -81,8 +82,6 @@ def arrow_to_store(data: pa.Table | pa.RecordBatchReader, destination: str) -> p
     cannot be: column names must be identifiers, once each. Timestamps become naive UTC wall
     time in microseconds, as in frame_to_arrow; a stream is converted batch by batch as it is
     read, a table column by column (the other columns are shared, not copied)."""
-    from hnpipe.environments import check_identifier
-
     if not isinstance(data, (pa.Table, pa.RecordBatchReader)):
         raise WarehouseError(f"cannot publish {destination}: expected an Arrow table or record batch "
                              f"reader, got {type(data).__name__}")
