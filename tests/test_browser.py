@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browse
 ITEMS_CELLS = ["".join(cell["source"]) for cell in notebook_cells("items.ipynb")]
 PARAMETERS, START, FETCH, PUBLISH = (
     next(i for i, source in enumerate(ITEMS_CELLS) if marker in source)
-    for marker in ('environment = "local"', "pipeline.start", "step.fetch_items()", "step.publish(items)"))
+    for marker in ('environment = "local"', "pipeline.start", "step.fetch()", "step.publish(items)"))
 TIMINGS: dict[str, float] = {}
 
 

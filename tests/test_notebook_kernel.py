@@ -172,3 +172,56 @@ def test_the_fetch_progress_bar_has_a_total_and_ends_as_plain_text(kernel) -> No
     assert re.fullmatch(r"HN items: 50/50 \(100%\) in [\d.]+ s, [\d,]+ item/s", bar["text/plain"])
     assert 'data-state="done"' in bar["text/html"]
     assert "application/vnd.jupyter.widget-view+json" not in bar  # nothing a saved notebook loses
+
+
+def test_a_file_held_by_another_notebook_is_announced_once_and_fails_once(tmp_path) -> None:
+    env = kernel_env(tmp_path / "warehouse", tmp_path / "runs", HNPIPE_LOCK_TIMEOUT_S="2")
+    with Kernel(env) as analyst, Kernel(env) as other:
+        started(analyst, n_items=30)
+        ok(analyst.run(FETCH))
+        ok(analyst.run(PUBLISH))  # the file exists; now another notebook holds it open
+        ok(other.run(f"import duckdb; held = duckdb.connect({str(tmp_path / 'warehouse' / 'LOCAL.duckdb')!r})"))
+        holder = other.value("__import__('os').getpid()")
+        ok(analyst.run(FETCH))
+        failed = analyst.run(PUBLISH)
+    path = tmp_path / "warehouse" / "LOCAL.duckdb"
+    announced = [line for line in failed.stderr.splitlines() if line.startswith("waiting for")]
+    assert announced == [f"waiting for {path}: a notebook kernel (PID {holder}) holds it; this run waits up to "
+                         "2 s in all (HNPIPE_LOCK_TIMEOUT_S)"]
+    assert failed.error["ename"] == "WarehouseLockedError" and len(failed.error["traceback"]) == 2
+    assert failed.error["evalue"] == (f"{path} is locked by a notebook kernel (PID {holder}); waited 2 s: close it "
+                                      "there (a notebook: Kernel > Shut Down Kernel) and retry, or raise "
+                                      "HNPIPE_LOCK_TIMEOUT_S")
+    # Recording the failure did not wait a second time: it failed at once, saying so.
+    assert "this run already waited 2 s" in failed.stderr
+    assert "could not be recorded" in failed.stdout
+
+
+def test_explore_on_an_empty_warehouse_says_what_to_run_and_can_never_write(kernel, clean_env) -> None:
+    ok(kernel.run(cell_source("explore.ipynb", "parameters")))
+    empty = kernel.run(cell_source("explore.ipynb", "pipeline.explore"))
+    assert empty.error["ename"] == "HnpipeError" and len(empty.error["traceback"]) == 2
+    assert empty.error["evalue"] == ("no ITEMS in LOCAL.TESTER yet: run notebooks/items.ipynb first, or "
+                                     "`hnpipe run --env local`")
+    from hnpipe import pipeline
+    from hnpipe.errors import GuardError
+
+    published = pipeline.explore({"environment": "local"})  # what the cell opened: a reader
+    with pytest.raises(GuardError, match="explore.ipynb only reads"):
+        published.warehouse.ensure_schema(published.target)
+
+
+@pytest.mark.parametrize("notebook,uses", [
+    ("items.ipynb", None),  # every fetch and publish parameter
+    ("comments.ipynb", {"environment", "snowflake_env", "keep_versions"}),
+    ("stories.ipynb", {"environment", "snowflake_env", "keep_versions"}),
+    ("explore.ipynb", {"environment", "snowflake_env"}),
+])
+def test_each_parameters_cell_holds_what_its_notebook_uses(notebook, uses) -> None:
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(Path(__file__).parents[1] / "notebooks" / notebook)))
+    if uses is None:
+        assert {"n_items", "hn_api_url", "concurrency", "refresh", "refresh_window", "keep_versions"} <= declared
+    else:
+        assert declared == uses

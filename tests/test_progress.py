@@ -1,5 +1,5 @@
 """Progress where people wait: a bar with a total in terminals, plain lines in logs and under
-`hnpipe run` (on its stderr, never in the executed notebooks)."""
+`hnpipe run` (on its stdout, never in the executed notebooks; stderr keeps the one-line error)."""
 
 from __future__ import annotations
 
@@ -52,9 +52,9 @@ def test_a_bar_stopped_early_turns_red_and_says_why(monkeypatch) -> None:
 
 def test_a_log_gets_plain_lines_not_redrawn_bars(monkeypatch) -> None:
     log = io.StringIO()
-    monkeypatch.setenv("HNPIPE_PROGRESS", "stderr")
+    monkeypatch.setenv("HNPIPE_PROGRESS", "stdout")
     monkeypatch.setenv("CI", "true")
-    monkeypatch.setattr(progress, "_STDERR", log)
+    monkeypatch.setattr(progress, "_OUTPUT", log)
     monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)
     bar = progress.Progress(3, "HN items", "item")
     for _ in range(3):
@@ -67,14 +67,15 @@ def test_a_log_gets_plain_lines_not_redrawn_bars(monkeypatch) -> None:
     assert lines[-1].startswith("HN items: 3/3 (100%) in ")
 
 
-def test_hnpipe_run_says_what_it_does_on_stderr_while_it_runs(tmp_path) -> None:
+def test_hnpipe_run_says_what_it_does_while_it_runs(tmp_path) -> None:
     env = {**os.environ, "CI": "true", "HNPIPE_WAREHOUSE": f"duckdb:{tmp_path / 'wh'}",
            "HNPIPE_RUNS_DIR": str(tmp_path / "runs")}
     env.pop("HNPIPE_PROGRESS")
     done = subprocess.run([sys.executable, "-m", "hnpipe.cli", "run", "--env", "local", "--only", "ITEMS",
                            "-p", "n_items=200"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    lines = done.stderr.splitlines()
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
     assert lines[0] == "[1/1] items.ipynb: running (ITEMS)"
     assert lines[1] == "HN items: fetching 200 items"
     assert lines[2].startswith("HN items: 200/200 (100%) in ")

@@ -156,7 +156,7 @@ def test_a_file_held_by_another_process_times_out_clearly(directory, items) -> N
         release(holder)
     message = str(error.value)
     assert str(wh.path("LOCAL")) in message and "waited 0.3 s" in message
-    assert f"(PID {holder.pid})" in message and "\n" not in message
+    assert f"locked by PID {holder.pid} (" in message and "\n" not in message
     assert 0.3 <= waited < 5
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), items)  # nothing written
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 import snowflake.connector.errors
 from hnpipe import datasets
@@ -210,6 +211,15 @@ def test_query_binds_parameters_in_the_target_schema_and_returns_hnpipe_dtypes(w
     pd.testing.assert_frame_equal(got, expected)
 
 
+@pytest.mark.parametrize("sql", ["select id from items where id = 10", "-- a note\nSELECT ID FROM ITEMS WHERE ID = 10",
+                                 "/* a\nnote */ (SELECT ID FROM ITEMS WHERE ID = 10)",
+                                 "WITH S AS (SELECT ID FROM ITEMS) SELECT ID FROM S WHERE ID = 10;"])
+def test_query_and_publish_query_take_any_select(wh: Warehouse, sql: str) -> None:
+    wh.publish_frame(T, "ITEMS", items(), "run1")
+    assert wh.query(T, sql).iloc[:, 0].tolist() == [10]
+    assert wh.publish_query(T, "ONE", sql, "run1") == 1
+
+
 @pytest.mark.parametrize("sql", ["DROP TABLE ITEMS", "DELETE FROM ITEMS", "CREATE TABLE X AS SELECT 1 AS A"])
 def test_query_refuses_writes_and_changes_nothing(engine, wh: Warehouse, sql: str) -> None:
     wh.publish_frame(T, "ITEMS", items(), "run1")
@@ -307,6 +317,28 @@ def test_leftover_staging_of_a_crashed_run_is_hidden_then_dropped_by_the_next_pu
     wh.publish_frame(T, "ITEMS", items(20), "run2")
     # ITEMS' leftovers go; another table's staging is that table's business.
     assert engine.all_tables(T) == {"ITEMS": 1, "STORIES__STAGING_CRASHED": 1}
+
+
+@pytest.mark.parametrize("as_stream", [False, True], ids=["table", "batches"])
+def test_publish_arrow_stores_what_publish_frame_stores_sorted_by_id(engine, wh: Warehouse, as_stream: bool) -> None:
+    frame = items()
+    data = pa.Table.from_pandas(frame, preserve_index=False)
+    if as_stream:
+        data = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=2))
+    assert wh.publish_arrow(T, "ITEMS", data, "run1", datasets.get("ITEMS").checks, keep_versions=1) == 5
+    pd.testing.assert_frame_equal(wh.read_table(T, "ITEMS"), by_id(frame), check_exact=True)
+    assert wh.query(T, "SELECT HOUR(TIME) AS H FROM ITEMS WHERE ID = 10").H.tolist() == [22]  # UTC wall time
+    assert engine.all_tables(T) == {"ITEMS": 5}
+
+
+def test_a_failing_gate_on_publish_arrow_keeps_the_previous_table(engine, wh: Warehouse) -> None:
+    wh.publish_frame(T, "ITEMS", items(10), "run1")
+    duplicated = pa.Table.from_pandas(pd.concat([items(), items(11)], ignore_index=True), preserve_index=False)
+    with pytest.raises(WarehouseError, match=r"failed checks: id_unique \(1 rows, e\.g\. ID 11\)$"):
+        wh.publish_arrow(T, "ITEMS", duplicated, "run2", datasets.get("ITEMS").checks)
+    with pytest.raises(WarehouseError, match="cannot publish STAGING.HACKER_NEWS.ITEMS"):
+        wh.publish_arrow(T, "ITEMS", items(), "run2")  # a frame is not Arrow
+    assert engine.all_tables(T) == {"ITEMS": 1}
 
 
 def test_publish_query_computes_inside_the_warehouse_in_the_target_schema(engine, wh: Warehouse) -> None:
@@ -478,6 +510,12 @@ def test_append_rows_is_all_or_nothing(engine, wh: Warehouse) -> None:
     assert engine.all_tables(T) == {"PIPELINE_RUNS": 1}
 
 
+def test_append_rows_takes_scalar_columns_only(engine, wh: Warehouse) -> None:
+    with pytest.raises(WarehouseError, match=r"^cannot append to STAGING\.HACKER_NEWS\.RUNS: list column KIDS; "):
+        wh.append_rows(T, "RUNS", items(10)[["ID", "KIDS"]])
+    assert engine.all_tables(T) == {}
+
+
 # -- databases -----------------------------------------------------------------------------------
 NOT_CLONES = ["PRODUCTION", "STAGING", "LOCAL", "PRODUCTION_CLONE_", "PRODUCTION_CLONE_01", "production_clone_1",
               "PRODUCTION_CLONE_1; DROP DATABASE PRODUCTION", "../PRODUCTION_CLONE_1", "PRODUCTION_CLONE_1\n",
@@ -538,6 +576,8 @@ def prepared(wh: Warehouse) -> None:
 WRITES: dict[str, Callable[[Warehouse, Target], Any]] = {
     "ensure_schema": lambda wh, target: wh.ensure_schema(target),
     "publish_frame": lambda wh, target: wh.publish_frame(target, "ITEMS", items(20), "run3"),
+    "publish_arrow": lambda wh, target: wh.publish_arrow(target, "ITEMS", pa.Table.from_pandas(
+        items(20), preserve_index=False), "run3"),
     "publish_query": lambda wh, target: wh.publish_query(target, "STORIES", STORIES.sql, "run3"),
     "publish_merge": lambda wh, target: wh.publish_merge(target, "ITEMS", items(20), "run3", keep_ids=(10, 11)),
     "restore_version": lambda wh, target: wh.restore_version(target, "ITEMS", "run2", "run3", 5),

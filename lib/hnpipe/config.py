@@ -40,7 +40,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "HNPIPE_SNOWFLAKE_LOGIN_TIMEOUT_S": "how long a Snowflake login may take, in seconds (default 60)",
     "HNPIPE_SNOWFLAKE_STATEMENT_TIMEOUT_S": "Snowflake cancels a statement running longer, in seconds "
                                             "(default 3600; the session's STATEMENT_TIMEOUT_IN_SECONDS)",
-    "HNPIPE_PROGRESS": "`1` shows fetch progress bars, `0` hides them (default: when interactive)",
+    "HNPIPE_PROGRESS": "`1` shows fetch progress bars, `0` hides them (default: when interactive); "
+                       "`hnpipe run` sets `stdout` for its kernels (progress on the run's own output)",
     "HNPIPE_SLACK_WEBHOOK_URL": "Slack incoming webhook for failure alerts (a secret)",
     "HNPIPE_SLACK_NOTIFY_SUCCESS": "`1` also posts successful runs to Slack",
     "HNPIPE_SLACK_TIMEOUT_S": "how long a Slack post may take (default 5)",

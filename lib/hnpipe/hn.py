@@ -220,6 +220,26 @@ def _json_type(value: object) -> str:
             dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+# What a failed connection means, found in requests' and urllib3's wrapping, most useful first.
+_UNREACHABLE = (
+    (r"NameResolutionError|Failed to resolve|Name or service not known|nodename nor servname|"
+     r"getaddrinfo failed|Temporary failure in name resolution", "its host name does not resolve (offline?)"),
+    (r"Connection refused", "the connection was refused (nothing listens at that address)"),
+    (r"Network is unreachable|No route to host", "the network is unreachable (offline?)"),
+    (r"CERTIFICATE_VERIFY_FAILED|SSLError", "its TLS certificate was not accepted"),
+)
+
+
+def _unreachable(error: BaseException) -> str | None:
+    """Why a connection failed, in words, when the error says (e.g. a host that does not
+    resolve); None for other failures (timeouts, dropped or truncated answers)."""
+    text = str(error)
+    for pattern, meaning in _UNREACHABLE:
+        if re.search(pattern, text):
+            return meaning
+    return None
+
+
 def _retry_after_seconds(value: str | None) -> float | None:
     """Retry-After is either delay-seconds or an HTTP date; None if absent or unreadable."""
     if not value:
@@ -385,6 +405,7 @@ class HttpHNClient(HNClient):
         it, so only a loop around the whole GET-and-decode can retry those.
         """
         last_error = "no attempt made"
+        unreachable: str | None = None
         deadline = time.monotonic() + self.request_deadline
         attempt = 0
         while attempt < self.max_attempts:
@@ -393,11 +414,13 @@ class HttpHNClient(HNClient):
             try:
                 status, reason, headers, body = self._attempt(url, deadline)
             except _DeadlineExceeded:
-                last_error = "the answer was still arriving"
+                last_error, unreachable = "the answer was still arriving", None
                 break
             except _RETRYABLE_ERRORS as error:
-                last_error = f"{type(error).__name__}: {one_line(error, 200)}"
+                unreachable = _unreachable(error)
+                last_error = f"{type(error).__name__}: {unreachable or one_line(error, 200)}"
             else:
+                unreachable = None
                 if status == 200:
                     try:
                         return json.loads(body), attempt - 1
@@ -417,6 +440,9 @@ class HttpHNClient(HNClient):
                     time.sleep(delay)
                 elif cancel.wait(delay):
                     raise _Cancelled
+        if unreachable:  # the useful part first: what is wrong and what to check
+            raise FetchError(f"cannot reach the HN API: {unreachable}; check hn_api_url ('sample' works "
+                             f"offline) ({what} from {url}, {attempt} attempt{'s' if attempt > 1 else ''})")
         if time.monotonic() >= deadline or attempt < self.max_attempts:
             raise FetchError(f"{what} from {url} failed: no complete answer within its "
                              f"{self.request_deadline:g} s deadline ({attempt} attempt"

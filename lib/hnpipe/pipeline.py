@@ -45,7 +45,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
 from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.sample import SampleServer
-from hnpipe.warehouse import connect
+from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import Check, Warehouse
 
 if TYPE_CHECKING:
@@ -151,6 +151,7 @@ class Step:
         if self._ended or not self._working:
             self._ended, self._working, self._busy = False, True, 0.0
             self.started = datetime.now(timezone.utc)
+            self.warehouse.begin_run()  # a locked file may be waited for again, once
 
     @contextmanager
     def _work(self) -> Iterator[None]:
@@ -388,7 +389,7 @@ class Step:
     @_closes_session
     def read(self, name: str | None = None) -> pd.DataFrame:
         self.current_params()
-        return self.warehouse.read_table(self.target, name or self.dataset.name)
+        return read_published(self.warehouse, self.target, self.env, name or self.dataset.name)
 
     @_closes_session
     def counts_by_type(self, name: str | None = None) -> pd.DataFrame:
@@ -405,6 +406,39 @@ class Step:
         self.current_params()
         table = environments.check_identifier(self.dataset.name, "table")
         return self.warehouse.query(self.target, f"SELECT * FROM {table} ORDER BY ID LIMIT {int(rows)}")
+
+
+def read_published(warehouse: Warehouse, target: Target, env: str, name: str) -> pd.DataFrame:
+    """A published table; when it is not there yet, one line saying which notebook makes it."""
+    if environments.check_identifier(name, "table") not in warehouse.list_tables(target):
+        maker = datasets.get(name).notebook if name in datasets.DATASETS else None
+        run = f"run notebooks/{maker} first, or " if maker else "run "
+        raise HnpipeError(f"no {name} in {target} yet: {run}`hnpipe run --env {env}`")
+    return warehouse.read_table(target, name)
+
+
+@dataclass
+class Explorer:
+    """What explore.ipynb reads: an environment's published tables, through a reader that
+    refuses every write (no guarded, writable Step just to look)."""
+
+    env: str
+    target: Target
+    warehouse: Warehouse
+
+    def read(self, name: str) -> pd.DataFrame:
+        return read_published(self.warehouse, self.target, self.env, name)
+
+
+def explore(namespace: Mapping[str, Any]) -> Explorer:
+    """Read-only access for exploring: the parameters cell (environment, snowflake_env) is
+    validated and the environment guarded as at start, then only a reader is opened."""
+    config.load_env()
+    values = params.from_namespace(namespace)
+    target = environments.resolve(values["environment"])
+    warehouse = reader(values["environment"], "explore.ipynb", values)
+    print(f"reading {target} on {warehouse.engine}, read-only")
+    return Explorer(values["environment"], target, warehouse)
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:

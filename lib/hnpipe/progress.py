@@ -5,12 +5,13 @@
   or failed. Its last state is plain HTML and text, so a saved notebook reopened later shows
   how the fetch ended, where a widget would show "Error displaying widget: model not found".
 * In a terminal: tqdm on stderr with total, percentage and ETA; red when it stops early.
-* In a log (`hnpipe run` in CI, or with stderr redirected): a plain line every
+* In a log (`hnpipe run` in CI, or with its output redirected): a plain line every
   `LINE_EVERY_S` seconds and one at the end, never redrawn bars.
 * Off: HNPIPE_PROGRESS=0, `progress=False`, CI outside `hnpipe run`, or nobody watching.
 
-`hnpipe run` sets HNPIPE_PROGRESS=stderr for its kernels: their progress goes to the stderr
-the kernel inherited from `hnpipe run` (the terminal or CI log), not into executed notebooks.
+`hnpipe run` sets HNPIPE_PROGRESS=stdout for its kernels: their progress goes to the stdout
+the kernel inherited from `hnpipe run` (the terminal or CI log), not into executed notebooks;
+stderr stays for the run's one-line error.
 """
 
 from __future__ import annotations
@@ -47,29 +48,30 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-_STDERR: IO[str] | None = None
+_OUTPUT: IO[str] | None = None
+under_run = False  # set by `hnpipe run` in its own process: stderr is for its one-line error
 
 
-def _process_stderr() -> IO[str]:
-    """The stderr this process inherited. In a kernel, ipykernel points file descriptor 2 at a
-    pipe into the notebook and keeps the original as `sys.stderr.fileno()`."""
-    global _STDERR
-    if _STDERR is None:
+def _run_output() -> IO[str]:
+    """The stdout this process inherited. In a kernel, ipykernel points file descriptor 1 at a
+    pipe into the notebook and keeps the original as `sys.stdout.fileno()`."""
+    global _OUTPUT
+    if _OUTPUT is None:
         try:
-            _STDERR = open(sys.stderr.fileno(), "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+            _OUTPUT = open(sys.stdout.fileno(), "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         except (AttributeError, OSError, ValueError):
-            _STDERR = sys.__stderr__
-    return _STDERR
+            _OUTPUT = sys.__stdout__
+    return _OUTPUT
 
 
 def choose(progress: bool | None = None) -> tuple[str, IO[str] | None]:
     """How to show progress, and on which stream: explicit True/False wins, then
-    HNPIPE_PROGRESS (0, 1, or stderr from `hnpipe run`), then where this runs."""
+    HNPIPE_PROGRESS (0, 1, or stdout from `hnpipe run`), then where this runs."""
     setting = os.environ.get("HNPIPE_PROGRESS", "")
     if progress is False:
         return OFF, None
-    if setting == "stderr":  # a kernel of `hnpipe run`: the run's own stderr, not the notebook
-        stream = _process_stderr()
+    if setting == "stdout":  # a kernel of `hnpipe run`: the run's own output, not the notebook
+        stream = _run_output()
         return (TERMINAL if _tty(stream) and not _ci() else LINES), stream
     if progress is None and (setting == "0" or _ci()):
         return OFF, None
@@ -167,3 +169,12 @@ class Progress:
         elif self.mode == LINES:
             self._line(line)
         return line
+
+
+def say(line: str) -> None:
+    """A line the person waiting must see now (a lock wait): in the cell in a notebook, on
+    stderr in a terminal, and under `hnpipe run` on the run's own output."""
+    if under_run or (os.environ.get("HNPIPE_NOTEBOOK_OUTPUT") and in_kernel()):  # `hnpipe run`, or its kernel
+        print(line, file=_run_output(), flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)

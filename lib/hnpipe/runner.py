@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,11 +23,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from hnpipe import alerts, config, credentials, datasets, environments, kernels, params
+from hnpipe import alerts, config, credentials, datasets, environments, kernels, params, progress
 from hnpipe.credentials import redact
-from hnpipe.errors import HnpipeError
+from hnpipe.errors import HnpipeError, WarehouseLockedError
 
 log = logging.getLogger("hnpipe.runner")
+# A notebook declares only the parameters it uses while a run passes the whole validated set
+# (params.validate has checked every name): papermill's warning about each other name would
+# only break the promise of one line on stderr.
+logging.getLogger("papermill").addFilter(lambda record: not record.getMessage().startswith("Passed unknown parameter"))
 
 
 class RunFailed(HnpipeError):
@@ -65,14 +68,16 @@ class RunResult:
 
 @contextmanager
 def _run_environment(run_id: str) -> Iterator[None]:
-    """Hand the run id to the notebook kernels; their progress goes to this run's stderr
+    """Hand the run id to the notebook kernels; their progress goes to this run's stdout
     (the kernels inherit it), never into the executed notebooks (hnpipe.progress)."""
     saved = {k: os.environ.get(k) for k in ("HNPIPE_RUN_ID", "HNPIPE_PROGRESS", "HNPIPE_NOTEBOOK_OUTPUT")}
     quiet = os.environ.get("HNPIPE_PROGRESS") == "0"
-    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0" if quiet else "stderr")
+    os.environ.update(HNPIPE_RUN_ID=run_id, HNPIPE_PROGRESS="0" if quiet else "stdout")
+    progress.under_run = True  # this process's lock waits are said on stdout too
     try:
         yield
     finally:
+        progress.under_run = False
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -110,6 +115,8 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
             kernels.import_papermill()  # while the kernels start
 
             marker.join()
+            if isinstance(marker.error, WarehouseLockedError):  # waited once already: say it, stop
+                raise RunFailed(f"run {run_id} stopped before any notebook ran: {marker.error}")
             for wave in _waves(order):
                 outcomes = _run_wave(wave, started_kernels, root, directory, values,
                                      [order.index(dataset) + 1 for dataset in wave], len(order))
@@ -130,9 +137,17 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
 
 
 def _in_background(function, *args):
+    """Run `function` in a thread; the thread's `error` is what it raised (or None)."""
     import threading
 
-    thread = threading.Thread(target=function, args=args, name="hnpipe-run-marker", daemon=True)
+    def keep_error() -> None:
+        try:
+            function(*args)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller through .error
+            thread.error = error
+
+    thread = threading.Thread(target=keep_error, name="hnpipe-run-marker", daemon=True)
+    thread.error = None
     thread.start()
     return thread
 
@@ -153,6 +168,10 @@ def _mark_started(env: str, values: Mapping[str, Any], target: environments.Targ
                 _say(f"run {entry.run_id} (started {entry.started:%Y-%m-%d %H:%M:%S} UTC) never finished: "
                      f"recorded as abandoned; {entry.detail}")
             history.mark_started(warehouse, target, run_id, env, values, planned)
+            if warehouse.lock_failure is not None:  # swallowed by the best-effort history
+                raise warehouse.lock_failure
+        except WarehouseLockedError:
+            raise  # the file stayed locked for the whole wait: the run stops here, saying so
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record the start of run %s: %s", run_id, history.error_line(exc))
 
@@ -230,10 +249,15 @@ def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Targ
 
 
 def _say(line: str) -> None:
-    """What the run is doing, one plain line on stderr as it happens (terminal or CI log);
-    the summary table goes to stdout at the end. HNPIPE_PROGRESS=0 keeps it quiet."""
+    """What the run is doing, one plain line as it happens (terminal or CI log), on stdout
+    like the summary at the end: stderr is for the one-line error. HNPIPE_PROGRESS=0 keeps
+    it quiet."""
     if os.environ.get("HNPIPE_PROGRESS") != "0":
-        print(line, file=sys.stderr, flush=True)
+        print(line, flush=True)
+
+
+class _NotRecorded(Exception):
+    """Recording a failure was skipped; the message says why."""
 
 
 def _failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
@@ -247,11 +271,17 @@ def _failed(env: str, values: Mapping[str, Any], target: environments.Target, ru
 
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
         try:
+            if reason.startswith("WarehouseLockedError"):
+                # The notebook already waited its HNPIPE_LOCK_TIMEOUT_S for the file: recording
+                # the failure there would only wait as long again, and fail the same way.
+                raise _NotRecorded("the warehouse file is still locked")
             warehouse = connect(env, values)
             if not history.has_row(warehouse, target, run_id, dataset):
                 history.record(warehouse, target, history.RunRecord(
                     run_id, "run", dataset, env, history.FAILED, started=began, parameters=values,
                     notebook=str(output), error=reason))
+        except _NotRecorded as skipped:
+            log.warning("the failure of %s is not in the run history: %s", dataset, skipped)
         except Exception as exc:  # the warehouse may be what failed: the run's error comes first
             log.warning("could not record the failure of %s: %s", dataset, history.error_line(exc))
         alerts.notify_failure(env, dataset, reason, run_id, str(output))

@@ -75,8 +75,16 @@ def connect(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehous
         return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
                               query_tag=tag)
     writes_production = env == "production" and environments.process_environment() == "production"
-    return open_warehouse(spec, write_guard=guard,
+    return open_warehouse(spec, write_guard=guard, on_lock_wait=_say,
                           read_only_databases=() if writes_production else ("PRODUCTION",))
+
+
+def _say(line: str) -> None:
+    """A lock wait, said where the person waiting looks (hnpipe.progress)."""
+    # Imported on use: progress only matters when a file is locked.
+    from hnpipe import progress
+
+    progress.say(line)
 
 
 def _refuse_writes(command: str, actual: Target) -> None:
@@ -89,7 +97,7 @@ def reader(env: str, command: str, values: Mapping[str, Any] | None = None) -> W
     spec = environments.warehouse_spec(env)
     guard = functools.partial(_refuse_writes, command)
     if spec != "snowflake":
-        return open_warehouse(spec, write_guard=guard, read_only_databases=("PRODUCTION",))
+        return open_warehouse(spec, write_guard=guard, read_only_databases=("PRODUCTION",), on_lock_wait=_say)
     if values is None:
         values = params.params_file_values(env)
     return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,

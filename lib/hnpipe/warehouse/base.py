@@ -187,6 +187,14 @@ class Warehouse(ABC):
 
     def __init__(self, write_guard: WriteGuard | None = None) -> None:
         self.write_guard = write_guard
+        # The embedded engine's last give-up on a locked file in this run, even where a caller
+        # swallowed it (best-effort history): `hnpipe run` stops on it instead of waiting again.
+        self.lock_failure: Exception | None = None
+
+    def begin_run(self) -> None:
+        """A new run begins on this warehouse (a notebook rerun): the embedded engine may
+        wait for a locked file again. Nothing to do elsewhere."""
+        self.lock_failure = None
 
     # -- reads -------------------------------------------------------------------------
     @abstractmethod

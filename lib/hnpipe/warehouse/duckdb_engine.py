@@ -7,9 +7,8 @@ the rules both engines share are in hnpipe.warehouse.base.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import re
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ import duckdb
 
 from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
-from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError, one_line
+from hnpipe.errors import GuardError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
     STAGING_MARKER,
     Check,
@@ -43,6 +42,7 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
+from hnpipe.warehouse.locks import LockWaits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +63,7 @@ def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
     return frame_to_arrow(frame, destination)
 
 T = TypeVar("T")
+log = logging.getLogger("hnpipe.warehouse")
 
 
 def _lock_timeout(value: float | None) -> float:
@@ -96,10 +97,14 @@ class DuckDBWarehouse(Warehouse):
         write_guard: WriteGuard | None = None,
         lock_timeout_s: float | None = None,
         read_only_databases: Sequence[str] = (),
+        on_lock_wait: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(write_guard)
         self.directory = Path(directory)
         self.lock_timeout_s = _lock_timeout(lock_timeout_s)
+        # One wait per file per run; "waiting for <file>" said where `on_lock_wait` says
+        # (default: a logged warning). See hnpipe.warehouse.locks.
+        self._locks = LockWaits(self.lock_timeout_s, on_lock_wait or (lambda line: log.warning("%s", line)))
         if isinstance(read_only_databases, str):
             read_only_databases = (read_only_databases,)
         self.read_only_databases = frozenset(
@@ -336,6 +341,9 @@ class DuckDBWarehouse(Warehouse):
     def append_rows(self, target: Target, table: str, frame: pd.DataFrame) -> int:
         destination = f"{target}.{check_identifier(table, 'table')}"
         arrow = frame_to_arrow(frame, destination)  # before opening anything
+        lists = [name for name, kind in zip(arrow.column_names, arrow.schema.types) if str(kind).startswith("list")]
+        if lists:  # as the Snowflake engine, which binds scalars only (found by the contract suite)
+            raise WarehouseError(f"cannot append to {destination}: list column {lists[0]}; append_rows takes scalar columns")
         with self._writing(target) as con:
             con.register("hnpipe_rows", arrow)
             try:
@@ -410,29 +418,17 @@ class DuckDBWarehouse(Warehouse):
             raise
         return con
 
+    def begin_run(self) -> None:
+        """A new run: it may wait for a locked file again (once)."""
+        super().begin_run()
+        self._locks.begin_run()
+
     def _retry_locked(self, path: Path, open_file: Callable[[], T]) -> T:
-        """Run `open_file`, retrying while another process holds `path`'s lock."""
-        deadline = time.monotonic() + self.lock_timeout_s
-        pause = 0.01
-        while True:
-            try:
-                return open_file()
-            except duckdb.IOException as exc:
-                if "Could not set lock" not in str(exc):
-                    raise WarehouseError(f"cannot open {path}: {one_line(exc)}") from exc
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    holder = re.search(r"\(PID \d+\)", str(exc))
-                    raise WarehouseLockedError(
-                        f"{path} is locked by another process{' ' + holder.group(0) if holder else ''}; "
-                        f"waited {self.lock_timeout_s:g} s: close it there (e.g. a notebook "
-                        "kernel) and retry, or raise HNPIPE_LOCK_TIMEOUT_S"
-                    ) from None
-                time.sleep(min(pause, remaining))
-                # Capped low: the usual holder is another kernel of the same run (COMMENTS and
-                # STORIES build at once) whose operations take tens of ms; a failed open is
-                # cheap, while a long pause would idle after the file is free again.
-                pause = min(pause * 2, 0.05)
+        """Run `open_file`, waiting (once per run) while another process holds `path`."""
+        try:
+            return self._locks.retry(path, open_file)
+        finally:
+            self.lock_failure = self._locks.failure
 
     def _wait_until_unused(self, path: Path) -> None:
         """Open `path` for writing and close it: waits out other processes (then raises
