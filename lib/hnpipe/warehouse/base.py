@@ -262,6 +262,7 @@ class Warehouse(ABC):
         the DuckDB engine streams the batches into the staging table instead."""
         import pyarrow as pa
 
+        # pandas and pyarrow on first use: `hnpipe run` imports base without them.
         from hnpipe.warehouse.frames import arrow_to_store, frame_from_arrow
 
         data = arrow_to_store(data, f"{target}.{table}")
@@ -345,20 +346,6 @@ class Warehouse(ABC):
     def _guard(self, actual: Target) -> None:
         if self.write_guard is not None:
             self.write_guard(actual)
-
-
-def check_publishable(frame: object, destination: str) -> None:
-    """Refuse, in one line, a frame neither engine can publish: not a DataFrame, column names
-    that are not identifiers, duplicate columns."""
-    import pandas as pd
-
-    if not isinstance(frame, pd.DataFrame):
-        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
-    for column in frame.columns:
-        check_identifier(column, f"column of {destination}")
-    if frame.columns.has_duplicates:
-        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
 
 
 def check_clone_name(database: object, action: str) -> str:
