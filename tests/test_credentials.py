@@ -63,7 +63,8 @@ def test_without_dotenv_or_variables_every_missing_variable_is_named(bare_env: P
     message = str(caught.value)
     assert message == (
         "missing Snowflake credentials: set SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, SNOWFLAKE_ROLE, "
-        "SNOWFLAKE_WAREHOUSE, SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_FILE (in the environment or .env)"
+        "SNOWFLAKE_WAREHOUSE, SNOWFLAKE_PRIVATE_KEY_FILE (key pair; in CI SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY; "
+        "for your own runs SNOWFLAKE_PASSWORD) (in the environment or .env)"
     )
     assert isinstance(caught.value, HnpipeError)
 
@@ -83,7 +84,7 @@ def test_missing_variable_error_names_it_and_shows_no_value() -> None:
 
 def test_missing_password_and_key_names_both_variables() -> None:
     environ = {k: v for k, v in FULL.items() if k != "SNOWFLAKE_PASSWORD"}
-    with pytest.raises(CredentialsError, match=r"set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_FILE \("):
+    with pytest.raises(CredentialsError, match=r"set SNOWFLAKE_PRIVATE_KEY_FILE \(key pair; in CI SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY; for your own runs SNOWFLAKE_PASSWORD\)"):
         snowflake_credentials(environ=environ)
 
 

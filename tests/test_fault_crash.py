@@ -266,7 +266,7 @@ def test_a_killed_run_is_shown_as_abandoned_and_recorded_so_by_the_next_run(tmp_
         args = ("run", "--env", "local", "-p", f"hn_api_url={server.base_url}", "-p", "n_items=200",
                 "-p", "concurrency=1")
         process = hnpipe_process(*args, env=env)
-        for line in process.stderr:  # the marker is written before the first notebook starts
+        for line in process.stdout:  # the marker is written before the first notebook starts
             if "items.ipynb: running" in line:
                 break
         time.sleep(1.0)
@@ -282,7 +282,7 @@ def test_a_killed_run_is_shown_as_abandoned_and_recorded_so_by_the_next_run(tmp_
 
         rerun = hnpipe(*args[:-2], env=env)
         assert rerun.returncode == 0, rerun.stderr
-        assert f"run {killed.run_id} (started" in rerun.stderr and "recorded as abandoned" in rerun.stderr
+        assert f"run {killed.run_id} (started" in rerun.stdout and "recorded as abandoned" in rerun.stdout
     rows = history.read(DuckDBWarehouse(warehouse_dir), target, limit=100)
     recorded = rows[rows.STATUS == history.ABANDONED]
     assert recorded.RUN_ID.tolist() == [killed.run_id]

@@ -137,7 +137,7 @@ def test_hnpipe_restore_undoes_a_run_and_is_recorded(clean_env, capsys, monkeypa
     pipeline.start("STORIES", values).build()  # built once: it has a version from run 2
     before = first.read()
     monkeypatch.setenv("HNPIPE_RUN_ID", "20261121T110000_000002")
-    second = pipeline.start("ITEMS", {**values, "n_items": 40})
+    second = pipeline.start("ITEMS", {**values, "n_items": 40, "allow_shrink": True})  # 150 -> 40 on purpose
     second.publish(second.fetch_items())
     for name in ("COMMENTS", "STORIES"):
         pipeline.start(name, {**values, "n_items": 40}).build()

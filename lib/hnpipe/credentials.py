@@ -167,7 +167,8 @@ def snowflake_credentials(
             missing.append(f"{names['token_file']} or {names['token']} (the CI's OIDC token; in GitHub "
                            "Actions give the job `permissions: id-token: write`)")
     elif value("password") is None and value("private_key_file") is None:
-        missing.append(f"{names['password']} or {names['private_key_file']}")
+        missing.append(f"{names['private_key_file']} (key pair; in CI {names['authenticator']}=WORKLOAD_IDENTITY; "
+                       f"for your own runs {names['password']})")
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise CredentialsError(

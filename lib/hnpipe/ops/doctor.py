@@ -239,7 +239,8 @@ def _grants(warehouse, role: str) -> set[tuple[str, str, str]]:
             continue
         seen.add(current)
         for privilege, granted_on, name in warehouse.show_grants(current):
-            found.add((privilege, granted_on, name))
+            # An account grant is named after the account (its locator): compare it by kind only.
+            found.add((privilege, granted_on, "" if granted_on == "ACCOUNT" else name))
             if granted_on == "ROLE":
                 pending.append(name)
     return found

@@ -249,7 +249,6 @@ class Warehouse(ABC):
         version from before its first publish.
         """
 
-    @abstractmethod
     def publish_arrow(
         self, target: Target, table: str, data: "pa.Table | pa.RecordBatchReader", run_id: str,
         checks: Sequence[Check] = (), keep_versions: int | None = None,
@@ -257,8 +256,21 @@ class Warehouse(ABC):
         """Atomically replace target.table with the rows of an Arrow table (or a stream of
         record batches), sorted by ID inside the warehouse when there is an ID column; the
         same staging table, gates, versions and swap as publish_frame. ITEMS comes this way
-        from the fetch (hnpipe.items.FetchedItems), without a pandas frame on the way (DuckDB;
-        Snowflake loads pandas through write_pandas, so it makes the frame there)."""
+        from the fetch (hnpipe.items.FetchedItems), without a pandas frame.
+
+        This default makes the frame after all (Snowflake loads pandas through write_pandas);
+        the DuckDB engine streams the batches into the staging table instead."""
+        import pyarrow as pa
+
+        # pandas and pyarrow on first use: `hnpipe run` imports base without them.
+        from hnpipe.warehouse.frames import arrow_to_store, frame_from_arrow
+
+        data = arrow_to_store(data, f"{target}.{table}")
+        if isinstance(data, pa.RecordBatchReader):
+            data = data.read_all()
+        if "ID" in data.column_names:
+            data = data.sort_by("ID")
+        return self.publish_frame(target, table, frame_from_arrow(data), run_id, checks, keep_versions)
 
     @abstractmethod
     def publish_query(
@@ -334,20 +346,6 @@ class Warehouse(ABC):
     def _guard(self, actual: Target) -> None:
         if self.write_guard is not None:
             self.write_guard(actual)
-
-
-def check_publishable(frame: object, destination: str) -> None:
-    """Refuse, in one line, a frame neither engine can publish: not a DataFrame, column names
-    that are not identifiers, duplicate columns."""
-    import pandas as pd
-
-    if not isinstance(frame, pd.DataFrame):
-        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
-    for column in frame.columns:
-        check_identifier(column, f"column of {destination}")
-    if frame.columns.has_duplicates:
-        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
 
 
 def check_clone_name(database: object, action: str) -> str:

@@ -11,7 +11,6 @@ import pyarrow as pa
 
 from hnpipe.environments import check_identifier
 from hnpipe.errors import WarehouseError, one_line
-from hnpipe.warehouse.base import check_publishable
 
 # How frames travel: pandas <-> Arrow <-> DuckDB. One mapping from Arrow to pandas, used by
 # both the ItemsBuilder and warehouse reads, so a published frame reads back identical.
@@ -53,6 +52,20 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
             column = column.cast(pa.list_(kind.value_type))  # DuckDB names the item field "l"
         columns.append(column)
     return pa.table(columns, names=table.column_names).to_pandas(types_mapper=_pandas_dtype)
+
+
+# Here rather than in base.py: frames imports nothing of the warehouse package, so base's
+# publish_arrow can use it without an import cycle.
+def check_publishable(frame: object, destination: str) -> None:
+    """Refuse, in one line, a frame neither engine can publish: not a DataFrame, column names
+    that are not identifiers, duplicate columns."""
+    if not isinstance(frame, pd.DataFrame):
+        raise WarehouseError(f"cannot publish {destination}: expected a pandas DataFrame, got {type(frame).__name__}")
+    for column in frame.columns:
+        check_identifier(column, f"column of {destination}")
+    if frame.columns.has_duplicates:
+        duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise WarehouseError(f"cannot publish {destination}: duplicate columns {duplicated}")
 
 
 def frame_to_arrow(frame: pd.DataFrame, destination: str) -> pa.Table:

@@ -85,7 +85,6 @@ from hnpipe.warehouse.snowflake_session import (
     query_tag_json,
     timeout_seconds,
 )
-from hnpipe.warehouse.frames import arrow_to_store, frame_from_arrow
 from hnpipe.warehouse.snowflake_frames import (
     _bind_value,
     _column_type,
@@ -302,18 +301,6 @@ class SnowflakeWarehouse(Warehouse):
                     self._execute(f"DROP TABLE IF EXISTS {_q(delta)}")
 
         return self._publish(target, table, staging, load, None, checks, keep)
-
-    def publish_arrow(
-        self, target: Target, table: str, data: Any, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
-    ) -> int:
-        # write_pandas loads a pandas frame: the batches become one here, sorted by ID.
-        data = arrow_to_store(data, f"{target}.{table}")
-        if not hasattr(data, "sort_by"):  # a RecordBatchReader
-            data = data.read_all()
-        if "ID" in data.column_names:
-            data = data.sort_by("ID")
-        return self.publish_frame(target, table, frame_from_arrow(data), run_id, checks, keep_versions)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,

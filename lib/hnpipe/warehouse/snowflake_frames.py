@@ -12,8 +12,8 @@ from snowflake.connector.constants import FIELD_ID_TO_NAME
 
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import WarehouseError
-from hnpipe.warehouse.base import check_comment_text, check_publishable
-from hnpipe.warehouse.frames import frame_from_arrow
+from hnpipe.warehouse.base import check_comment_text
+from hnpipe.warehouse.frames import check_publishable, frame_from_arrow
 
 
 # -- frames out --------------------------------------------------------------------------
