@@ -246,13 +246,13 @@ def test_a_code_cell_marks_only_that_notebooks_dataset(repo: Path) -> None:
 
 
 def test_a_parameters_cell_default_names_the_parameter(repo: Path) -> None:
-    def more_items(notebook) -> None:
-        cell = code_cell(notebook, "n_items = 1000")
-        cell.source = cell.source.replace("n_items = 1000", "n_items = 2000")
+    def more_versions(notebook) -> None:  # stories.ipynb declares only what it uses
+        cell = code_cell(notebook, "keep_versions = 5")
+        cell.source = cell.source.replace("keep_versions = 5", "keep_versions = 6")
 
-    edit_notebook(repo, "stories.ipynb", more_items)
+    edit_notebook(repo, "stories.ipynb", more_versions)
     commit(repo)
-    assert reasons(repo) == {"STORIES": ["notebooks/stories.ipynb: parameters cell changed: n_items changed"]}
+    assert reasons(repo) == {"STORIES": ["notebooks/stories.ipynb: parameters cell changed: keep_versions changed"]}
 
 
 def test_a_params_file_key_marks_every_dataset_and_comments_do_not(repo: Path) -> None:
