@@ -147,11 +147,11 @@ def repair_text(item: dict) -> dict:
     UTF-8 encoder (Arrow, DuckDB, Snowflake) accepts. Decided: store the item, with U+FFFD
     where the broken character was, and log which item and field, rather than fail a run of
     thousands of items over one mangled comment."""
-    for field, value in item.items():
+    for key, value in item.items():
         if isinstance(value, str) and _SURROGATE.search(value):
-            item[field] = _SURROGATE.sub("\ufffd", value)
+            item[key] = _SURROGATE.sub("\ufffd", value)
             log.warning("item %s: field %s held a lone surrogate (half a UTF-16 pair); stored as U+FFFD",
-                        item.get("id"), field)
+                        item.get("id"), key)
     return item
 
 
@@ -210,7 +210,6 @@ def check_resolved_host(base_url: str, private_hosts: Iterable[str] | None) -> N
 def show_progress(progress: bool | None) -> bool:
     """Whether a fetch shows progress: explicit True/False wins; otherwise hnpipe.progress
     decides from HNPIPE_PROGRESS, CI and where this runs (kernel, terminal, `hnpipe run`)."""
-
     return choose(progress)[0] != OFF
 
 

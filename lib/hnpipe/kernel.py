@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hnpipe import config
 from hnpipe.credentials import redact
-from hnpipe.errors import HnpipeError
+from hnpipe.errors import HnpipeError, one_line
 from hnpipe.progress import in_kernel
 
 log = logging.getLogger("hnpipe.notebook")
@@ -37,7 +37,6 @@ _installed = False
 
 def log_file() -> Path | None:
     """Where notebook errors are logged in full: runs/notebooks.log (HNPIPE_RUNS_DIR)."""
-
     try:
         return config.runs_dir() / "notebooks.log"
     except FileNotFoundError:  # installed outside a project: no runs/ to write to
@@ -66,9 +65,8 @@ def _log_to_file() -> None:
 
 def short_error(etype: type[BaseException], value: BaseException) -> list[str] | None:
     """The lines to show for this error, or None to show the usual traceback."""
-
     if isinstance(value, HnpipeError):
-        message = redact(" ".join(str(value).split()))
+        message = redact(one_line(value))
         where = log_file()
         also = f", and in {where}" if where else ""
         return [f"{_RED}{etype.__name__}{_RESET}: {message}",
@@ -102,7 +100,6 @@ def install() -> bool:
         return False
     if not _installed:
         from IPython import get_ipython
-
 
         shell = get_ipython()
         if shell.custom_exceptions:  # someone else's handler: leave it alone

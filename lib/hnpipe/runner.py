@@ -237,7 +237,7 @@ def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Targ
     source = config.notebooks_dir(root) / dataset.notebook
     output = directory / dataset.notebook
     if isinstance(error, PapermillExecutionError):
-        reason = _redact(f"{error.ename}: {error.evalue}".splitlines()[0])
+        reason = redact(f"{error.ename}: {error.evalue}".splitlines()[0])
     else:
         # Imported on use, like history below: it pulls in pandas.
         from hnpipe.history import error_line
@@ -296,10 +296,6 @@ def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:
     tables = connect(result.env, values).list_tables(result.target)
     for nb in result.notebooks:
         nb.rows = tables.get(nb.dataset)
-
-
-def _redact(text: str) -> str:
-    return redact(text)
 
 
 # -- `hnpipe run --dry-run` -----------------------------------------------------------------
