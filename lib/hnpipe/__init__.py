@@ -8,6 +8,7 @@ per family of parts (imports only point down this list; tests/test_structure.py 
     environments         which environment runs, where it may write, the guards, identifiers
     credentials          secrets from the environment or .env, and their redaction
     params               notebook parameters: validation, params/<env>.yaml (`params_for`)
+    hn_url               where the HN client may go: API URL and host policy, URLs shown safely
     datasets             the registry: ITEMS, COMMENTS, STORIES, their columns, SQL, gates, graph
     items                the ITEMS frame builder (raw HN items -> Arrow -> pandas)
     hn                   the HN API client (real over HTTP, and a stub for tests)
@@ -19,9 +20,10 @@ per family of parts (imports only point down this list; tests/test_structure.py 
     refresh              incremental refresh: which ids to re-fetch, and the merge
     progress             progress bars: HTML in notebooks, tqdm in terminals, lines in logs
     pipeline             what a notebook calls: validate, guard, fetch, publish, preview
-    kernel               inside a notebook kernel: hnpipe errors shown short
-    kernels              `hnpipe run`'s kernels, started ahead of need
-    runner               `hnpipe run`: the notebooks with papermill, in dependency order
+    notebook_errors      inside a notebook kernel: hnpipe errors shown short
+    runner/              `hnpipe run`: the notebooks with papermill, in dependency order
+                         (__init__), its kernels started ahead of need (kernels), and
+                         `--dry-run`'s checklist (preflight)
     ops/                 commands around the pipeline that build no data: admin (branch
                          clones, handover), changes, diff, catalog (`hnpipe docs`), handover
                          (`hnpipe sql`), versions (`hnpipe versions`, `hnpipe restore`)
@@ -35,14 +37,14 @@ __version__ = "0.1.0"
 
 
 def _in_a_kernel() -> None:
-    """In a Jupyter kernel, show hnpipe errors short (hnpipe.kernel); elsewhere nothing."""
+    """In a Jupyter kernel, show hnpipe errors short (hnpipe.notebook_errors); elsewhere nothing."""
     import sys
 
     if "ipykernel" in sys.modules:
         # Imported only inside a kernel: elsewhere (the CLI, scripts) it has nothing to do.
-        from hnpipe import kernel
+        from hnpipe import notebook_errors
 
-        kernel.install()
+        notebook_errors.install()
 
 
 _in_a_kernel()
