@@ -26,6 +26,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, ParameterError
 from hnpipe.items import empty_items_frame
 from hnpipe.ops import diff
+from hnpipe.warehouse import spec_for
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -322,7 +323,7 @@ def test_a_dotenv_never_chooses_where_a_run_writes(scratch_run: Path, entries: d
 def test_warehouse_settings_from_the_environment_are_checked(spec: str, lock_timeout: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            resolved = environments.warehouse_spec("local", {"HNPIPE_WAREHOUSE": spec})
+            resolved = str(spec_for("local", {"HNPIPE_WAREHOUSE": spec}))
         except HnpipeError as error:
             one_line_hnpipe_error(error)
         else:

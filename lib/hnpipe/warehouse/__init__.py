@@ -1,9 +1,13 @@
-"""Warehouses: one interface (base), two engines, and the one place an environment becomes one.
+"""Warehouses: one interface (base), a registry of engines, one module per engine, and the one
+place an environment becomes a warehouse.
 
-    base.py              the `Warehouse` interface and the rules both engines share
+    base.py              the `Warehouse` interface, its capabilities, and the rules engines share
+    registry.py          the engines by name, and `WarehouseSpec` (HNPIPE_WAREHOUSE read once)
     frames.py            pandas <-> Arrow, the same for both engines
     duckdb_engine.py     the embedded engine: one DuckDB file per database (local runs, rehearsals)
+    duckdb_locks.py      waiting for a DuckDB file another process holds
     snowflake_engine.py  Snowflake (staging, production, branches)
+    snowflake_frames.py  frames to and from Snowflake's column types
     snowflake_session.py what a Snowflake session opens with: query tag, timeouts
 
 `connect(env, values)` is how every run and command gets a guarded warehouse for an
@@ -14,7 +18,7 @@ this package.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from hnpipe import config, environments, params
 from hnpipe.environments import Target
@@ -27,9 +31,11 @@ from hnpipe.warehouse.base import (
     WriteGuard,
     is_bookkeeping_table,
 )
+from hnpipe.warehouse.registry import WarehouseSpec, engine_class, parse_spec, spec_for
 
-__all__ = ["Gate", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
-           "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "reader"]
+__all__ = ["Gate", "HISTORY_TABLE", "TableVersion", "Warehouse", "WarehouseSpec", "WriteGuard", "connect",
+           "engine_class", "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "parse_spec", "reader",
+           "spec_for"]
 
 # Imported on first use: hnpipe.datasets needs only `Gate` from here, and `hnpipe run` reads
 # the datasets before it starts the kernels, so importing pandas and duckdb here would put
@@ -45,38 +51,33 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
-    """The warehouse for a spec from `environments.warehouse_spec`: 'duckdb:<dir>' or 'snowflake'."""
-    if spec.startswith("duckdb:"):
-        # On use, like _LAZY above: the engine imports duckdb.
-        from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-
-        return DuckDBWarehouse(spec.partition(":")[2], write_guard=write_guard, **options)
-    if spec == "snowflake":
-        # Imported on use: the connector takes about a second to import, and local runs
-        # never need it.
-        from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
-
-        return SnowflakeWarehouse(write_guard=write_guard, **options)
-    raise WarehouseError(f"unknown warehouse {spec!r}: use 'snowflake' or 'duckdb:<directory>'")
+def open_warehouse(spec: WarehouseSpec | str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
+    """The warehouse for a spec (`spec_for(env)`; a string is parsed as HNPIPE_WAREHOUSE is).
+    `options` as `Warehouse.open` takes them: each engine uses those that apply to it."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec, "warehouse")
+    return engine_class(spec).open(spec, write_guard, **options)
 
 
-def connect(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehouse:
-    """The warehouse for `env`, with the write guard and (on Snowflake) the query tag.
+def connect(env: str, values: Mapping[str, Any], notebook: str = "", *,
+            environ: Mapping[str, str] | None = None, read_only_databases: Sequence[str] | None = None) -> Warehouse:
+    """The warehouse for `env`, with the write guard and (where sessions are tagged) the query tag.
 
-    On the embedded engine only production may open PRODUCTION for writing: every other
-    environment opens its file read-only, whatever the guard would say.
+    On an engine that opens files, only production may open PRODUCTION for writing: every other
+    environment opens its file read-only, whatever the guard would say (`read_only_databases`
+    overrides: admin never writes PRODUCTION). Credentials are the ones `values` name.
     """
-    spec = environments.warehouse_spec(env)
-    guard = functools.partial(environments.check_write, env)
-    if spec == "snowflake":
-        tag = {"env": env, "notebook": notebook, "run_id": config.current_run_id(),
-               "git_sha": config.git_sha()}
-        return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
-                              query_tag=tag)
-    writes_production = env == "production" and environments.process_environment() == "production"
-    return open_warehouse(spec, write_guard=guard, on_lock_wait=_say,
-                          read_only_databases=() if writes_production else ("PRODUCTION",))
+    spec = spec_for(env, environ)
+    guard = functools.partial(environments.check_write, env, environ=environ)
+    if read_only_databases is None:
+        writes_production = env == "production" and environments.process_environment(environ) == "production"
+        read_only_databases = () if writes_production else ("PRODUCTION",)
+
+    def tag() -> dict[str, str]:  # asks git for the commit: only engines that tag sessions call it
+        return {"env": env, "notebook": notebook, "run_id": config.current_run_id(), "git_sha": config.git_sha()}
+
+    return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None, query_tag=tag,
+                          read_only_databases=read_only_databases, on_lock_wait=_say)
 
 
 def _say(line: str) -> None:
@@ -92,13 +93,15 @@ def _refuse_writes(command: str, actual: Target) -> None:
 
 
 def reader(env: str, command: str, values: Mapping[str, Any] | None = None) -> Warehouse:
-    """`env`'s warehouse opened for reading only (history, versions, docs): every write is
-    refused. Snowflake credentials are the ones `values` (else params/<env>.yaml) name."""
-    spec = environments.warehouse_spec(env)
+    """`env`'s warehouse opened for reading only (history, versions, docs, the dry run): every
+    write is refused. Credentials are the ones `values` (else params/<env>.yaml) name."""
+    spec = spec_for(env)
     guard = functools.partial(_refuse_writes, command)
-    if spec != "snowflake":
-        return open_warehouse(spec, write_guard=guard, read_only_databases=("PRODUCTION",), on_lock_wait=_say)
-    if values is None:
+    if values is None and engine_class(spec).LOGS_IN:
         values = params.params_file_values(env)
-    return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
-                          query_tag={"env": env, "command": command, "git_sha": config.git_sha()})
+
+    def tag() -> dict[str, str]:
+        return {"env": env, "command": command, "git_sha": config.git_sha()}
+
+    return open_warehouse(spec, write_guard=guard, env_names=(values or {}).get("snowflake_env") or None,
+                          query_tag=tag, read_only_databases=("PRODUCTION",), on_lock_wait=_say)

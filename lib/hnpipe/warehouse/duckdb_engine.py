@@ -12,10 +12,11 @@ import os
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import duckdb
 
+from hnpipe import config
 from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, WarehouseError, one_line
@@ -30,7 +31,7 @@ from hnpipe.warehouse.base import (
     check_clone_name,
     check_comment_columns,
     check_comment_text,
-    gate_failure,
+    run_gates,
     check_keep_ids,
     check_keep_versions,
     checked_gates,
@@ -42,7 +43,8 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
-from hnpipe.warehouse.duckdb_locks import LockWaits
+from hnpipe.warehouse.duckdb_locks import LockWaits, lock_timeout
+from hnpipe.warehouse.registry import WarehouseSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,19 +68,6 @@ T = TypeVar("T")
 log = logging.getLogger("hnpipe.warehouse")
 
 
-def _lock_timeout(value: float | None) -> float:
-    source = "lock_timeout_s"
-    if value is None:
-        source, value = "HNPIPE_LOCK_TIMEOUT_S", os.environ.get("HNPIPE_LOCK_TIMEOUT_S", "30")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise WarehouseError(f"invalid {source} {value!r}: use a number of seconds >= 0, e.g. 30")
-    return seconds
-
-
 class DuckDBWarehouse(Warehouse):
     """The embedded warehouse: `<directory>/<DATABASE>.duckdb`, tables `<SCHEMA>.<TABLE>`.
 
@@ -90,6 +79,12 @@ class DuckDBWarehouse(Warehouse):
     """
 
     engine = "duckdb"
+    CREATES_DATABASES = True  # a database is a file, made by the first publish
+
+    @classmethod
+    def open(cls, spec: WarehouseSpec, write_guard: WriteGuard | None = None, *, env_names=None, query_tag=None,
+             **options: Any) -> DuckDBWarehouse:
+        return cls(spec.location, write_guard, **options)  # nothing to log in to, no session to tag
 
     def __init__(
         self,
@@ -101,7 +96,7 @@ class DuckDBWarehouse(Warehouse):
     ) -> None:
         super().__init__(write_guard)
         self.directory = Path(directory)
-        self.lock_timeout_s = _lock_timeout(lock_timeout_s)
+        self.lock_timeout_s = lock_timeout(lock_timeout_s)
         # One wait per file per run; "waiting for <file>" said where `on_lock_wait` says
         # (default: a logged warning). See hnpipe.warehouse.duckdb_locks.
         self._locks = LockWaits(self.lock_timeout_s, on_lock_wait or (lambda line: log.warning("%s", line)))
@@ -113,6 +108,20 @@ class DuckDBWarehouse(Warehouse):
 
     def __repr__(self) -> str:
         return f"DuckDBWarehouse({str(self.directory)!r})"
+
+    @property
+    def where(self) -> str:
+        return str(self.directory)
+
+    def probe(self) -> list[str]:
+        """The directory can be written (or made): nothing is created here."""
+        config.check_writable_directory(self.directory)
+        return self.list_databases()
+
+    def catalog(self, database: str) -> str:
+        # One INFORMATION_SCHEMA for all attached databases, filtered by TABLE_CATALOG.
+        check_identifier(database, "database")
+        return "INFORMATION_SCHEMA"
 
     def path(self, database: str) -> Path:
         """The file holding `database`."""
@@ -531,7 +540,11 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
-            self._run_gates(con, target, destination, staging, gates)
+            def fetch(sql: str, what: str) -> tuple[list[str], list[tuple]]:
+                rows = con.execute(sql).fetchall()
+                return [column[0] for column in con.description], rows
+
+            run_gates(gates, f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}", destination, fetch)
             try:
                 _in_transaction(con, swap)
             except duckdb.Error as exc:  # one hnpipe error line, as the Snowflake engine says it
@@ -541,24 +554,6 @@ class DuckDBWarehouse(Warehouse):
                 con.execute(f"DROP TABLE IF EXISTS {_q(staging)}")
             raise
         return rows
-
-    def _run_gates(
-        self, con: duckdb.DuckDBPyConnection, target: Target, destination: str, staging: str,
-        gates: Sequence[Gate],
-    ) -> None:
-        qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
-        failures = []
-        for check in gates:
-            offending = check.sql.replace("{table}", qualified).strip().rstrip(";")
-            count = con.execute(f"SELECT COUNT(*) FROM ({offending}) AS offending").fetchone()[0]
-            if count:
-                sample = con.execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5")
-                names = [column[0] for column in con.description]
-                failures.append(gate_failure(check, count, names, sample.fetchall()))
-        if failures:
-            raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
-
-
 
 def _create_from_arrow(con: duckdb.DuckDBPyConnection, staging: str, arrow: object, order: str = "") -> None:
     """CREATE TABLE staging from an Arrow table or batch reader, read where it lies."""
