@@ -43,6 +43,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return NOTEBOOK_ORDER.index(name) if name in NOTEBOOK_ORDER else -1
 
     items.sort(key=notebook_rank)  # stable: tests keep their order, notebooks follow in order
+    for item in items:
+        if Path(str(item.fspath)).suffix == ".ipynb":  # nbval runs every notebook in a kernel
+            item.add_marker(pytest.mark.slow)
 
 
 _SEEDED: set[str] = set()

@@ -470,6 +470,7 @@ def papermill_admin(out: Path, env: dict[str, str], *parameters: str) -> subproc
     )
 
 
+@pytest.mark.slow
 def test_admin_notebook_clones_under_papermill(warehouse: Path, tmp_path: Path) -> None:
     branch = {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "12"}
     done = papermill_admin(tmp_path / "clone.ipynb", branch, "-p", "environment", "branch", "-p", "action", "clone")

@@ -52,6 +52,9 @@ from helpers_faults import (
     which_version,
 )
 
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 PUBLISH_ITEMS = ROOT / "scripts" / "publish_items.py"
 N = 3_000 if LONG else 1_500  # items per publish: enough for a publish that takes a while
 PHASES = ("fetch", "publish")

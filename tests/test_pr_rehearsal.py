@@ -27,10 +27,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hnpipe import datasets
 from hnpipe.environments import Target
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from workflow_files import github, step_commands
+
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PR = "41"

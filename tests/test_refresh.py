@@ -387,6 +387,7 @@ def test_incremental_pipeline_on_fakesnow_equals_the_expected_tables(on_fakesnow
 
 
 # -- end to end ----------------------------------------------------------------------------------
+@pytest.mark.slow  # `hnpipe run` starts the notebooks' kernels
 def test_hnpipe_run_with_refresh_incremental(clean_env, capsys) -> None:
     n, new, window = 400, 25, 60
     with SampleServer(items=hn_until(TOP)) as server:

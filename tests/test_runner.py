@@ -11,6 +11,9 @@ import duckdb
 import nbformat
 import pytest
 
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -58,6 +58,7 @@ while not (here / "{theirs}.mark").exists():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists kernels through /proc")
 def test_comments_and_stories_run_at_once_after_items(clean_env: Path, tmp_path: Path) -> None:
     root = project(tmp_path, {
@@ -75,6 +76,7 @@ def test_comments_and_stories_run_at_once_after_items(clean_env: Path, tmp_path:
     assert kernel_processes() == []
 
 
+@pytest.mark.slow
 def test_a_notebook_starts_in_a_kernel_that_has_imported_hnpipe_outside_its_history(
         clean_env: Path, tmp_path: Path) -> None:
     check = ("import sys\n"
@@ -88,6 +90,7 @@ def test_a_notebook_starts_in_a_kernel_that_has_imported_hnpipe_outside_its_hist
     assert not [out for cell in executed.cells for out in cell.get("outputs", []) if out.output_type == "error"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists kernels through /proc")
 def test_a_failing_notebook_lets_its_wave_finish_and_stops_the_run_with_no_kernel_left(
         clean_env: Path, tmp_path: Path) -> None:
@@ -101,6 +104,7 @@ def test_a_failing_notebook_lets_its_wave_finish_and_stops_the_run_with_no_kerne
     assert kernel_processes() == []
 
 
+@pytest.mark.slow
 def test_a_failing_first_notebook_never_runs_the_later_ones(clean_env: Path, tmp_path: Path) -> None:
     root = project(tmp_path, {"items": "raise ValueError('items broke')"})
     with pytest.raises(runner.RunFailed, match=r"^items.ipynb failed: ValueError: items broke"):
@@ -118,6 +122,7 @@ def test_waves_put_each_dataset_after_its_upstream_ones() -> None:
     assert [[d.name for d in wave] for wave in runner._waves(datasets.dependency_order(["STORIES"]))] == [["STORIES"]]
 
 
+@pytest.mark.slow
 def test_hnpipe_run_reaches_its_kernels_without_importing_pandas_or_duckdb() -> None:
     # What `hnpipe run` imports before the kernels start, and papermill as it imports it: the
     # libraries the notebooks need load in the kernels, not (also) in the run's own process.

@@ -141,6 +141,7 @@ def test_read_only_databases_refuse_writes_but_read(directory, items) -> None:
 
 
 # -- locks -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_file_held_by_another_process_times_out_clearly(directory, items) -> None:
     wh = DuckDBWarehouse(directory, lock_timeout_s=0.3)
     wh.publish_frame(TARGET, "ITEMS", items, "run1")
@@ -161,6 +162,7 @@ def test_a_file_held_by_another_process_times_out_clearly(directory, items) -> N
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), items)  # nothing written
 
 
+@pytest.mark.slow
 def test_a_lock_released_within_the_timeout_is_waited_for(directory, items) -> None:
     wh = DuckDBWarehouse(directory, lock_timeout_s=20)
     wh.publish_frame(TARGET, "ITEMS", items, "run1")
@@ -209,6 +211,7 @@ def test_clone_is_an_identical_copy_that_later_writes_do_not_share(directory, it
     assert wh.list_tables(clone)["ITEMS"] == 6
 
 
+@pytest.mark.slow
 def test_clone_waits_for_a_writer_on_the_source(directory, items) -> None:
     wh = DuckDBWarehouse(directory, lock_timeout_s=0.2)
     wh.publish_frame(Target("PRODUCTION", "HACKER_NEWS"), "ITEMS", items, "run1")
