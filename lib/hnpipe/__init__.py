@@ -11,14 +11,14 @@ __version__ = "0.1.0"
 
 
 def _in_a_kernel() -> None:
-    """In a Jupyter kernel, show hnpipe errors short (hnpipe.kernel); elsewhere nothing."""
+    """In a Jupyter kernel, show hnpipe errors short (hnpipe.notebook_errors); elsewhere nothing."""
     import sys
 
     if "ipykernel" in sys.modules:
         # Imported only inside a kernel: elsewhere (the CLI, scripts) it has nothing to do.
-        from hnpipe import kernel
+        from hnpipe import notebook_errors
 
-        kernel.install()
+        notebook_errors.install()
 
 
 _in_a_kernel()

@@ -15,17 +15,17 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
 from hnpipe.warehouse.base import (
     HISTORY_TABLE,
-    Check,
+    Gate,
     TableVersion,
     Warehouse,
     WriteGuard,
     is_bookkeeping_table,
 )
 
-__all__ = ["Check", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
+__all__ = ["Gate", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
            "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "reader"]
 
-# Imported on first use: hnpipe.datasets needs only `Check` from here, and `hnpipe run` reads
+# Imported on first use: hnpipe.datasets needs only `Gate` from here, and `hnpipe run` reads
 # the datasets before it starts the kernels, so importing pandas and duckdb here would put
 # them (about 0.5 s, 60 MiB) on every run's start-up path and in its process.
 _LAZY = {"DuckDBWarehouse": "hnpipe.warehouse.duckdb_engine", "frame_from_arrow": "hnpipe.warehouse.frames"}
