@@ -1,18 +1,9 @@
 """Warehouses: one interface (base), a registry of engines, one module per engine, and the one
 place an environment becomes a warehouse.
 
-    base.py              the `Warehouse` interface, its capabilities, and the rules engines share
-    registry.py          the engines by name, and `WarehouseSpec` (HNPIPE_WAREHOUSE read once)
-    frames.py            pandas <-> Arrow, the same for both engines
-    duckdb_engine.py     the embedded engine: one DuckDB file per database (local runs, rehearsals)
-    duckdb_locks.py      waiting for a DuckDB file another process holds
-    snowflake_engine.py  Snowflake (staging, production, branches)
-    snowflake_frames.py  frames to and from Snowflake's column types
-    snowflake_session.py what a Snowflake session opens with: query tag, timeouts
-
 `connect(env, values)` is how every run and command gets a guarded warehouse for an
 environment; `reader(env, command)` one that refuses every write. Engines import nothing above
-this package.
+this package. The module map is docs/development.md.
 """
 
 from __future__ import annotations
