@@ -16,11 +16,12 @@ from pathlib import Path
 import nbformat
 import pytest
 from hnpipe import cli
+from registered import dataset_tables
 from hnpipe.ops.changes import ChangesError, find_changes
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS_PY = "lib/hnpipe/datasets.py"
-ALL = ["ITEMS", "COMMENTS", "STORIES"]
+ALL = list(dataset_tables())  # the registry's, in dependency order
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 

@@ -291,4 +291,4 @@ def test_a_killed_run_is_shown_as_abandoned_and_recorded_so_by_the_next_run(tmp_
     assert recorded.RUN_ID.tolist() == [killed.run_id]
     assert recorded.STARTED_AT.iloc[0].to_pydatetime() == killed.started
     assert history.abandoned_runs(DuckDBWarehouse(warehouse_dir), target) == []  # recorded once
-    assert set(rows[rows.STATUS == history.SUCCEEDED].DATASET) == {"ITEMS", "COMMENTS", "STORIES"}
+    assert set(rows[rows.STATUS == history.SUCCEEDED].DATASET) == set(DATASET_TABLES)

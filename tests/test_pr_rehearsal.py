@@ -74,7 +74,7 @@ def test_a_pull_request_from_open_to_close(clean_env: Path) -> None:
                       {**base_env, "HNPIPE_ENV": "production"})
     assert produced.returncode == 0, produced.stderr[-2000:]
     production = read_all(warehouse, "PRODUCTION")
-    assert set(production) == {"ITEMS", "COMMENTS", "STORIES"}
+    assert set(production) == {dataset.name for dataset in datasets.dependency_order()}
     production_file = warehouse / "PRODUCTION.duckdb"
     untouched = file_state(production_file)
 

@@ -23,12 +23,14 @@ from hnpipe.items import ITEMS_COLUMNS, empty_items_frame, items_frame
 from hnpipe.sample import SampleServer, generate_sample
 from hnpipe.warehouse import connect
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from registered import DATASET_TABLES, build_in_sql
+from registered import expected_tables as every_dataset
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 TARGET = Target("LOCAL", "TESTER")
-TABLES = ("ITEMS", "COMMENTS", "STORIES")
+TABLES = DATASET_TABLES
 TOP = 80_000  # the first server's maxitem
 GROWTH = 120  # the most new ids any test serves above TOP
 UNIVERSE = generate_sample(n_ids=3_000, max_item=TOP + GROWTH)  # every id any server knows
@@ -55,8 +57,7 @@ def run_items(server: SampleServer, n_items: int, **values: Any) -> pipeline.Ste
 
 
 def build_derived(n_items: int) -> None:
-    for name in ("COMMENTS", "STORIES"):
-        pipeline.start(name, {"environment": "local", "n_items": n_items}).build()
+    build_in_sql({"environment": "local", "n_items": n_items})
 
 
 def read_all(target: Target = TARGET) -> dict[str, pd.DataFrame]:
@@ -71,9 +72,7 @@ def expected_tables(items: Mapping[int, dict | None], n_items: int) -> dict[str,
     """What a full run over the n_items newest ids of `items` publishes, computed directly."""
     top = max(items)
     frame = items_frame(item for item_id, item in items.items() if item and item_id > top - n_items)
-    return {"ITEMS": frame,
-            **{name: frame[frame.TYPE == kind].reset_index(drop=True)
-               for name, kind in (("COMMENTS", "comment"), ("STORIES", "story"))}}
+    return every_dataset(frame)
 
 
 def served(server: SampleServer, action) -> int:

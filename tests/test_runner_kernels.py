@@ -118,7 +118,12 @@ def test_waves_put_each_dataset_after_its_upstream_ones() -> None:
     from hnpipe import datasets
 
     waves = runner._waves(datasets.dependency_order())
-    assert [[d.name for d in wave] for wave in waves] == [["ITEMS"], ["COMMENTS", "STORIES"]]
+    wave_of = {d.name: number for number, wave in enumerate(waves) for d in wave}
+    assert sorted(wave_of) == sorted(datasets.DATASETS)  # every dataset once
+    # Each in the first wave after all its upstream ones: as early as it can run.
+    assert all(wave_of[d.name] == max((wave_of[up] + 1 for up in d.upstream), default=0)
+               for d in datasets.dependency_order())
+    assert len(waves) >= 2 and [d.name for d in waves[0]] == ["ITEMS"]
     assert [[d.name for d in wave] for wave in runner._waves(datasets.dependency_order(["STORIES"]))] == [["STORIES"]]
 
 
