@@ -97,6 +97,7 @@ def check_accepted(values_in: dict[str, Any], result: dict[str, Any]) -> None:
     assert result["environment"] in environments.ENVIRONMENTS
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 @fuzz
 @given(st.dictionaries(keys, values, max_size=5))
 def test_validate_accepts_only_declared_well_typed_values(candidate: dict) -> None:

@@ -22,6 +22,7 @@ from hnpipe.errors import ParameterError, WarehouseError
 from hnpipe.items import ITEMS_COLUMNS, empty_items_frame, items_frame
 from hnpipe.sample import SampleServer, generate_sample
 from hnpipe.warehouse import connect
+from hnpipe.warehouse import duckdb_engine
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from registered import DATASET_TABLES, build_in_sql
 from registered import expected_tables as every_dataset
@@ -83,6 +84,7 @@ def served(server: SampleServer, action) -> int:
 
 
 # -- the result equals a full run --------------------------------------------------------------
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_incremental_equals_a_full_run_over_the_same_ids(clean_env, monkeypatch, capsys) -> None:
     n, new, window = 1_000, 80, 150
     story = first_of_type("story", TOP + 1 - window, TOP)  # inside the window: its votes change
@@ -126,6 +128,7 @@ def test_incremental_equals_a_full_run_over_the_same_ids(clean_env, monkeypatch,
     assert f"published {len(items):,} rows to LOCAL.TESTER.ITEMS ({kept:,} kept, " in out
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_an_item_changed_below_the_window_stays_as_it_was_fetched(clean_env) -> None:
     """The documented limit: outside the window an incremental run keeps the old row."""
     n, window = 400, 50
@@ -217,6 +220,7 @@ def bookkeeping_left(path: Path) -> list[str]:
     return [name for name in DuckDBWarehouse(path).list_tables(TARGET, bookkeeping=True) if "__STAGING_" in name]
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_a_failed_gate_during_the_merge_leaves_items_whole(clean_env) -> None:
     with SampleServer(items=hn_until(TOP)) as server:
         run_items(server, 500)
@@ -245,7 +249,7 @@ def test_a_merge_that_fails_in_sql_or_mid_way_leaves_the_table_whole(tmp_path: P
     def die(*args: Any) -> None:
         raise KeyboardInterrupt  # e.g. Ctrl-C in the notebook between staging and swap
 
-    monkeypatch.setattr(DuckDBWarehouse, "_run_checks", die)
+    monkeypatch.setattr(duckdb_engine, "run_gates", die)
     with pytest.raises(KeyboardInterrupt):
         warehouse.publish_merge(TARGET, "ITEMS", new, "run3", (TOP - 29, TOP - 10))
     monkeypatch.undo()
@@ -368,6 +372,7 @@ def on_fakesnow(snowflake_process):
     snowflake_process.create_databases("LOCAL")
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_incremental_pipeline_on_fakesnow_equals_the_expected_tables(on_fakesnow) -> None:
     n, new, window = 300, 30, 40
     story = first_of_type("story", TOP + 1 - window, TOP)

@@ -130,6 +130,7 @@ def test_restore_is_guarded(tmp_path: Path) -> None:
 
 
 # -- the pipeline and the commands ---------------------------------------------------------
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_hnpipe_restore_undoes_a_run_and_is_recorded(clean_env, capsys, monkeypatch) -> None:
     values = {"environment": "local", "n_items": 150}
     monkeypatch.setenv("HNPIPE_RUN_ID", "20261121T100000_000001")

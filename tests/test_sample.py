@@ -155,6 +155,7 @@ def test_bundled_sample_has_every_kind_the_pipeline_must_handle():
         assert non_ascii in all_text, non_ascii
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_generating_100k_ids_takes_seconds_not_minutes():
     started = time.monotonic()
     items = generate_sample(100_000, 40_000_000, seed=1)
