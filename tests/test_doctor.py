@@ -84,6 +84,30 @@ def test_login_with_a_password_fails_outside_local(account, monkeypatch) -> None
     assert "pw-for-doctor-77" not in report.text()
 
 
+@pytest.mark.parametrize("setting, method", [({"SNOWFLAKE_AUTHENTICATOR": "EXTERNALBROWSER"}, "browser SSO"),
+                                             ({"SNOWFLAKE_PASSWORD": "pw-77", "SNOWFLAKE_PASSCODE": "123456"},
+                                              "password + passcode")])
+def test_doctor_names_a_persons_login_and_passes_it_only_for_local(account, monkeypatch, setting, method) -> None:
+    """Issue 19: people sign in with SSO or an authenticator app; doctor says which login it used."""
+    as_env(monkeypatch, "production")
+    monkeypatch.delenv("SNOWFLAKE_AUTHENTICATOR")
+    monkeypatch.delenv("SNOWFLAKE_TOKEN")
+    for name, value in setting.items():
+        monkeypatch.setenv(name, value)
+    report = doctor.run("production", connect=account.connector())
+    assert checks(report)["login"] == "FAIL" and f"logged in with {method}, a person's login" in detail(report, "login")
+    account.users["JANE"] = {"HNPIPE_DEV"}
+    account.run("ACCOUNTADMIN", "CREATE SCHEMA LOCAL.JANE")
+    account.run("ACCOUNTADMIN", "GRANT OWNERSHIP ON SCHEMA LOCAL.JANE TO ROLE HNPIPE_DEV")
+    as_env(monkeypatch, "local")
+    for name, value in {"SNOWFLAKE_USER": "JANE", "SNOWFLAKE_ROLE": "HNPIPE_DEV", "HNPIPE_DEV_SCHEMA": "JANE"}.items():
+        monkeypatch.setenv(name, value)
+    report = doctor.run("local", connect=account.connector())
+    assert detail(report, "login").endswith(f"login       JANE logged in with {method} (a person's own runs only)")
+    assert checks(report)["login"] == "ok"
+    assert "123456" not in report.text() and "pw-77" not in report.text()
+
+
 def test_the_key_file_must_be_readable_by_its_owner_only(account, monkeypatch, tmp_path) -> None:
     as_env(monkeypatch, "production")
     monkeypatch.delenv("SNOWFLAKE_AUTHENTICATOR")

@@ -137,7 +137,13 @@ def test_github_secrets_come_only_from_the_secret_store(name: str) -> None:
                 assert value == "WORKLOAD_IDENTITY", (where, variable)
                 continue
             secret = credentials.secret_variable(variable) or variable.startswith("SNOWFLAKE_") or variable.endswith("_TOKEN")
-            if secret:
+            if variable.endswith("_ROLE") and re.fullmatch(r"HNPIPE_[A-Z]+", str(value)):
+                continue  # a role named outright (the prune's HNPIPE_BRANCH): a name, not a secret
+            if (where, variable) == ("prune-clones", "SNOWFLAKE_BRANCH_USER"):
+                # Issue 19: the prune logs in as the production user (one user per OIDC subject).
+                assert value == "${{ secrets.SNOWFLAKE_PROD_USER }}"
+                from_store += 1
+            elif secret:
                 # The variable's value is exactly the secret of the same name (GITHUB_TOKEN for gh).
                 assert value in (f"${{{{ secrets.{variable} }}}}", "${{ secrets.GITHUB_TOKEN }}"), (where, variable)
                 from_store += 1
@@ -166,10 +172,17 @@ def test_github_workflows_provide_the_credentials_their_params_file_names(name: 
     assert provided == required_snowflake_variables(env)
 
 
-def test_the_prune_logs_in_as_the_branch_user_that_owns_the_clones() -> None:
-    prune = github("production.yml")["jobs"]["prune-clones"]
+def test_the_prune_logs_in_as_production_with_the_branch_role_that_owns_the_clones() -> None:
+    """Issue 19: the prune presents production's OIDC subject (environment: production), so it
+    logs in as the production user, which holds the branch role too (snowflake/setup.sql); a
+    second user trusting the same subject is what Snowflake's docs do not allow for."""
+    workflow = github("production.yml")
+    prune = workflow["jobs"]["prune-clones"]
     provided = {variable for variable in prune["env"] if variable.startswith("SNOWFLAKE_")}
-    assert provided == required_snowflake_variables("branch") - set(github("production.yml")["env"])
+    assert provided == required_snowflake_variables("branch") - set(workflow["env"])
+    assert prune["env"]["SNOWFLAKE_BRANCH_USER"] == workflow["env"]["SNOWFLAKE_PROD_USER"]
+    assert prune["env"]["SNOWFLAKE_BRANCH_ROLE"] == "HNPIPE_BRANCH"
+    assert prune["environment"] == workflow["jobs"]["run"]["environment"] == "production"
     assert prune["permissions"]["id-token"] == "write"
 
 
@@ -242,8 +255,9 @@ def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> N
     on = triggers(workflow)
     assert set(on) == {"schedule", "workflow_dispatch"} and on["schedule"][0]["cron"]
     assert workflow["concurrency"] == {"group": "production", "cancel-in-progress": False}
-    # Never beside a branch clone: they share one concurrency group (issue 9).
-    shared = {"group": "production-data", "cancel-in-progress": False}
+    # Never beside a branch clone: they share one concurrency group (issue 9), where jobs queue
+    # (issue 19: with one pending job, a second clone would cancel a waiting production run).
+    shared = {"group": "production-data", "cancel-in-progress": False, "queue": "max"}
     assert workflow["jobs"]["run"]["concurrency"] == shared
     assert github("branch-deployment.yml")["jobs"]["clone"]["concurrency"] == shared
     assert step_commands(workflow["jobs"]["run"]) == [["run", "--env", "production", "--dry-run"],

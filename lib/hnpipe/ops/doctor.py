@@ -4,8 +4,9 @@ nothing more? One line per check, pass or fail, with the fix. Exit 0 only when a
 On Snowflake it logs in with the environment's own credentials (the variables params/<env>.yaml
 names) and checks, in order:
 
-  login        how it logs in (workload identity, key pair; a password outside local fails:
-               Snowflake blocks password sign-in for TYPE = SERVICE users) and that it can
+  login        how it logs in, by name (workload identity, key pair; a person's login, browser
+               SSO, password + passcode or a password, fails outside local: the environment's
+               job logs in as a TYPE = SERVICE user, which cannot use them) and that it can
   key file     the private key file is readable by its owner only (mode 600 or stricter)
   role         the session's role is the one the credentials name
   query tag    the session carries hnpipe's QUERY_TAG (env, command, git sha)
@@ -183,12 +184,14 @@ def _snowflake(report: Report, env: str, target: Target, smoke: bool, environ: M
             report.append(Check("login", FAIL, f"{method}: {error}",
                                 "check the account, user and role; `hnpipe doctor` names the variables it read"))
             return
-        if method == "password" and env != "local":
-            report.append(Check("login", FAIL, f"{user} logged in with a password", "use a key pair "
+        person = method not in ("workload identity", "key pair")
+        if person and env != "local":
+            report.append(Check("login", FAIL, f"{user} logged in with {method}, a person's login", "use a key pair "
                                 "(SNOWFLAKE_PRIVATE_KEY_FILE) or, in CI, SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY: "
-                                "Snowflake blocks password sign-in for service users"))
+                                "Snowflake blocks password sign-in for service users, "
+                                f"and the {env} job logs in as one"))
         else:
-            note = " (a person's own runs only)" if method == "password" else ""
+            note = " (a person's own runs only)" if person else ""
             report.append(Check("login", PASS, f"{user} logged in with {method}{note}"))
         wanted = settings.get("role")
         report.append(Check("role", PASS if role == wanted else FAIL, f"the session's role is {role}",
