@@ -77,7 +77,7 @@ def test_issue_9_the_nightly_prune_sees_and_drops_the_branch_roles_clones(accoun
         as_env(monkeypatch, "branch", pr=pr)
         admin(capsys, "clone", "--pr", str(pr))
     as_prune_job(monkeypatch)  # the scheduled prune job, with PR 8 still open
-    out = admin(capsys, "prune", "--older-than", "0", "--keep-pr", "8", "--apply")
+    out = admin(capsys, "prune", "--older-than", "0", "--keep-pr", "8", "--min-age-hours", "0", "--apply")
     assert "PRODUCTION_CLONE_7" in out
     assert "PRODUCTION_CLONE_7" not in account.databases and "PRODUCTION_CLONE_8" not in account.databases
     # It logged in as the branch user, which owns the clones (SHOW DATABASES shows a role only
