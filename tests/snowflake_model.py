@@ -503,6 +503,22 @@ def _show_grants_to_role(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     return [_meta("privilege"), _meta("granted_on"), _meta("name")], rows
 
 
+def _show_grants_on_table(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    """SHOW GRANTS ON TABLE: (privilege, granted_on, name, granted_to, grantee_name) per grant,
+    OWNERSHIP included; R6: the role must hold some privilege on it (MANAGE GRANTS sees all).
+    https://docs.snowflake.com/en/sql-reference/sql/show-grants"""
+    database, schema, name = cur._where(m.group(1))
+    table = cur.model.table(database, schema, name)
+    if not cur.model.sees(cur.role, table.grants):
+        raise DoesNotExist(f"Table '{name}'")
+    where = f"{database}.{schema}.{name}"
+    rows = [("OWNERSHIP", "TABLE", where, "ROLE", table.grants.owner)]
+    rows += [(privilege, "TABLE", where, "ROLE", role)
+             for privilege, roles in sorted(table.grants.granted.items()) for role in sorted(roles)]
+    columns = ("privilege", "granted_on", "name", "granted_to", "grantee_name")
+    return [_meta(column) for column in columns], rows
+
+
 def _privileges(grants: Grants, role: str) -> list[str]:
     found = ["OWNERSHIP"] if grants.owner == role else []
     return found + sorted(p for p, roles in grants.granted.items() if role in roles)
@@ -927,6 +943,7 @@ _HANDLERS: list[tuple[str, Any]] = [
     (r"SHOW DATABASES", _show_databases),
     (r"SHOW PARAMETERS LIKE '([A-Z_]+)' IN SESSION", _show_parameters),
     (rf"SHOW GRANTS TO ROLE {NAME}", _show_grants_to_role),
+    (rf"SHOW GRANTS ON TABLE {_T}", _show_grants_on_table),
     (rf"SHOW FUTURE GRANTS IN SCHEMA {NAME}\.{NAME}", _show_future_grants),
     (rf"CREATE (OR REPLACE )?DATABASE (IF NOT EXISTS )?{NAME}(?: CLONE {NAME})?", _create_database),
     (rf"CREATE SCHEMA (IF NOT EXISTS )?{NAME}\.{NAME}( WITH MANAGED ACCESS)?", _create_schema),
