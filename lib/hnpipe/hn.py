@@ -32,7 +32,7 @@ from requests.adapters import HTTPAdapter
 
 from hnpipe import __version__
 from hnpipe.errors import FetchError, ParameterError, one_line
-from hnpipe.params import address_kind, host_kind, shown_url, url_problem
+from hnpipe.hn_url import address_kind, host_kind, shown_url, url_problem
 from hnpipe.progress import OFF, Progress, choose
 
 __all__ = ["FetchReport", "HNClient", "HttpHNClient", "StubHNClient", "fetch_latest",
@@ -170,7 +170,7 @@ def _check_count(value: object, name: str, low: int, high: int) -> int:
 
 def check_base_url(base_url: object) -> str:
     """Return `base_url` without a trailing slash if it is an acceptable http(s) API base (see
-    params.url_problem: no credentials, query, fragment, impossible port or link-local host),
+    hn_url.url_problem: no credentials, query, fragment, impossible port or link-local host),
     else refuse it in one line that never echoes a password."""
 
     problem = url_problem(base_url) if isinstance(base_url, str) else "not a string"
