@@ -367,7 +367,7 @@ def _smoke_forms(warehouse, place: Target, prefix: str, steps: list[str]) -> Non
     table = f"{prefix}_ITEMS"
     frame = _smoke_frame()
     unique = Gate("id_unique", "SELECT ID FROM {table} GROUP BY ID HAVING COUNT(*) > 1")
-    warehouse.publish_frame(place, table, frame, f"{prefix}R1", checks=[unique], keep_versions=1)
+    warehouse.publish_frame(place, table, frame, f"{prefix}R1", gates=[unique], keep_versions=1)
     steps.append("CREATE TABLE + write_pandas (ARRAY) + checks + RENAME")
     back = warehouse.read_table(place, table)
     if [list(v) for v in back["KIDS"]] != [list(v) for v in frame["KIDS"]] or back["PARTS"].iloc[0] is not pd.NA:
@@ -381,7 +381,7 @@ def _smoke_forms(warehouse, place: Target, prefix: str, steps: list[str]) -> Non
         if not _same(back[flag], frame[flag]):
             raise HnpipeError(f"{flag} read back as {back[flag].tolist()!r}, not {frame[flag].tolist()!r}")
     steps.append("read TIME (UTC) and the flags back")
-    warehouse.publish_frame(place, table, frame.iloc[:2], f"{prefix}R2", checks=[unique], keep_versions=1)
+    warehouse.publish_frame(place, table, frame.iloc[:2], f"{prefix}R2", gates=[unique], keep_versions=1)
     steps.append("SWAP WITH + RENAME to a kept version")
     warehouse.publish_query(place, f"{prefix}_COPY", f'SELECT * FROM "{table}"', f"{prefix}R3")
     steps.append("CTAS")
