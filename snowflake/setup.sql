@@ -119,20 +119,20 @@ ALTER USER HNPIPE_BRANCH_SVC SET DEFAULT_SECONDARY_ROLES = ();
 -- (https://docs.snowflake.com/en/sql-reference/sql/alter-user), and nothing in Snowflake's docs
 -- lets two users share a subject, so no ADD WORKLOAD IDENTITY is used (it could not run twice either).
 --
--- Who logs in how (hnpipe doctor names the method; docs/snowflake-logins.md has the same table,
--- and tests/test_logins.py checks it against this file and the CI files):
+-- Who logs in how (hnpipe doctor names the method; docs/snowflake.md has the same table, and
+-- tests/test_logins.py checks both against this file, the CI files and the params files):
 --
--- | Environment | Job                  | CI      | User              | Role           | Login                            |
--- |-------------|----------------------|---------|-------------------|----------------|----------------------------------|
--- | production  | scheduled run        | GitHub  | HNPIPE_PROD_SVC   | HNPIPE_PROD    | workload identity (environment:production) |
--- | production  | nightly prune        | GitHub  | HNPIPE_PROD_SVC   | HNPIPE_BRANCH  | workload identity (environment:production) |
--- | branch      | pull request jobs    | GitHub  | HNPIPE_BRANCH_SVC | HNPIPE_BRANCH  | workload identity (pull_request) |
--- | production  | scheduled run        | GitLab  | HNPIPE_PROD_SVC   | HNPIPE_PROD    | workload identity (ref:main)     |
--- | production  | prune                | GitLab  | HNPIPE_PROD_SVC   | HNPIPE_BRANCH  | workload identity (ref:main)     |
--- | branch      | merge request jobs   | GitLab  | HNPIPE_BRANCH_SVC | HNPIPE_BRANCH  | key pair                         |
--- | staging     | by hand or a job     | either  | HNPIPE_STAGING_SVC| HNPIPE_STAGING | key pair                         |
--- | local       | a developer's runs   | none    | the person        | HNPIPE_DEV     | browser SSO, or password + passcode, or key pair |
--- | production  | admin handover       | none    | the person        | SECURITYADMIN  | browser SSO, or password + passcode, or key pair |
+-- | environment | who | where | user | role | login |
+-- |---|---|---|---|---|---|
+-- | production | scheduled run | GitHub `production.yml` run | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `repo:OWNER/REPO:environment:production` |
+-- | production | nightly prune | GitHub `production.yml` prune-clones | HNPIPE_PROD_SVC | HNPIPE_BRANCH | workload identity, subject `repo:OWNER/REPO:environment:production` |
+-- | branch | pull request jobs | GitHub `branch-deployment.yml` clone, deploy, teardown | HNPIPE_BRANCH_SVC | HNPIPE_BRANCH | workload identity, subject `repo:OWNER/REPO:pull_request` |
+-- | production | scheduled run | GitLab `.gitlab-ci.yml` production-run | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
+-- | production | scheduled prune | GitLab `.gitlab-ci.yml` prune-clones | HNPIPE_PROD_SVC | HNPIPE_BRANCH | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
+-- | branch | merge request jobs | GitLab `.gitlab/branch-deployment.yml` branch-clone, branch-deploy, branch-stop | HNPIPE_BRANCH_SVC | HNPIPE_BRANCH | key pair |
+-- | staging | staging runs | a staging runner | HNPIPE_STAGING_SVC | HNPIPE_STAGING | key pair |
+-- | local | a developer's own runs | a laptop | the person | HNPIPE_DEV | browser SSO, password + passcode, key pair or password |
+-- | production | `hnpipe admin handover --apply` | a laptop | the person (IT) | SECURITYADMIN | browser SSO, password + passcode or key pair |
 --
 -- Pick the lines for your CI and remove the leading '-- '; replace OWNER/REPO or GROUP/PROJECT.
 -- (a) Workload identity federation, no stored secret
