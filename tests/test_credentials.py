@@ -350,7 +350,7 @@ def test_browser_sso_needs_no_secret_and_names_its_method() -> None:
     got = snowflake_credentials(environ={**PERSON, "SNOWFLAKE_AUTHENTICATOR": "externalbrowser"})
     # The connector's name (snowflake.connector.network.EXTERNAL_BROWSER_AUTHENTICATOR).
     assert got == {"account": "xy12345.eu-west-1", "user": "ALICE", "role": "DEVELOPER", "warehouse": "DEV_WH",
-                   "authenticator": "EXTERNALBROWSER"}
+                   "authenticator": "EXTERNALBROWSER", "client_store_temporary_credential": True}
     assert credentials.login_method(got) == "browser SSO"
     with pytest.raises(CredentialsError, match="SNOWFLAKE_USER"):  # SSO signs in a named person
         snowflake_credentials(environ={**PERSON, "SNOWFLAKE_USER": "", "SNOWFLAKE_AUTHENTICATOR": "EXTERNALBROWSER"})
@@ -364,6 +364,7 @@ def test_password_with_an_authenticator_apps_passcode(authenticator: str | None)
     got = snowflake_credentials(environ=environ)
     assert got["authenticator"] == "USERNAME_PASSWORD_MFA" and got["passcode"] == "123456"
     assert got["password"] == PASSWORD and credentials.login_method(got) == "password + passcode"
+    assert got["client_request_mfa_token"] is True  # one passcode, one login: later sessions use the cached token
     assert "123456" in secret_values({"SNOWFLAKE_PASSCODE": "123456"})  # redacted like the password
 
 

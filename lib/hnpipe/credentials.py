@@ -219,9 +219,14 @@ def snowflake_credentials(
             elif fetch_token:
                 credentials["token"] = github_oidc_token(env)
     elif authenticator == EXTERNAL_BROWSER:
-        credentials["authenticator"] = EXTERNAL_BROWSER  # the identity provider's page opens in a browser
+        # The identity provider's page opens in a browser; a run opens a session per notebook, so
+        # the connector may keep the ID token between them (if the account allows ALLOW_ID_TOKEN).
+        credentials.update(authenticator=EXTERNAL_BROWSER, client_store_temporary_credential=True)  # type: ignore[arg-type]
     elif authenticator == PASSWORD_MFA:
-        credentials.update(authenticator=PASSWORD_MFA, password=value("password"), passcode=value("passcode"))
+        # A passcode is good for one login: the connector may cache the MFA token for the run's
+        # later sessions (if the account allows ALLOW_CLIENT_MFA_CACHING).
+        credentials.update(authenticator=PASSWORD_MFA, password=value("password"), passcode=value("passcode"),
+                           client_request_mfa_token=True)  # type: ignore[arg-type]
     elif key_file is not None:
         if not Path(key_file).expanduser().is_file():
             raise CredentialsError(
