@@ -18,6 +18,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import ParameterError, WarehouseError
 from hnpipe.items import ITEMS_COLUMNS, ItemsBuilder, empty_items_frame, items_frame
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from registered import built_in_sql
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -230,7 +231,7 @@ def test_unknown_dataset_is_refused_listing_the_valid_names(name) -> None:
 
 
 @pytest.mark.parametrize("dialect", ["snowflake", "duckdb"])
-@pytest.mark.parametrize("name,item_type", [("COMMENTS", "comment"), ("STORIES", "story")])
+@pytest.mark.parametrize("name,item_type", [(dataset.name, dataset.item_type) for dataset in built_in_sql()])
 def test_dataset_sql_is_the_portable_subset(dialect, name, item_type) -> None:
     dataset = datasets.get(name)
     tree = sqlglot.parse_one(dataset.sql, read=dialect)

@@ -15,17 +15,18 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hnpipe import runner
+from hnpipe import datasets, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def project(tmp_path: Path, cells: dict[str, str]) -> Path:
-    """A project root with the real params/ and one code cell per notebook."""
+    """A project root with the real params/ and one code cell per dataset's notebook (`pass`
+    unless `cells` gives one, by the notebook's name without .ipynb)."""
     root = tmp_path / "project"
     shutil.copytree(ROOT / "params", root / "params")
     (root / "notebooks").mkdir()
-    for name in ("items", "comments", "stories"):
+    for name in (Path(dataset.notebook).stem for dataset in datasets.dependency_order()):
         notebook = nbformat.v4.new_notebook()
         notebook.cells = [nbformat.v4.new_code_cell(cells.get(name, "pass"))]
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -70,9 +71,10 @@ def test_comments_and_stories_run_at_once_after_items(clean_env: Path, tmp_path:
         "stories": RENDEZVOUS.format(mine="stories", theirs="comments"),
     })
     result = runner.run("local", {"n_items": 10}, root=root)
-    assert [nb.dataset for nb in result.notebooks] == ["ITEMS", "COMMENTS", "STORIES"]
-    assert sorted(p.name for p in result.directory.glob("*.ipynb")) == [
-        "comments.ipynb", "items.ipynb", "stories.ipynb"]
+    assert [nb.dataset for nb in result.notebooks][0] == "ITEMS"
+    assert sorted(nb.dataset for nb in result.notebooks) == sorted(datasets.DATASETS)
+    assert sorted(p.name for p in result.directory.glob("*.ipynb")) == sorted(
+        dataset.notebook for dataset in datasets.dependency_order())
     assert kernel_processes() == []
 
 
@@ -115,8 +117,6 @@ def test_a_failing_first_notebook_never_runs_the_later_ones(clean_env: Path, tmp
 
 
 def test_waves_put_each_dataset_after_its_upstream_ones() -> None:
-    from hnpipe import datasets
-
     waves = runner._waves(datasets.dependency_order())
     wave_of = {d.name: number for number, wave in enumerate(waves) for d in wave}
     assert sorted(wave_of) == sorted(datasets.DATASETS)  # every dataset once
