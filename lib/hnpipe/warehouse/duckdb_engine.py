@@ -86,6 +86,10 @@ class DuckDBWarehouse(Warehouse):
              **options: Any) -> DuckDBWarehouse:
         return cls(spec.location, write_guard, **options)  # nothing to log in to, no session to tag
 
+    @classmethod
+    def login_detail(cls, env_names: Mapping[str, str] | None) -> str:
+        return "none needed: the embedded warehouse"
+
     def __init__(
         self,
         directory: str | os.PathLike,
