@@ -11,7 +11,8 @@ append to a list or write to a database without locks. For the bundled sample, s
 
 from __future__ import annotations
 
-import json
+import asyncio
+import errno
 import logging
 import math
 import queue
@@ -23,15 +24,15 @@ from abc import ABC, abstractmethod
 from copy import deepcopy
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterable, Mapping
-from urllib.parse import urlsplit
+from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, TypeVar
+from urllib.parse import urljoin, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
+import aiohttp
 
 from hnpipe import __version__
 from hnpipe.errors import FetchError, ParameterError, one_line
+from hnpipe.hn_limits import (DEFAULT_MAX_ANSWER_BYTES, AnswerTooLarge, BadEncoding, BoundedBody, TooDeep,
+                              TruncatedAnswer, limit_text, parse_json)
 from hnpipe.params import address_kind, host_kind, shown_url, url_problem
 from hnpipe.progress import OFF, Progress, choose
 
@@ -219,24 +220,43 @@ def _json_type(value: object) -> str:
             dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-# What a failed connection means, found in requests' and urllib3's wrapping, most useful first.
+# What a failed connection means, most useful first: by aiohttp's exception type or the OS
+# error it wraps, else by the words of the error.
 _UNREACHABLE = (
     (r"NameResolutionError|Failed to resolve|Name or service not known|nodename nor servname|"
      r"getaddrinfo failed|Temporary failure in name resolution", "its host name does not resolve (offline?)"),
-    (r"Connection refused", "the connection was refused (nothing listens at that address)"),
+    (r"Connection refused|Connect call failed", "the connection was refused (nothing listens at that address)"),
     (r"Network is unreachable|No route to host", "the network is unreachable (offline?)"),
-    (r"CERTIFICATE_VERIFY_FAILED|SSLError", "its TLS certificate was not accepted"),
+    (r"CERTIFICATE_VERIFY_FAILED|SSLError|certificate verify failed", "its TLS certificate was not accepted"),
 )
 
 
 def _unreachable(error: BaseException) -> str | None:
     """Why a connection failed, in words, when the error says (e.g. a host that does not
     resolve); None for other failures (timeouts, dropped or truncated answers)."""
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return _UNREACHABLE[0][1]
+    if isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        return _UNREACHABLE[3][1]
+    if isinstance(error, aiohttp.ClientConnectorError):
+        code = getattr(error.os_error, "errno", None)
+        if code == errno.ECONNREFUSED:
+            return _UNREACHABLE[1][1]
+        if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return _UNREACHABLE[2][1]
     text = str(error)
     for pattern, meaning in _UNREACHABLE:
         if re.search(pattern, text):
             return meaning
     return None
+
+
+def _what_failed(error: BaseException, unreachable: str | None) -> str:
+    """A failed attempt in a few words, for the error a request gives up with."""
+    if isinstance(error, (aiohttp.ClientPayloadError, _Truncated)):
+        detail = re.search(r"received \d+ of \d+ bytes", str(error))
+        return f"truncated answer ({detail.group(0) if detail else one_line(error, 160)})"
+    return f"{type(error).__name__}: {unreachable or one_line(error, 200) or 'no detail'}"
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -253,31 +273,40 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-class _Cancelled(Exception):
-    """Another request of the same fetch failed; stop retrying this one."""
-
-
 class _DeadlineExceeded(Exception):
     """The request's total deadline passed while its answer was still arriving."""
 
 
+class _Truncated(Exception):
+    """The answer ended before its body did (what requests called a ChunkedEncodingError)."""
+
+
 # What counts as worth retrying: the network, not the request.
 _RETRYABLE_ERRORS = (
-    requests.ConnectionError,  # refused, reset, dropped connections, body read timeouts
-    requests.Timeout,  # connect and read timeouts
-    requests.exceptions.ChunkedEncodingError,  # body shorter than Content-Length (truncated)
-    requests.exceptions.ContentDecodingError,
-    urllib3.exceptions.HTTPError,  # anything else urllib3 raises while the body is read here
+    aiohttp.ClientConnectionError,  # refused, reset, dropped connections, socket timeouts
+    aiohttp.ClientPayloadError,  # body shorter than Content-Length (truncated)
+    aiohttp.ClientResponseError,  # an answer that is not HTTP
+    TimeoutError,  # connect and read timeouts (not the request deadline: that is told apart)
+    _Truncated,
 )
 _MAX_REDIRECTS = 5
+_BATCH = 64  # results handed to the calling thread at a time
+_BATCH_SECONDS = 0.02  # ... or at least this often, so progress and slow fetches stay live
 
 
 class HttpHNClient(HNClient):
-    """The HN API over HTTP: one pooled requests.Session, worker threads, retries with backoff.
+    """The HN API over HTTP: aiohttp on an event loop of its own thread, retries with backoff.
 
     Retries connection errors, timeouts, dropped connections, truncated or unparseable bodies,
     429 and 5xx (exponential backoff with jitter, honouring Retry-After up to backoff_max), up
-    to `max_attempts` per request; then raises FetchError. Other 4xx fail at once.
+    to `max_attempts` per request; then raises FetchError. Other 4xx fail at once, and so do
+    answers over `max_answer_bytes` (on the wire or decompressed: hn_limits), JSON deeper than
+    an item and redirects to another host.
+
+    Why asyncio: with 32 threads and requests, the GIL bound the client at about 1,700 items/s;
+    one event loop spends far less per request (benchmarks/client-results.md). Its loop runs
+    on a thread of its own, so the client works the same from a script and from a notebook
+    kernel (whose thread already runs a loop); the sink is still called on the calling thread.
 
     Why 8 attempts: a fetch fails if any one id exhausts its attempts, so the budget must
     hold across every id of a run. With a quarter of requests failing (the fault drill in
@@ -295,9 +324,10 @@ class HttpHNClient(HNClient):
         backoff_base: float = 0.2,
         backoff_max: float = 10.0,
         progress: bool | None = None,
-        session: requests.Session | None = None,
+        session: None = None,
         request_deadline: float = 60.0,
         private_hosts: Iterable[str] | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self.base_url = check_base_url(base_url)
         # The total time one request may take, every attempt and backoff included: the read
@@ -314,43 +344,17 @@ class HttpHNClient(HNClient):
         self.max_attempts = _check_count(max_attempts, "max_attempts", 1, 100)
         self.backoff_base = _check_number(backoff_base, "backoff_base", 0, 600)
         self.backoff_max = _check_number(backoff_max, "backoff_max", 0, 3600)
+        self.max_answer_bytes = _check_count(max_answer_bytes, "max_answer_bytes", 1024, 1 << 30)
         if progress is not None and not isinstance(progress, bool):
             raise ParameterError(f"progress {progress!r} is not allowed: use True, False or None")
         self.progress = progress
-        if session is not None and not isinstance(session, requests.Session):
-            raise ParameterError(f"session must be a requests.Session, got {session!r}")
-        self._owns_session = session is None
-        self.session = session if session is not None else self._new_session()
-        # Session.get re-merges headers, cookies, auth and settings into a new request every
-        # time (a third of the client's CPU per item). Every request here differs only in its
-        # URL, so merge once and copy; sending through the session keeps its proxies,
-        # redirects and adapters. (Cookies set by a response are not replayed: the HN API
-        # sets none.)
-        self._template = self.session.prepare_request(requests.Request("GET", self.base_url))
+        if session is not None:  # requests.Session was accepted before the client moved to aiohttp
+            raise ParameterError(f"session {session!r} is not allowed: the client opens its own aiohttp "
+                                 "session per call")
         self._jitter = random.Random()
-        self._jitter_lock = threading.Lock()
-
-    def _new_session(self) -> requests.Session:
-        session = requests.Session()
-        # One connection per worker thread, reused across requests (keep-alive). No urllib3
-        # retries: our own loop in _get_json does all retrying, so attempts are counted once.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.concurrency, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers["User-Agent"] = f"hnpipe/{__version__} (+https://github.com/hnpipe)"
-        # requests re-reads proxy, CA bundle and netrc settings from the environment on every
-        # request (scanning all of os.environ twice): a third of its CPU per item, and the GIL
-        # is what bounds a 32-thread fetch. Read them once for our base URL instead.
-        settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
-        session.proxies.update(settings["proxies"])
-        session.verify = settings["verify"]
-        session.auth = requests.utils.get_netrc_auth(self.base_url)
-        session.trust_env = False
-        return session
 
     def close(self) -> None:
-        if self._owns_session:
-            self.session.close()
+        """Nothing to release: each call opens and closes its own session and event loop."""
 
     def __enter__(self) -> HttpHNClient:
         return self
@@ -362,18 +366,38 @@ class HttpHNClient(HNClient):
 
     def max_item(self) -> int:
         url = f"{self.base_url}/maxitem.json"
-        value, _ = self._get_json(url, "maxitem")
+        value, _ = _run_on_own_loop(self._with_session(lambda session: self._get_json(session, url, "maxitem")))
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise FetchError(f"maxitem from {url} is {one_line(value, 80)!r}, not an id >= 1")
         return value
 
     def get_item(self, item_id: int) -> dict | None:
-        return self._get_item(_check_id(item_id))[0]
+        item_id = _check_id(item_id)
+        return _run_on_own_loop(self._with_session(lambda session: self._get_item(session, item_id)))[0]
 
-    def _get_item(self, item_id: int, cancel: threading.Event | None = None
-                  ) -> tuple[dict | None, int]:
+    def _session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
+                                         enable_cleanup_closed=True)
+        # auto_decompress off: hn_limits decodes, bounded. trust_env: proxies and .netrc, as
+        # requests read them before.
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, trust_env=True,
+            headers={"User-Agent": f"hnpipe/{__version__} (+https://github.com/hnpipe)",
+                     "Accept-Encoding": "gzip, deflate"},
+            timeout=aiohttp.ClientTimeout(total=None))
+        # aiohttp silently resends a GET once when a kept-alive connection drops before the
+        # answer (RFC 9112 9.3.1.1); our loop does all retrying, so every attempt is counted
+        # and bounded by max_attempts. (No public switch: this attribute is what it reads.)
+        session._retry_connection = False
+        return session
+
+    async def _with_session(self, call: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
+        async with self._session() as session:
+            return await call(session)
+
+    async def _get_item(self, session: aiohttp.ClientSession, item_id: int) -> tuple[dict | None, int]:
         url = f"{self.base_url}/item/{item_id}.json"
-        value, retries = self._get_json(url, f"item {item_id}", cancel)
+        value, retries = await self._get_json(session, url, f"item {item_id}")
         if isinstance(value, dict):
             value = repair_text(value)
         if value is not None and (not isinstance(value, dict) or value.get("id") != item_id
@@ -387,42 +411,49 @@ class HttpHNClient(HNClient):
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        with self._jitter_lock:
-            # "Equal jitter": at least half the exponential delay, so retries spread out
-            # without collapsing to zero.
-            delay = ceiling / 2 + self._jitter.uniform(0, ceiling / 2)
+        # "Equal jitter": at least half the exponential delay, so retries spread out without
+        # collapsing to zero. (One event loop thread draws: no lock needed.)
+        delay = ceiling / 2 + self._jitter.uniform(0, ceiling / 2)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.backoff_max))
         return delay
 
-    def _get_json(self, url: str, what: str, cancel: threading.Event | None = None
-                  ) -> tuple[object, int]:
+    async def _get_json(self, session: aiohttp.ClientSession, url: str, what: str) -> tuple[object, int]:
         """GET `url` and decode its JSON, retrying transient failures; return (value, retries).
 
-        The retry loop is ours rather than urllib3's Retry: urllib3 retries only up to the
-        response headers, but a dropped or truncated *body* fails later, while requests reads
-        it, so only a loop around the whole GET-and-decode can retry those.
+        The retry loop is ours: a dropped or truncated *body* fails while it is read, so only
+        a loop around the whole GET-and-decode can retry those.
         """
         last_error = "no attempt made"
         unreachable: str | None = None
-        deadline = time.monotonic() + self.request_deadline
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_deadline
         attempt = 0
         while attempt < self.max_attempts:
             attempt += 1
             retry_after = None
             try:
-                status, reason, headers, body = self._attempt(url, deadline)
-            except _DeadlineExceeded:
+                async with asyncio.timeout_at(deadline) as within:
+                    try:
+                        status, reason, headers, body = await self._attempt(session, url, what, deadline)
+                    except _RETRYABLE_ERRORS as error:
+                        if within.expired():
+                            raise
+                        unreachable = _unreachable(error)
+                        last_error = _what_failed(error, unreachable)
+                        status = None
+            except TimeoutError:
+                if not within.expired():
+                    raise
                 last_error, unreachable = "the answer was still arriving", None
                 break
-            except _RETRYABLE_ERRORS as error:
-                unreachable = _unreachable(error)
-                last_error = f"{type(error).__name__}: {unreachable or one_line(error, 200)}"
-            else:
+            if status is not None:
                 unreachable = None
                 if status == 200:
                     try:
-                        return json.loads(body), attempt - 1
+                        return parse_json(body), attempt - 1
+                    except TooDeep as error:
+                        raise FetchError(f"{what} from {url} refused: its JSON is {error}") from None
                     except ValueError as error:  # a mangled body may be fine on the next try
                         last_error = f"invalid JSON ({one_line(error, 120)})"
                 elif status == 429 or 500 <= status <= 599:
@@ -433,129 +464,116 @@ class HttpHNClient(HNClient):
                                      " (not retried: the request itself was refused)")
             if attempt < self.max_attempts:
                 delay = self._backoff(attempt, retry_after)
-                if time.monotonic() + delay >= deadline:
+                if loop.time() + delay >= deadline:
                     break  # the next attempt could not start before the deadline
-                if cancel is None:
-                    time.sleep(delay)
-                elif cancel.wait(delay):
-                    raise _Cancelled
+                await asyncio.sleep(delay)
         if unreachable:  # the useful part first: what is wrong and what to check
             raise FetchError(f"cannot reach the HN API: {unreachable}; check hn_api_url ('sample' works "
                              f"offline) ({what} from {url}, {attempt} attempt{'s' if attempt > 1 else ''})")
-        if time.monotonic() >= deadline or attempt < self.max_attempts:
+        if loop.time() >= deadline or attempt < self.max_attempts:
             raise FetchError(f"{what} from {url} failed: no complete answer within its "
                              f"{self.request_deadline:g} s deadline ({attempt} attempt"
                              f"{'s' if attempt > 1 else ''}; last: {last_error})")
         raise FetchError(f"{what} from {url} failed after {self.max_attempts} attempts: "
                          f"{last_error}")
 
-    def _attempt(self, url: str, deadline: float) -> tuple[int, str, Mapping[str, str], bytes]:
-        """One GET with its body, within `deadline`: (status, reason, headers, body).
-
-        Every socket read waits at most what is left of the deadline, and the body is read a
-        chunk at a time with the deadline checked in between. Redirects are followed only on
-        the same scheme, host and port: the API base was checked, its redirects were not."""
+    async def _attempt(self, session: aiohttp.ClientSession, url: str, what: str, deadline: float
+                       ) -> tuple[int, str, Mapping[str, str], bytes]:
+        """One GET with its body: (status, reason, headers, body). Every socket read waits at
+        most the read timeout (the caller bounds the whole by the deadline). Redirects are
+        followed only on the same scheme, host and port: the API base was checked, its
+        redirects were not."""
+        loop = asyncio.get_running_loop()
         for _ in range(_MAX_REDIRECTS + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _DeadlineExceeded
-            request = self._template.copy()
-            request.url = url  # built from the checked base URL and an int id: no encoding
-            response = self.session.send(request, stream=True, allow_redirects=False, timeout=(
-                min(self.timeout[0], remaining), min(self.timeout[1], remaining)))
+            remaining = max(0.001, deadline - loop.time())
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout[0], remaining),
+                                            sock_read=min(self.timeout[1], remaining))
+            response = await session.get(url, allow_redirects=False, timeout=timeout)
             try:
-                if response.is_redirect:
-                    target = requests.compat.urljoin(url, response.headers.get("Location", ""))
+                if response.status in (301, 302, 303, 307, 308):
+                    target = urljoin(url, response.headers.get("Location", ""))
                     here, there = urlsplit(url), urlsplit(target)
                     if (there.scheme, there.netloc) != (here.scheme, here.netloc):
                         raise FetchError(f"{url} redirects to another host ({there.scheme}://"
                                          f"{there.hostname}): refused, the HN client stays on {here.hostname}")
                     url = target
                     continue
-                if response.status_code != 200:
-                    return response.status_code, response.reason, response.headers, b""
-                return 200, response.reason, response.headers, self._read_body(response, deadline)
+                if response.status != 200:
+                    return response.status, response.reason or "", response.headers, b""
+                return 200, response.reason or "", response.headers, await self._read_body(response, url, what)
             finally:
-                response.close()
+                response.release()
         raise FetchError(f"{url}: more than {_MAX_REDIRECTS} redirects")
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
-        chunks = []
-        raw = response.raw
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _DeadlineExceeded
-            sock = getattr(getattr(raw, "connection", None), "sock", None)
-            if sock is not None:
-                sock.settimeout(min(self.timeout[1], remaining))
+    async def _read_body(self, response: aiohttp.ClientResponse, url: str, what: str) -> bytes:
+        """The body, decoded, within max_answer_bytes; past it the connection is closed at once
+        and the answer refused (not retried: a server that sends it once will again)."""
+        limit = self.max_answer_bytes
+        try:
+            if response.content_length is not None and response.content_length > limit:
+                raise AnswerTooLarge(f"Content-Length {response.content_length:,}")
+            body = BoundedBody(limit, response.headers.get("Content-Encoding"))
+            while chunk := await response.content.readany():
+                body.feed(chunk)
             try:
-                chunk = raw.read1(65536, decode_content=True)
-            except urllib3.exceptions.ProtocolError as error:  # what requests calls them, as before
-                raise requests.exceptions.ChunkedEncodingError(error) from None
-            except urllib3.exceptions.DecodeError as error:
-                raise requests.exceptions.ContentDecodingError(error) from None
-            except urllib3.exceptions.ReadTimeoutError as error:
-                raise requests.exceptions.ConnectionError(error) from None
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+                return body.finish()
+            except TruncatedAnswer as error:
+                raise _Truncated(str(error)) from None
+        except (AnswerTooLarge, BadEncoding) as error:
+            response.close()  # drop the connection: the rest of the answer is never read
+            raise FetchError(f"{what} from {url} refused: its answer is larger than the "
+                             f"{limit_text(limit)} limit ({error}); connection closed. max_answer_mb "
+                             "raises the limit" if isinstance(error, AnswerTooLarge) else
+                             f"{what} from {url} refused: {error}; connection closed") from None
 
     # -- many items --------------------------------------------------------------------------
 
     def fetch_items(self, ids: Iterable[int], sink: Sink) -> FetchReport:
         """Fetch `ids` concurrently; call `sink(item)` on this thread for each non-null item.
 
-        `concurrency` worker threads take ids from `ids` one at a time and hand results back
-        through a bounded queue, so 100k ids never become 100k pending objects and a slow
-        sink holds the workers back. The first failure (after retries) stops the fetch and
-        is raised.
+        `concurrency` requests are in flight at once on the client's event loop thread, which
+        takes ids from `ids` one at a time and hands results back in batches through a bounded
+        queue, so 100k ids never become 100k pending objects and a slow sink holds the fetch
+        back. The first failure (after retries) stops the fetch and is raised.
         """
-
         started = time.monotonic()
         report = FetchReport(requested=0, fetched=0)
         total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
-        workers = self.concurrency if total is None else min(self.concurrency, total)
-        take_id = _IdSource(ids)
+        workers = self.concurrency if total is None else max(1, min(self.concurrency, total))
         # The whole fetch's bound, derived from the request deadline: what it would take if every
         # request used all of it (plus one for maxitem's worth of slack). Requests are bounded
-        # already; this catches anything else that would hang a run (a stuck worker, a sink).
-        bound = None if total is None else self.request_deadline * (math.ceil(total / max(workers, 1)) + 1)
-        # A queue rather than futures: waiting on a set of futures costs the fetching thread
-        # work per pending future on every wake-up, and the GIL makes every cycle count.
-        results: queue.Queue = queue.Queue(maxsize=3 * self.concurrency)
-        cancel = threading.Event()
+        # already; this catches anything else that would hang a run (a stuck loop, a sink).
+        bound = None if total is None else self.request_deadline * (math.ceil(total / workers) + 1)
+        # At most about 3 x workers results wait for the sink: 2 x workers queued (in batches
+        # of up to _BATCH), a batch being gathered, and one per task in flight.
+        batch = min(_BATCH, workers)
+        results: queue.Queue = queue.Queue(maxsize=max(2, 2 * workers // batch))
         # A total (ids with a length) gives percentage and time left; the bar turns red when
         # the fetch stops early.
         bar = Progress(total, "HN items", "item", self.progress)
         stopped: str | None = "interrupted"
-        threads = [threading.Thread(target=self._work, args=(take_id, results, cancel),
-                                    name=f"hnpipe-fetch-{n}", daemon=True)
-                   for n in range(workers)]
+        fetch = _LoopThread(self._fetch_all(_IdSource(ids), workers, batch, results), results)
         try:
-            for thread in threads:
-                thread.start()
-            running = len(threads)
-            while running:
+            fetch.start()
+            while True:
                 try:
                     message = results.get(timeout=None if bound is None else max(0.0, started + bound - time.monotonic()))
                 except queue.Empty:
                     raise FetchError(f"fetching {total:,} items from {self.base_url} took longer than its bound of "
                                      f"{bound:g} s (request deadline {self.request_deadline:g} s x ids per worker)") from None
-                if message is _WORKER_DONE:
-                    running -= 1
-                    continue
+                if message is _FETCH_DONE:
+                    break
                 if isinstance(message, BaseException):
                     raise message  # the FetchError (or bad id) of one id stops the fetch
-                item_id, item, retries = message
-                report.requested += 1
-                report.retries += retries
-                if item is None:
-                    report.null_ids.append(item_id)
-                else:
-                    sink(item)
-                    report.fetched += 1
-                bar.update(1)
+                for item_id, item, retries in message:
+                    report.requested += 1
+                    report.retries += retries
+                    if item is None:
+                        report.null_ids.append(item_id)
+                    else:
+                        sink(item)
+                        report.fetched += 1
+                bar.update(len(message))
             stopped = None
         except KeyboardInterrupt:
             raise
@@ -563,58 +581,153 @@ class HttpHNClient(HNClient):
             stopped = "failed"
             raise
         finally:
-            cancel.set()  # stop taking ids, and wake workers sleeping in backoff
-            for thread in threads:
-                if thread.is_alive():
-                    thread.join()
+            fetch.stop()  # cancel what is in flight and wait for the loop to end
             bar.close(stopped)
         report.null_ids.sort()
         report.seconds = time.monotonic() - started
         log.info("%s from %s", report.summary(), self.base_url)
         return report
 
-    def _work(self, take_id: _IdSource, results: queue.Queue, cancel: threading.Event) -> None:
-        """One worker thread: fetch ids until there are none left or the fetch is cancelled."""
+    async def _fetch_all(self, take_id: _IdSource, workers: int, batch: int, results: queue.Queue) -> None:
+        """Fetch every id with `workers` tasks, putting batches of (id, item, retries) on `results`."""
+        pending: list[tuple[int, dict | None, int]] = []
+
+        async def hand_over(at_least: int) -> None:
+            while len(pending) >= at_least:
+                try:
+                    results.put_nowait(pending[:])
+                except queue.Full:  # the sink is behind: wait for it, fetching nothing new
+                    await asyncio.sleep(0.005)
+                    continue
+                pending.clear()
+
+        async def work(session: aiohttp.ClientSession) -> None:
+            while (item_id := take_id()) is not None:
+                item, retries = await self._get_item(session, item_id)
+                pending.append((item_id, item, retries))
+                await hand_over(batch)
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(_BATCH_SECONDS)
+                await hand_over(1)
+
+        async with self._session() as session:
+            ticker = asyncio.create_task(tick())
+            tasks = [asyncio.create_task(work(session)) for _ in range(workers)]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                failed = next((task for task in tasks if task.done() and not task.cancelled()
+                               and task.exception() is not None), None)
+                if failed is not None:
+                    raise failed.exception()
+            finally:
+                for task in (*tasks, ticker):
+                    task.cancel()
+                await asyncio.gather(*tasks, ticker, return_exceptions=True)
+            await hand_over(1)
+
+
+T = TypeVar("T")
+_FETCH_DONE = object()  # the loop thread's last message
+
+
+def _run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to its end on a new event loop in a new thread (so that a caller whose
+    thread runs a loop, a notebook kernel, can call it too); its result or its exception."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
         try:
-            while not cancel.is_set():
-                item_id = take_id()
-                if item_id is None:
-                    break
-                item, retries = self._get_item(item_id, cancel)
-                _offer(results, (item_id, item, retries), cancel)
-        except _Cancelled:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as error:  # noqa: BLE001 - raised again on the calling thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="hnpipe-fetch", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+class _LoopThread:
+    """A fetch coroutine on an event loop of its own thread; its end (or error) goes on `results`."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], results: queue.Queue) -> None:
+        self._coroutine = coroutine
+        self._results = results
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task | None = None
+        self._stopping = threading.Event()
+        self._ended = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hnpipe-fetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._task = self._loop.create_task(self._coroutine)
+        last: object = _FETCH_DONE
+        try:
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
             pass
-        except BaseException as error:  # noqa: BLE001 - handed to the fetching thread
-            _offer(results, error, cancel)
+        except BaseException as error:  # noqa: BLE001 - raised on the calling thread
+            last = error
         finally:
-            _offer(results, _WORKER_DONE, cancel)
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+            while not self._stopping.is_set():  # unless nobody reads any more
+                try:
+                    self._results.put(last, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            self._ended.set()
+
+    def stop(self) -> None:
+        """Cancel the fetch if it still runs, and wait for its loop to close."""
+        if self._thread is None:
+            self._coroutine.close()
+            self._loop.close()
+            return
+        self._stopping.set()
+        if not self._ended.is_set():
+            try:
+                self._loop.call_soon_threadsafe(self._cancel)
+            except RuntimeError:  # the loop closed in between
+                pass
+        # The loop may be waiting for room on a full queue: empty it while it winds down.
+        while not self._ended.wait(0.01):
+            _drain(self._results)
+        self._thread.join()
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
-_WORKER_DONE = object()  # a worker's last message
+def _drain(results: queue.Queue) -> None:
+    while True:
+        try:
+            results.get_nowait()
+        except queue.Empty:
+            return
 
 
 class _IdSource:
-    """The ids to fetch, taken one at a time by the worker threads; each id checked."""
+    """The ids to fetch, taken one at a time by the fetch's tasks; each id checked."""
 
     def __init__(self, ids: Iterable[int]) -> None:
         self._ids = iter(ids)
-        self._lock = threading.Lock()
 
     def __call__(self) -> int | None:
         """The next id, or None when there are no more."""
-        with self._lock:  # iterators (generators in particular) are not thread-safe
-            item_id = next(self._ids, _NO_MORE_IDS)
+        item_id = next(self._ids, _NO_MORE_IDS)
         return None if item_id is _NO_MORE_IDS else _check_id(item_id)
 
 
 _NO_MORE_IDS = object()  # not None: a None among the ids must be refused, not end the fetch
-
-
-def _offer(results: queue.Queue, message: object, cancel: threading.Event) -> None:
-    """Put `message` on the bounded queue, giving up once the fetch is cancelled."""
-    while not cancel.is_set():
-        try:
-            results.put(message, timeout=0.05)
-            return
-        except queue.Full:
-            continue
