@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -93,14 +94,18 @@ def raw_rate(base_url: str, ids: range, connections: int = 64) -> float:
     return done / (time.perf_counter() - started)
 
 
-def client_run(base_url: str, ids: range, concurrency: int) -> tuple[float, int]:
-    """(seconds, rows) for one fetch_items into an ItemsBuilder, as the pipeline does."""
-    builder = ItemsBuilder()
-    with hn.HttpHNClient(base_url, concurrency=concurrency, progress=False) as client:
-        started = time.perf_counter()
-        client.fetch_items(ids, builder.add)
-        seconds = time.perf_counter() - started
-    return seconds, len(builder)
+def client_run(base_url: str, ids: range, concurrency: int, lib: Path = ROOT / "lib") -> dict:
+    """One fetch_items into an ItemsBuilder, as the pipeline does, in a process of its own
+    importing hnpipe from `lib` (this worktree's, or main's for the client before):
+    {"seconds", "cpu_seconds" (the client process's user+system), "rows"}."""
+    code = ("import json,sys,time,os; from hnpipe import hn; from hnpipe.items import ItemsBuilder\n"
+            "b=ItemsBuilder(); c=hn.HttpHNClient(sys.argv[1], concurrency=int(sys.argv[4]), progress=False)\n"
+            "ids=range(int(sys.argv[2]), int(sys.argv[3])+1); t=time.perf_counter(); c0=os.times()\n"
+            "c.fetch_items(ids, b.add); s=time.perf_counter()-t; c1=os.times()\n"
+            "print(json.dumps({'seconds': s, 'cpu_seconds': c1.user+c1.system-c0.user-c0.system, 'rows': len(b)}))")
+    out = subprocess.run([sys.executable, "-c", code, base_url, str(ids[0]), str(ids[-1]), str(concurrency)],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(lib)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
