@@ -248,7 +248,7 @@ def kernel_ready_seconds(warm: bool, repeats: int) -> float:
     """Median seconds from launching a python3 kernel (as `hnpipe run` does) to its first answer."""
     from jupyter_client.blocking import BlockingKernelClient  # noqa: F401  (imported before timing)
 
-    from hnpipe import kernels
+    from hnpipe.runner import kernels
 
     runs = []
     for _ in range(repeats):
@@ -292,7 +292,7 @@ def phases(repeats: int) -> str:
         cli = timed_python("import hnpipe.cli", repeats)
         runner_import = timed_python("import hnpipe.runner", repeats)
         papermill_import = timed_python(
-            "from hnpipe import kernels; kernels.import_papermill()", repeats)
+            "from hnpipe.runner import kernels; kernels.import_papermill()", repeats)
         papermill_plain = timed_python("import papermill", repeats)
         pipeline_import = timed_python("import hnpipe.pipeline", repeats)
         bare = kernel_ready_seconds(False, repeats)

@@ -364,10 +364,10 @@ def bench_publish(results: Results, workdir: Path) -> None:
         print(f"  {label}: {timings[-1][1]:.2f} s", flush=True)
         return value
 
-    checks = datasets.quality_checks(datasets.get("ITEMS"), n_items=rows, null_ids=0)
+    gates = datasets.quality_gates(datasets.get("ITEMS"), n_items=rows, null_ids=0)
     warehouse.ensure_schema(production)
     timed("publish", "publish_frame: staging table, quality gates, swap",
-          lambda: warehouse.publish_frame(production, "ITEMS", frame, "bench1", checks=checks))
+          lambda: warehouse.publish_frame(production, "ITEMS", frame, "bench1", gates=gates))
     size = warehouse.path("PRODUCTION").stat().st_size
     timed("clone", "clone_database PRODUCTION -> PRODUCTION_CLONE_1",
           lambda: warehouse.clone_database("PRODUCTION", "PRODUCTION_CLONE_1"))

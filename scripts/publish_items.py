@@ -91,13 +91,13 @@ def main(argv: list[str] | None = None) -> int:
 
         _say(phase="publish", rows=len(items))
         published = time.monotonic()
-        checks = datasets.quality_checks(datasets.get("ITEMS"), n_items=args.n,
+        gates = datasets.quality_gates(datasets.get("ITEMS"), n_items=args.n,
                                          null_ids=len(report.null_ids))
         warehouse.ensure_schema(target)
         if args.frame:
-            rows = warehouse.publish_frame(target, "ITEMS", items, run_id, checks=checks)
+            rows = warehouse.publish_frame(target, "ITEMS", items, run_id, gates=gates)
         else:
-            rows = warehouse.publish_arrow(target, "ITEMS", items, run_id, checks=checks)
+            rows = warehouse.publish_arrow(target, "ITEMS", items, run_id, gates=gates)
         publish_seconds = time.monotonic() - published
     except HnpipeError as error:
         print(f"publish_items: error: {error}", file=sys.stderr)

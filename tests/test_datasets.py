@@ -77,9 +77,9 @@ def test_two_items_build_comments_and_stories_inside_duckdb(tmp_path: Path) -> N
     items = items_frame([ALICE_COMMENT, BOB_STORY])
     for dataset in datasets.dependency_order():
         if dataset.sql is None:
-            warehouse.publish_frame(TARGET, dataset.name, items, "run1", dataset.checks)
+            warehouse.publish_frame(TARGET, dataset.name, items, "run1", dataset.gates)
         else:
-            warehouse.publish_query(TARGET, dataset.name, dataset.sql, "run1", dataset.checks)
+            warehouse.publish_query(TARGET, dataset.name, dataset.sql, "run1", dataset.gates)
 
     comments = warehouse.read_table(TARGET, "COMMENTS")
     stories = warehouse.read_table(TARGET, "STORIES")
@@ -246,7 +246,7 @@ def test_items_checks_refuse_duplicate_and_null_ids(tmp_path: Path) -> None:
     bad = pd.concat([good, good.iloc[[1]]], ignore_index=True)  # ID 2 twice
     bad.loc[0, "ID"] = pd.NA
     with pytest.raises(WarehouseError) as error:
-        warehouse.publish_frame(TARGET, "ITEMS", bad, "run1", datasets.get("ITEMS").checks)
+        warehouse.publish_frame(TARGET, "ITEMS", bad, "run1", datasets.get("ITEMS").gates)
     assert "id_not_null (1 rows" in str(error.value)
     assert "id_unique (1 rows, e.g. ID 2)" in str(error.value)
     assert warehouse.list_tables(TARGET) == {}
@@ -260,5 +260,5 @@ def test_type_checks_refuse_other_types(tmp_path: Path, name, right, wrong) -> N
     wrong_sql = datasets.get(name).sql.replace(f"'{right}'", f"'{wrong}'")
     assert wrong_sql != datasets.get(name).sql
     with pytest.raises(WarehouseError, match=rf"failed checks: only_{name.lower()}"):
-        warehouse.publish_query(TARGET, name, wrong_sql, "run1", datasets.get(name).checks)
+        warehouse.publish_query(TARGET, name, wrong_sql, "run1", datasets.get(name).gates)
     assert set(warehouse.list_tables(TARGET)) == {"ITEMS"}

@@ -103,8 +103,8 @@ def test_sigkill_during_fetch_or_publish_leaves_the_old_or_the_new_table(
     # Up to 20% past the phase's usual length: a kill may also land just after it.
     delay = rng.uniform(0, 1.2 * drill.seconds[phase])
     warehouse = DuckDBWarehouse(tmp_path / "warehouse")
-    gates = datasets.quality_checks(datasets.get("ITEMS"), n_items=N)
-    warehouse.publish_frame(TARGET, "ITEMS", drill.old, "old", checks=gates)
+    gates = datasets.quality_gates(datasets.get("ITEMS"), n_items=N)
+    warehouse.publish_frame(TARGET, "ITEMS", drill.old, "old", gates=gates)
     database = warehouse.path("LOCAL")
 
     process = start_publish_items(drill.url, warehouse.directory)
@@ -121,7 +121,7 @@ def test_sigkill_during_fetch_or_publish_leaves_the_old_or_the_new_table(
         assert process.returncode == 0 and version == "new", (context, process.stderr.read())
 
     # The next publish drops what the crash left and publishes whole.
-    warehouse.publish_frame(TARGET, "ITEMS", drill.new, "next", checks=gates)
+    warehouse.publish_frame(TARGET, "ITEMS", drill.new, "next", gates=gates)
     assert staging_tables(database) == [], context
     assert same_frame(warehouse.read_table(TARGET, "ITEMS"), drill.new), context
     log_trial(test="sigkill_library", seed=SEED, trial=trial, phase=phase, delay=round(delay, 3),

@@ -65,8 +65,8 @@ def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: P
     new_frame, new_nulls = expected_items(new_items, n)
     assert new_nulls and not same_frame(old_frame, new_frame)
     warehouse = DuckDBWarehouse(tmp_path / "warehouse")
-    gates = datasets.quality_checks(datasets.get("ITEMS"), n_items=n)
-    warehouse.publish_frame(TARGET, "ITEMS", old_frame, "old", checks=gates)
+    gates = datasets.quality_gates(datasets.get("ITEMS"), n_items=n)
+    warehouse.publish_frame(TARGET, "ITEMS", old_frame, "old", gates=gates)
     database = warehouse.path("LOCAL")
     before = database.read_bytes()
 
@@ -98,8 +98,8 @@ def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: P
     else:
         assert report.null_ids == new_nulls and report.fetched == len(new_frame)
         assert report.retries >= sum(injected.values()) - injected["timeout"]
-        checks = datasets.quality_checks(datasets.get("ITEMS"), n_items=n, null_ids=len(report.null_ids))
-        warehouse.publish_frame(TARGET, "ITEMS", builder.to_frame(), "new", checks=checks)
+        gates = datasets.quality_gates(datasets.get("ITEMS"), n_items=n, null_ids=len(report.null_ids))
+        warehouse.publish_frame(TARGET, "ITEMS", builder.to_frame(), "new", gates=gates)
         pd.testing.assert_frame_equal(warehouse.read_table(TARGET, "ITEMS"), new_frame, check_exact=True)
     log_trial(test="api_faults_library", seed=seed, attempts=attempts, outcome=outcome, injected=injected)
 

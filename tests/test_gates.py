@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from hnpipe import datasets, pipeline
-from hnpipe.datasets import CLOCK_SKEW, quality_checks
+from hnpipe.datasets import CLOCK_SKEW, quality_gates
 from hnpipe.environments import Target
 from hnpipe.errors import WarehouseError
 from hnpipe.items import empty_items_frame, items_frame
@@ -38,13 +38,13 @@ GOOD = [raw(1), raw(2, "comment"), raw(3, "comment"), raw(4, "job"), raw(5, "pol
 def wh(tmp_path: Path) -> DuckDBWarehouse:
     warehouse = DuckDBWarehouse(tmp_path / "warehouse")
     warehouse.publish_frame(TARGET, "ITEMS", items_frame(GOOD), "run1",
-                            quality_checks(ITEMS, now=NOW, n_items=6, null_ids=0))
+                            quality_gates(ITEMS, now=NOW, n_items=6, null_ids=0))
     return warehouse
 
 
 def publish_items(wh: DuckDBWarehouse, frame: pd.DataFrame, n_items: int = 6, null_ids: int | None = 0) -> int:
     return wh.publish_frame(TARGET, "ITEMS", frame, "run2",
-                            quality_checks(ITEMS, now=NOW, n_items=n_items, null_ids=null_ids))
+                            quality_gates(ITEMS, now=NOW, n_items=n_items, null_ids=null_ids))
 
 
 def with_nulls(frame: pd.DataFrame, column: str, at: int) -> pd.DataFrame:
@@ -105,7 +105,7 @@ def test_empty_items_are_refused_even_when_every_id_answered_null(wh) -> None:
 
 @pytest.mark.parametrize("dataset", [COMMENTS, STORIES], ids=lambda d: d.name)
 def test_derived_tables_pass_with_exactly_the_items_of_their_type(wh, dataset) -> None:
-    rows = wh.publish_query(TARGET, dataset.name, dataset.sql, "run1", quality_checks(dataset, now=NOW))
+    rows = wh.publish_query(TARGET, dataset.name, dataset.sql, "run1", quality_gates(dataset, now=NOW))
     expected = [item["id"] for item in GOOD if item["type"] == dataset.item_type]
     assert wh.read_table(TARGET, dataset.name).ID.tolist() == expected and rows == len(expected)
 
@@ -115,7 +115,7 @@ def test_derived_tables_pass_with_exactly_the_items_of_their_type(wh, dataset) -
     (STORIES.sql.replace("TYPE = 'story'", "TYPE IN ('story', 'job')"), "4"),  # a job too
 ])
 def test_derived_table_with_other_rows_than_items_is_refused(wh, wrong_sql, expected_ids) -> None:
-    gates = quality_checks(STORIES, now=NOW)
+    gates = quality_gates(STORIES, now=NOW)
     with pytest.raises(WarehouseError) as refused:
         wh.publish_query(TARGET, "STORIES", wrong_sql, "run1", gates)
     assert f"rows_match_items (1 rows, e.g. ID {expected_ids})" in str(refused.value)
@@ -125,7 +125,7 @@ def test_derived_table_with_other_rows_than_items_is_refused(wh, wrong_sql, expe
 def test_pipeline_bounds_items_by_n_items_and_the_fetch_report(clean_env) -> None:
     step = pipeline.start("ITEMS", {"environment": "local", "n_items": 8})
     step.fetch_report = SimpleNamespace(null_ids=[101, 102])  # 2 of the 8 ids answered null
-    gate = {check.name: check for check in step.quality_checks()}["row_count"]
+    gate = {check.name: check for check in step.quality_gates()}["row_count"]
     assert "HAVING COUNT(*) < 6 OR COUNT(*) > 8" in gate.sql
     with pytest.raises(WarehouseError, match=r"row_count \(expected 6 to 8 rows: n_items 8, ids answered null 2; got ROWS_STAGED 5\)"):
         step.publish(items_frame(GOOD[:5]), edited=True)
@@ -146,17 +146,17 @@ def test_gates_run_on_the_snowflake_engine(fake_snowflake) -> None:
     staging = Target("STAGING", "HACKER_NEWS")
     with fake_snowflake.create_databases("STAGING").warehouse() as wh:
         wh.ensure_schema(staging)
-        wh.publish_frame(staging, "ITEMS", items_frame(GOOD), "run1", quality_checks(ITEMS, now=NOW, n_items=6, null_ids=0))
-        assert wh.publish_query(staging, "STORIES", STORIES.sql, "run1", quality_checks(STORIES, now=NOW)) == 1
+        wh.publish_frame(staging, "ITEMS", items_frame(GOOD), "run1", quality_gates(ITEMS, now=NOW, n_items=6, null_ids=0))
+        assert wh.publish_query(staging, "STORIES", STORIES.sql, "run1", quality_gates(STORIES, now=NOW)) == 1
         bad = items_frame([*GOOD[:4], raw(5, "ask"), raw(6, time=NOW + timedelta(hours=1))])
         with pytest.raises(WarehouseError) as refused:
-            wh.publish_frame(staging, "ITEMS", bad, "run2", quality_checks(ITEMS, now=NOW, n_items=9, null_ids=0))
+            wh.publish_frame(staging, "ITEMS", bad, "run2", quality_gates(ITEMS, now=NOW, n_items=9, null_ids=0))
         message = str(refused.value)
         assert "type_known (TYPE must be one of story, comment, job, poll, pollopt; got ID 5)" in message
         assert "time_not_in_future (" in message and "got ID 6" in message
         assert "row_count (expected 9 to 9 rows: n_items 9, ids answered null 0; got ROWS_STAGED 6)" in message
         with pytest.raises(WarehouseError, match=r"rows_match_items \(1 rows, e\.g\. ID 1\)"):
-            wh.publish_query(staging, "STORIES", STORIES.sql + " AND ID <> 1", "run2", quality_checks(STORIES, now=NOW))
+            wh.publish_query(staging, "STORIES", STORIES.sql + " AND ID <> 1", "run2", quality_gates(STORIES, now=NOW))
         assert wh.list_tables(staging) == {"ITEMS": 6, "STORIES": 1}
         wh.close()
 

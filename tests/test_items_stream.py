@@ -20,7 +20,7 @@ from hnpipe.items import FetchedItems, ItemsBuilder, items_frame
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 TARGET = Target("LOCAL", "TESTER")
-CHECKS = datasets.quality_checks(datasets.get("ITEMS"))
+GATES = datasets.quality_gates(datasets.get("ITEMS"))
 
 
 def raw_items(n: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -69,11 +69,11 @@ def column_types(path: Path, table: str = "ITEMS") -> list[tuple[str, str]]:
 def test_streamed_items_publish_the_same_rows_and_types_as_the_frame(tmp_path: Path) -> None:
     items = raw_items(100)
     via_frame = DuckDBWarehouse(tmp_path / "frame")
-    via_frame.publish_frame(TARGET, "ITEMS", items_frame(items), "20261127T000000_000001", checks=CHECKS)
+    via_frame.publish_frame(TARGET, "ITEMS", items_frame(items), "20261127T000000_000001", gates=GATES)
     streamed = DuckDBWarehouse(tmp_path / "stream")
     table = builder_of(items).to_arrow()
     assert table.num_rows == 100 and table.column("ID").num_chunks > 1
-    rows = streamed.publish_arrow(TARGET, "ITEMS", table, "20261127T000000_000001", checks=CHECKS)
+    rows = streamed.publish_arrow(TARGET, "ITEMS", table, "20261127T000000_000001", gates=GATES)
     assert rows == 100
     assert column_types(tmp_path / "stream" / "LOCAL.duckdb") == column_types(tmp_path / "frame" / "LOCAL.duckdb")
     pd.testing.assert_frame_equal(streamed.read_table(TARGET, "ITEMS"), via_frame.read_table(TARGET, "ITEMS"))
@@ -98,19 +98,19 @@ def test_a_repeated_id_keeps_its_last_answer_in_the_stream_as_in_the_frame(tmp_p
     assert table.num_rows == 20
     frame = items_frame(items + [again])
     warehouse = DuckDBWarehouse(tmp_path / "wh")
-    warehouse.publish_arrow(TARGET, "ITEMS", table, "20261127T000000_000001", checks=CHECKS)
+    warehouse.publish_arrow(TARGET, "ITEMS", table, "20261127T000000_000001", gates=GATES)
     pd.testing.assert_frame_equal(warehouse.read_table(TARGET, "ITEMS"), frame)
 
 
 def test_a_stream_failing_a_gate_is_refused_and_leaves_items_whole(tmp_path: Path) -> None:
     warehouse = DuckDBWarehouse(tmp_path / "wh")
     first = builder_of(raw_items(10)).to_arrow()
-    warehouse.publish_arrow(TARGET, "ITEMS", first, "20261127T000000_000001", checks=CHECKS)
+    warehouse.publish_arrow(TARGET, "ITEMS", first, "20261127T000000_000001", gates=GATES)
     before = warehouse.read_table(TARGET, "ITEMS")
     # Two rows with one ID get past no builder; a hand-made table can carry them to the gate.
     twice = pa.concat_tables([first, first.slice(0, 1)])
     with pytest.raises(WarehouseError, match=r"^refused to publish LOCAL.TESTER.ITEMS: failed checks"):
-        warehouse.publish_arrow(TARGET, "ITEMS", twice, "20261127T000000_000002", checks=CHECKS)
+        warehouse.publish_arrow(TARGET, "ITEMS", twice, "20261127T000000_000002", gates=GATES)
     pd.testing.assert_frame_equal(warehouse.read_table(TARGET, "ITEMS"), before)
     assert list(warehouse.list_tables(TARGET, bookkeeping=True)) == ["ITEMS"]  # no staging left
 
@@ -126,7 +126,7 @@ def test_an_interrupt_between_staging_and_swap_leaves_items_whole(tmp_path: Path
     monkeypatch.setattr(DuckDBWarehouse, "_run_checks", interrupted)
     with pytest.raises(KeyboardInterrupt):
         warehouse.publish_arrow(TARGET, "ITEMS", builder_of(raw_items(40)).to_arrow(), "20261127T000000_000002",
-                                checks=CHECKS)
+                                gates=GATES)
     monkeypatch.undo()
     pd.testing.assert_frame_equal(warehouse.read_table(TARGET, "ITEMS"), before)
     assert not [name for name in warehouse.list_tables(TARGET, bookkeeping=True) if "STAGING" in name]
@@ -144,7 +144,7 @@ def test_a_stream_interrupted_while_it_loads_leaves_items_whole(tmp_path: Path) 
 
     reader = pa.RecordBatchReader.from_batches(batches[0].schema, stream())
     with pytest.raises((KeyboardInterrupt, WarehouseError)):
-        warehouse.publish_arrow(TARGET, "ITEMS", reader, "20261127T000000_000002", checks=CHECKS)
+        warehouse.publish_arrow(TARGET, "ITEMS", reader, "20261127T000000_000002", gates=GATES)
     pd.testing.assert_frame_equal(warehouse.read_table(TARGET, "ITEMS"), before)
     assert not [name for name in warehouse.list_tables(TARGET, bookkeeping=True) if "STAGING" in name]
 

@@ -322,7 +322,7 @@ def test_snowflake_merge_sql_is_pinned(recorded_write_pandas) -> None:
     recorder.connection.staged_rows = 7
 
     rows = recorder.warehouse().publish_merge(STAGING, "ITEMS", small_frame(8, 9), "run7", (3, 7),
-                                              checks=datasets.get("ITEMS").checks, keep_versions=5)
+                                              gates=datasets.get("ITEMS").gates, keep_versions=5)
 
     assert rows == 7
     session = [('USE SCHEMA "STAGING"."HACKER_NEWS"', None), ("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()", None),

@@ -121,7 +121,7 @@ def test_waves_put_each_dataset_after_its_upstream_ones() -> None:
 def test_hnpipe_run_reaches_its_kernels_without_importing_pandas_or_duckdb() -> None:
     # What `hnpipe run` imports before the kernels start, and papermill as it imports it: the
     # libraries the notebooks need load in the kernels, not (also) in the run's own process.
-    code = ("import sys; import hnpipe.cli, hnpipe.runner; from hnpipe import kernels; kernels.import_papermill(); "
+    code = ("import sys; import hnpipe.cli, hnpipe.runner; from hnpipe.runner import kernels; kernels.import_papermill(); "
             "print(sorted(m for m in ('pandas', 'duckdb', 'pyarrow', 'numpy', 'boto3', 'rfc3987_syntax') "
             "if m in sys.modules)); import boto3, pyarrow.fs")  # still importable afterwards
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

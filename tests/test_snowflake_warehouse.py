@@ -30,7 +30,7 @@ from snowflake_fakes import ENV, PASSWORD, Recorder, _meta
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 STAGING = Target("STAGING", "HACKER_NEWS")
-ITEMS_CHECKS = datasets.get("ITEMS").checks
+ITEMS_GATES = datasets.get("ITEMS").gates
 COMMENTS = datasets.get("COMMENTS")
 
 RAW_ITEMS = [
@@ -188,7 +188,7 @@ def test_first_publish_stages_checks_and_renames(recorded_write_pandas) -> None:
     seen: list[Target] = []
     frame = items()
 
-    rows = recorder.warehouse(seen.append).publish_frame(STAGING, "ITEMS", frame, "run7", ITEMS_CHECKS)
+    rows = recorder.warehouse(seen.append).publish_frame(STAGING, "ITEMS", frame, "run7", ITEMS_GATES)
 
     assert rows == 4
     assert seen == [STAGING]
@@ -215,7 +215,7 @@ def test_first_publish_stages_checks_and_renames(recorded_write_pandas) -> None:
 def test_republish_drops_leftovers_swaps_and_drops_the_old_copy(recorded_write_pandas) -> None:
     recorder = Recorder(tables={"ITEMS": 4, "ITEMS__STAGING_CRASHED": 2, "STORIES": 1})
 
-    recorder.warehouse().publish_frame(STAGING, "ITEMS", items(), "run7", ITEMS_CHECKS)
+    recorder.warehouse().publish_frame(STAGING, "ITEMS", items(), "run7", ITEMS_GATES)
 
     assert recorder.statements == [
         *SESSION,

@@ -53,7 +53,7 @@ def test_warehouse_engines_import_nothing_above_the_warehouse_package() -> None:
     """Backends depend on the shared rules below them, never on the pipeline or commands."""
     below = {"hnpipe.config", "hnpipe.environments", "hnpipe.errors", "hnpipe.credentials",
              "hnpipe.warehouse.base", "hnpipe.warehouse.frames", "hnpipe.warehouse.snowflake_frames",
-             "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.locks"}
+             "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.duckdb_locks"}
     graph = import_graph()
     for engine in ("hnpipe.warehouse.duckdb_engine", "hnpipe.warehouse.snowflake_engine",
                    "hnpipe.warehouse.base", "hnpipe.warehouse.frames"):
@@ -79,13 +79,6 @@ def test_every_hnpipe_variable_the_code_reads_is_listed_once_with_what_it_does()
     listed = set(config.ENVIRONMENT_VARIABLES)
     assert used - listed == set(), "add these to config.ENVIRONMENT_VARIABLES"
     assert listed - used == set(), "listed but never read"
-
-
-def test_the_readme_table_of_variables_is_the_one_in_config() -> None:
-    from hnpipe import config
-
-    readme = (module_files()["hnpipe"].parents[2] / "README.md").read_text(encoding="utf-8")
-    assert config.environment_variables_table() in readme
 
 
 def test_no_test_file_imports_another_test_file() -> None:

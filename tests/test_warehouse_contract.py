@@ -28,7 +28,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
 from hnpipe.items import empty_items_frame, items_frame
 from hnpipe.warehouse import duckdb_engine
-from hnpipe.warehouse.base import Check, Warehouse
+from hnpipe.warehouse.base import Gate, Warehouse
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from snowflake_fakes import FakeSnowflake
 
@@ -274,7 +274,7 @@ def test_publish_replaces_the_table_and_leaves_no_staging(engine, wh: Warehouse)
 
 def a_failing_gate(engine, wh: Warehouse) -> None:
     duplicated = pd.concat([items(), items(10, 11)], ignore_index=True)
-    wh.publish_frame(T, "ITEMS", duplicated, "run2", datasets.get("ITEMS").checks)
+    wh.publish_frame(T, "ITEMS", duplicated, "run2", datasets.get("ITEMS").gates)
 
 
 def an_unstorable_frame(engine, wh: Warehouse) -> None:
@@ -325,7 +325,7 @@ def test_publish_arrow_stores_what_publish_frame_stores_sorted_by_id(engine, wh:
     data = pa.Table.from_pandas(frame, preserve_index=False)
     if as_stream:
         data = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=2))
-    assert wh.publish_arrow(T, "ITEMS", data, "run1", datasets.get("ITEMS").checks, keep_versions=1) == 5
+    assert wh.publish_arrow(T, "ITEMS", data, "run1", datasets.get("ITEMS").gates, keep_versions=1) == 5
     pd.testing.assert_frame_equal(wh.read_table(T, "ITEMS"), by_id(frame), check_exact=True)
     assert wh.query(T, "SELECT HOUR(TIME) AS H FROM ITEMS WHERE ID = 10").H.tolist() == [22]  # UTC wall time
     assert engine.all_tables(T) == {"ITEMS": 5}
@@ -335,7 +335,7 @@ def test_a_failing_gate_on_publish_arrow_keeps_the_previous_table(engine, wh: Wa
     wh.publish_frame(T, "ITEMS", items(10), "run1")
     duplicated = pa.Table.from_pandas(pd.concat([items(), items(11)], ignore_index=True), preserve_index=False)
     with pytest.raises(WarehouseError, match=r"failed checks: id_unique \(1 rows, e\.g\. ID 11\)$"):
-        wh.publish_arrow(T, "ITEMS", duplicated, "run2", datasets.get("ITEMS").checks)
+        wh.publish_arrow(T, "ITEMS", duplicated, "run2", datasets.get("ITEMS").gates)
     with pytest.raises(WarehouseError, match="cannot publish STAGING.HACKER_NEWS.ITEMS"):
         wh.publish_arrow(T, "ITEMS", items(), "run2")  # a frame is not Arrow
     assert engine.all_tables(T) == {"ITEMS": 1}
@@ -345,7 +345,7 @@ def test_publish_query_computes_inside_the_warehouse_in_the_target_schema(engine
     wh.ensure_schema(OTHER)
     wh.publish_frame(T, "ITEMS", items(), "run1")
     wh.publish_frame(OTHER, "ITEMS", items(10), "run1")  # same name in another schema: not read
-    assert wh.publish_query(T, "STORIES", STORIES.sql, "run1", STORIES.checks) == 2
+    assert wh.publish_query(T, "STORIES", STORIES.sql, "run1", STORIES.gates) == 2
     pd.testing.assert_frame_equal(wh.read_table(T, "STORIES"), by_id(items(10, 20)))
     assert wh.publish_query(OTHER, "STORIES", STORIES.sql + ";\n", "run1") == 1
     assert engine.all_tables(T) == {"ITEMS": 5, "STORIES": 2}
@@ -353,15 +353,15 @@ def test_publish_query_computes_inside_the_warehouse_in_the_target_schema(engine
 
 def test_a_failing_gate_on_publish_query_names_it_and_keeps_the_table(engine, wh: Warehouse) -> None:
     wh.publish_frame(T, "ITEMS", items(), "run1")
-    wh.publish_query(T, "COMMENTS", COMMENTS.sql, "run1", COMMENTS.checks)
-    wrong = Check("only_stories", "SELECT ID FROM {table} WHERE TYPE <> 'story'")
+    wh.publish_query(T, "COMMENTS", COMMENTS.sql, "run1", COMMENTS.gates)
+    wrong = Gate("only_stories", "SELECT ID FROM {table} WHERE TYPE <> 'story'")
     with pytest.raises(WarehouseError, match=r"failed checks: only_stories \(2 rows, e\.g\. ID 1[12], 1[12]\)$"):
         wh.publish_query(T, "COMMENTS", COMMENTS.sql, "run2", [wrong])
     assert engine.all_tables(T) == {"ITEMS": 5, "COMMENTS": 2}
 
 
 def test_a_check_with_an_explanation_reads_as_expected_and_got(wh: Warehouse) -> None:
-    counted = Check("row_count", "SELECT COUNT(*) AS ROWS_STAGED FROM {table} HAVING COUNT(*) <> 9",
+    counted = Gate("row_count", "SELECT COUNT(*) AS ROWS_STAGED FROM {table} HAVING COUNT(*) <> 9",
                     explain="expected 9 rows")
     with pytest.raises(WarehouseError, match=r"failed checks: row_count \(expected 9 rows; got ROWS_STAGED 5\)$"):
         wh.publish_frame(T, "ITEMS", items(), "run1", [counted])
@@ -371,7 +371,7 @@ def test_a_check_with_an_explanation_reads_as_expected_and_got(wh: Warehouse) ->
 def test_publish_merge_keeps_the_rows_in_range_and_adds_the_new_ones(engine, wh: Warehouse) -> None:
     wh.publish_frame(T, "ITEMS", items(10, 11, 12, 13), "run1", keep_versions=1)
     new = items_frame([{"id": 30, "type": "story", "title": "new"}, {"id": 31, "type": "comment", "kids": [1]}])
-    rows = wh.publish_merge(T, "ITEMS", new, "run2", keep_ids=(11, 12), checks=datasets.get("ITEMS").checks,
+    rows = wh.publish_merge(T, "ITEMS", new, "run2", keep_ids=(11, 12), gates=datasets.get("ITEMS").gates,
                             keep_versions=1)
     assert rows == 4
     pd.testing.assert_frame_equal(wh.read_table(T, "ITEMS"), by_id(pd.concat([items(11, 12), new])))

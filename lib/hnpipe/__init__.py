@@ -1,31 +1,7 @@
 """hnpipe: Hacker News datasets built by parameterised notebooks, promoted safely.
 
-Notebooks import this package and stay thin. Flat where a module is one concern, a folder
-per family of parts (imports only point down this list; tests/test_structure.py checks it):
-
-    errors               the errors hnpipe raises on purpose, and `one_line`
-    config               project root, .env loading, default paths, the run-id format
-    environments         which environment runs, where it may write, the guards, identifiers
-    credentials          secrets from the environment or .env, and their redaction
-    params               notebook parameters: validation, params/<env>.yaml (`params_for`)
-    datasets             the registry: ITEMS, COMMENTS, STORIES, their columns, SQL, gates, graph
-    items                the ITEMS frame builder (raw HN items -> Arrow -> pandas)
-    hn                   the HN API client (real over HTTP, and a stub for tests)
-    sample/              the bundled HN sample (data), its loopback server, `hnpipe serve-sample`
-    warehouse/           the interface and shared rules (base), pandas <-> Arrow (frames),
-                         the DuckDB and Snowflake engines; `connect` / `reader` for an environment
-    alerts               Slack alerts when a run fails
-    history              PIPELINE_RUNS, the run history (`hnpipe history`)
-    refresh              incremental refresh: which ids to re-fetch, and the merge
-    progress             progress bars: HTML in notebooks, tqdm in terminals, lines in logs
-    pipeline             what a notebook calls: validate, guard, fetch, publish, preview
-    kernel               inside a notebook kernel: hnpipe errors shown short
-    kernels              `hnpipe run`'s kernels, started ahead of need
-    runner               `hnpipe run`: the notebooks with papermill, in dependency order
-    ops/                 commands around the pipeline that build no data: admin (branch
-                         clones, handover), changes, diff, catalog (`hnpipe docs`), handover
-                         (`hnpipe sql`), versions (`hnpipe versions`, `hnpipe restore`)
-    cli                  the `hnpipe` command
+Notebooks import this package and stay thin: one module per concern, a folder per family of
+parts. The module map is docs/development.md (tests/test_docs.py checks it against the tree).
 """
 
 from hnpipe.errors import HnpipeError
@@ -35,14 +11,14 @@ __version__ = "0.1.0"
 
 
 def _in_a_kernel() -> None:
-    """In a Jupyter kernel, show hnpipe errors short (hnpipe.kernel); elsewhere nothing."""
+    """In a Jupyter kernel, show hnpipe errors short (hnpipe.notebook_errors); elsewhere nothing."""
     import sys
 
     if "ipykernel" in sys.modules:
         # Imported only inside a kernel: elsewhere (the CLI, scripts) it has nothing to do.
-        from hnpipe import kernel
+        from hnpipe import notebook_errors
 
-        kernel.install()
+        notebook_errors.install()
 
 
 _in_a_kernel()

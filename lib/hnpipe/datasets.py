@@ -4,7 +4,7 @@
 * COMMENTS and STORIES are computed inside the warehouse from ITEMS by their `sql`, a
   portable SELECT that DuckDB and Snowflake both accept.
 
-Quality gates (`quality_checks`) run inside the warehouse on the staging table, before it
+Quality gates (`quality_gates`) run inside the warehouse on the staging table, before it
 replaces the published one; any failure publishes nothing. Every dataset must have a unique,
 non-null ID, a TYPE from the HN set and no TIME in the future (beyond `CLOCK_SKEW`); ITEMS
 must hold between 1 and n_items rows, no fewer than the ids that answered (plus, after an
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from hnpipe.errors import ParameterError
-from hnpipe.warehouse.base import Check
+from hnpipe.warehouse.base import Gate
 
 ITEMS_COLUMNS: tuple[str, ...] = (
     "ID", "DELETED", "TYPE", "USER_ID", "TIME", "TEXT", "DEAD", "PARENT", "POLL", "KIDS",
@@ -65,7 +65,7 @@ class Dataset:
     upstream: tuple[str, ...]
     notebook: str  # file name in notebooks/
     sql: str | None  # SELECT computing it in the warehouse; None when built in Python
-    checks: tuple[Check, ...]  # the dataset's own checks; `quality_checks` adds the shared gates
+    gates: tuple[Gate, ...]  # the dataset's own checks; `quality_gates` adds the shared gates
     columns: tuple[str, ...] = ITEMS_COLUMNS
     item_type: str | None = None  # a dataset of ITEMS rows of one TYPE: which
 
@@ -86,13 +86,13 @@ def _items_of_type(item_type: str) -> str:
     return f"SELECT {', '.join(ITEMS_COLUMNS)} FROM ITEMS WHERE TYPE = '{item_type}'"
 
 
-def _only_type(item_type: str, check_name: str) -> Check:
-    return Check(check_name, f"SELECT ID FROM {{table}} WHERE TYPE <> '{item_type}' OR TYPE IS NULL")
+def _only_type(item_type: str, check_name: str) -> Gate:
+    return Gate(check_name, f"SELECT ID FROM {{table}} WHERE TYPE <> '{item_type}' OR TYPE IS NULL")
 
 
 _ID_CHECKS = (
-    Check("id_not_null", "SELECT ID FROM {table} WHERE ID IS NULL"),
-    Check("id_unique", "SELECT ID FROM {table} GROUP BY ID HAVING COUNT(*) > 1"),
+    Gate("id_not_null", "SELECT ID FROM {table} WHERE ID IS NULL"),
+    Gate("id_unique", "SELECT ID FROM {table} GROUP BY ID HAVING COUNT(*) > 1"),
 )
 
 DATASETS: dict[str, Dataset] = {
@@ -104,7 +104,7 @@ DATASETS: dict[str, Dataset] = {
             upstream=(),
             notebook="items.ipynb",
             sql=None,
-            checks=_ID_CHECKS,
+            gates=_ID_CHECKS,
         ),
         Dataset(
             name="COMMENTS",
@@ -112,7 +112,7 @@ DATASETS: dict[str, Dataset] = {
             upstream=("ITEMS",),
             notebook="comments.ipynb",
             sql=_items_of_type("comment"),
-            checks=(_only_type("comment", "only_comments"),),
+            gates=(_only_type("comment", "only_comments"),),
             item_type="comment",
         ),
         Dataset(
@@ -121,18 +121,18 @@ DATASETS: dict[str, Dataset] = {
             upstream=("ITEMS",),
             notebook="stories.ipynb",
             sql=_items_of_type("story"),
-            checks=(_only_type("story", "only_stories"),),
+            gates=(_only_type("story", "only_stories"),),
             item_type="story",
         ),
     )
 }
 
 
-def quality_checks(
+def quality_gates(
     dataset: Dataset, *, now: datetime | None = None, n_items: int | None = None,
     null_ids: int | None = None, fetched_ids: int | None = None, kept_rows: int = 0,
     id_range: tuple[int, int] | None = None, previous_rows: int | None = None, max_shrink: float = 1.0,
-) -> tuple[Check, ...]:
+) -> tuple[Gate, ...]:
     """Every gate `dataset` must pass on its staging table before it is published.
 
     The dataset's own checks first, then the shared ones, then its row count: for ITEMS
@@ -147,12 +147,12 @@ def quality_checks(
     latest = (now.astimezone(timezone.utc) + CLOCK_SKEW).replace(tzinfo=None, microsecond=0)
     types = ", ".join(f"'{kind}'" for kind in HN_TYPES)
     gates = [
-        *dataset.checks,
+        *dataset.gates,
         *_ID_CHECKS,
-        Check("type_known", f"SELECT ID FROM {{table}} WHERE TYPE IS NULL OR TYPE NOT IN ({types})",
+        Gate("type_known", f"SELECT ID FROM {{table}} WHERE TYPE IS NULL OR TYPE NOT IN ({types})",
               explain=f"TYPE must be one of {', '.join(HN_TYPES)}"),
         # Stored TIME is UTC wall time; the bound is written the same way.
-        Check("time_not_in_future",
+        Gate("time_not_in_future",
               f"SELECT ID FROM {{table}} WHERE TIME > CAST('{latest:%Y-%m-%d %H:%M:%S}' AS TIMESTAMP)",
               explain=f"TIME must not be after {latest:%Y-%m-%d %H:%M:%S} UTC (now + {CLOCK_SKEW})"),
     ]
@@ -163,7 +163,7 @@ def quality_checks(
         low = max(1, kept) if null_ids is None else max(1, kept + asked - int(null_ids))
         answered_null = "unknown" if null_ids is None else f"{int(null_ids):,}"
         merged = f", {kept:,} rows kept from ITEMS, {asked:,} ids fetched" if kept else ""
-        gates.append(Check(
+        gates.append(Gate(
             "row_count",
             f"SELECT COUNT(*) AS ROWS_STAGED FROM {{table}} HAVING COUNT(*) < {low} OR COUNT(*) > {high}",
             explain=f"expected {low:,} to {high:,} rows: n_items {high:,}{merged}, ids answered null {answered_null}",
@@ -172,7 +172,7 @@ def quality_checks(
         # Against the table this publish replaces: a maxitem that dropped (a bad deploy, a wrong
         # URL) would otherwise pass every other gate with a fraction of the rows.
         minimum = math.ceil(int(previous_rows) * (1 - float(max_shrink)))
-        gates.append(Check(
+        gates.append(Gate(
             "no_shrink", f"SELECT COUNT(*) AS ROWS_STAGED FROM {{table}} HAVING COUNT(*) < {minimum}",
             explain=(f"{dataset.name} holds {int(previous_rows):,} rows and may shrink by at most "
                      f"{float(max_shrink):.0%} (max_shrink), to {minimum:,}; run with allow_shrink=true "
@@ -180,18 +180,18 @@ def quality_checks(
         ))
     if dataset.name == "ITEMS" and id_range is not None:
         first, last = (int(value) for value in id_range)
-        gates.append(Check(
+        gates.append(Gate(
             "id_in_range", f"SELECT ID FROM {{table}} WHERE ID < {first} OR ID > {last}",
             explain=f"ID must be within {first}..{last}, the n_items newest ids",
         ))
     if dataset.item_type is not None:
         of_type = f"SELECT ID FROM ITEMS WHERE TYPE = '{dataset.item_type}'"
         # ids staged but not in ITEMS with that TYPE, and ids of that TYPE missing from staging
-        gates.append(Check(
+        gates.append(Gate(
             "rows_match_items",
             f"(SELECT ID FROM {{table}} EXCEPT {of_type}) UNION ALL ({of_type} EXCEPT SELECT ID FROM {{table}})",
         ))
-    unique: dict[str, Check] = {}
+    unique: dict[str, Gate] = {}
     for gate in gates:
         unique.setdefault(gate.name, gate)
     return tuple(unique.values())

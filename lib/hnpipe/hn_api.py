@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from hnpipe.errors import FetchError, ParameterError
-from hnpipe.params import address_kind, host_kind, shown_url, url_problem
+from hnpipe.hn_url import address_kind, host_kind, shown_url, url_problem
 from hnpipe.progress import OFF, choose
 
 __all__ = ["FetchReport", "HNClient", "StubHNClient", "fetch_latest", "latest_ids", "show_progress",
@@ -154,7 +154,7 @@ def _check_count(value: object, name: str, low: int, high: int) -> int:
 
 def check_base_url(base_url: object) -> str:
     """Return `base_url` without a trailing slash if it is an acceptable http(s) API base (see
-    params.url_problem: no credentials, query, fragment, impossible port or link-local host),
+    hn_url.url_problem: no credentials, query, fragment, impossible port or link-local host),
     else refuse it in one line that never echoes a password."""
 
     problem = url_problem(base_url) if isinstance(base_url, str) else "not a string"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from hnpipe import config
 from hnpipe.credentials import looks_like_secret_key
 from hnpipe.environments import ENVIRONMENTS, check_environment_name
 from hnpipe.errors import ParameterError, one_line
+from hnpipe.hn_url import check_private_hosts, host_kind, shown_url, url_problem
 
 MAX_ITEMS = 5_000_000
 _ENV_VAR = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
@@ -44,101 +46,6 @@ def _check_url(value: str) -> None:
     problem = url_problem(value)
     if problem:
         raise ValueError(problem)
-
-
-# -- where the HN client may go ----------------------------------------------------------------
-# Names that mean this machine or a cloud's instance metadata, whatever DNS says.
-_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
-_METADATA_NAMES = ("metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal")
-
-
-def shown_url(value: str) -> str:
-    """A URL fit to print: user:password@ becomes ***@, a query or fragment ?*** (never echoed)."""
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        return value
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    for mark in ("?", "#"):  # a query may hold a token as well
-        if mark in authority + slash + path:
-            before = (authority + slash + path).split(mark)[0]
-            authority, slash, path = before, "", ""
-            return f"{scheme}://{before}{mark}***"
-    return f"{scheme}://{authority}{slash}{path}"
-
-
-def url_problem(value: str) -> str | None:
-    """Why `value` is not an acceptable HN API base URL, or None: http(s), a host, no credentials,
-    no query or fragment, a possible port, no link-local or metadata host."""
-    from urllib.parse import urlsplit
-
-    if re.search(r"[\s\x00-\x1f\x7f]", value):
-        return "use an http(s) URL without spaces or control characters"
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # ValueError when it is not a number from 0 to 65535
-    except ValueError as error:
-        return f"not a usable URL ({error}): use e.g. https://hacker-news.firebaseio.com/v0"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return ("use 'sample' (the bundled sample) or an http(s) URL such as "
-                "https://hacker-news.firebaseio.com/v0")
-    if "@" in parts.netloc:
-        return ("a URL must not hold a user name or password (user:pass@host): parameters are written "
-                "into every executed notebook and the run history; the HN API needs none")
-    if "?" in value or "#" in value:
-        return "the API base takes no query (?...) or fragment (#...): hnpipe appends /maxitem.json and /item/<id>.json"
-    if port == 0 or (parts.netloc.endswith(":") and port is None):
-        return "the port must be a number from 1 to 65535"
-    kind = host_kind(parts.hostname)
-    if kind in ("link-local", "unusable"):
-        return (f"host {parts.hostname} is {'a link-local or cloud metadata address' if kind == 'link-local' else 'not an address a server can have'}: "
-                "the HN client never goes there")
-    return None
-
-
-def host_kind(host: str) -> str:
-    """'public', 'private' (loopback or a private network), 'link-local' (incl. cloud metadata)
-    or 'unusable' (unspecified, multicast, reserved), judged from the name as written."""
-    import ipaddress
-    import socket
-
-    name = host.strip("[]").rstrip(".").lower()
-    if name in _METADATA_NAMES:
-        return "link-local"
-    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
-        return "private"
-    try:
-        address = ipaddress.ip_address(name.partition("%")[0])
-    except ValueError:
-        if not re.fullmatch(r"[0-9a-fx.]+", name):
-            return "public"  # a DNS name: the HN client checks what it resolves to
-        try:  # 2130706433, 0x7f.1, 127.1: forms the resolver reads as IPv4 addresses
-            address = ipaddress.ip_address(socket.inet_aton(name))
-        except OSError:
-            return "public"
-    return address_kind(address)
-
-
-def address_kind(address) -> str:
-    """host_kind for an ipaddress address (IPv4-mapped IPv6 judged as the IPv4 it maps)."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    address = mapped or address
-    if address.is_link_local:
-        return "link-local"
-    if address.is_unspecified or address.is_multicast:
-        return "unusable"
-    if address.is_loopback or address.is_private:
-        return "private"
-    return "unusable" if address.is_reserved else "public"
-
-
-def _check_private_hosts(value: list) -> None:
-    for host in value:
-        if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,255}", host):
-            raise ValueError("use a list of host names or addresses, e.g. [hn-mirror.internal, 10.0.0.5]")
-        if host_kind(host) in ("link-local", "unusable"):
-            raise ValueError(f"host {host} is link-local, cloud metadata or unusable: it can never be allowed")
 
 
 def check_destination(values: Mapping[str, Any]) -> None:
@@ -240,36 +147,38 @@ PARAMETERS: dict[str, Parameter] = {
     for p in (
         Parameter("environment", str, "local",
                   "the environment this run is for; must match HNPIPE_ENV", _check_environment),
-        Parameter("n_items", int, 1000, "how many of the most recent HN items to fetch", _check_n_items),
+        Parameter("n_items", int, 1000, f"how many of the most recent HN items to fetch (1 to {MAX_ITEMS:,})",
+                  _check_n_items),
         Parameter("hn_api_url", str, "sample",
                   "HN API base URL, or 'sample' for the bundled offline sample", _check_url),
-        Parameter("concurrency", int, 32, "parallel HN API requests", _check_concurrency),
+        Parameter("concurrency", int, 32, "parallel HN API requests (1 to 256)", _check_concurrency),
         Parameter("hn_api_private_hosts", list, [],
                   "loopback or private hosts hn_api_url may name outside local runs (a mirror inside the "
-                  "network); link-local and metadata addresses never", _check_private_hosts),
+                  "network); link-local and metadata addresses never", check_private_hosts),
         Parameter("request_deadline_s", int, 60,
                   "the most one HN API request may take, every attempt and backoff included; a fetch is "
-                  "bounded by it too (request_deadline_s x ids per worker)", _check_deadline),
+                  "bounded by it too (request_deadline_s x ids per worker); 1 to 3600", _check_deadline),
         Parameter("snowflake_env", dict, {},
                   "which environment variables hold each Snowflake credential (names, never values)",
                   _check_snowflake_env),
         Parameter("branch_role", str, "",
-                  "Snowflake role granted usage on each new PRODUCTION_CLONE_<PR> ('' for none)",
-                  _check_role),
+                  "Snowflake role that may read each new branch clone (USAGE, SELECT on all and future "
+                  "tables; '' for none)", _check_role),
         Parameter("max_shrink", (float, int), 0.5,
                   "the largest fraction of its rows a publish may take from the published ITEMS "
-                  "(0.5: at least half stay); more is refused unless allow_shrink", _check_fraction),
+                  "(0.5: at least half stay; 1 turns the gate off); more is refused unless allow_shrink",
+                  _check_fraction),
         Parameter("allow_shrink", bool, False,
                   "let this run shrink ITEMS past max_shrink (say so on purpose; the history records it)"),
         Parameter("keep_versions", int, 5,
-                  "earlier versions of each table kept for `hnpipe restore` (0 keeps none)",
+                  "earlier versions of each table kept for `hnpipe restore` (0 to 100; 0 keeps none)",
                   _check_keep_versions),
         Parameter("refresh", str, "full",
                   "how ITEMS is rebuilt: full (fetch every id) or incremental (fetch the new ids "
                   "and the refresh_window below them, keep the rest)", _check_refresh),
         Parameter("refresh_window", int, 500,
                   "incremental: how many ids below ITEMS' newest are fetched again, since their "
-                  "items may still change (scores, comments)", _check_refresh_window),
+                  f"items may still change (scores, comments); 0 to {MAX_ITEMS:,}", _check_refresh_window),
     )
 }
 
@@ -286,6 +195,19 @@ ADMIN_PARAMETERS: dict[str, Parameter] = {
         Parameter("apply", bool, False, "prune: drop the stale clones (False only lists them)"),
     )
 }
+
+def parameters_table(declared: Mapping[str, Parameter] = PARAMETERS) -> str:
+    """A registry of parameters as docs/environments.md's Markdown table (tests/test_docs.py
+    keeps the page equal to it): name, default as a params file writes it, help."""
+    rows = ["| parameter | default | what it is |", "|---|---|---|"]
+    for spec in declared.values():
+        default = spec.default if isinstance(spec.default, str) and spec.default else json.dumps(spec.default)
+        # A bare | would end the cell, and <PR> outside `code` would read as an HTML tag.
+        parts = spec.help.replace("|", "\\|").split("`")
+        text = "`".join(part.replace("<", "&lt;") if i % 2 == 0 else part for i, part in enumerate(parts))
+        rows.append(f"| `{spec.name}` | `{default}` | {text} |")
+    return "\n".join(rows)
+
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", dict: "a mapping", list: "a list",
                bool: "true or false", type(None): "None"}

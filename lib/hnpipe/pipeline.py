@@ -14,7 +14,7 @@ built from ITEMS the same way either way.
 process disagree before anything is fetched or written, and hands the warehouse a guard
 that re-checks the connection's actual database.schema before every write.
 
-Every publish passes the dataset's quality gates (`datasets.quality_checks`) on the staging
+Every publish passes the dataset's quality gates (`datasets.quality_gates`) on the staging
 table first, keeps the table it replaces as a version (`keep_versions`, see hnpipe.versions)
 and is followed by the table and column comments of the dataset's definition.
 
@@ -46,7 +46,7 @@ from hnpipe.errors import GuardError, HnpipeError
 from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.sample import SampleServer
 from hnpipe.warehouse import connect, reader
-from hnpipe.warehouse.base import Check, Warehouse
+from hnpipe.warehouse.base import Gate, Warehouse
 
 if TYPE_CHECKING:
     from hnpipe.refresh import Plan
@@ -271,16 +271,16 @@ class Step:
                 rows = self.warehouse.publish_merge(
                     self.target, self.dataset.name,
                     frame.to_frame() if isinstance(frame, FetchedItems) else frame, self.run_id, plan.keep_ids,
-                    checks=self.quality_checks(), keep_versions=values["keep_versions"],
+                    gates=self.quality_gates(), keep_versions=values["keep_versions"],
                 )
             elif isinstance(frame, FetchedItems):
                 rows = self.warehouse.publish_arrow(
-                    self.target, self.dataset.name, frame.table, self.run_id, checks=self.quality_checks(),
+                    self.target, self.dataset.name, frame.table, self.run_id, gates=self.quality_gates(),
                     keep_versions=values["keep_versions"],
                 )
             else:
                 rows = self.warehouse.publish_frame(
-                    self.target, self.dataset.name, frame, self.run_id, checks=self.quality_checks(),
+                    self.target, self.dataset.name, frame, self.run_id, gates=self.quality_gates(),
                     keep_versions=values["keep_versions"],
                 )
             merged = f" ({plan.kept_rows:,} kept, {len(frame):,} fetched)" if plan is not None and plan.merges else ""
@@ -310,7 +310,7 @@ class Step:
                     )
             self.warehouse.ensure_schema(self.target)
             rows = self.warehouse.publish_query(
-                self.target, self.dataset.name, self.dataset.sql, self.run_id, checks=self.quality_checks(),
+                self.target, self.dataset.name, self.dataset.sql, self.run_id, gates=self.quality_gates(),
                 keep_versions=values["keep_versions"],
             )
             print(f"built {rows:,} rows in {self.target}.{self.dataset.name}")
@@ -356,11 +356,11 @@ class Step:
             if not _under_runner():
                 alerts.notify_failure(self.env, self.dataset.name, error, self.run_id, self.notebook)
 
-    def quality_checks(self) -> tuple[Check, ...]:
+    def quality_gates(self) -> tuple[Gate, ...]:
         """The gates this publish must pass; ITEMS' row count and id range come from the fetch
         report and the refresh plan (rows kept by an incremental run count too)."""
         report, plan = self.fetch_report, self.refresh
-        return datasets.quality_checks(
+        return datasets.quality_gates(
             self.dataset, n_items=self.params["n_items"],
             null_ids=None if report is None else len(report.null_ids),
             fetched_ids=None if plan is None else plan.fetched_ids,

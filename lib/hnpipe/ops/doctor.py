@@ -24,7 +24,7 @@ forms: CREATE TABLE, write_pandas of KIDS/PARTS lists into ARRAY columns and rea
 integer lists, the quality-check SELECTs, RENAME (first publish), SWAP WITH (republish), RENAME to
 a kept version, CTAS, COMMENT ON TABLE/COLUMN, CREATE TABLE .. CLONE, DROP TABLE (and, for a
 branch, CREATE/DROP DATABASE, CREATE SCHEMA WITH MANAGED ACCESS and its future grant). These are
-the behaviours no fake can vouch for: the README's statement table lists them as "checked by
+the behaviours no fake can vouch for: docs/snowflake.md's statement table lists them as "checked by
 `hnpipe doctor --smoke`".
 
 On the embedded engine the same command checks the same matrix with files: which databases the
@@ -51,7 +51,7 @@ import pandas as pd
 from hnpipe import config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_PREFIX, PUBLISHED_SCHEMA, Target
 from hnpipe.errors import GuardError, HnpipeError
-from hnpipe.warehouse import Check as GateCheck
+from hnpipe.warehouse import Gate
 from hnpipe.warehouse import open_warehouse
 
 PASS, FAIL, SKIP = "ok", "FAIL", "skip"
@@ -338,7 +338,7 @@ def _only(place: Target, actual: Target) -> None:
 def _smoke_forms(warehouse, place: Target, prefix: str, steps: list[str]) -> None:
     table = f"{prefix}_ITEMS"
     frame = _smoke_frame()
-    unique = GateCheck("id_unique", "SELECT ID FROM {table} GROUP BY ID HAVING COUNT(*) > 1")
+    unique = Gate("id_unique", "SELECT ID FROM {table} GROUP BY ID HAVING COUNT(*) > 1")
     warehouse.publish_frame(place, table, frame, f"{prefix}R1", checks=[unique], keep_versions=1)
     steps.append("CREATE TABLE + write_pandas (ARRAY) + checks + RENAME")
     back = warehouse.read_table(place, table)

@@ -1,14 +1,8 @@
 """Warehouses: one interface (base), two engines, and the one place an environment becomes one.
 
-    base.py              the `Warehouse` interface and the rules both engines share
-    frames.py            pandas <-> Arrow, the same for both engines
-    duckdb_engine.py     the embedded engine: one DuckDB file per database (local runs, rehearsals)
-    snowflake_engine.py  Snowflake (staging, production, branches)
-    snowflake_session.py what a Snowflake session opens with: query tag, timeouts
-
 `connect(env, values)` is how every run and command gets a guarded warehouse for an
 environment; `reader(env, command)` one that refuses every write. Engines import nothing above
-this package.
+this package. The module map is docs/development.md.
 """
 
 from __future__ import annotations
@@ -21,17 +15,17 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
 from hnpipe.warehouse.base import (
     HISTORY_TABLE,
-    Check,
+    Gate,
     TableVersion,
     Warehouse,
     WriteGuard,
     is_bookkeeping_table,
 )
 
-__all__ = ["Check", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
+__all__ = ["Gate", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
            "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "reader"]
 
-# Imported on first use: hnpipe.datasets needs only `Check` from here, and `hnpipe run` reads
+# Imported on first use: hnpipe.datasets needs only `Gate` from here, and `hnpipe run` reads
 # the datasets before it starts the kernels, so importing pandas and duckdb here would put
 # them (about 0.5 s, 60 MiB) on every run's start-up path and in its process.
 _LAZY = {"DuckDBWarehouse": "hnpipe.warehouse.duckdb_engine", "frame_from_arrow": "hnpipe.warehouse.frames"}

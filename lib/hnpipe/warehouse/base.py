@@ -38,8 +38,8 @@ WriteGuard = Callable[[Target], None]
 
 
 @dataclass(frozen=True)
-class Check:
-    """A quality check run on the staging table before the swap.
+class Gate:
+    """A quality gate: a check run on the staging table before the swap.
 
     `sql` selects the offending rows from `{table}` (a placeholder the engine fills with the
     staging table's qualified name); the check passes when it returns no row. `explain`, when
@@ -51,7 +51,7 @@ class Check:
     explain: str = ""
 
 
-def check_failure(check: Check, count: int, names: Sequence[str], sample: Sequence[Sequence[object]]) -> str:
+def gate_failure(check: Gate, count: int, names: Sequence[str], sample: Sequence[Sequence[object]]) -> str:
     """How a failed check reads in the error: its name, how many rows and a few ids."""
     at = list(names).index("ID") if "ID" in names else 0
     values = ", ".join(str(row[at]) for row in sample)
@@ -239,7 +239,7 @@ class Warehouse(ABC):
     @abstractmethod
     def publish_frame(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         """Atomically replace target.table with `frame`; returns the rows published.
 
@@ -251,7 +251,7 @@ class Warehouse(ABC):
 
     def publish_arrow(
         self, target: Target, table: str, data: "pa.Table | pa.RecordBatchReader", run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         """Atomically replace target.table with the rows of an Arrow table (or a stream of
         record batches), sorted by ID inside the warehouse when there is an ID column; the
@@ -270,12 +270,12 @@ class Warehouse(ABC):
             data = data.read_all()
         if "ID" in data.column_names:
             data = data.sort_by("ID")
-        return self.publish_frame(target, table, frame_from_arrow(data), run_id, checks, keep_versions)
+        return self.publish_frame(target, table, frame_from_arrow(data), run_id, gates, keep_versions)
 
     @abstractmethod
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         """Atomically replace target.table with the result of `select_sql`, computed inside
         the warehouse (unqualified names resolve in target's schema); returns the rows.
@@ -284,7 +284,7 @@ class Warehouse(ABC):
     @abstractmethod
     def publish_merge(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
+        keep_ids: tuple[int, int], gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         """Atomically replace target.table with its own rows whose ID lies in `keep_ids`
         (first, last; inclusive) plus every row of `frame`, merged inside the warehouse by
@@ -385,11 +385,11 @@ def missing_version_message(target: Target, table: str, run_id: str, present: Se
             + f" (see `hnpipe versions {table}`)")
 
 
-def checked_checks(checks: Sequence[Check]) -> tuple[Check, ...]:
+def checked_gates(gates: Sequence[Gate]) -> tuple[Gate, ...]:
     """The checks as a tuple, each a Check selecting offending rows from {table} (both engines)."""
-    checks = tuple(checks)
-    for check in checks:
-        if not isinstance(check, Check) or "{table}" not in check.sql:
+    gates = tuple(gates)
+    for check in gates:
+        if not isinstance(check, Gate) or "{table}" not in check.sql:
             raise WarehouseError(f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}")
-    return checks
+    return gates
 

@@ -21,7 +21,7 @@ from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
     STAGING_MARKER,
-    Check,
+    Gate,
     ColumnInfo,
     DatabaseInfo,
     TableInfo,
@@ -30,10 +30,10 @@ from hnpipe.warehouse.base import (
     check_clone_name,
     check_comment_columns,
     check_comment_text,
-    check_failure,
+    gate_failure,
     check_keep_ids,
     check_keep_versions,
-    checked_checks,
+    checked_gates,
     is_bookkeeping_table,
     keep_plan,
     merge_select,
@@ -42,7 +42,7 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
-from hnpipe.warehouse.locks import LockWaits
+from hnpipe.warehouse.duckdb_locks import LockWaits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +103,7 @@ class DuckDBWarehouse(Warehouse):
         self.directory = Path(directory)
         self.lock_timeout_s = _lock_timeout(lock_timeout_s)
         # One wait per file per run; "waiting for <file>" said where `on_lock_wait` says
-        # (default: a logged warning). See hnpipe.warehouse.locks.
+        # (default: a logged warning). See hnpipe.warehouse.duckdb_locks.
         self._locks = LockWaits(self.lock_timeout_s, on_lock_wait or (lambda line: log.warning("%s", line)))
         if isinstance(read_only_databases, str):
             read_only_databases = (read_only_databases,)
@@ -208,23 +208,23 @@ class DuckDBWarehouse(Warehouse):
 
     def publish_frame(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
         # Convert before opening anything: a frame that cannot be stored writes nothing.
         arrow = frame_to_arrow(frame, f"{target}.{table}")
-        checks = checked_checks(checks)
+        gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
 
         def load(con: duckdb.DuckDBPyConnection) -> None:
             _create_from_arrow(con, staging, arrow)
 
         with self._writing(target) as con:
-            return self._publish(con, target, table, staging, load, len(frame), checks, keep)
+            return self._publish(con, target, table, staging, load, len(frame), gates, keep)
 
     def publish_arrow(
         self, target: Target, table: str, data: "pa.Table | pa.RecordBatchReader", run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         # DuckDB scans the Arrow batches where they lie and sorts them by ID into the staging
         # table (spilling to disk when they do not fit its memory): no frame, no sorted copy.
@@ -234,7 +234,7 @@ class DuckDBWarehouse(Warehouse):
 
         staging = staging_table_name(table, run_id)
         source = arrow_to_store(data, f"{target}.{table}")  # refusals before opening anything
-        checks = checked_checks(checks)
+        gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
         order = ' ORDER BY "ID"' if "ID" in source.schema.names else ""
 
@@ -243,14 +243,14 @@ class DuckDBWarehouse(Warehouse):
 
         expected = source.num_rows if isinstance(source, pa.Table) else None
         with self._writing(target) as con:
-            return self._publish(con, target, table, staging, load, expected, checks, keep)
+            return self._publish(con, target, table, staging, load, expected, gates, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
-        checks = checked_checks(checks)
+        gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
         select_sql = select_sql.strip().rstrip(";")
 
@@ -259,17 +259,17 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"CREATE TABLE {_q(staging)} AS {select_sql}")
 
         with self._writing(target) as con:
-            return self._publish(con, target, table, staging, load, None, checks, keep)
+            return self._publish(con, target, table, staging, load, None, gates, keep)
 
     def publish_merge(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
+        keep_ids: tuple[int, int], gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
         destination = f"{target}.{table}"
         arrow = frame_to_arrow(frame, destination)  # everything checkable before opening anything
         keep_ids = check_keep_ids(keep_ids, frame, destination)
-        checks = checked_checks(checks)
+        gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
         missing = f"cannot merge into {destination}: no such table; publish it whole first"
         if not self.table_exists(target, table):  # read-only: a refusal creates no file or schema
@@ -287,7 +287,7 @@ class DuckDBWarehouse(Warehouse):
                 con.unregister("hnpipe_frame")
 
         with self._writing(target) as con:
-            return self._publish(con, target, table, staging, load, None, checks, keep)
+            return self._publish(con, target, table, staging, load, None, gates, keep)
 
     def restore_version(self, target: Target, table: str, run_id: str, restore_run_id: str,
                         keep_versions: int) -> int:
@@ -500,7 +500,7 @@ class DuckDBWarehouse(Warehouse):
     def _publish(
         self, con: duckdb.DuckDBPyConnection, target: Target, table: str, staging: str,
         load: Callable[[duckdb.DuckDBPyConnection], None], expected_rows: int | None,
-        checks: Sequence[Check], keep: tuple[str, int] | None = None,
+        gates: Sequence[Gate], keep: tuple[str, int] | None = None,
     ) -> int:
         """Load staging, check it, swap it in; on any failure drop staging, keep the table."""
         destination = f"{target}.{table}"
@@ -531,7 +531,7 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
-            self._run_checks(con, target, destination, staging, checks)
+            self._run_gates(con, target, destination, staging, gates)
             try:
                 _in_transaction(con, swap)
             except duckdb.Error as exc:  # one hnpipe error line, as the Snowflake engine says it
@@ -542,19 +542,19 @@ class DuckDBWarehouse(Warehouse):
             raise
         return rows
 
-    def _run_checks(
+    def _run_gates(
         self, con: duckdb.DuckDBPyConnection, target: Target, destination: str, staging: str,
-        checks: Sequence[Check],
+        gates: Sequence[Gate],
     ) -> None:
         qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
         failures = []
-        for check in checks:
+        for check in gates:
             offending = check.sql.replace("{table}", qualified).strip().rstrip(";")
             count = con.execute(f"SELECT COUNT(*) FROM ({offending}) AS offending").fetchone()[0]
             if count:
                 sample = con.execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5")
                 names = [column[0] for column in con.description]
-                failures.append(check_failure(check, count, names, sample.fetchall()))
+                failures.append(gate_failure(check, count, names, sample.fetchall()))
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
 

@@ -9,7 +9,7 @@ How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
   IDENTIFIER() for "some cases" only (https://docs.snowflake.com/en/sql-reference/identifier-literal),
   and not for CLONE sources, SWAP WITH, DROP DATABASE, GRANT .. TO ROLE or COMMENT ON. Bind
   variables (qmark) carry values only. Comment texts go inline as escaped string literals.
-* Ownership (README, "Snowflake: who owns what"): the role that creates an object owns it, and
+* Ownership (docs/snowflake.md, "Snowflake: who owns what"): the role that creates an object owns it, and
   SWAP WITH, RENAME, DROP and COMMENT need that ownership. A publish creates its staging table, so
   the pipeline's role owns every table it publishes. A branch clone is built by the branch role
   itself, table by table (`CREATE TABLE .. CLONE`), so it owns everything in it; a database clone
@@ -57,7 +57,7 @@ from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
     STAGING_MARKER,
-    Check,
+    Gate,
     ColumnInfo,
     DatabaseInfo,
     TableInfo,
@@ -65,10 +65,10 @@ from hnpipe.warehouse.base import (
     WriteGuard,
     check_clone_name,
     check_comment_columns,
-    check_failure,
+    gate_failure,
     check_keep_ids,
     check_keep_versions,
-    checked_checks,
+    checked_gates,
     delta_table_name,
     is_bookkeeping_table,
     keep_plan,
@@ -261,30 +261,30 @@ class SnowflakeWarehouse(Warehouse):
 
     def publish_frame(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
         destination = f"{target}.{table}"
         # Everything checkable is checked before the first statement.
         ddl, prepared = _prepare_frame(frame, destination)
-        checks = checked_checks(checks)
+        gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
 
         def load() -> None:
             self._load_frame(target, staging, ddl, prepared, destination)
 
-        return self._publish(target, table, staging, load, len(prepared), checks, keep)
+        return self._publish(target, table, staging, load, len(prepared), gates, keep)
 
     def publish_merge(
         self, target: Target, table: str, frame: pd.DataFrame, run_id: str,
-        keep_ids: tuple[int, int], checks: Sequence[Check] = (), keep_versions: int | None = None,
+        keep_ids: tuple[int, int], gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
         delta = delta_table_name(table, run_id)
         destination = f"{target}.{table}"
         ddl, prepared = _prepare_frame(frame, destination)
         keep_ids = check_keep_ids(keep_ids, frame, destination)
-        checks = checked_checks(checks)
+        gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
         if table not in self._tables(target):
             raise WarehouseError(f"cannot merge into {destination}: no such table; publish it whole first")
@@ -300,11 +300,11 @@ class SnowflakeWarehouse(Warehouse):
                 with contextlib.suppress(HnpipeError):  # a leftover goes with the next publish
                     self._execute(f"DROP TABLE IF EXISTS {_q(delta)}")
 
-        return self._publish(target, table, staging, load, None, checks, keep)
+        return self._publish(target, table, staging, load, None, gates, keep)
 
     def publish_query(
         self, target: Target, table: str, select_sql: str, run_id: str,
-        checks: Sequence[Check] = (), keep_versions: int | None = None,
+        gates: Sequence[Gate] = (), keep_versions: int | None = None,
     ) -> int:
         staging = staging_table_name(table, run_id)
         if not isinstance(select_sql, str) or not _READ_ONLY_SQL.match(select_sql):
@@ -312,14 +312,14 @@ class SnowflakeWarehouse(Warehouse):
                 f"refused to publish {target}.{table} from {select_sql!r:.80}: use a single SELECT (or WITH ... SELECT)"
             )
         select_sql = select_sql.strip().rstrip(";")
-        checks = checked_checks(checks)
+        gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
 
         def load() -> None:
             # Unqualified names in select_sql resolve in target: the session is there.
             self._execute(f"CREATE TABLE {_q(staging)} AS {select_sql}", what=f"compute {target}.{table}")
 
-        return self._publish(target, table, staging, load, None, checks, keep)
+        return self._publish(target, table, staging, load, None, gates, keep)
 
     def restore_version(self, target: Target, table: str, run_id: str, restore_run_id: str,
                         keep_versions: int) -> int:
@@ -602,7 +602,7 @@ class SnowflakeWarehouse(Warehouse):
 
     def _publish(
         self, target: Target, table: str, staging: str, load: Callable[[], None],
-        expected_rows: int | None, checks: Sequence[Check], keep: tuple[str, int] | None = None,
+        expected_rows: int | None, gates: Sequence[Gate], keep: tuple[str, int] | None = None,
     ) -> int:
         """Load staging, check it, swap it in; on any failure drop staging, keep the table."""
         destination = f"{target}.{table}"
@@ -619,7 +619,7 @@ class SnowflakeWarehouse(Warehouse):
                 raise WarehouseError(
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
-            self._run_checks(target, destination, staging, checks)
+            self._run_gates(target, destination, staging, gates)
             if replacing:
                 # Atomic: readers see the old table or the new one, never neither.
                 # Needs OWNERSHIP of both tables; grants stay with the table objects, so the new
@@ -658,17 +658,17 @@ class SnowflakeWarehouse(Warehouse):
         for old in versions_to_drop(table, names, keep):
             self._execute(f"DROP TABLE IF EXISTS {_q(old)}", what=f"drop {old}")
 
-    def _run_checks(self, target: Target, destination: str, staging: str, checks: Sequence[Check]) -> None:
+    def _run_gates(self, target: Target, destination: str, staging: str, gates: Sequence[Gate]) -> None:
         qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
         failures = []
-        for check in checks:
+        for check in gates:
             offending = check.sql.replace("{table}", qualified).strip().rstrip(";")
             what = f"check {check.name} on {destination}"
             count = self._execute(f"SELECT COUNT(*) FROM ({offending}) AS offending", what=what).fetchone()[0]
             if count:
                 sample = self._execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5", what=what)
                 names = [column[0] for column in sample.description]
-                failures.append(check_failure(check, count, names, sample.fetchall()))
+                failures.append(gate_failure(check, count, names, sample.fetchall()))
         if failures:
             raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
 
