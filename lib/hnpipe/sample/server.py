@@ -344,10 +344,13 @@ class _Server:
         """Close the listening socket and every connection, then the loop (from any thread)."""
         async def close() -> None:
             self.server.close()
+            tasks = [c.task for c in self.connections if c.task is not None]
             for connection in list(self.connections):
                 if connection.transport is not None:
                     connection.transport.abort()
-            await asyncio.sleep(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # none left pending when the loop closes
             self.loop.stop()
 
         self.loop.call_soon_threadsafe(lambda: self.loop.create_task(close()))
