@@ -203,3 +203,16 @@ def _json_type(value: object) -> str:
             dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+class IdSource:
+    """The ids to fetch, taken one at a time by a fetch's tasks; each id checked."""
+
+    def __init__(self, ids: Iterable[int]) -> None:
+        self._ids = iter(ids)
+
+    def __call__(self) -> int | None:
+        """The next id, or None when there are no more."""
+        item_id = next(self._ids, _NO_MORE_IDS)
+        return None if item_id is _NO_MORE_IDS else _check_id(item_id)
+
+
+_NO_MORE_IDS = object()  # not None: a None among the ids must be refused, not end the fetch

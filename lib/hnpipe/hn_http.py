@@ -29,10 +29,11 @@ import requests.utils
 
 from hnpipe import __version__
 from hnpipe.errors import FetchError, ParameterError, one_line
-from hnpipe.hn_api import (FetchReport, HNClient, Sink, _check_count, _check_id, _check_number, _json_type,
-                           check_base_url, check_resolved_host, repair_text)
+from hnpipe.hn_api import (FetchReport, HNClient, IdSource, Sink, _check_count, _check_id, _check_number,
+                           _json_type, check_base_url, check_resolved_host, repair_text)
 from hnpipe.hn_limits import (DEFAULT_MAX_ANSWER_BYTES, AnswerTooLarge, BadEncoding, BoundedBody, TooDeep,
                               TruncatedAnswer, limit_text, parse_json)
+from hnpipe.hn_processes import Processes, processes_for
 from hnpipe.progress import Progress
 
 log = logging.getLogger("hnpipe.hn")
@@ -146,6 +147,7 @@ class HttpHNClient(HNClient):
         request_deadline: float = 60.0,
         private_hosts: Iterable[str] | None = None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        processes: int | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
         # The total time one request may take, every attempt and backoff included: the read
@@ -163,6 +165,8 @@ class HttpHNClient(HNClient):
         self.backoff_base = _check_number(backoff_base, "backoff_base", 0, 600)
         self.backoff_max = _check_number(backoff_max, "backoff_max", 0, 3600)
         self.max_answer_bytes = _check_count(max_answer_bytes, "max_answer_bytes", 1024, 1 << 30)
+        # None: hn_processes decides (several for a large fetch, if there are cores for them).
+        self.processes = None if processes is None else _check_count(processes, "processes", 1, 64)
         if progress is not None and not isinstance(progress, bool):
             raise ParameterError(f"progress {progress!r} is not allowed: use True, False or None")
         self.progress = progress
@@ -358,7 +362,9 @@ class HttpHNClient(HNClient):
         `concurrency` requests are in flight at once on the client's event loop thread, which
         takes ids from `ids` one at a time and hands results back in batches through a bounded
         queue, so 100k ids never become 100k pending objects and a slow sink holds the fetch
-        back. The first failure (after retries) stops the fetch and is raised.
+        back. The first failure (after retries) stops the fetch and is raised. A large fetch
+        is shared by several processes, each with its share of the requests in flight
+        (hn_processes; `processes` sets how many).
         """
         started = time.monotonic()
         report = FetchReport(requested=0, fetched=0)
@@ -371,21 +377,25 @@ class HttpHNClient(HNClient):
         # At most about 3 x workers results wait for the sink: 2 x workers queued (in batches
         # of up to _BATCH), a batch being gathered, and one per task in flight.
         batch = min(_BATCH, workers)
-        results: queue.Queue = queue.Queue(maxsize=max(2, 2 * workers // batch))
         # A total (ids with a length) gives percentage and time left; the bar turns red when
         # the fetch stops early.
         bar = Progress(total, "HN items", "item", self.progress)
         stopped: str | None = "interrupted"
-        fetch = _LoopThread(self._fetch_all(_IdSource(ids), workers, batch, results), results)
+        parts = processes_for(ids, total, workers, self.processes)
+        if parts > 1:
+            fetch: LoopThread | Processes = Processes(self, ids, parts, workers, batch, FETCH_DONE)
+        else:
+            results: queue.Queue = queue.Queue(maxsize=max(2, 2 * workers // batch))
+            fetch = LoopThread(self._fetch_all(IdSource(ids), workers, batch, results), results)
         try:
             fetch.start()
             while True:
                 try:
-                    message = results.get(timeout=None if bound is None else max(0.0, started + bound - time.monotonic()))
+                    message = fetch.get(timeout=None if bound is None else max(0.0, started + bound - time.monotonic()))
                 except queue.Empty:
                     raise FetchError(f"fetching {total:,} items from {self.base_url} took longer than its bound of "
                                      f"{bound:g} s (request deadline {self.request_deadline:g} s x ids per worker)") from None
-                if message is _FETCH_DONE:
+                if message is FETCH_DONE:
                     break
                 if isinstance(message, BaseException):
                     raise message  # the FetchError (or bad id) of one id stops the fetch
@@ -412,7 +422,7 @@ class HttpHNClient(HNClient):
         log.info("%s from %s", report.summary(), self.base_url)
         return report
 
-    async def _fetch_all(self, take_id: _IdSource, workers: int, batch: int, results: queue.Queue) -> None:
+    async def _fetch_all(self, take_id: IdSource, workers: int, batch: int, results: queue.Queue) -> None:
         """Fetch every id with `workers` tasks, putting batches of (id, item, retries) on `results`."""
         pending: list[tuple[int, dict | None, int]] = []
 
@@ -459,7 +469,7 @@ def _proxy_for(url: str) -> str | None:
 
 
 T = TypeVar("T")
-_FETCH_DONE = object()  # the loop thread's last message
+FETCH_DONE = object()  # the loop thread's last message
 
 
 def _run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -481,7 +491,7 @@ def _run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return outcome["value"]
 
 
-class _LoopThread:
+class LoopThread:
     """A fetch coroutine on an event loop of its own thread; its end (or error) goes on `results`."""
 
     def __init__(self, coroutine: Coroutine[Any, Any, None], results: queue.Queue) -> None:
@@ -500,7 +510,7 @@ class _LoopThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._task = self._loop.create_task(self._coroutine)
-        last: object = _FETCH_DONE
+        last: object = FETCH_DONE
         try:
             self._loop.run_until_complete(self._task)
         except asyncio.CancelledError:
@@ -517,6 +527,10 @@ class _LoopThread:
                 except queue.Full:
                     continue
             self._ended.set()
+
+    def get(self, timeout: float | None) -> object:
+        """The next message: a batch, FETCH_DONE or an error (queue.Empty after `timeout` s)."""
+        return self._results.get(timeout=timeout)
 
     def stop(self) -> None:
         """Cancel the fetch if it still runs, and wait for its loop to close."""
@@ -546,18 +560,3 @@ def _drain(results: queue.Queue) -> None:
             results.get_nowait()
         except queue.Empty:
             return
-
-
-class _IdSource:
-    """The ids to fetch, taken one at a time by the fetch's tasks; each id checked."""
-
-    def __init__(self, ids: Iterable[int]) -> None:
-        self._ids = iter(ids)
-
-    def __call__(self) -> int | None:
-        """The next id, or None when there are no more."""
-        item_id = next(self._ids, _NO_MORE_IDS)
-        return None if item_id is _NO_MORE_IDS else _check_id(item_id)
-
-
-_NO_MORE_IDS = object()  # not None: a None among the ids must be refused, not end the fetch
