@@ -400,6 +400,8 @@ class SampleServer:
     def start(self) -> SampleServer:
         if self._server is not None:
             return self
+        if self._state.faults.gzip_bomb:
+            gzip_bomb(self._state.faults.bomb_mb)  # built once, before serving: a GiB takes seconds
         self._server = _Server(self._host, self._requested_port, self._state)
         self._thread = threading.Thread(target=self._server.run, name=f"hnpipe-sample-{self.port}", daemon=True)
         self._thread.start()
