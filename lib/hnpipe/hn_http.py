@@ -18,10 +18,9 @@ import math
 import queue
 import random
 import re
-import threading
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, TypeVar
+from typing import Awaitable, Callable, Iterable, Mapping, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -33,10 +32,12 @@ from hnpipe.hn_api import (FetchReport, HNClient, IdSource, Sink, _check_count, 
                            _json_type, check_base_url, check_resolved_host, repair_text)
 from hnpipe.hn_limits import (DEFAULT_MAX_ANSWER_BYTES, AnswerTooLarge, BadEncoding, BoundedBody, TooDeep,
                               TruncatedAnswer, limit_text, parse_json)
+from hnpipe.hn_loop import FETCH_DONE, LoopThread, run_on_own_loop
 from hnpipe.hn_processes import Processes, processes_for
 from hnpipe.progress import Progress
 
 log = logging.getLogger("hnpipe.hn")
+T = TypeVar("T")
 
 
 # What a failed connection means, most useful first: by aiohttp's exception type or the OS
@@ -193,14 +194,14 @@ class HttpHNClient(HNClient):
 
     def max_item(self) -> int:
         url = f"{self.base_url}/maxitem.json"
-        value, _ = _run_on_own_loop(self._with_session(lambda session: self._get_json(session, url, "maxitem")))
+        value, _ = run_on_own_loop(self._with_session(lambda session: self._get_json(session, url, "maxitem")))
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise FetchError(f"maxitem from {url} is {one_line(value, 80)!r}, not an id >= 1")
         return value
 
     def get_item(self, item_id: int) -> dict | None:
         item_id = _check_id(item_id)
-        return _run_on_own_loop(self._with_session(lambda session: self._get_item(session, item_id)))[0]
+        return run_on_own_loop(self._with_session(lambda session: self._get_item(session, item_id)))[0]
 
     def _session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
@@ -466,97 +467,3 @@ def _proxy_for(url: str) -> str | None:
     """The proxy the environment sets for `url` (None when NO_PROXY excludes it)."""
     proxies = requests.utils.get_environ_proxies(url)
     return proxies.get(urlsplit(url).scheme) or proxies.get("all")
-
-
-T = TypeVar("T")
-FETCH_DONE = object()  # the loop thread's last message
-
-
-def _run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run `coroutine` to its end on a new event loop in a new thread (so that a caller whose
-    thread runs a loop, a notebook kernel, can call it too); its result or its exception."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = asyncio.run(coroutine)
-        except BaseException as error:  # noqa: BLE001 - raised again on the calling thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name="hnpipe-fetch", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-class LoopThread:
-    """A fetch coroutine on an event loop of its own thread; its end (or error) goes on `results`."""
-
-    def __init__(self, coroutine: Coroutine[Any, Any, None], results: queue.Queue) -> None:
-        self._coroutine = coroutine
-        self._results = results
-        self._loop = asyncio.new_event_loop()
-        self._task: asyncio.Task | None = None
-        self._stopping = threading.Event()
-        self._ended = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="hnpipe-fetch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._task = self._loop.create_task(self._coroutine)
-        last: object = FETCH_DONE
-        try:
-            self._loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        except BaseException as error:  # noqa: BLE001 - raised on the calling thread
-            last = error
-        finally:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
-            while not self._stopping.is_set():  # unless nobody reads any more
-                try:
-                    self._results.put(last, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            self._ended.set()
-
-    def get(self, timeout: float | None) -> object:
-        """The next message: a batch, FETCH_DONE or an error (queue.Empty after `timeout` s)."""
-        return self._results.get(timeout=timeout)
-
-    def stop(self) -> None:
-        """Cancel the fetch if it still runs, and wait for its loop to close."""
-        if self._thread is None:
-            self._coroutine.close()
-            self._loop.close()
-            return
-        self._stopping.set()
-        if not self._ended.is_set():
-            try:
-                self._loop.call_soon_threadsafe(self._cancel)
-            except RuntimeError:  # the loop closed in between
-                pass
-        # The loop may be waiting for room on a full queue: empty it while it winds down.
-        while not self._ended.wait(0.01):
-            _drain(self._results)
-        self._thread.join()
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-def _drain(results: queue.Queue) -> None:
-    while True:
-        try:
-            results.get_nowait()
-        except queue.Empty:
-            return

@@ -19,7 +19,8 @@ import orjson
 
 DEFAULT_MAX_ANSWER_BYTES = 1 << 20  # 1 MiB: over 20x the largest HN items (tens of KB)
 MAX_CODINGS = 2  # "gzip, gzip" at most: nothing legitimate stacks more
-# An HN item is an object of values and lists of numbers: depth 2. Deeper JSON is refused.
+# An HN item is an object of values and lists of numbers: depth 2. Deeper JSON is refused
+# (_check_depth's two loops are this number).
 MAX_ITEM_DEPTH = 2
 _STEP = 1 << 16  # the most one decompression call may produce
 
@@ -127,14 +128,12 @@ def parse_json(data: bytes) -> object:
 
 
 def _check_depth(value: object) -> None:
-    """Refuse a value nested deeper than MAX_ITEM_DEPTH (iteratively: no recursion to blow up)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth >= MAX_ITEM_DEPTH:
+    """Refuse a value nested deeper than MAX_ITEM_DEPTH (2): an object or list whose members are
+    values, or lists or objects of values. Two plain loops: no recursion to blow up."""
+    members = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for member in members:
+        if isinstance(member, (dict, list)):
+            for inner in (member.values() if isinstance(member, dict) else member):
+                if isinstance(inner, (dict, list)):
                     raise TooDeep(f"nested deeper than {MAX_ITEM_DEPTH} levels (an HN item is an object of "
                                   "values and lists of numbers)")
-                stack.append((child, depth + 1))

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO, Iterable
 
 from hnpipe.errors import FetchError
 from hnpipe.hn_api import IdSource
+from hnpipe.hn_loop import FETCH_DONE, LoopThread
 
 MIN_IDS = 20_000  # below this, starting processes (about 0.5 s each) costs more than it saves
 MAX_PROCESSES = 4
@@ -63,9 +64,6 @@ def _child_main() -> int:
     """`python -m hnpipe.hn_processes`: read (client, share, in_flight, batch) pickled from stdin,
     fetch the share on the client's event loop thread, write each batch, then DONE or the error,
     as length-prefixed pickles to stdout."""
-    # Here, not at the top: hn_http imports this module (this runs only in a child process).
-    from hnpipe.hn_http import FETCH_DONE, LoopThread
-
     client, share, in_flight, batch = pickle.load(sys.stdin.buffer)
     client._jitter = random.Random()  # not the parent's state: children's backoffs must differ
     ids = chain.from_iterable(share) if share and isinstance(share[0], range) else iter(share)

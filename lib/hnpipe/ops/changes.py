@@ -54,7 +54,7 @@ PARAMS_DIR = "params/"
 TOOLING, SHARED = "tooling", "shared"
 CODE_CLASSES: dict[str, tuple[str, ...]] = {
     "ITEMS": ("lib/hnpipe/sample/", "lib/hnpipe/hn.py", "lib/hnpipe/hn_api.py", "lib/hnpipe/hn_http.py",
-              "lib/hnpipe/hn_limits.py", "lib/hnpipe/items.py"),
+              "lib/hnpipe/hn_limits.py", "lib/hnpipe/hn_loop.py", "lib/hnpipe/hn_processes.py", "lib/hnpipe/items.py"),
     TOOLING: ("lib/hnpipe/ops/", "lib/hnpipe/cli.py"),
 }
 DEPENDENCY_FILES = ("pyproject.toml", "environment.yml")
