@@ -7,6 +7,7 @@ they use a small http.server handler with fixed bodies.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -470,3 +471,14 @@ def test_stub_refuses_what_the_real_client_refuses():
     with pytest.raises(ParameterError, match="item id -4"):
         StubHNClient({}).get_item(-4)
 
+
+def test_server_and_client_work_from_a_thread_that_runs_an_event_loop():
+    """A notebook kernel's thread runs an event loop: neither the sample server nor the client
+    may run theirs there (both failed with "Cannot run the event loop while another loop is
+    running" in a kernel before their loops moved to threads of their own)."""
+    async def in_a_kernel() -> tuple[int, int]:
+        with SampleServer(items={1: {"id": 1, "type": "story"}, 2: None}) as srv:
+            with HttpHNClient(srv.base_url, **FAST) as client:
+                return client.max_item(), client.fetch_items(range(1, 3), lambda item: None).fetched
+
+    assert asyncio.run(in_a_kernel()) == (2, 1)

@@ -324,21 +324,38 @@ class _Server:
         self.state = state
         self.connections: set[_Connection] = set()
         self.loop = asyncio.new_event_loop()
-        # The default listen backlog drops SYNs when a pool opens hundreds of connections at
-        # once, and the kernel retries them only after a second.
-        self.server = self.loop.run_until_complete(self.loop.create_server(
-            lambda: _Connection(self), host, port, backlog=1024, reuse_address=True))
-        self.address = self.server.sockets[0].getsockname()
+        self._host, self._port = host, port
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.address: tuple = ()
+
+    def run(self) -> None:
+        """The server's thread: listen, signal `wait_ready`, then serve until `stop`. Listening
+        happens here, not in the caller's thread, which may run a loop of its own (a kernel's)."""
+        asyncio.set_event_loop(self.loop)
+        try:
+            # The default listen backlog drops SYNs when a pool opens hundreds of connections at
+            # once, and the kernel retries them only after a second.
+            self.server = self.loop.run_until_complete(self.loop.create_server(
+                lambda: _Connection(self), self._host, self._port, backlog=1024, reuse_address=True))
+            self.address = self.server.sockets[0].getsockname()
+        except BaseException as error:  # noqa: BLE001 - raised in the starting thread
+            self._error = error
+            return
+        finally:
+            self._ready.set()
+        self.loop.run_forever()
+
+    def wait_ready(self) -> None:
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
 
     def track(self, connection: _Connection, add: bool) -> None:
         (self.connections.add if add else self.connections.discard)(connection)
         if add:
             with self.state.lock:
                 self.state.connections += 1
-
-    def run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
 
     def stop(self) -> None:
         """Close the listening socket and every connection, then the loop (from any thread)."""
@@ -402,9 +419,16 @@ class SampleServer:
             return self
         if self._state.faults.gzip_bomb:
             gzip_bomb(self._state.faults.bomb_mb)  # built once, before serving: a GiB takes seconds
-        self._server = _Server(self._host, self._requested_port, self._state)
-        self._thread = threading.Thread(target=self._server.run, name=f"hnpipe-sample-{self.port}", daemon=True)
+        server = _Server(self._host, self._requested_port, self._state)
+        self._thread = threading.Thread(target=server.run, name="hnpipe-sample", daemon=True)
         self._thread.start()
+        try:
+            server.wait_ready()
+        except BaseException:
+            self._thread.join()
+            server.loop.close()
+            raise
+        self._server = server
         return self
 
     def stop(self) -> None:
@@ -414,7 +438,8 @@ class SampleServer:
         server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        server.loop.close()
+        if not server.loop.is_running():
+            server.loop.close()
 
     def __enter__(self) -> SampleServer:
         return self.start()
