@@ -269,7 +269,8 @@ def test_serve_sample_serves_generated_ids_with_the_faults_asked_for() -> None:
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
     assert lines[0].startswith("serving 50 HN ids at http://127.0.0.1:")
     assert f"(max item {max(items)})" in lines[0]
-    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0, "trickle": 0}
+    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0, "trickle": 0,
+                                      "endless": 0, "huge_length": 0, "gzip_bomb": 0, "deep": 0}
     assert "stopped after 2 requests" in lines[-1]
 
 
