@@ -314,6 +314,7 @@ def test_hnpipe_run_against_a_trickling_server_fails_cleanly_within_the_request_
     assert "ITEMS" not in DuckDBWarehouse(clean_env).list_tables(TARGET)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [("--endless", "1"), ("--gzip-bombs", "0.5", "--bomb-mb", "256")], ids=["endless", "gzip-bomb"])
 def test_hnpipe_run_against_a_hostile_answer_fails_in_one_line_naming_id_and_limit(clean_env: Path, flags) -> None:
     """An endless body grew the kernel past 4 GB in 28 s; a gzip inside gzip decoded whole (3 GB) and
