@@ -49,11 +49,13 @@ class RunContext:
         return cls(values["environment"], values, target, run_id)
 
     @classmethod
-    def for_command(cls, env: str, values: Mapping[str, Any] | None = None) -> RunContext:
-        """A command acting on `env`'s own target (restore, a recorded admin action): the
-        process's run id, and params/<env>.yaml unless `values` are given."""
+    def for_command(cls, env: str, values: Mapping[str, Any] | None = None,
+                    run_id: str | None = None) -> RunContext:
+        """A command acting on `env`'s own target (restore, a recorded admin action):
+        params/<env>.yaml unless `values` are given, and the process's run id unless the
+        command has its own."""
         values = params.params_for(env) if values is None else values
-        return cls(env, values, environments.target_for(env), config.current_run_id())
+        return cls(env, values, environments.target_for(env), run_id or config.current_run_id())
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -73,8 +73,8 @@ def restore(table: str, run: str, *, warehouse: Warehouse | None = None) -> Rest
     """Put back `table` as it was before run `run` replaced it, in HNPIPE_ENV's own target."""
 
     table, run = _table(table), check_run_id(run)
-    # params/<env>.yaml: keep_versions, credentials' names
-    context = RunContext.for_command(environments.process_environment())
+    # params/<env>.yaml (keep_versions, credentials' names); the restore is a run of its own
+    context = RunContext.for_command(environments.process_environment(), run_id=config.new_run_id())
     if warehouse is not None:
         return _restore(warehouse, context, table, run)
     with connect(context, notebook="restore") as warehouse:  # the session ends with the command
@@ -89,7 +89,7 @@ def _restore(warehouse: Warehouse, context: RunContext, table: str, run: str) ->
         listed = ", ".join(version.run_id for version in kept) or "none"
         raise HnpipeError(f"no kept version of {target}.{table} from run {run}: kept are {listed} "
                           f"(see `hnpipe versions {table}`)")
-    restore_run_id = config.new_run_id()
+    restore_run_id = context.run_id
     parameters = {"table": table, "run": run, "keep_versions": values["keep_versions"]}
     # What recording or alerting has to say joins the command's one line.
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
