@@ -19,6 +19,7 @@ import snowflake.connector.errors
 from hnpipe import cli, config, history, params, pipeline, runner
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
+from hnpipe.warehouse import connect
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from snowflake_fakes import Recorder
 
@@ -208,8 +209,10 @@ def test_the_runner_records_a_failure_the_notebook_did_not(clean_env, tmp_path) 
     step.publish(step.fetch_items())
     output = tmp_path / "runs" / "comments.ipynb"
     # ITEMS recorded its own outcome: the runner adds nothing for it; COMMENTS recorded none.
-    runner._failed("local", values, TARGET, step.run_id, "ITEMS", T0, "KeyError: 'x'", output)
-    runner._failed("local", values, TARGET, step.run_id, "COMMENTS", T0, "DeadKernelError: died", output)
+    run = runner.RunContext("local", values, TARGET, step.run_id)
+    with connect(run) as warehouse:  # the run's one warehouse, as `hnpipe run` opens it
+        runner._failed(run, warehouse, "ITEMS", T0, "KeyError: 'x'", output)
+        runner._failed(run, warehouse, "COMMENTS", T0, "DeadKernelError: died", output)
     rows = history.read(step.warehouse, TARGET)
     assert sorted(zip(rows.DATASET, rows.STATUS)) == [("COMMENTS", "failed"), ("ITEMS", "succeeded")]
     failed = rows[rows.DATASET == "COMMENTS"].iloc[0]
@@ -218,7 +221,7 @@ def test_the_runner_records_a_failure_the_notebook_did_not(clean_env, tmp_path) 
 
 def test_recording_never_hides_the_outcome(clean_env, caplog) -> None:
     class Broken(DuckDBWarehouse):
-        def append_rows(self, *args, **kwargs):
+        def append_records(self, *args, **kwargs):  # what history writes with
             raise WarehouseError("disk full")
 
     assert history.record(Broken(clean_env), TARGET, entry()) is False

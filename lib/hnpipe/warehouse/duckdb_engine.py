@@ -20,29 +20,12 @@ from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
-    STAGING_MARKER,
-    Gate,
-    ColumnInfo,
-    DatabaseInfo,
-    TableInfo,
-    Warehouse,
-    WriteGuard,
-    check_clone_name,
-    check_comment_columns,
-    check_comment_text,
-    gate_failure,
-    check_keep_ids,
-    check_keep_versions,
-    checked_gates,
-    is_bookkeeping_table,
-    keep_plan,
-    merge_select,
-    missing_version_message,
-    staging_table_name,
-    version_table_name,
-    versions_to_drop,
+    STAGING_MARKER, Gate, ColumnInfo, DatabaseInfo, TableInfo, Warehouse, WriteGuard,
+    check_clone_name, check_comment_columns, check_comment_text, gate_failure, check_keep_ids,
+    check_keep_versions, checked_gates, is_bookkeeping_table, keep_plan, merge_select,
+    missing_version_message, staging_table_name, version_table_name, versions_to_drop,
 )
-from hnpipe.warehouse.duckdb_locks import LockWaits
+from hnpipe.warehouse.duckdb_locks import LockWaits, lock_timeout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,19 +47,6 @@ def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
 
 T = TypeVar("T")
 log = logging.getLogger("hnpipe.warehouse")
-
-
-def _lock_timeout(value: float | None) -> float:
-    source = "lock_timeout_s"
-    if value is None:
-        source, value = "HNPIPE_LOCK_TIMEOUT_S", os.environ.get("HNPIPE_LOCK_TIMEOUT_S", "30")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise WarehouseError(f"invalid {source} {value!r}: use a number of seconds >= 0, e.g. 30")
-    return seconds
 
 
 class DuckDBWarehouse(Warehouse):
@@ -101,7 +71,7 @@ class DuckDBWarehouse(Warehouse):
     ) -> None:
         super().__init__(write_guard)
         self.directory = Path(directory)
-        self.lock_timeout_s = _lock_timeout(lock_timeout_s)
+        self.lock_timeout_s = lock_timeout(lock_timeout_s)
         # One wait per file per run; "waiting for <file>" said where `on_lock_wait` says
         # (default: a logged warning). See hnpipe.warehouse.duckdb_locks.
         self._locks = LockWaits(self.lock_timeout_s, on_lock_wait or (lambda line: log.warning("%s", line)))
@@ -159,6 +129,17 @@ class DuckDBWarehouse(Warehouse):
         return frame_from_arrow(arrow)
 
     def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        with self._selecting(target, sql, params) as cursor:
+            return frame_from_arrow(cursor.to_arrow_table())
+
+    def query_rows(self, target: Target, sql: str, params: Sequence[object] = ()) -> list[dict[str, object]]:
+        with self._selecting(target, sql, params) as cursor:
+            names = [column[0] for column in cursor.description]
+            return [{name: _utc(value) for name, value in zip(names, row)} for row in cursor.fetchall()]
+
+    @contextmanager
+    def _selecting(self, target: Target, sql: str, params: Sequence[object]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection with `sql`'s result pending, run in target's schema."""
         with self._reading(target.database) as con:
             if con is None:
                 raise WarehouseError(f"no database {target.database} in {self.directory}")
@@ -167,13 +148,11 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
             try:
                 # The file is open read-only, so anything but a read fails here.
-                relation = con.sql(sql, params=list(params) or None)
-                if relation is None:
+                if con.execute(sql, list(params) or None).description is None:
                     raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
-                arrow = relation.to_arrow_table()
+                yield con
             except duckdb.Error as exc:
                 raise WarehouseError(f"query in {target} failed: {one_line(exc)}") from exc
-        return frame_from_arrow(arrow)
 
     def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
         con = duckdb.connect()  # in memory; each database attached read-only under its name
@@ -344,19 +323,38 @@ class DuckDBWarehouse(Warehouse):
         lists = [name for name, kind in zip(arrow.column_names, arrow.schema.types) if str(kind).startswith("list")]
         if lists:  # as the Snowflake engine, which binds scalars only (found by the contract suite)
             raise WarehouseError(f"cannot append to {destination}: list column {lists[0]}; append_rows takes scalar columns")
+        self._append(target, destination, [
+            # The connection lives for this one operation: the registration goes with it.
+            lambda con: con.register("hnpipe_rows", arrow),
+            f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0",
+            # BY NAME: the frame's columns in any order; an unknown column fails the insert.
+            f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
+        ])
+        return len(frame)
+
+    def append_records(self, target: Target, table: str, columns: Mapping[str, str],
+                       rows: Sequence[Mapping[str, object]]) -> int:
+        destination = f"{target}.{check_identifier(table, 'table')}"
+        types = [_SQL_TYPES.get(dtype) for dtype in columns.values()]
+        if None in types:  # a programming error, said before anything is opened
+            raise WarehouseError(f"cannot append to {destination}: no column type for {dict(columns)}")
+        names = [check_identifier(name, "column") for name in columns]
+        insert = f"INSERT INTO {_q(table)} ({', '.join(map(_q, names))}) VALUES ({', '.join('?' for _ in names)})"
+        values = [[_stored(row.get(name)) if kind == "TIMESTAMP" else row.get(name)
+                   for name, kind in zip(names, types)] for row in rows]
+        self._append(target, destination, [
+            # The same types as a frame of these dtypes creates through Arrow (append_rows).
+            f"CREATE TABLE IF NOT EXISTS {_q(table)} ({', '.join(f'{_q(n)} {t}' for n, t in zip(names, types))})",
+            lambda con: con.executemany(insert, values),
+        ])
+        return len(rows)
+
+    def _append(self, target: Target, destination: str, statements: list) -> None:
         with self._writing(target) as con:
-            con.register("hnpipe_rows", arrow)
             try:
-                _in_transaction(con, [
-                    f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0",
-                    # BY NAME: the frame's columns in any order; an unknown column fails the insert.
-                    f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
-                ])
+                _in_transaction(con, statements)
             except duckdb.Error as exc:
                 raise WarehouseError(f"cannot append to {destination}: {one_line(exc)}") from exc
-            finally:
-                con.unregister("hnpipe_rows")
-        return len(frame)
 
     def clone_database(self, source: str, dest: str) -> None:
         source = check_identifier(source, "source database")
@@ -642,11 +640,27 @@ def _duckdb_literal(text: str) -> str:
     return "'" + check_comment_text(text, "a table or column").replace("'", "''") + "'"
 
 
-def _in_transaction(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> None:
+# pandas dtype -> the DuckDB type frame_to_arrow gives it (append_records): timestamps stored as
+# naive UTC wall time like every hnpipe timestamp, labelled UTC when read (query_rows, as query()).
+_SQL_TYPES = {"string": "VARCHAR", "Int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN",
+              "datetime64[us, UTC]": "TIMESTAMP"}
+
+
+def _stored(value: object) -> object:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(value, datetime) and value.tzinfo else value
+
+
+def _utc(value: object) -> object:
+    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection,
+                    statements: Sequence[str | Callable[[duckdb.DuckDBPyConnection], object]]) -> None:
+    """Run the statements (SQL, or a function of the connection) in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
         for statement in statements:
-            con.execute(statement)
+            statement(con) if callable(statement) else con.execute(statement)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
