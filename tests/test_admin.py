@@ -550,3 +550,29 @@ def test_handover_prints_the_lockdown_and_applies_only_from_production(capsys, m
     monkeypatch.setenv("HNPIPE_ENV", "staging")
     assert cli.main(["admin", "handover", "--owner-role", "IT", "--reader-role", "R", "--apply"]) == 1
     assert "refused admin handover --apply: only HNPIPE_ENV=production" in capsys.readouterr().err
+
+
+def test_clone_of_a_damaged_production_is_refused_in_one_line_and_leaves_nothing(clean_env: Path) -> None:
+    """Issue 18 row 3: `admin clone` reads every table of PRODUCTION whole before the copy is
+    moved into place; a damaged block is the one-line "damaged" message, as for a publish."""
+    import duckdb  # only this test opens the file itself, to damage it
+
+    from hnpipe.sample import generate_sample  # only here: enough rows to fill whole blocks
+
+    wh = DuckDBWarehouse(clean_env)
+    big = items_frame([item for item in generate_sample(3000, seed=4).values() if item is not None])
+    wh.publish_frame(Target("PRODUCTION", SCHEMA), "ITEMS", big, "SETUP")
+    database = wh.path("PRODUCTION")
+    with duckdb.connect(str(database), read_only=True) as con:
+        blocks = con.execute(f"SELECT DISTINCT block_id FROM pragma_storage_info('{SCHEMA}.ITEMS') "
+                             "WHERE block_id >= 0").fetchall()
+    with database.open("r+b") as file:
+        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
+        file.write(b"\xff" * 4096)
+    before = fingerprint(clean_env)
+    with pytest.raises(WarehouseError) as refused:
+        act(clean_env, "production", "clone", pr_id=5)
+    assert re.match(rf"{re.escape(str(database))} is damaged \(PRODUCTION.{SCHEMA}.ITEMS cannot be read whole",
+                    str(refused.value)), str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert fingerprint(clean_env) == before  # no clone, no .tmp, no .wal

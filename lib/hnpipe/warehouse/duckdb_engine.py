@@ -305,6 +305,9 @@ class DuckDBWarehouse(Warehouse):
             if replaced in present:
                 raise WarehouseError(f"refused to restore {target}.{table}: {replaced} exists already; "
                                      "use a new run id")
+            # Read whole before the swap, as a publish reads what it replaces: a damaged
+            # version is refused and the live table stays as it is.
+            _check_readable(con, target, version, self.path(target.database))
             rows = con.execute(f"SELECT COUNT(*) FROM {_q(version)}").fetchall()[0][0]
             statements = ([f"ALTER TABLE {_q(table)} RENAME TO {_q(replaced)}"] if table in present else [])
             statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
@@ -377,6 +380,11 @@ class DuckDBWarehouse(Warehouse):
                 # shares the file with other readers.
                 self._retry_locked(source_path, lambda: con.execute(
                     f"ATTACH {_sql_string(source_path)} AS hnpipe_source (READ_ONLY)"))
+                # A damaged block would fail the copy in a raw checksum error, or be copied:
+                # read every table whole first, as a publish reads the table it replaces.
+                for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                                 "WHERE database_name = 'hnpipe_source'").fetchall():
+                    _check_readable(con, Target(source, schema), table, source_path, "HNPIPE_SOURCE")
                 con.execute(f"ATTACH {_sql_string(temporary)} AS hnpipe_clone")
                 con.execute("COPY FROM DATABASE hnpipe_source TO hnpipe_clone")
                 con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
@@ -613,11 +621,12 @@ def _check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
 
 
-def _check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path) -> None:
+def _check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path,
+                    attached_as: str | None = None) -> None:
     """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
     try:
-        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(target.database)}.{_q(target.schema)}."
-                    f"{_q(table)} AS t").fetchall()
+        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(attached_as or target.database)}."
+                    f"{_q(target.schema)}.{_q(table)} AS t").fetchall()
     except duckdb.Error as exc:
         raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None
 
