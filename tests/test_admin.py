@@ -576,3 +576,27 @@ def test_clone_of_a_damaged_production_is_refused_in_one_line_and_leaves_nothing
                     str(refused.value)), str(refused.value)
     assert "\n" not in str(refused.value)
     assert fingerprint(clean_env) == before  # no clone, no .tmp, no .wal
+
+
+def test_a_branch_run_never_recreates_its_dropped_clone(warehouse: Path, monkeypatch) -> None:
+    """Issue 18 row 4: `admin drop --pr 5` while the branch run for 5 fetches. Its publish used to
+    create a new PRODUCTION_CLONE_5 file holding ITEMS only; now it is refused, naming the drop."""
+    from hnpipe.warehouse import connect  # the warehouse a branch run's notebook gets
+
+    act(warehouse, "production", "clone", pr_id=5)
+    for name, value in environ(warehouse, "branch", "5").items():
+        monkeypatch.setenv(name, value)
+    branch = connect("branch", params.params_for("branch"), "items.ipynb")
+    target = Target("PRODUCTION_CLONE_5", SCHEMA)
+    assert branch.list_tables(target)  # the run started against its clone
+    act(warehouse, "production", "drop", pr_id=5)  # ... and it is dropped while the run fetches
+    with pytest.raises(WarehouseError, match=r"^refused write to PRODUCTION_CLONE_5.HACKER_NEWS: "
+                                             r"PRODUCTION_CLONE_5 does not exist \(dropped during the run\?\)"):
+        branch.publish_frame(target, "ITEMS", items_frame(RAW_ITEMS), "20261121T000000_000005")
+    with pytest.raises(WarehouseError, match="PRODUCTION_CLONE_5 does not exist"):
+        branch.ensure_schema(target)
+    assert sorted(fingerprint(warehouse)) == ["LOCAL.duckdb", "PRODUCTION.duckdb", "STAGING.duckdb"]
+    # Whoever builds the engine by hand gets the same: only clone_database makes a clone.
+    with pytest.raises(WarehouseError, match="PRODUCTION_CLONE_5 does not exist"):
+        DuckDBWarehouse(warehouse).publish_frame(target, "ITEMS", items_frame(RAW_ITEMS), "20261121T000000_000006")
+    assert "PRODUCTION_CLONE_5.duckdb" not in fingerprint(warehouse)

@@ -37,6 +37,7 @@ from hnpipe.warehouse.base import (
     is_bookkeeping_table,
     keep_plan,
     merge_select,
+    refuse_missing_clone,
     missing_version_message,
     staging_table_name,
     version_table_name,
@@ -460,7 +461,8 @@ class DuckDBWarehouse(Warehouse):
     def _writing(self, target: Target) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection whose current database.schema is target, after the guard allowed it.
 
-        Creates the directory, file and schema when missing; if the guard refuses, what this
+        Creates the directory, file and schema when missing (never a clone's file: only
+        clone_database makes those); if the guard refuses, what this
         call created is removed again, so a refused write leaves the disk as it was.
         """
         if target.database in self.read_only_databases:
@@ -468,6 +470,7 @@ class DuckDBWarehouse(Warehouse):
                 f"refused write to {target}: this warehouse opens {target.database} read-only"
             )
         path = self.path(target.database)
+        refuse_missing_clone(target, path.exists())
         created_directory = not self.directory.exists()
         created_file = not path.exists()
         allowed = False
