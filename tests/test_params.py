@@ -70,7 +70,8 @@ def test_validate_fills_defaults() -> None:
     assert values == {"environment": "local", "n_items": 5, "hn_api_url": "sample",
                       "concurrency": 32, "snowflake_env": {}, "branch_role": "", "keep_versions": 5,
                       "refresh": "full", "refresh_window": 500, "hn_api_private_hosts": [],
-                      "request_deadline_s": 60, "max_shrink": 0.5, "allow_shrink": False}
+                      "request_deadline_s": 60, "max_shrink": 0.5, "shrink_window_days": 30,
+                      "allow_shrink": False}
 
 
 @pytest.mark.parametrize("text,message", [

@@ -71,6 +71,11 @@ def _check_fraction(value: float) -> None:
         raise ValueError("use a fraction from 0 to 1, e.g. 0.5 (1 turns the shrink gate off)")
 
 
+def _check_window_days(value: int) -> None:
+    if not 0 <= value <= 3650:
+        raise ValueError("use a whole number of days from 0 to 3650")
+
+
 def _check_deadline(value: int) -> None:
     if not 1 <= value <= 3600:
         raise ValueError("use a whole number of seconds from 1 to 3600")
@@ -172,6 +177,10 @@ PARAMETERS: dict[str, Parameter] = {
                   "the largest fraction of its rows a publish may take from the published ITEMS "
                   "(0.5: at least half stay; 1 turns the gate off); more is refused unless allow_shrink",
                   _check_fraction),
+        Parameter("shrink_window_days", int, 30,
+                  "ITEMS may also not fall below 1 - max_shrink of its largest size over its kept versions "
+                  "and the last this many days of history, so runs that each shrink it a little are "
+                  "refused too; 0 to 3650 (0: only the per-publish gate)", _check_window_days),
         Parameter("allow_shrink", bool, False,
                   "let this run shrink ITEMS past max_shrink (say so on purpose; the history records it)"),
         Parameter("keep_versions", int, 5,
