@@ -333,3 +333,28 @@ def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_
     assert sorted(entry.run_id for entry in history.mark_abandoned(wh, TARGET)) == [elsewhere, killed]
     assert history.mark_abandoned(wh, TARGET) == []
     assert len(history.read(wh, TARGET, status=history.ABANDONED)) == 2
+
+
+def test_a_damaged_history_block_gets_the_one_line_damaged_message_and_leaves_no_wal(tmp_path: Path) -> None:
+    """Issue 18 row 8: appending to a PIPELINE_RUNS whose block is garbage used to fail with a raw
+    `FatalException ... Failed to create checkpoint` and leave a .wal beside the file."""
+    import duckdb  # only this test opens the file itself, to damage it
+
+    wh = DuckDBWarehouse(tmp_path / "wh")
+    records = [history.RunRecord(f"20261121T000000_{n:06d}", "run", "ITEMS", "local", history.SUCCEEDED,
+                                 rows=n, detail="x" * 200) for n in range(3000)]
+    history.append(wh, TARGET, *records)
+    database = wh.path("LOCAL")
+    with duckdb.connect(str(database), read_only=True) as con:
+        blocks = con.execute("SELECT DISTINCT block_id FROM pragma_storage_info('TESTER.PIPELINE_RUNS') "
+                             "WHERE block_id >= 0").fetchall()
+    with database.open("r+b") as file:
+        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
+        file.write(b"\xff" * 4096)
+    before = database.read_bytes()
+    with pytest.raises(WarehouseError) as refused:
+        history.append(wh, TARGET, records[0])
+    message = str(refused.value)
+    assert message.startswith(f"{database} is damaged (LOCAL.TESTER.PIPELINE_RUNS cannot be read whole"), message
+    assert "\n" not in message and "nothing was written to it" in message
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()

@@ -306,8 +306,7 @@ class DuckDBWarehouse(Warehouse):
             if replaced in present:
                 raise WarehouseError(f"refused to restore {target}.{table}: {replaced} exists already; "
                                      "use a new run id")
-            # Read whole before the swap, as a publish reads what it replaces: a damaged
-            # version is refused and the live table stays as it is.
+            # Read whole first, as a publish reads what it replaces: the live table stays if damaged.
             _check_readable(con, target, version, self.path(target.database))
             rows = con.execute(f"SELECT COUNT(*) FROM {_q(version)}").fetchall()[0][0]
             statements = ([f"ALTER TABLE {_q(table)} RENAME TO {_q(replaced)}"] if table in present else [])
@@ -349,6 +348,8 @@ class DuckDBWarehouse(Warehouse):
         if lists:  # as the Snowflake engine, which binds scalars only (found by the contract suite)
             raise WarehouseError(f"cannot append to {destination}: list column {lists[0]}; append_rows takes scalar columns")
         with self._writing(target) as con:
+            if table in _table_names(con, target.schema):  # a damaged block: one line, no .wal
+                _check_readable(con, target, table, self.path(target.database))
             con.register("hnpipe_rows", arrow)
             try:
                 _in_transaction(con, [
@@ -381,8 +382,7 @@ class DuckDBWarehouse(Warehouse):
                 # shares the file with other readers.
                 self._retry_locked(source_path, lambda: con.execute(
                     f"ATTACH {_sql_string(source_path)} AS hnpipe_source (READ_ONLY)"))
-                # A damaged block would fail the copy in a raw checksum error, or be copied:
-                # read every table whole first, as a publish reads the table it replaces.
+                # Every table read whole first: a damaged block is the one "damaged" line.
                 for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                                                  "WHERE database_name = 'hnpipe_source'").fetchall():
                     _check_readable(con, Target(source, schema), table, source_path, "HNPIPE_SOURCE")
