@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from hnpipe import alerts, config, datasets, environments, params, progress
-from hnpipe.runner import kernels
+from hnpipe.runner import kernels, notebook_files
 from hnpipe.runner.preflight import Preflight, dry_run
 from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError, WarehouseLockedError
@@ -49,6 +49,7 @@ class NotebookResult:
     output: Path
     seconds: float
     rows: int | None = None
+    unsaved: OSError | None = None  # why the executed notebook could not be written
 
 
 @dataclass
@@ -106,6 +107,8 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     result = RunResult(env, run_id, target, directory)
     started = time.perf_counter()
     order = datasets.dependency_order(only)
+    notebook_files.remove_stale_temporaries(config.runs_dir(root))
+    notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
     with _run_environment(run_id):
         started_kernels: dict[str, kernels.Kernel] = {}
         try:
@@ -135,6 +138,7 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
                 kernel.shutdown()
     result.seconds = time.perf_counter() - started
     _count_rows(result, values)
+    _raise_unsaved(result, values)
     alerts.notify_success(env, "run", run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
@@ -231,7 +235,7 @@ def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, 
         kernel.shutdown()  # finished and committed: nothing left to wait for
     seconds = time.perf_counter() - notebook_started
     _say(f"{counter} {source.name}: done in {seconds:.1f} s")
-    return NotebookResult(dataset.name, dataset.notebook, output, seconds)
+    return NotebookResult(dataset.name, dataset.notebook, output, seconds, unsaved=notebook_files.failed_save(output))
 
 
 def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
@@ -248,7 +252,9 @@ def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Targ
 
         reason = error_line(error)
     notes = _failed(env, values, target, run_id, dataset.name, began, reason, output)
-    raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
+    unsaved = notebook_files.failed_save(output)
+    kept = f"kept at {output}" if unsaved is None else f"not written: {unsaved.strerror or unsaved}"
+    raise RunFailed(f"{source.name} failed: {reason} (executed notebook {kept})"
                     + "".join(f"; {note}" for note in notes)) from None
 
 
@@ -300,6 +306,22 @@ def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:
     tables = connect(result.env, values).list_tables(result.target)
     for nb in result.notebooks:
         nb.rows = tables.get(nb.dataset)
+
+
+def _raise_unsaved(result: RunResult, values: Mapping[str, Any]) -> None:
+    """Every table was published, but an executed notebook could not be written: say exactly
+    that (the history, written by the notebooks, records the tables as published), and alert."""
+    unsaved = [nb for nb in result.notebooks if nb.unsaved is not None]
+    if not unsaved:
+        return
+    published = ", ".join(f"{nb.dataset} ({'?' if nb.rows is None else f'{nb.rows:,}'} rows)"
+                          for nb in result.notebooks)
+    reasons = "; ".join(f"{nb.output}: {nb.unsaved.strerror or nb.unsaved}" for nb in unsaved)
+    count = {1: "one table", 2: "both tables", 3: "the three tables"}.get(len(result.notebooks), "the tables")
+    message = (f"run {result.run_id} published {published}, but could not write the executed notebook "
+               f"{reasons} (the history records {count} as published)")
+    alerts.notify_failure(result.env, unsaved[0].dataset, message, result.run_id, str(unsaved[0].output))
+    raise RunFailed(message)
 
 
 def main(args) -> int:

@@ -381,16 +381,16 @@ class DuckDBWarehouse(Warehouse):
                 # READ_ONLY: a consistent snapshot that never writes the source, and that
                 # shares the file with other readers.
                 self._retry_locked(source_path, lambda: con.execute(
-                    f"ATTACH {_sql_string(source_path)} AS hnpipe_source (READ_ONLY)"))
+                    f"ATTACH {_sql_string(source_path)} AS clone_source (READ_ONLY)"))
                 # Every table read whole first: a damaged block is the one "damaged" line.
                 for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
-                                                 "WHERE database_name = 'hnpipe_source'").fetchall():
-                    _check_readable(con, Target(source, schema), table, source_path, "HNPIPE_SOURCE")
+                                                 "WHERE database_name = 'clone_source'").fetchall():
+                    _check_readable(con, Target(source, schema), table, source_path, "CLONE_SOURCE")
                 con.execute(f"ATTACH {_sql_string(temporary)} AS hnpipe_clone")
-                con.execute("COPY FROM DATABASE hnpipe_source TO hnpipe_clone")
+                con.execute("COPY FROM DATABASE clone_source TO hnpipe_clone")
                 con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
                 con.execute("DETACH hnpipe_clone")
-                con.execute("DETACH hnpipe_source")
+                con.execute("DETACH clone_source")
             finally:
                 con.close()
             if dest_path.exists():
