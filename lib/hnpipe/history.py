@@ -409,12 +409,12 @@ def mark_abandoned(warehouse: Warehouse, target: Target) -> list[RunRecord]:
     return runs
 
 
-def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str) -> bool:
-    """Whether run `run_id` already recorded anything for `dataset`."""
+def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str, status: str | None = None) -> bool:
+    """Whether run `run_id` already recorded anything (with `status`) for `dataset`."""
     if not exists(warehouse, target):
         return False
-    found = warehouse.query(target, f"SELECT COUNT(*) AS N FROM {TABLE} WHERE RUN_ID = ? AND DATASET = ?",
-                            [run_id, dataset])
+    found = warehouse.query(target, f"SELECT COUNT(*) AS N FROM {TABLE} WHERE RUN_ID = ? AND DATASET = ?"
+                            + (" AND STATUS = ?" if status else ""), [run_id, dataset, *([status] if status else [])])
     return int(found.iloc[0, 0]) > 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from hnpipe import alerts, config, datasets, environments, params, progress
-from hnpipe.runner import kernels, notebook_files
+from hnpipe.runner import kernels, notebook_files, signals
 from hnpipe.runner.preflight import Preflight, dry_run
 from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError, WarehouseLockedError
@@ -109,8 +109,10 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
     order = datasets.dependency_order(only)
     notebook_files.remove_stale_temporaries(config.runs_dir(root))
     notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
-    with _run_environment(run_id):
-        started_kernels: dict[str, kernels.Kernel] = {}
+    signals.remove_stale_socket_dirs()  # what a killed run left
+    started_kernels: dict[str, kernels.Kernel] = {}
+    with _run_environment(run_id), signals.stopping_on_signals(
+            lambda: [k.process for k in started_kernels.values() if k.process is not None]) as stop:
         try:
             for dataset in order:  # upstream first: the first notebook's kernel gets going first
                 started_kernels[dataset.name] = kernels.Kernel(
@@ -122,17 +124,25 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
             kernels.import_papermill()  # while the kernels start
 
             marker.join()
+            stop.check()
             if isinstance(marker.error, WarehouseLockedError):  # waited once already: say it, stop
                 raise RunFailed(f"run {run_id} stopped before any notebook ran: {marker.error}")
             for wave in _waves(order):
+                stop.check()  # SIGTERM, SIGINT: no later wave starts
                 outcomes = _run_wave(wave, started_kernels, root, directory, values,
                                      [order.index(dataset) + 1 for dataset in wave], len(order))
                 for dataset, outcome in zip(wave, outcomes):
                     if isinstance(outcome, NotebookResult):
                         result.notebooks.append(outcome)
+                stop.check()  # a notebook the signal stopped did not fail: the run was terminated
                 for dataset, outcome in zip(wave, outcomes):
                     if not isinstance(outcome, NotebookResult):
                         _raise_failed(env, values, target, run_id, dataset, *outcome, directory, root)
+        except signals.Stopped as stopped:
+            for kernel in started_kernels.values():
+                kernel.shutdown()
+            raise signals.terminated(stopped, env, values, target, run_id, [d.name for d in order],
+                                     lambda name: directory / datasets.get(name).notebook) from None
         finally:
             for kernel in started_kernels.values():
                 kernel.shutdown()

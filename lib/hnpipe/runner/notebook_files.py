@@ -17,6 +17,8 @@ import os
 import threading
 from pathlib import Path
 
+from hnpipe.runner.signals import process_alive
+
 _registered: set[str] = set()
 _failed: dict[str, OSError] = {}
 _lock = threading.Lock()
@@ -69,16 +71,6 @@ def remove_stale_temporaries(directory: Path) -> None:
         return
     for leftover in directory.glob("*/*/.*.ipynb.*.tmp"):
         pid = leftover.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 leftover.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
