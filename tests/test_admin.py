@@ -622,3 +622,39 @@ def test_a_branch_run_never_recreates_its_dropped_clone(warehouse: Path, monkeyp
     with pytest.raises(WarehouseError, match="PRODUCTION_CLONE_5 does not exist"):
         DuckDBWarehouse(warehouse).publish_frame(target, "ITEMS", items_frame(RAW_ITEMS), "20261121T000000_000006")
     assert "PRODUCTION_CLONE_5.duckdb" not in fingerprint(warehouse)
+
+
+def test_a_clone_removes_the_temporary_copy_a_killed_clone_left(warehouse: Path) -> None:
+    """Issue 18 row 5: a SIGKILLed `admin clone` leaves `.PRODUCTION_CLONE_<N>.duckdb.<pid>.tmp`
+    (nothing runs then); the next clone removes it, and leaves a living process's alone."""
+    dead = warehouse / ".PRODUCTION_CLONE_7.duckdb.999999999.tmp"
+    dead.write_bytes(b"half a copy")
+    (warehouse / ".PRODUCTION_CLONE_7.duckdb.999999999.tmp.wal").write_bytes(b"log")
+    living = warehouse / f".PRODUCTION_CLONE_8.duckdb.{os.getppid()}.tmp"  # a clone under way
+    living.write_bytes(b"being copied")
+    act(warehouse, "production", "clone", pr_id=5)
+    assert not dead.exists() and not dead.with_name(dead.name + ".wal").exists()
+    assert living.exists()
+    living.unlink()
+    assert sorted(fingerprint(warehouse)) == ["LOCAL.duckdb", "PRODUCTION.duckdb", "PRODUCTION_CLONE_5.duckdb",
+                                              "STAGING.duckdb"]
+
+
+def test_sigterm_unwinds_a_command_so_its_cleanup_runs(clean_env: Path) -> None:
+    """SIGTERM used to end every command at once, skipping its cleanup (a clone's .tmp file);
+    now it unwinds like Ctrl-C: finally blocks run, one line, exit 143."""
+    script = ("import os, signal, sys\n"
+              "from hnpipe import cli\n"
+              "from hnpipe.ops import admin\n"
+              "def run(values, *, environ=None):\n"
+              "    try:\n"
+              "        os.kill(os.getpid(), signal.SIGTERM)\n"
+              "        import time; time.sleep(5)\n"
+              "    finally:\n"
+              "        print('cleaned up', flush=True)\n"
+              "admin.run = run\n"
+              "sys.exit(cli.main(['admin', 'list']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **environ(clean_env, "production")})
+    assert done.returncode == 143 and done.stdout == "cleaned up\n", (done.stdout, done.stderr)
+    assert done.stderr == "hnpipe: terminated by SIGTERM\n"

@@ -347,13 +347,7 @@ def _process_gone(info: Mapping[str, Any]) -> bool | None:
 
     if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
         return None
-    try:
-        os.kill(info["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
+    return not config.process_alive(info["pid"])
 
 
 def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = None) -> list[RunRecord]:

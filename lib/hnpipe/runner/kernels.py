@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from hnpipe.runner import signals
+from hnpipe.runner.signals import socket_dir
 
 # What every pipeline notebook imports first; run at kernel start-up, bound to no name the
 # notebook could see.
@@ -79,7 +79,7 @@ class Kernel:
         # Unix sockets where there are any: with TCP, jupyter_client picks free ports and the
         # kernel binds them later, so kernels starting at once (two runs side by side) can
         # race for a port and one dies with "Address already in use".
-        self._socket_dir = signals.socket_dir() if os.name == "posix" else None
+        self._socket_dir = socket_dir() if os.name == "posix" else None
         transport = {"transport": "ipc", "ip": os.path.join(self._socket_dir, "k")} if self._socket_dir else {}
         self.manager = Manager(kernel_name="python3", **transport)
         arguments = list(KERNEL_ARGUMENTS)

@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from hnpipe.runner.signals import process_alive
+from hnpipe.config import process_alive
 
 _registered: set[str] = set()
 _failed: dict[str, OSError] = {}

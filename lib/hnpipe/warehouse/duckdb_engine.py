@@ -43,6 +43,13 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
+from hnpipe.warehouse.duckdb_files import (
+    remove_database_files,
+    remove_file,
+    remove_stale_temporaries,
+    sql_string,
+    wal_path,
+)
 from hnpipe.warehouse.duckdb_locks import LockWaits
 
 if TYPE_CHECKING:
@@ -184,7 +191,7 @@ class DuckDBWarehouse(Warehouse):
                 if not path.is_file():
                     raise WarehouseError(f"no database {database} in {self.directory}")
                 self._retry_locked(path, lambda: con.execute(
-                    f"ATTACH {_sql_string(path)} AS {_q(database)} (READ_ONLY)"))
+                    f"ATTACH {sql_string(path)} AS {_q(database)} (READ_ONLY)"))
             try:
                 arrow = con.sql(sql, params=list(params) or None).to_arrow_table()
             except duckdb.Error as exc:
@@ -374,19 +381,20 @@ class DuckDBWarehouse(Warehouse):
         # Build the copy beside its destination, then rename it in place (atomic on one
         # file system): readers see the old clone or the new one, never half a copy.
         temporary = dest_path.with_name(f".{dest}.duckdb.{os.getpid()}.tmp")
-        _remove_database_files(temporary)
+        remove_stale_temporaries(self.directory)  # what a killed clone left
+        remove_database_files(temporary)
         try:
             con = duckdb.connect()  # in memory; the files are attached below
             try:
                 # READ_ONLY: a consistent snapshot that never writes the source, and that
                 # shares the file with other readers.
                 self._retry_locked(source_path, lambda: con.execute(
-                    f"ATTACH {_sql_string(source_path)} AS clone_source (READ_ONLY)"))
+                    f"ATTACH {sql_string(source_path)} AS clone_source (READ_ONLY)"))
                 # Every table read whole first: a damaged block is the one "damaged" line.
                 for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                                                  "WHERE database_name = 'clone_source'").fetchall():
                     _check_readable(con, Target(source, schema), table, source_path, "CLONE_SOURCE")
-                con.execute(f"ATTACH {_sql_string(temporary)} AS hnpipe_clone")
+                con.execute(f"ATTACH {sql_string(temporary)} AS hnpipe_clone")
                 con.execute("COPY FROM DATABASE clone_source TO hnpipe_clone")
                 con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
                 con.execute("DETACH hnpipe_clone")
@@ -396,10 +404,10 @@ class DuckDBWarehouse(Warehouse):
             if dest_path.exists():
                 self._wait_until_unused(dest_path)
             # A WAL left beside the old clone would be replayed into the new one.
-            _remove_file(_wal(dest_path))
+            remove_file(wal_path(dest_path))
             os.replace(temporary, dest_path)
         except BaseException:
-            _remove_database_files(temporary)
+            remove_database_files(temporary)
             raise
 
     def drop_database(self, database: str) -> bool:
@@ -410,14 +418,14 @@ class DuckDBWarehouse(Warehouse):
         if not path.exists():
             return False
         self._wait_until_unused(path)
-        _remove_database_files(path)
+        remove_database_files(path)
         return True
 
     # -- internals ---------------------------------------------------------------------
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         con = self._retry_locked(path, lambda: _open_intact(path, read_only))
         try:
-            if _wal(path).exists():
+            if wal_path(path).exists():
                 if read_only:
                     return con  # the log (a crash's) is replayed in memory: blocks beyond the file
                 con.execute("CHECKPOINT")  # fold the committed log into the file, then compare
@@ -485,7 +493,7 @@ class DuckDBWarehouse(Warehouse):
                 con.close()
         finally:
             if not allowed and created_file:
-                _remove_database_files(path)
+                remove_database_files(path)
                 if created_directory:
                     with contextlib.suppress(OSError):
                         self.directory.rmdir()
@@ -678,21 +686,3 @@ def _table_names(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
         "WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name",
         [schema],
     ).fetchall()]
-
-
-def _sql_string(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + ".wal")
-
-
-def _remove_file(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
-def _remove_database_files(path: Path) -> None:
-    _remove_file(path)
-    _remove_file(_wal(path))
