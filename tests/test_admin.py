@@ -27,6 +27,7 @@ from hnpipe.items import items_frame
 from hnpipe.ops import admin
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
+from helpers_faults import scribble_over
 from snowflake_fakes import ENV, PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -577,20 +578,13 @@ def test_handover_prints_the_lockdown_and_applies_only_from_production(capsys, m
 def test_clone_of_a_damaged_production_is_refused_in_one_line_and_leaves_nothing(clean_env: Path) -> None:
     """Issue 18 row 3: `admin clone` reads every table of PRODUCTION whole before the copy is
     moved into place; a damaged block is the one-line "damaged" message, as for a publish."""
-    import duckdb  # only this test opens the file itself, to damage it
-
     from hnpipe.sample import generate_sample  # only here: enough rows to fill whole blocks
 
     wh = DuckDBWarehouse(clean_env)
     big = items_frame([item for item in generate_sample(3000, seed=4).values() if item is not None])
     wh.publish_frame(Target("PRODUCTION", SCHEMA), "ITEMS", big, "SETUP")
     database = wh.path("PRODUCTION")
-    with duckdb.connect(str(database), read_only=True) as con:
-        blocks = con.execute(f"SELECT DISTINCT block_id FROM pragma_storage_info('{SCHEMA}.ITEMS') "
-                             "WHERE block_id >= 0").fetchall()
-    with database.open("r+b") as file:
-        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
-        file.write(b"\xff" * 4096)
+    scribble_over(database, f"{SCHEMA}.ITEMS")
     before = fingerprint(clean_env)
     with pytest.raises(WarehouseError) as refused:
         act(clean_env, "production", "clone", pr_id=5)

@@ -20,6 +20,7 @@ from hnpipe import cli, config, history, params, pipeline, runner
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from helpers_faults import scribble_over
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -338,19 +339,12 @@ def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_
 def test_a_damaged_history_block_gets_the_one_line_damaged_message_and_leaves_no_wal(tmp_path: Path) -> None:
     """Issue 18 row 8: appending to a PIPELINE_RUNS whose block is garbage used to fail with a raw
     `FatalException ... Failed to create checkpoint` and leave a .wal beside the file."""
-    import duckdb  # only this test opens the file itself, to damage it
-
     wh = DuckDBWarehouse(tmp_path / "wh")
     records = [history.RunRecord(f"20261121T000000_{n:06d}", "run", "ITEMS", "local", history.SUCCEEDED,
                                  rows=n, detail="x" * 200) for n in range(3000)]
     history.append(wh, TARGET, *records)
     database = wh.path("LOCAL")
-    with duckdb.connect(str(database), read_only=True) as con:
-        blocks = con.execute("SELECT DISTINCT block_id FROM pragma_storage_info('TESTER.PIPELINE_RUNS') "
-                             "WHERE block_id >= 0").fetchall()
-    with database.open("r+b") as file:
-        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
-        file.write(b"\xff" * 4096)
+    scribble_over(database, "TESTER.PIPELINE_RUNS")
     before = database.read_bytes()
     with pytest.raises(WarehouseError) as refused:
         history.append(wh, TARGET, records[0])

@@ -17,6 +17,7 @@ from hnpipe.errors import HnpipeError, WarehouseError
 from hnpipe.items import items_frame
 from hnpipe.ops import versions
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from helpers_faults import scribble_over
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -215,18 +216,6 @@ def test_versions_command_on_an_unpublished_table(clean_env, capsys) -> None:
 
 
 # -- a damaged kept version (issue 18 row 3) -------------------------------------------------
-def _scribble_over(database: Path, table: str) -> None:
-    """Overwrite one of `table`'s data blocks with garbage, as a bad disk or copy would."""
-    import duckdb  # only these tests open the file themselves
-
-    with duckdb.connect(str(database), read_only=True) as con:
-        blocks = con.execute(f"SELECT DISTINCT block_id FROM pragma_storage_info('TESTER.{table}') "
-                             "WHERE block_id >= 0").fetchall()
-    with database.open("r+b") as file:
-        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
-        file.write(b"\xff" * 4096)
-
-
 def _big_frame(seed: int) -> pd.DataFrame:
     from hnpipe.sample import generate_sample  # only here: enough rows to fill whole blocks
 
@@ -240,7 +229,7 @@ def test_restore_of_a_damaged_version_is_refused_and_the_live_table_untouched(tm
     live = frame(1, 2)
     wh.publish_frame(TARGET, "ITEMS", live, "20261121T110000_bbbbbb", keep_versions=5, gates=())
     database = wh.path("LOCAL")
-    _scribble_over(database, "ITEMS__VERSION_20261121T110000_BBBBBB")
+    scribble_over(database, "TESTER.ITEMS__VERSION_20261121T110000_BBBBBB")
     before = database.read_bytes()
     with pytest.raises(WarehouseError, match=r"is damaged \(LOCAL.TESTER.ITEMS__VERSION_20261121T110000_BBBBBB "
                                              r"cannot be read whole"):
