@@ -380,6 +380,8 @@ class Step:
             return None
         since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
         runs = history.read(self.warehouse, self.target, dataset="ITEMS", status=history.SUCCEEDED, limit=10_000)
+        # As UTC whatever the engine returns (Snowflake may hand back naive timestamps).
+        runs = runs.assign(STARTED_AT=pd.to_datetime(runs.STARTED_AT, utc=True))
         runs = runs[runs.STARTED_AT >= since]
         allowed = runs[runs.PARAMETERS.fillna("{}").map(lambda text: json.loads(text).get("allow_shrink") is True)]
         if len(allowed):  # a shrink made on purpose: its size is the new baseline
