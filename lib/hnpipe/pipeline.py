@@ -200,6 +200,7 @@ class Step:
             with hn_base_url(values["hn_api_url"]) as base_url:
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
                     base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
+                    max_answer_bytes=values["max_answer_mb"] << 20,
                     private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
                     else values["hn_api_private_hosts"])
                 plan = refresh.plan(
