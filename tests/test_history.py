@@ -21,6 +21,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.warehouse import connect
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from helpers_faults import scribble_over
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -336,3 +337,21 @@ def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_
     assert sorted(entry.run_id for entry in history.mark_abandoned(wh, TARGET)) == [elsewhere, killed]
     assert history.mark_abandoned(wh, TARGET) == []
     assert len(history.read(wh, TARGET, status=history.ABANDONED)) == 2
+
+
+def test_a_damaged_history_block_gets_the_one_line_damaged_message_and_leaves_no_wal(tmp_path: Path) -> None:
+    """Issue 18 row 8: appending to a PIPELINE_RUNS whose block is garbage used to fail with a raw
+    `FatalException ... Failed to create checkpoint` and leave a .wal beside the file."""
+    wh = DuckDBWarehouse(tmp_path / "wh")
+    records = [history.RunRecord(f"20261121T000000_{n:06d}", "run", "ITEMS", "local", history.SUCCEEDED,
+                                 rows=n, detail="x" * 200) for n in range(3000)]
+    history.append(wh, TARGET, *records)
+    database = wh.path("LOCAL")
+    scribble_over(database, "TESTER.PIPELINE_RUNS")
+    before = database.read_bytes()
+    with pytest.raises(WarehouseError) as refused:
+        history.append(wh, TARGET, records[0])
+    message = str(refused.value)
+    assert message.startswith(f"{database} is damaged (LOCAL.TESTER.PIPELINE_RUNS cannot be read whole"), message
+    assert "\n" not in message and "nothing was written to it" in message
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()

@@ -53,7 +53,8 @@ def test_warehouse_engines_import_nothing_above_the_warehouse_package() -> None:
     """Backends depend on the shared rules below them, never on the pipeline or commands."""
     below = {"hnpipe.config", "hnpipe.environments", "hnpipe.errors", "hnpipe.credentials",
              "hnpipe.warehouse.base", "hnpipe.warehouse.frames", "hnpipe.warehouse.snowflake_frames",
-             "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.duckdb_locks"}
+             "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.duckdb_locks",
+             "hnpipe.warehouse.duckdb_files"}
     graph = import_graph()
     for engine in ("hnpipe.warehouse.duckdb_engine", "hnpipe.warehouse.snowflake_engine",
                    "hnpipe.warehouse.base", "hnpipe.warehouse.frames"):

@@ -356,13 +356,7 @@ def _process_gone(info: Mapping[str, Any]) -> bool | None:
 
     if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
         return None
-    try:
-        os.kill(info["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
+    return not config.process_alive(info["pid"])
 
 
 def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = None) -> list[RunRecord]:
@@ -430,12 +424,12 @@ def mark_abandoned(warehouse: Warehouse, target: Target) -> list[RunRecord]:
     return runs
 
 
-def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str) -> bool:
-    """Whether run `run_id` already recorded anything for `dataset`."""
+def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str, status: str | None = None) -> bool:
+    """Whether run `run_id` already recorded anything (with `status`) for `dataset`."""
     if not exists(warehouse, target):
         return False
-    found = warehouse.query_rows(target, f"SELECT COUNT(*) AS N FROM {TABLE} WHERE RUN_ID = ? AND DATASET = ?",
-                                 [run_id, dataset])
+    found = warehouse.query_rows(target, f"SELECT COUNT(*) AS N FROM {TABLE} WHERE RUN_ID = ? AND DATASET = ?"
+                                 + (" AND STATUS = ?" if status else ""), [run_id, dataset, *([status] if status else [])])
     return int(found[0]["N"]) > 0
 
 

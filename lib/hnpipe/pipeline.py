@@ -30,6 +30,7 @@ elsewhere in a notebook are recorded by `hnpipe run`, which sees papermill fail.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -388,7 +389,29 @@ class Step:
             kept_rows=plan.kept_rows if plan is not None and plan.merges else 0,
             id_range=None if plan is None else plan.id_range,
             previous_rows=self._previous_rows(), max_shrink=self.params["max_shrink"],
+            largest_rows=None if self._previous_rows() is None else self._largest_of_late(),
+            window_days=self.params["shrink_window_days"],
         )
+
+    def _largest_of_late(self) -> int | None:
+        """ITEMS' most rows over its kept versions and the last shrink_window_days of history,
+        since the latest shrink allow_shrink let through (None: no gate)."""
+        days = self.params["shrink_window_days"]
+        if self.dataset.name != "ITEMS" or not self._published_before or not days:
+            return None
+        since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
+        runs = history.read(self.warehouse, self.target, dataset="ITEMS", status=history.SUCCEEDED, limit=10_000)
+        # As UTC whatever the engine returns (Snowflake may hand back naive timestamps).
+        runs = runs.assign(STARTED_AT=pd.to_datetime(runs.STARTED_AT, utc=True))
+        runs = runs[runs.STARTED_AT >= since]
+        allowed = runs[runs.PARAMETERS.fillna("{}").map(lambda text: json.loads(text).get("allow_shrink") is True)]
+        if len(allowed):  # a shrink made on purpose: its size is the new baseline
+            since = max(since, allowed.STARTED_AT.max())
+            runs = runs[runs.STARTED_AT >= since]
+        sizes = [int(rows) for rows in runs.ROWS_WRITTEN.dropna()]
+        sizes += [version.rows for version in self.warehouse.list_versions(self.target, "ITEMS")
+                  if version.replaced_at is not None and version.replaced_at > since]
+        return max(sizes, default=None)
 
     def _previous_rows(self) -> int | None:
         """ITEMS' rows as published now, for the shrink gate (None: no gate). COMMENTS and
@@ -401,9 +424,11 @@ class Step:
         """For the history: a shrink past max_shrink that allow_shrink let through."""
         if self.dataset.name != "ITEMS" or not self.params["allow_shrink"]:
             return None
-        before = self._published_before
+        before, largest = self._published_before, self._largest_of_late()
         if before and rows < before * (1 - self.params["max_shrink"]):
             return f"allow_shrink: ITEMS shrank from {before:,} to {rows:,} rows"
+        if largest and rows < largest * (1 - self.params["max_shrink"]):
+            return f"allow_shrink: ITEMS shrank to {rows:,} rows, from up to {largest:,} of late"
         return None
 
     # -- looking at the result -------------------------------------------------------------

@@ -27,7 +27,7 @@ from hnpipe import alerts, config, datasets, environments, history, params, prog
 from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError, WarehouseLockedError
 from hnpipe.run_context import RunContext
-from hnpipe.runner import kernels
+from hnpipe.runner import kernels, notebook_files, signals
 from hnpipe.runner.preflight import Preflight, dry_run
 from hnpipe.warehouse import Warehouse, connect
 
@@ -52,6 +52,7 @@ class NotebookResult:
     output: Path
     seconds: float
     rows: int | None = None
+    unsaved: OSError | None = None  # why the executed notebook could not be written
 
 
 @dataclass
@@ -113,8 +114,12 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
     result = RunResult(run.env, run.run_id, run.target, directory)
     started = time.perf_counter()
     order = datasets.dependency_order(only)
-    with _run_environment(run.run_id):
-        started_kernels: dict[str, kernels.Kernel] = {}
+    notebook_files.remove_stale_temporaries(config.runs_dir(root))
+    notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
+    signals.remove_stale_socket_dirs()  # what a killed run left
+    started_kernels: dict[str, kernels.Kernel] = {}
+    with _run_environment(run.run_id), signals.stopping_on_signals(
+            lambda: [k.process for k in started_kernels.values() if k.process is not None]) as stop:
         try:
             for dataset in order:  # upstream first: the first notebook's kernel gets going first
                 started_kernels[dataset.name] = kernels.Kernel(
@@ -124,17 +129,25 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
             with _run_warehouse(run) as warehouse:
                 _mark_started(run, warehouse, order)
                 for wave in _waves(order):
+                    stop.check()  # SIGTERM, SIGINT: no later wave starts
                     outcomes = _run_wave(wave, started_kernels, root, directory, run,
                                          [order.index(dataset) + 1 for dataset in wave], len(order))
                     result.notebooks += [outcome for outcome in outcomes if isinstance(outcome, NotebookResult)]
+                    stop.check()  # a notebook the signal stopped did not fail: the run was terminated
                     for dataset, outcome in zip(wave, outcomes):
                         if not isinstance(outcome, NotebookResult):
                             _raise_failed(run, warehouse, dataset, *outcome, directory, root)
                 result.seconds = time.perf_counter() - started
                 _count_rows(result, warehouse)
+        except signals.Stopped as stopped:
+            for kernel in started_kernels.values():
+                kernel.shutdown()
+            raise signals.terminated(stopped, run, [d.name for d in order],
+                                     lambda name: directory / datasets.get(name).notebook) from None
         finally:
             for kernel in started_kernels.values():
                 kernel.shutdown()
+    _raise_unsaved(result)
     alerts.notify_success(run.env, "run", run.run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
@@ -250,7 +263,7 @@ def _execute(dataset, kernel, root: Path, directory: Path, run: RunContext, coun
         kernel.shutdown()  # finished and committed: nothing left to wait for
     seconds = time.perf_counter() - notebook_started
     _say(f"{counter} {source.name}: done in {seconds:.1f} s")
-    return NotebookResult(dataset.name, dataset.notebook, output, seconds)
+    return NotebookResult(dataset.name, dataset.notebook, output, seconds, unsaved=notebook_files.failed_save(output))
 
 
 def _raise_failed(run: RunContext, warehouse: Warehouse | Exception, dataset, error: Exception,
@@ -264,7 +277,9 @@ def _raise_failed(run: RunContext, warehouse: Warehouse | Exception, dataset, er
     else:
         reason = history.error_line(error)
     notes = _failed(run, warehouse, dataset.name, began, reason, output)
-    raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
+    unsaved = notebook_files.failed_save(output)
+    kept = f"kept at {output}" if unsaved is None else f"not written: {unsaved.strerror or unsaved}"
+    raise RunFailed(f"{source.name} failed: {reason} (executed notebook {kept})"
                     + "".join(f"; {note}" for note in notes)) from None
 
 
@@ -312,6 +327,22 @@ def _count_rows(result: RunResult, warehouse: Warehouse | Exception) -> None:
     tables = warehouse.list_tables(result.target)
     for nb in result.notebooks:
         nb.rows = tables.get(nb.dataset)
+
+
+def _raise_unsaved(result: RunResult) -> None:
+    """Every table was published, but an executed notebook could not be written: say exactly
+    that (the history, written by the notebooks, records the tables as published), and alert."""
+    unsaved = [nb for nb in result.notebooks if nb.unsaved is not None]
+    if not unsaved:
+        return
+    published = ", ".join(f"{nb.dataset} ({'?' if nb.rows is None else f'{nb.rows:,}'} rows)"
+                          for nb in result.notebooks)
+    reasons = "; ".join(f"{nb.output}: {nb.unsaved.strerror or nb.unsaved}" for nb in unsaved)
+    count = {1: "one table", 2: "both tables", 3: "the three tables"}.get(len(result.notebooks), "the tables")
+    message = (f"run {result.run_id} published {published}, but could not write the executed notebook "
+               f"{reasons} (the history records {count} as published)")
+    alerts.notify_failure(result.env, unsaved[0].dataset, message, result.run_id, str(unsaved[0].output))
+    raise RunFailed(message)
 
 
 def main(args) -> int:

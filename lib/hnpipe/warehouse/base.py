@@ -380,6 +380,16 @@ def check_clone_name(database: object, action: str) -> str:
     return database
 
 
+def refuse_missing_clone(target: Target, exists: bool) -> None:
+    """Only `hnpipe admin clone` makes a clone: a write into one that is gone (dropped while a
+    branch run fetched) is refused, never answered by a new clone holding one table."""
+    if not exists and CLONE_NAME.fullmatch(target.database):
+        raise WarehouseError(
+            f"refused write to {target}: {target.database} does not exist (dropped during the run?); "
+            f"only `hnpipe admin clone --pr {target.database.removeprefix(CLONE_PREFIX)}` makes it, "
+            "a write never does")
+
+
 def check_comment_text(text: object, what: str) -> str:
     if not isinstance(text, str):
         raise WarehouseError(f"invalid comment for {what}: {text!r} is not text")
