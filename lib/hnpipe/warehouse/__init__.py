@@ -1,9 +1,9 @@
 """Warehouses: one interface (base), a registry of engines, one module per engine, and the one
 place an environment becomes a warehouse.
 
-`connect(env, values)` is how every run and command gets a guarded warehouse for an
-environment; `reader(env, command)` one that refuses every write. Engines import nothing above
-this package. The module map is docs/development.md.
+`connect(run)` is how every run gets its guarded warehouse (one per run, in a `with` block);
+`reader(env, command)` one that refuses every write. Engines import nothing above this package.
+The module map is docs/development.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from hnpipe import config, environments, params
 from hnpipe.environments import Target
-from hnpipe.errors import GuardError, WarehouseError
+from hnpipe.errors import GuardError
+from hnpipe.run_context import RunContext
 from hnpipe.warehouse.base import (
     HISTORY_TABLE,
     Gate,
@@ -25,8 +26,8 @@ from hnpipe.warehouse.base import (
 from hnpipe.warehouse.registry import WarehouseSpec, engine_class, parse_spec, spec_for
 
 __all__ = ["Gate", "HISTORY_TABLE", "TableVersion", "Warehouse", "WarehouseSpec", "WriteGuard", "connect",
-           "engine_class", "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "parse_spec", "reader",
-           "spec_for"]
+           "engine_class", "frame_from_arrow", "is_bookkeeping_table", "open_environment", "open_warehouse",
+           "parse_spec", "reader", "spec_for"]
 
 # Imported on first use: hnpipe.datasets needs only `Gate` from here, and `hnpipe run` reads
 # the datasets before it starts the kernels, so importing pandas and duckdb here would put
@@ -50,14 +51,29 @@ def open_warehouse(spec: WarehouseSpec | str, write_guard: WriteGuard | None = N
     return engine_class(spec).open(spec, write_guard, **options)
 
 
-def connect(env: str, values: Mapping[str, Any], notebook: str = "", *,
-            environ: Mapping[str, str] | None = None, read_only_databases: Sequence[str] | None = None) -> Warehouse:
-    """The warehouse for `env`, with the write guard and (where sessions are tagged) the query tag.
+def connect(run: RunContext, notebook: str = "") -> Warehouse:
+    """The warehouse a run writes with: `run.env`'s engine, its write guard and (where sessions
+    are tagged) the query tag with the run's id. Use it in a `with` block: it closes the session.
 
-    On an engine that opens files, only production may open PRODUCTION for writing: every other
-    environment opens its file read-only, whatever the guard would say (`read_only_databases`
-    overrides: admin never writes PRODUCTION). Credentials are the ones `values` name.
+    On an engine that opens files, only production (in a process that runs as production) opens
+    PRODUCTION for writing: every other environment opens its file read-only, whatever the
+    guard would say.
     """
+    return _guarded(run.env, run.values, notebook, run.run_id)
+
+
+def open_environment(env: str, values: Mapping[str, Any], notebook: str = "", *,
+                     environ: Mapping[str, str] | None = None,
+                     read_only_databases: Sequence[str] | None = None) -> Warehouse:
+    """`env`'s guarded warehouse for a command that is not a run of the pipeline (admin, which
+    has no target of its own); like `connect`. `read_only_databases` overrides which databases
+    open read-only (admin never writes PRODUCTION); credentials are the ones `values` name."""
+    return _guarded(env, values, notebook, config.current_run_id(), environ, read_only_databases)
+
+
+def _guarded(env: str, values: Mapping[str, Any], notebook: str, run_id: str,
+             environ: Mapping[str, str] | None = None,
+             read_only_databases: Sequence[str] | None = None) -> Warehouse:
     spec = spec_for(env, environ)
     guard = functools.partial(environments.check_write, env, environ=environ)
     if read_only_databases is None:
@@ -65,7 +81,7 @@ def connect(env: str, values: Mapping[str, Any], notebook: str = "", *,
         read_only_databases = () if writes_production else ("PRODUCTION",)
 
     def tag() -> dict[str, str]:  # asks git for the commit: only engines that tag sessions call it
-        return {"env": env, "notebook": notebook, "run_id": config.current_run_id(), "git_sha": config.git_sha()}
+        return {"env": env, "notebook": notebook, "run_id": run_id, "git_sha": config.git_sha()}
 
     return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None, query_tag=tag,
                           read_only_databases=read_only_databases, on_lock_wait=_say)

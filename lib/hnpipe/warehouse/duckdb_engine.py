@@ -21,27 +21,14 @@ from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
-    STAGING_MARKER,
-    Gate,
-    ColumnInfo,
-    DatabaseInfo,
-    TableInfo,
-    Warehouse,
-    WriteGuard,
-    check_clone_name,
-    check_comment_columns,
-    check_comment_text,
-    run_gates,
-    check_keep_ids,
-    check_keep_versions,
-    checked_gates,
-    is_bookkeeping_table,
-    keep_plan,
-    merge_select,
-    missing_version_message,
-    staging_table_name,
-    version_table_name,
-    versions_to_drop,
+    STAGING_MARKER, Gate, ColumnInfo, DatabaseInfo, TableInfo, Warehouse, WriteGuard,
+    check_clone_name, check_comment_columns, check_comment_text, check_keep_ids, check_keep_versions,
+    checked_gates, is_bookkeeping_table, keep_plan, merge_select, refuse_missing_clone,
+    missing_version_message, run_gates, staging_table_name, version_table_name, versions_to_drop,
+)
+from hnpipe.warehouse.duckdb_files import (
+    check_length, check_readable, open_intact, remove_database_files, remove_file, remove_stale_temporaries,
+    sql_string, wal_path,
 )
 from hnpipe.warehouse.duckdb_locks import LockWaits, lock_timeout
 from hnpipe.warehouse.registry import WarehouseSpec
@@ -172,6 +159,17 @@ class DuckDBWarehouse(Warehouse):
         return frame_from_arrow(arrow)
 
     def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        with self._selecting(target, sql, params) as cursor:
+            return frame_from_arrow(cursor.to_arrow_table())
+
+    def query_rows(self, target: Target, sql: str, params: Sequence[object] = ()) -> list[dict[str, object]]:
+        with self._selecting(target, sql, params) as cursor:
+            names = [column[0] for column in cursor.description]
+            return [{name: _utc(value) for name, value in zip(names, row)} for row in cursor.fetchall()]
+
+    @contextmanager
+    def _selecting(self, target: Target, sql: str, params: Sequence[object]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection with `sql`'s result pending, run in target's schema."""
         with self._reading(target.database) as con:
             if con is None:
                 raise WarehouseError(f"no database {target.database} in {self.directory}")
@@ -180,13 +178,11 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
             try:
                 # The file is open read-only, so anything but a read fails here.
-                relation = con.sql(sql, params=list(params) or None)
-                if relation is None:
+                if con.execute(sql, list(params) or None).description is None:
                     raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
-                arrow = relation.to_arrow_table()
+                yield con
             except duckdb.Error as exc:
                 raise WarehouseError(f"query in {target} failed: {one_line(exc)}") from exc
-        return frame_from_arrow(arrow)
 
     def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
         con = duckdb.connect()  # in memory; each database attached read-only under its name
@@ -196,7 +192,7 @@ class DuckDBWarehouse(Warehouse):
                 if not path.is_file():
                     raise WarehouseError(f"no database {database} in {self.directory}")
                 self._retry_locked(path, lambda: con.execute(
-                    f"ATTACH {_sql_string(path)} AS {_q(database)} (READ_ONLY)"))
+                    f"ATTACH {sql_string(path)} AS {_q(database)} (READ_ONLY)"))
             try:
                 arrow = con.sql(sql, params=list(params) or None).to_arrow_table()
             except duckdb.Error as exc:
@@ -318,6 +314,8 @@ class DuckDBWarehouse(Warehouse):
             if replaced in present:
                 raise WarehouseError(f"refused to restore {target}.{table}: {replaced} exists already; "
                                      "use a new run id")
+            # Read whole first, as a publish reads what it replaces: the live table stays if damaged.
+            check_readable(con, target, version, self.path(target.database))
             rows = con.execute(f"SELECT COUNT(*) FROM {_q(version)}").fetchall()[0][0]
             statements = ([f"ALTER TABLE {_q(table)} RENAME TO {_q(replaced)}"] if table in present else [])
             statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
@@ -357,19 +355,40 @@ class DuckDBWarehouse(Warehouse):
         lists = [name for name, kind in zip(arrow.column_names, arrow.schema.types) if str(kind).startswith("list")]
         if lists:  # as the Snowflake engine, which binds scalars only (found by the contract suite)
             raise WarehouseError(f"cannot append to {destination}: list column {lists[0]}; append_rows takes scalar columns")
+        self._append(target, table, destination, [
+            # The connection lives for this one operation: the registration goes with it.
+            lambda con: con.register("hnpipe_rows", arrow),
+            f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0",
+            # BY NAME: the frame's columns in any order; an unknown column fails the insert.
+            f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
+        ])
+        return len(frame)
+
+    def append_records(self, target: Target, table: str, columns: Mapping[str, str],
+                       rows: Sequence[Mapping[str, object]]) -> int:
+        destination = f"{target}.{check_identifier(table, 'table')}"
+        types = [_SQL_TYPES.get(dtype) for dtype in columns.values()]
+        if None in types:  # a programming error, said before anything is opened
+            raise WarehouseError(f"cannot append to {destination}: no column type for {dict(columns)}")
+        names = [check_identifier(name, "column") for name in columns]
+        insert = f"INSERT INTO {_q(table)} ({', '.join(map(_q, names))}) VALUES ({', '.join('?' for _ in names)})"
+        values = [[_stored(row.get(name)) if kind == "TIMESTAMP" else row.get(name)
+                   for name, kind in zip(names, types)] for row in rows]
+        self._append(target, table, destination, [
+            # The same types as a frame of these dtypes creates through Arrow (append_rows).
+            f"CREATE TABLE IF NOT EXISTS {_q(table)} ({', '.join(f'{_q(n)} {t}' for n, t in zip(names, types))})",
+            lambda con: con.executemany(insert, values),
+        ])
+        return len(rows)
+
+    def _append(self, target: Target, table: str, destination: str, statements: list) -> None:
         with self._writing(target) as con:
-            con.register("hnpipe_rows", arrow)
+            if table in _table_names(con, target.schema):  # a damaged block: one line, no .wal
+                check_readable(con, target, table, self.path(target.database))
             try:
-                _in_transaction(con, [
-                    f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0",
-                    # BY NAME: the frame's columns in any order; an unknown column fails the insert.
-                    f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
-                ])
+                _in_transaction(con, statements)
             except duckdb.Error as exc:
                 raise WarehouseError(f"cannot append to {destination}: {one_line(exc)}") from exc
-            finally:
-                con.unregister("hnpipe_rows")
-        return len(frame)
 
     def clone_database(self, source: str, dest: str) -> None:
         source = check_identifier(source, "source database")
@@ -382,28 +401,33 @@ class DuckDBWarehouse(Warehouse):
         # Build the copy beside its destination, then rename it in place (atomic on one
         # file system): readers see the old clone or the new one, never half a copy.
         temporary = dest_path.with_name(f".{dest}.duckdb.{os.getpid()}.tmp")
-        _remove_database_files(temporary)
+        remove_stale_temporaries(self.directory)  # what a killed clone left
+        remove_database_files(temporary)
         try:
             con = duckdb.connect()  # in memory; the files are attached below
             try:
                 # READ_ONLY: a consistent snapshot that never writes the source, and that
                 # shares the file with other readers.
                 self._retry_locked(source_path, lambda: con.execute(
-                    f"ATTACH {_sql_string(source_path)} AS hnpipe_source (READ_ONLY)"))
-                con.execute(f"ATTACH {_sql_string(temporary)} AS hnpipe_clone")
-                con.execute("COPY FROM DATABASE hnpipe_source TO hnpipe_clone")
+                    f"ATTACH {sql_string(source_path)} AS clone_source (READ_ONLY)"))
+                # Every table read whole first: a damaged block is the one "damaged" line.
+                for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                                 "WHERE database_name = 'clone_source'").fetchall():
+                    check_readable(con, Target(source, schema), table, source_path, "CLONE_SOURCE")
+                con.execute(f"ATTACH {sql_string(temporary)} AS hnpipe_clone")
+                con.execute("COPY FROM DATABASE clone_source TO hnpipe_clone")
                 con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
                 con.execute("DETACH hnpipe_clone")
-                con.execute("DETACH hnpipe_source")
+                con.execute("DETACH clone_source")
             finally:
                 con.close()
             if dest_path.exists():
                 self._wait_until_unused(dest_path)
             # A WAL left beside the old clone would be replayed into the new one.
-            _remove_file(_wal(dest_path))
+            remove_file(wal_path(dest_path))
             os.replace(temporary, dest_path)
         except BaseException:
-            _remove_database_files(temporary)
+            remove_database_files(temporary)
             raise
 
     def drop_database(self, database: str) -> bool:
@@ -414,18 +438,18 @@ class DuckDBWarehouse(Warehouse):
         if not path.exists():
             return False
         self._wait_until_unused(path)
-        _remove_database_files(path)
+        remove_database_files(path)
         return True
 
     # -- internals ---------------------------------------------------------------------
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-        con = self._retry_locked(path, lambda: _open_intact(path, read_only))
+        con = self._retry_locked(path, lambda: open_intact(path, read_only))
         try:
-            if _wal(path).exists():
+            if wal_path(path).exists():
                 if read_only:
                     return con  # the log (a crash's) is replayed in memory: blocks beyond the file
                 con.execute("CHECKPOINT")  # fold the committed log into the file, then compare
-            _check_length(con, path)
+            check_length(con, path)
         except BaseException:
             con.close()
             raise
@@ -465,7 +489,8 @@ class DuckDBWarehouse(Warehouse):
     def _writing(self, target: Target) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection whose current database.schema is target, after the guard allowed it.
 
-        Creates the directory, file and schema when missing; if the guard refuses, what this
+        Creates the directory, file and schema when missing (never a clone's file: only
+        clone_database makes those); if the guard refuses, what this
         call created is removed again, so a refused write leaves the disk as it was.
         """
         if target.database in self.read_only_databases:
@@ -473,6 +498,7 @@ class DuckDBWarehouse(Warehouse):
                 f"refused write to {target}: this warehouse opens {target.database} read-only"
             )
         path = self.path(target.database)
+        refuse_missing_clone(target, path.exists())
         created_directory = not self.directory.exists()
         created_file = not path.exists()
         allowed = False
@@ -487,7 +513,7 @@ class DuckDBWarehouse(Warehouse):
                 con.close()
         finally:
             if not allowed and created_file:
-                _remove_database_files(path)
+                remove_database_files(path)
                 if created_directory:
                     with contextlib.suppress(OSError):
                         self.directory.rmdir()
@@ -533,7 +559,7 @@ class DuckDBWarehouse(Warehouse):
         if table in present:
             # The table replaced here is kept as a version (or dropped): it must read whole first,
             # or a damaged file would be published into and its broken table kept for restores.
-            _check_readable(con, target, table, self.path(target.database))
+            check_readable(con, target, table, self.path(target.database))
         try:
             try:
                 load(con)
@@ -568,59 +594,6 @@ def _create_from_arrow(con: duckdb.DuckDBPyConnection, staging: str, arrow: obje
         con.unregister("hnpipe_frame")
 
 
-# DuckDB's file: three 4 KiB headers, then its blocks (PRAGMA database_size).
-_HEADER_BYTES = 3 * 4096
-
-
-def damaged(path: Path, reason: str) -> WarehouseError:
-    """The one error for a database file that cannot be read whole, with how to recover."""
-    local = path.stem == "LOCAL"
-    return WarehouseError(
-        f"{path} is damaged ({reason}); nothing was written to it. Restore it from a copy"
-        + (", or (a local run's database) delete it and run again: hnpipe rebuilds it" if local else
-           "; do not delete it unless you can rebuild every table in it")
-    )
-
-
-def _open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.Error as exc:
-        if "Could not set lock" in str(exc):
-            raise  # _retry_locked waits for the other process
-        if isinstance(exc, (duckdb.SerializationException, duckdb.InternalException)) or "orrupt" in str(exc) \
-                or "not a valid DuckDB database" in str(exc):
-            raise damaged(path, f"it does not open: {one_line(exc)}") from None
-        raise
-
-
-def _check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """A file shorter than the blocks its header lists was cut short (a full disk, a copy that
-    stopped): its tables would fail later, half-way through a run. Cheap: one pragma, one stat."""
-    try:
-        rows = con.execute("PRAGMA database_size").fetchall()
-    except duckdb.Error:
-        return  # nothing to compare with; reads still fail loudly
-    for name, _, block_size, _total, used_blocks, *_ in rows:
-        if name != path.stem or not block_size:
-            continue
-        # Free blocks at the end need not be on disk; the used ones must be (a lower bound:
-        # used blocks may sit anywhere below the highest).
-        needed = _HEADER_BYTES + int(used_blocks) * int(block_size)
-        actual = path.stat().st_size
-        if actual < needed:
-            raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
-
-
-def _check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path) -> None:
-    """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
-    try:
-        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(target.database)}.{_q(target.schema)}."
-                    f"{_q(table)} AS t").fetchall()
-    except duckdb.Error as exc:
-        raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None
-
-
 def _swap_sql(table: str, staging: str, keep_as: str | None = None) -> list[str]:
     """Statements that replace table by staging; run in one transaction. With `keep_as` the
     old table is renamed to that version name instead of dropped."""
@@ -641,11 +614,27 @@ def _duckdb_literal(text: str) -> str:
     return "'" + check_comment_text(text, "a table or column").replace("'", "''") + "'"
 
 
-def _in_transaction(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> None:
+# pandas dtype -> the DuckDB type frame_to_arrow gives it (append_records): timestamps stored as
+# naive UTC wall time like every hnpipe timestamp, labelled UTC when read (query_rows, as query()).
+_SQL_TYPES = {"string": "VARCHAR", "Int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN",
+              "datetime64[us, UTC]": "TIMESTAMP"}
+
+
+def _stored(value: object) -> object:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(value, datetime) and value.tzinfo else value
+
+
+def _utc(value: object) -> object:
+    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection,
+                    statements: Sequence[str | Callable[[duckdb.DuckDBPyConnection], object]]) -> None:
+    """Run the statements (SQL, or a function of the connection) in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
         for statement in statements:
-            con.execute(statement)
+            statement(con) if callable(statement) else con.execute(statement)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
@@ -665,21 +654,3 @@ def _table_names(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
         "WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name",
         [schema],
     ).fetchall()]
-
-
-def _sql_string(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + ".wal")
-
-
-def _remove_file(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
-def _remove_database_files(path: Path) -> None:
-    _remove_file(path)
-    _remove_file(_wal(path))
