@@ -333,3 +333,13 @@ def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_
     assert sorted(entry.run_id for entry in history.mark_abandoned(wh, TARGET)) == [elsewhere, killed]
     assert history.mark_abandoned(wh, TARGET) == []
     assert len(history.read(wh, TARGET, status=history.ABANDONED)) == 2
+
+
+def test_a_dirty_checkouts_code_version_names_the_files_that_differ() -> None:
+    assert history.code_version_note([]) is None
+    assert history.code_version_note(["notebooks/items.ipynb", "lib/hnpipe/hn.py"]) == (
+        "uncommitted changes: notebooks/items.ipynb, lib/hnpipe/hn.py")
+    many = [f"f{i}.py" for i in range(8)]
+    assert history.code_version_note(many).endswith("f4.py and 3 more")
+    sha, dirty, changed = history.git_state()
+    assert dirty == bool(changed)

@@ -28,15 +28,15 @@ import getpass
 import json
 import logging
 import os
-import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from hnpipe import alerts, config, credentials, datasets, environments, params
+from hnpipe import alerts, config, credentials, datasets, environments, notebook_filter, params
 from hnpipe.environments import CLONE_NAME, Target
 from hnpipe.errors import ParameterError, one_line, printable
 from hnpipe.warehouse import connect, reader
@@ -108,19 +108,24 @@ def run_by(environ: Mapping[str, str] | None = None) -> str:
         return "unknown"
 
 
-def git_state() -> tuple[str, bool | None]:
-    """The checked-out commit and whether the working tree has uncommitted changes."""
+def git_state() -> tuple[str, bool | None, list[str]]:
+    """The checked-out commit, whether the working tree has uncommitted changes, and which
+    files differ (as `git status` lists them; notebooks pass the nbstripout filter first, so
+    a notebook that was only run and saved is not among them)."""
     try:
         root = config.project_root()
     except FileNotFoundError:
-        return "unknown", None
-    sha = config.git_sha(root)
-    try:
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return sha, None
-    return sha, bool(status.stdout.strip())
+        return "unknown", None, []
+    changed = notebook_filter.changed_files(root)
+    return config.git_sha(root), None if changed is None else bool(changed), changed or []
+
+
+def code_version_note(changed: Sequence[str], limit: int = 5) -> str | None:
+    """What a dirty checkout's code version says beyond `+dirty`: the files that differ."""
+    if not changed:
+        return None
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return f"uncommitted changes: {', '.join(changed[:limit])}{more}"
 
 
 def safe_parameters(values: Mapping[str, Any]) -> str:
@@ -165,7 +170,8 @@ def notebook_location(namespace: Mapping[str, Any] | None = None,
 def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame:
     """Records as PIPELINE_RUNS rows, with who ran them and the git state filled in (`who=None`:
     unknown, for rows describing someone else's run)."""
-    sha, dirty = git_state() if who is not None else (None, None)
+    sha, dirty, changed = git_state() if who is not None else (None, None, [])
+    note = code_version_note(changed)
     who = run_by() if who == "" else who
     rows = []
     for record in records:
@@ -179,12 +185,19 @@ def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame
             "RUN_BY": who, "GIT_SHA": sha, "GIT_DIRTY": dirty,
             "PARAMETERS": safe_parameters(record.parameters), "NOTEBOOK": record.notebook,
             "ERROR": None if record.error is None else error_line(record.error),
-            "DETAIL": None if record.detail is None else credentials.redact(record.detail)[:MAX_ERROR_CHARS],
+            # a notebook run's row (no other detail) says which files its code version changed
+            "DETAIL": _detail(record.detail, note if record.detail is None and record.action == "run"
+                              and record.status in (SUCCEEDED, FAILED) else None),
         })
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in ("STARTED_AT", "FINISHED_AT"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame.astype(COLUMNS)
+
+
+def _detail(detail: str | None, note: str | None) -> str | None:
+    text = "; ".join(part for part in (detail, note) if part)
+    return credentials.redact(text)[:MAX_ERROR_CHARS] if text else None
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -447,7 +460,7 @@ def to_text(frame: pd.DataFrame) -> str:
         "BY": frame["RUN_BY"],
         "GIT": [("" if pd.isna(sha) else str(sha)[:10]) + ("+dirty" if not pd.isna(dirty) and bool(dirty) else "")
                 for sha, dirty in zip(frame["GIT_SHA"], frame["GIT_DIRTY"])],
-        "NOTEBOOK": frame["NOTEBOOK"].fillna(""),
+        "NOTEBOOK (+ HTML)": frame["NOTEBOOK"].fillna("").map(_with_html),
         # Last and cut short, so one long error does not widen every row; the table has it whole.
         "ERROR / DETAIL": [_shorten(error if isinstance(error, str) else (detail if isinstance(detail, str) else ""))
                            for error, detail in zip(frame["ERROR"], frame["DETAIL"])],
@@ -457,6 +470,12 @@ def to_text(frame: pd.DataFrame) -> str:
     for column in shown.columns:
         shown[column] = shown[column].map(lambda value: printable(value) if isinstance(value, str) else value)
     return shown.to_string(index=False, justify="left")
+
+
+def _with_html(notebook: str) -> str:
+    """A kept record's path, naming its HTML rendering too (hnpipe.runner.records)."""
+    html = Path(notebook).with_suffix(".html") if notebook.endswith(".ipynb") else None
+    return f"{notebook} (+ {html.name})" if html is not None and html.is_file() else notebook
 
 
 def _shorten(text: str, limit: int = 80) -> str:
