@@ -45,6 +45,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
 from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.sample import SampleServer
+from hnpipe.runner import records
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import Gate, Warehouse
 
@@ -488,6 +489,7 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     started = time.perf_counter()
     began = datetime.now(timezone.utc)
     config.load_env()
+    records.refuse_rerun(os.environ.get("JPY_SESSION_NAME"))  # a kept record never runs again
     definition = datasets.get(dataset)
     values = params.from_namespace(namespace)
     run_id = config.start_run()  # each start is a run (hnpipe run: its own id, for every notebook)
