@@ -87,7 +87,8 @@ def test_every_hnpipe_command_the_workflows_call_exists() -> None:
         except SystemExit:
             pytest.fail(f"{where}: `hnpipe {shlex.join(command)}` is not a valid hnpipe command")
     called = {tuple(command[:2]) if command[0] == "admin" else (command[0],) for _, command in commands}
-    assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",)}
+    assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",),
+                      ("freshness",)}
 
 
 def test_secrets_are_never_parameters() -> None:

@@ -18,7 +18,7 @@ from hnpipe.errors import HnpipeError, printable
 
 # Commands that act on an environment's warehouse: each resolves it first, the same way
 # (environments.process_environment: .env loaded, and refused if it sets HNPIPE_ENV or the PR id).
-ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs", "doctor"}
+ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs", "doctor", "freshness"}
 
 # (command, module, help)
 COMMANDS = [
@@ -32,6 +32,7 @@ COMMANDS = [
     ("restore", "hnpipe.ops.versions:restore", "put back a table as it was before a run replaced it"),
     ("docs", "hnpipe.ops.catalog", "write the data catalog: datasets, columns, lineage, freshness (HTML)"),
     ("sql", "hnpipe.ops.handover", "the Snowflake SQL that builds a dataset from the published ITEMS"),
+    ("freshness", "hnpipe.ops.freshness", "exit 1 and alert when a dataset's last successful run is older than --max-age"),
     ("doctor", "hnpipe.ops.doctor", "check an environment's warehouse account against what hnpipe needs (--smoke: try it)"),
 ]
 
