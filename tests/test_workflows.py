@@ -310,7 +310,7 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
                                           ["run", "--env"], ["diff", "--base"]]
     assert [c for script in stop["script"] for c in hnpipe_commands(script, mr)] == [["admin", "drop", "--pr", "7"]]
     production = [name for name, job in jobs.items() if job.get("variables", {}).get("HNPIPE_ENV") == "production"]
-    assert sorted(production) == ["production-run", "prune-clones"]
+    assert sorted(production) == ["freshness", "production-run", "prune-clones"]
     for name in production:
         assert all("schedule" in rule["if"] or rule.get("when") == "manual" for rule in jobs[name]["rules"])
     assert jobs["test"]["script"] == ["pytest"] and jobs["test"]["before_script"] == ['pip install -e ".[dev]"']
