@@ -26,6 +26,7 @@ COMMANDS = [
     ("serve-sample", "hnpipe.sample.cli", "serve the bundled HN sample over HTTP"),
     ("admin", "hnpipe.ops.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
     ("changes", "hnpipe.ops.changes", "which datasets changed against a git ref, and why"),
+    ("comment", "hnpipe.ops.review", "post or update the branch run's one pull-request comment (GitLab: merge-request note)"),
     ("diff", "hnpipe.ops.diff", "compare the tables of two databases, e.g. PRODUCTION and a branch clone"),
     ("history", "hnpipe.history", "the run history of an environment, newest first"),
     ("versions", "hnpipe.ops.versions", "the kept earlier versions of a table, to restore"),
