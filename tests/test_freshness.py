@@ -73,7 +73,7 @@ def test_production_runs_the_check_on_its_own_schedule() -> None:
     assert jobs["freshness"]["steps"][-1]["run"] == "hnpipe freshness --env production --max-age 26h"
     gitlab = gitlab_jobs()
     assert gitlab["freshness"]["script"] == ["hnpipe freshness --env production --max-age 26h"]
-    assert '$HNPIPE_SCHEDULE == "freshness"' in gitlab["freshness"]["rules"][0]["if"]
+    assert '$PIPELINE_SCHEDULE == "freshness"' in gitlab["freshness"]["rules"][0]["if"]
     for name in ("production-run", "prune-clones"):
-        assert gitlab[name]["rules"][0] == {"if": '$CI_PIPELINE_SOURCE == "schedule" && $HNPIPE_SCHEDULE == "freshness"',
+        assert gitlab[name]["rules"][0] == {"if": '$CI_PIPELINE_SOURCE == "schedule" && $PIPELINE_SCHEDULE == "freshness"',
                                             "when": "never"}
