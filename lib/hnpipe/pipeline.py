@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import pandas as pd
 
-from hnpipe import alerts, config, datasets, environments, history, hn, params, refresh
+from hnpipe import alerts, config, datasets, environments, history, hn, params, reachability, refresh
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
 from hnpipe.items import FetchedItems, ItemsBuilder
@@ -202,12 +202,21 @@ class Step:
                     base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
                     private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
                     else values["hn_api_private_hosts"])
-                plan = refresh.plan(
-                    self.warehouse, self.target, max_item=client.max_item(), n_items=values["n_items"],
-                    mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,
-                )
-                print(plan.summary())
-                report = client.fetch_items(plan.ids(), builder.add)
+                with reachability.watch(base_url, values["request_deadline_s"]) as watcher:
+                    max_item = client.max_item()
+                    watcher.touch()
+                    plan = refresh.plan(
+                        self.warehouse, self.target, max_item=max_item, n_items=values["n_items"],
+                        mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,
+                    )
+                    print(plan.summary())
+                    watcher.touch()
+
+                    def add(*batch) -> None:
+                        watcher.touch()
+                        builder.add(*batch)
+
+                    report = client.fetch_items(plan.ids(), add)
             fetched = result(builder)
         self.refresh, self.fetch_report = plan, report
         print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
