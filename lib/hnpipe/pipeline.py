@@ -42,7 +42,7 @@ import pandas as pd
 
 from hnpipe import alerts, config, datasets, environments, history, hn, params, reachability, refresh
 from hnpipe.environments import Target
-from hnpipe.errors import GuardError, HnpipeError
+from hnpipe.errors import GuardError, HnpipeError, WarehouseLockedError
 from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.sample import SampleServer
 from hnpipe.runner import records
@@ -362,7 +362,13 @@ class Step:
         if not self.failure_recorded:
             self.failure_recorded = True
             error = history.error_line(exc)
-            self._record(history.FAILED, error=error)
+            if isinstance(exc, WarehouseLockedError):
+                # The file stayed locked for the whole wait: recording there would wait as long
+                # again and repeat the lock sentence (as `hnpipe run` does, hnpipe.runner).
+                log.info("the failure of %s is not in the run history: the warehouse file is locked",
+                         self.dataset.name)
+            else:
+                self._record(history.FAILED, error=error)
             if not _under_runner():
                 alerts.notify_failure(self.env, self.dataset.name, error, self.run_id, self.notebook)
 
