@@ -369,6 +369,40 @@ def _process_gone(info: Mapping[str, Any]) -> bool | None:
     return False
 
 
+def replacing(warehouse: Warehouse, target: Target, dataset: str, own_run_id: str | None = None,
+              now: datetime | None = None) -> list[tuple[str, datetime]]:
+    """Runs that started replacing `dataset` and have not ended (its marker, no end row for
+    it, its process alive): (run id, started), oldest first. Never raises: [] when unsure."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        if not exists(warehouse, target):
+            return []
+        frame = warehouse.query(target, f"SELECT * FROM {TABLE} WHERE RUN_ID IN "
+                                        f"(SELECT RUN_ID FROM {TABLE} WHERE STATUS = ?)", [RUNNING])
+    except Exception as exc:  # noqa: BLE001 - a note about others' runs must not fail this one
+        log.info("could not look for runs replacing %s: %s", dataset, error_line(exc))
+        return []
+    found = []
+    for run_id, rows in frame.groupby("RUN_ID"):
+        if run_id == own_run_id or rows["STATUS"].isin([ABANDONED]).any():
+            continue
+        if ((rows["DATASET"] == dataset) & rows["STATUS"].isin([SUCCEEDED, FAILED])).any():
+            continue  # it has replaced it (or failed to) already
+        marker = rows[rows["STATUS"] == RUNNING].iloc[0]
+        try:
+            info = json.loads(marker["DETAIL"]) if isinstance(marker["DETAIL"], str) else {}
+        except ValueError:
+            info = {}
+        if dataset not in (info.get("datasets") or []) or rows["STATUS"].isin([FAILED]).any():
+            continue
+        started = marker["STARTED_AT"].to_pydatetime()
+        gone = _process_gone(info)
+        if gone or (gone is None and now - started >= timedelta(hours=STALE_AFTER_HOURS)):
+            continue
+        found.append((str(run_id), started))
+    return sorted(found, key=lambda pair: pair[1])
+
+
 def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = None) -> list[RunRecord]:
     """Runs of `hnpipe run` that started and never finished, and not yet recorded as abandoned:
     each as an ABANDONED record with the run's start time and what it had published."""

@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import pandas as pd
 
-from hnpipe import alerts, config, datasets, environments, history, hn, params, reachability, refresh
+from hnpipe import alerts, config, consistency, datasets, environments, history, hn, params, reachability, refresh
 from hnpipe.environments import Target
+from hnpipe.display import readable
 from hnpipe.errors import GuardError, HnpipeError, WarehouseLockedError
 from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.sample import SampleServer
@@ -196,6 +197,8 @@ class Step:
         values = self.current_params()
         self._fetched, self._fetch_incomplete = None, True
         with self._work():
+            if not _under_runner():  # others reading ITEMS meanwhile are told (hnpipe.consistency)
+                history.mark_started(self.warehouse, self.target, self.run_id, self.env, values, [self.dataset.name])
             builder = ItemsBuilder()
             with hn_base_url(values["hn_api_url"]) as base_url:
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
@@ -318,6 +321,11 @@ class Step:
                         f"{upstream} is missing in {self.target}: run notebooks/{notebook} first "
                         f"(or `hnpipe run --env {self.env}`)"
                     )
+            for upstream in self.dataset.upstream:  # which version it reads, and if it is changing
+                print(f"from {consistency.version(self.warehouse, self.target, upstream).line()}")
+                note = consistency.replacing_note(self.warehouse, self.target, upstream, self.run_id)
+                if note:
+                    print(note)
             self.warehouse.ensure_schema(self.target)
             rows = self.warehouse.publish_query(
                 self.target, self.dataset.name, self.dataset.sql, self.run_id, gates=self.quality_gates(),
@@ -418,10 +426,14 @@ class Step:
 
     @_closes_session
     def preview(self, rows: int = 5) -> pd.DataFrame:
-        """The first rows of the published table."""
+        """The first rows of the published table, shown readably (hnpipe.display: the values
+        are as stored)."""
         self.current_params()
         table = environments.check_identifier(self.dataset.name, "table")
-        return self.warehouse.query(self.target, f"SELECT * FROM {table} ORDER BY ID LIMIT {int(rows)}")
+        note = consistency.replacing_note(self.warehouse, self.target, self.dataset.name, self.run_id)
+        if note:
+            print(note)
+        return readable(self.warehouse.query(self.target, f"SELECT * FROM {table} ORDER BY ID LIMIT {int(rows)}"))
 
 
 def read_published(warehouse: Warehouse, target: Target, env: str, name: str) -> pd.DataFrame:
@@ -441,9 +453,19 @@ class Explorer:
     env: str
     target: Target
     warehouse: Warehouse
+    seen: dict = field(default_factory=dict)  # table -> consistency.Version read
 
     def read(self, name: str) -> pd.DataFrame:
-        return read_published(self.warehouse, self.target, self.env, name)
+        """A published table, saying which run published it and when, and warning when the
+        tables read so far come from different runs or another run is replacing this one."""
+        frame = read_published(self.warehouse, self.target, self.env, name)
+        self.seen[name] = consistency.version(self.warehouse, self.target, name, len(frame))
+        print(self.seen[name].line())
+        for note in (consistency.replacing_note(self.warehouse, self.target, name),
+                     consistency.mixed_runs_warning(self.seen)):
+            if note:
+                print(note)
+        return frame
 
 
 def explore(namespace: Mapping[str, Any]) -> Explorer:
