@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from hnpipe import history, pipeline
+from hnpipe import consistency, history, pipeline
 from hnpipe.environments import Target
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
@@ -47,9 +47,9 @@ def test_an_interactive_fetch_marks_itself_as_replacing_items_until_it_publishes
     step = pipeline.start("ITEMS", VALUES)
     step.fetch()
     wh = DuckDBWarehouse(str(clean_env))
-    assert [run for run, _ in history.replacing(wh, TARGET, "ITEMS")] == [step.run_id]
+    assert [run for run, _ in consistency.replacing(wh, TARGET, "ITEMS")] == [step.run_id]
     step.publish(step._fetched.items)
-    assert history.replacing(wh, TARGET, "ITEMS") == []
+    assert consistency.replacing(wh, TARGET, "ITEMS") == []
 
 
 def test_explore_names_each_tables_run_and_warns_when_they_differ(clean_env, capsys) -> None:

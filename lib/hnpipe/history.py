@@ -354,7 +354,7 @@ def mark_started(warehouse: Warehouse, target: Target, run_id: str, env: str,
                                                detail=detail))
 
 
-def _process_gone(info: Mapping[str, Any]) -> bool | None:
+def process_gone(info: Mapping[str, Any]) -> bool | None:
     """Whether the marker's process is gone: True/False on this host, None elsewhere."""
     import socket
 
@@ -396,7 +396,7 @@ def replacing(warehouse: Warehouse, target: Target, dataset: str, own_run_id: st
         if dataset not in (info.get("datasets") or []) or rows["STATUS"].isin([FAILED]).any():
             continue
         started = marker["STARTED_AT"].to_pydatetime()
-        gone = _process_gone(info)
+        gone = process_gone(info)
         if gone or (gone is None and now - started >= timedelta(hours=STALE_AFTER_HOURS)):
             continue
         found.append((str(run_id), started))
@@ -425,7 +425,7 @@ def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = 
         if planned and set(planned) <= set(done["DATASET"]):
             continue  # every dataset it ran succeeded
         started = marker["STARTED_AT"].to_pydatetime()
-        gone = _process_gone(info)
+        gone = process_gone(info)
         if gone is False or (gone is None and now - started < timedelta(hours=STALE_AFTER_HOURS)):
             continue  # still running, or cannot tell yet
         published = ", ".join(f"{row.DATASET} ({'?' if pd.isna(row.ROWS_WRITTEN) else f'{int(row.ROWS_WRITTEN):,}'} rows)"

@@ -198,7 +198,8 @@ class Step:
         self._fetched, self._fetch_incomplete = None, True
         with self._work():
             if not _under_runner():  # others reading ITEMS meanwhile are told (hnpipe.consistency)
-                history.mark_started(self.warehouse, self.target, self.run_id, self.env, values, [self.dataset.name])
+                self._replacing = consistency.mark_replacing(self.warehouse, self.target, self.dataset.name,
+                                                             self.run_id)
             builder = ItemsBuilder()
             with hn_base_url(values["hn_api_url"]) as base_url:
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
@@ -352,6 +353,7 @@ class Step:
     def _record(self, status: str, rows: int | None = None, error: str | None = None,
                 detail: str | None = None) -> None:
         self._ended = True
+        consistency.unmark(getattr(self, "_replacing", None))  # replaced, or failed to
         entry = history.RunRecord(
             self.run_id, "run", self.dataset.name, self.env, status, started=self.started,
             finished=datetime.now(timezone.utc), rows=rows, parameters=self.params,
