@@ -113,7 +113,7 @@ def notebook_dir(tmp: Path) -> Path:
 class Notebook:
     """One open notebook in JupyterLab, driven as a person would: menus, cells, keys."""
 
-    def __init__(self, page, base: str, token: str, name: str) -> None:
+    def __init__(self, page, base: str, token: str, name: str, idle: bool = True) -> None:
         path = name if "/" in name else f"notebooks/{name}"  # a kept record: runs/<env>/<id>/x.ipynb
         self.page, self.name = page, Path(name).name
         name = self.name
@@ -131,7 +131,7 @@ class Notebook:
         self.css = f'.jp-NotebookPanel[aria-labelledby="{self.tab_id}"]'
         page.locator(f"{self.css} .jp-CodeCell").first.wait_for(timeout=60_000)
         deadline = time.monotonic() + 60
-        while not self.is_idle():  # a fresh JupyterLab may still ask which kernel
+        while idle and not self.is_idle():  # a fresh JupyterLab may still ask which kernel
             accept = page.locator(".jp-Dialog .jp-mod-accept")  # "Select Kernel": the notebook's own
             if accept.count():
                 accept.first.click()

@@ -180,7 +180,7 @@ def test_what_a_team_meets_next_two_notebooks_records_previews_and_quick_words(l
 
         # Two notebooks at once: items.ipynb fetches a new ITEMS while comments.ipynb builds.
         items = Notebook(page, base, token, "items.ipynb")
-        items.edit(PARAMETERS, params.replace("n_items = 1000", "n_items = 3000")
+        items.edit(PARAMETERS, params.replace("n_items = 1000", "n_items = 6000")
                    .replace('hn_api_url = "sample"', f'hn_api_url = "{slow.base_url}"')
                    .replace("concurrency = 32", "concurrency = 2"))
         items.run(PARAMETERS)
@@ -194,17 +194,17 @@ def test_what_a_team_meets_next_two_notebooks_records_previews_and_quick_words(l
         assert re.search(r"from ITEMS: published by run \S+ at ", built), built
         assert re.search(r"warning: run \S+ \(started [\d:]+ UTC\) is replacing ITEMS right now; this used "
                          r"ITEMS of run \S+ \(published [\d:]+ UTC\)", built), built
-        items = Notebook(page, base, token, "items.ipynb")
+        items = Notebook(page, base, token, "items.ipynb", idle=False)  # still fetching
         items.interrupt()
         items.wait_cell(FETCH, before)
 
-        # Explore says which run published each table, and that STORIES predates this ITEMS.
+        # Explore says which run published each table, and warns that they are different runs.
         explore = Notebook(page, base, token, "explore.ipynb")
         explore.run_all()
         read = explore.output(1)
         assert re.search(r"ITEMS: [\d,]+ rows, published by run \S+ at [\d-]+ [\d:]+ UTC", read), read
         assert re.search(r"STORIES: [\d,]+ rows, published by run \S+ at ", read), read
-        assert "warning: these tables come from different runs" in read and "rerun notebooks/stories.ipynb" in read
+        assert "warning: these tables come from different runs: ITEMS from run" in read, read
         top = explore.cell(explore.panel.locator(".jp-CodeCell").count() - 1)
         assert "&#x27;" not in top.inner_text() and "<p>" not in top.inner_text()
 
@@ -232,7 +232,10 @@ def test_what_a_team_meets_next_two_notebooks_records_previews_and_quick_words(l
         refused = items.output(START)
         assert 'set environment = "local" in the parameters cell and run it again' in refused, refused
         assert "params/" not in refused
-        link = items.cell(START).locator("a[data-path]", has_text="notebooks.log")
+        # JupyterLab resolves the path on the server: the link opens the file (href runs/...),
+        # where a path outside the opened project would ask to start the debugger.
+        link = items.cell(START).locator(".jp-OutputArea a", has_text="notebooks.log")
+        assert link.first.get_attribute("href") == "runs/notebooks.log"
         link.first.click()
         page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="notebooks.log").first.wait_for(timeout=15_000)
         assert page.locator(".jp-Dialog", has_text="Start debugger").count() == 0

@@ -34,7 +34,7 @@ def test_a_preview_shows_readably_and_keeps_the_stored_values() -> None:
     import html as markup
 
     short = text(original.TEXT[0])
-    assert short.startswith("I don't think so. ¶ Has anyone") and short.endswith("…") and len(short) == 36
+    assert short.startswith("I don't think so. ¶ Has anyone") and short.endswith("…") and len(short) == 48
     assert f"<td>{short}</td>" in markup.unescape(table)  # escaped once, for HTML
     assert "&amp;#x27;" not in table and "<p>" not in table and "<i>" not in table
     assert "[11, 12, 13, … +2]" in html and "TIME (UTC)" in html and "2026-12-07 01:02:03" in html

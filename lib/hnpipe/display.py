@@ -19,7 +19,7 @@ import re
 
 import pandas as pd
 
-TEXT_CHARS = 36
+TEXT_CHARS = 48
 LIST_ITEMS = 3
 _TAG = re.compile(r"<[^>]*>")
 _PARAGRAPH = re.compile(r"<p>|<br\s*/?>", re.IGNORECASE)
@@ -66,8 +66,11 @@ def shown(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return out.astype(object).where(out.notna(), ""), empty
 
 
-_STYLE = ("<style>.hnpipe-preview td, .hnpipe-preview th {white-space: nowrap; font-size: 12px; "
-          "padding: 2px 6px}</style>")
+# Narrow columns that wrap (text, lists, URLs at any character) and a compact font, so a
+# table of ITEMS fits the output area of a laptop screen with JupyterLab's file browser open.
+_STYLE = ("<style>.hnpipe-preview td, .hnpipe-preview th {font-size: 11px; padding: 1px 4px; "
+          "max-width: 9em; white-space: normal; overflow-wrap: anywhere; line-height: 1.25}"
+          ".hnpipe-preview th {word-break: break-all}</style>")
 
 
 class Preview(pd.DataFrame):

@@ -164,6 +164,7 @@ class Step:
             yield
         except BaseException as exc:
             self._busy += time.perf_counter() - began
+            consistency.unmark(getattr(self, "_replacing", None))  # even when the failure is not recorded
             self._record_failure(exc)
             raise
         else:
