@@ -123,8 +123,9 @@ class Notebook:
             tab.first.click()
         else:
             page.goto(f"{base}/lab/tree/{path}?token={token}")
-        tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab" + (".lm-mod-current" if record else ""),
-                           has_text=name).first
+        # A record's tab is told from its notebook's by the path in the tab's title (its tooltip).
+        tab = (page.locator(f'.lm-DockPanel-tabBar .lm-TabBar-tab[title*="{path}"]') if record
+               else page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)).first
         tab.wait_for(timeout=60_000)
         # This notebook's panel: the one its tab labels (other open notebooks stay in the DOM).
         self.tab_id = tab.get_attribute("id")
@@ -155,7 +156,9 @@ class Notebook:
         return "jp-mod-dirty" in (self.tab.get_attribute("class") or "")
 
     def save(self) -> None:
-        self.panel.locator(".jp-Cell").first.click()
+        """Ctrl+S on this notebook (its tab made current first)."""
+        self.tab.click()
+        self.panel.locator(".jp-Notebook").first.focus()
         self.page.keyboard.press("Control+s")
 
     def cell(self, index: int):
@@ -211,11 +214,12 @@ class Notebook:
         self.page.keyboard.press("Control+a")
         self.page.keyboard.insert_text(source)
 
-    def run(self, index: int, wait: bool = True, timeout: float = 120) -> None:
-        """Run one cell (click into it, Shift+Enter), as out of order as the test likes."""
+    def run(self, index: int, wait: bool = True, timeout: float = 120, key: str = "Shift+Enter") -> None:
+        """Run one cell (click into it, Shift+Enter), as out of order as the test likes.
+        Shift+Enter on the last cell adds an empty one below it: Control+Enter does not."""
         before = self.prompt(index)
         self.cell(index).locator(".cm-content").click()
-        self.page.keyboard.press("Shift+Enter")
+        self.page.keyboard.press(key)
         if wait:
             self.wait_cell(index, before, timeout)
 
