@@ -36,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HNPIPE_RUNS_DIR"] = str(_SCRATCH / "runs")
     os.environ["HNPIPE_DEV_SCHEMA"] = "TESTER"
     os.environ["HNPIPE_PROGRESS"] = "0"
+    os.environ["HNPIPE_GIT_FILTER"] = "0"  # runs under test never change the checkout's git config
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

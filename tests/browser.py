@@ -1,7 +1,9 @@
 """JupyterLab in a real browser for tests: `jupyter lab` on a free loopback port, headless
 Chromium (Debian's `chromium`) driven by Playwright with `executable_path` (Playwright's own
-browser download is not used). The notebooks are copied to a temporary directory, so the
-browser's autosave can never write outputs into the committed ones.
+browser download is not used). JupyterLab serves a copy of the project (notebooks/ and runs/,
+a git checkout of its own with the nbstripout filter) and loads the project's
+jupyter_server_config.py as the README says, so the browser's autosave can never write into
+the committed notebooks.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def jupyter_lab(workdir: Path, env: dict[str, str]) -> Iterator[str]:
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={workdir}",
          # nothing outside loopback: no news, no update checks, no extension index
          "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.extension_manager=readonly", "--allow-root"],  # CI runs as root
+         "--LabApp.extension_manager=readonly", "--allow-root",  # CI runs as root
+         f"--config={ROOT / 'jupyter_server_config.py'}"],  # as the README starts it
         cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -91,28 +94,45 @@ def lab_settings(settings_dir: Path) -> None:
 
 
 def notebook_dir(tmp: Path) -> Path:
+    """A project for JupyterLab: notebooks/ copied, runs/ beside it, committed in a git
+    checkout of its own with the filter `hnpipe run` sets up."""
+    from hnpipe import notebook_filter
+
     workdir = tmp / "lab"
-    shutil.copytree(ROOT / "notebooks", workdir)
+    shutil.copytree(ROOT / "notebooks", workdir / "notebooks")
+    shutil.copy2(ROOT / ".gitattributes", workdir / ".gitattributes")
+    (workdir / ".gitignore").write_text("runs/\n.ipynb_checkpoints/\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=workdir, check=True)
+    notebook_filter.ensure_installed(workdir)
+    subprocess.run([*git, "add", "-A"], cwd=workdir, check=True)
+    subprocess.run([*git, "commit", "-qm", "the project's notebooks"], cwd=workdir, check=True)
     return workdir
 
 
 class Notebook:
     """One open notebook in JupyterLab, driven as a person would: menus, cells, keys."""
 
-    def __init__(self, page, base: str, token: str, name: str) -> None:
-        self.page, self.name = page, name
+    def __init__(self, page, base: str, token: str, name: str, idle: bool = True) -> None:
+        path = name if "/" in name else f"notebooks/{name}"  # a kept record: runs/<env>/<id>/x.ipynb
+        self.page, self.name = page, Path(name).name
+        name = self.name
         tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)
-        if tab.count():  # open already: switch to its tab (a reload would restore the others too)
+        record = path.startswith("runs/")  # named like its notebook: always opened by its path
+        if tab.count() and not record:  # open already: switch to its tab (a reload would restore the others)
             tab.first.click()
         else:
-            page.goto(f"{base}/lab/tree/{name}?token={token}")
-        tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).first
+            page.goto(f"{base}/lab/tree/{path}?token={token}")
+        # A record's tab is told from its notebook's by the path in the tab's title (its tooltip).
+        tab = (page.locator(f'.lm-DockPanel-tabBar .lm-TabBar-tab[title*="{path}"]') if record
+               else page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)).first
         tab.wait_for(timeout=60_000)
         # This notebook's panel: the one its tab labels (other open notebooks stay in the DOM).
-        self.css = f'.jp-NotebookPanel[aria-labelledby="{tab.get_attribute("id")}"]'
+        self.tab_id = tab.get_attribute("id")
+        self.css = f'.jp-NotebookPanel[aria-labelledby="{self.tab_id}"]'
         page.locator(f"{self.css} .jp-CodeCell").first.wait_for(timeout=60_000)
         deadline = time.monotonic() + 60
-        while not self.is_idle():  # a fresh JupyterLab may still ask which kernel
+        while idle and not self.is_idle():  # a fresh JupyterLab may still ask which kernel
             accept = page.locator(".jp-Dialog .jp-mod-accept")  # "Select Kernel": the notebook's own
             if accept.count():
                 accept.first.click()
@@ -126,6 +146,20 @@ class Notebook:
     @property
     def panel(self):
         return self.page.locator(self.css)
+
+    @property
+    def tab(self):
+        return self.page.locator(f'[id="{self.tab_id}"]')
+
+    def dirty(self) -> bool:
+        """Whether JupyterLab marks the notebook modified (its tab's dirty dot)."""
+        return "jp-mod-dirty" in (self.tab.get_attribute("class") or "")
+
+    def save(self) -> None:
+        """Ctrl+S on this notebook (its tab made current first)."""
+        self.tab.click()
+        self.panel.locator(".jp-Notebook").first.focus()
+        self.page.keyboard.press("Control+s")
 
     def cell(self, index: int):
         return self.panel.locator(".jp-CodeCell").nth(index)
@@ -180,11 +214,12 @@ class Notebook:
         self.page.keyboard.press("Control+a")
         self.page.keyboard.insert_text(source)
 
-    def run(self, index: int, wait: bool = True, timeout: float = 120) -> None:
-        """Run one cell (click into it, Shift+Enter), as out of order as the test likes."""
+    def run(self, index: int, wait: bool = True, timeout: float = 120, key: str = "Shift+Enter") -> None:
+        """Run one cell (click into it, Shift+Enter), as out of order as the test likes.
+        Shift+Enter on the last cell adds an empty one below it: Control+Enter does not."""
         before = self.prompt(index)
         self.cell(index).locator(".cm-content").click()
-        self.page.keyboard.press("Shift+Enter")
+        self.page.keyboard.press(key)
         if wait:
             self.wait_cell(index, before, timeout)
 

@@ -531,6 +531,8 @@ def test_admin_notebook_has_the_pipeline_parameters_cell_plus_the_admin_ones() -
     # The admin parameters and the pipeline ones admin uses (a notebook declares what it uses).
     assert set(admin.DECLARED) >= set(declared) >= {"environment", *params.ADMIN_PARAMETERS}
     assert declared == {name: admin.DECLARED[name].default for name in declared}
+    # Only the pipeline parameters admin reads: where it runs, how it logs in, the clones' role.
+    assert set(declared) - set(params.ADMIN_PARAMETERS) == {"environment", "snowflake_env", "branch_role"}
     assert all(not c.get("outputs") and c.get("execution_count") is None
                for c in admin_nb.cells if c.cell_type == "code")
 

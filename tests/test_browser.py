@@ -41,7 +41,7 @@ def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     env = {k: v for k, v in os.environ.items()
            if k not in ("CI", "HNPIPE_PROGRESS", "HNPIPE_RUN_ID", "HNPIPE_ENV", "HNPIPE_NOTEBOOK_OUTPUT")}
-    env.update(HNPIPE_WAREHOUSE=f"duckdb:{tmp / 'warehouse'}", HNPIPE_RUNS_DIR=str(tmp / "runs"),
+    env.update(HNPIPE_WAREHOUSE=f"duckdb:{tmp / 'warehouse'}", HNPIPE_RUNS_DIR=str(tmp / "lab" / "runs"),
                HNPIPE_DEV_SCHEMA="TESTER", HNPIPE_ROOT=str(ROOT), JUPYTER_CONFIG_DIR=str(tmp / "config"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
                JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), HNPIPE_LOCK_TIMEOUT_S="3")
@@ -157,3 +157,135 @@ def test_the_analysts_habits_edit_rerun_interrupt_publish_and_typo(lab) -> None:
         assert locked.count(f"waiting for {database}: PID {holder.pid} (") == 1
         assert f"WarehouseLockedError: {database} is locked by PID {holder.pid} (" in locked
         assert "waited 3 s" in locked and "%tb" in locked and "site-packages" not in locked
+
+
+def shell(command: list[str], lab_tmp: Path, **extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HNPIPE_WAREHOUSE": f"duckdb:{lab_tmp / 'warehouse'}",
+           "HNPIPE_RUNS_DIR": str(lab_tmp / "lab" / "runs"), "HNPIPE_GIT_FILTER": "0", **extra}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_what_a_team_meets_next_two_notebooks_records_previews_and_quick_words(lab) -> None:
+    """Issue 20 in the browser: opening changes nothing and saving leaves git clean; a build
+    while ITEMS is being replaced says so; explore names its tables' runs; an unreachable API
+    is named within seconds; error paths open the file, not the debugger; refusals speak of the
+    parameters cell; previews fit a laptop; a kept record refuses to be saved over or rerun."""
+    page, base, token, _, tmp = lab
+    project = tmp / "lab"
+    page.set_viewport_size({"width": 1366, "height": 768})  # a laptop
+    params = ITEMS_CELLS[PARAMETERS]
+    with screenshots_on_failure(page, "issue20"), SampleServer(latency_ms=40) as slow:
+        # Opening a committed notebook does not mark it modified (its metadata is the kernel's).
+        comments = Notebook(page, base, token, "comments.ipynb")
+        time.sleep(1.5)
+        assert not comments.dirty()
+
+        # Two notebooks at once: items.ipynb fetches a new ITEMS while comments.ipynb builds.
+        items = Notebook(page, base, token, "items.ipynb")
+        items.edit(PARAMETERS, params.replace("n_items = 1000", "n_items = 6000")
+                   .replace('hn_api_url = "sample"', f'hn_api_url = "{slow.base_url}"')
+                   .replace("concurrency = 32", "concurrency = 2"))
+        items.run(PARAMETERS)
+        items.run(START)
+        before = items.prompt(FETCH)
+        items.run(FETCH, wait=False)
+        items.cell(FETCH).locator(".hnpipe-progress[data-state='running']").wait_for()
+        comments = Notebook(page, base, token, "comments.ipynb")
+        comments.run_all()
+        built = "\n".join(comments.output(i) for i in range(comments.panel.locator(".jp-CodeCell").count()))
+        assert re.search(r"from ITEMS: published by run \S+ at ", built), built
+        assert re.search(r"warning: run \S+ \(started [\d:]+ UTC\) is replacing ITEMS right now; this used "
+                         r"ITEMS of run \S+ \(published [\d:]+ UTC\)", built), built
+        items = Notebook(page, base, token, "items.ipynb", idle=False)  # still fetching
+        items.interrupt()
+        items.wait_cell(FETCH, before)
+
+        # Explore says which run published each table, and warns that they are different runs.
+        explore = Notebook(page, base, token, "explore.ipynb")
+        explore.run_all()
+        read = explore.output(1)
+        assert re.search(r"ITEMS: [\d,]+ rows, published by run \S+ at [\d-]+ [\d:]+ UTC", read), read
+        assert re.search(r"STORIES: [\d,]+ rows, published by run \S+ at ", read), read
+        assert "warning: these tables come from different runs: ITEMS from run" in read, read
+        top = explore.cell(explore.panel.locator(".jp-CodeCell").count() - 1)
+        assert "&#x27;" not in top.inner_text() and "<p>" not in top.inner_text()
+
+        # An unreachable API is named within seconds, while the client still retries.
+        items = Notebook(page, base, token, "items.ipynb")
+        items.edit(PARAMETERS, params.replace('hn_api_url = "sample"', 'hn_api_url = "http://127.0.0.1:9/v0"'))
+        items.run(PARAMETERS)
+        before = items.prompt(FETCH)
+        items.run(FETCH, wait=False)
+        pressed = time.monotonic()
+        page.wait_for_function("""(css) => [...document.querySelectorAll(css + ' .jp-OutputArea')]
+                                  .some(e => e.innerText.includes('cannot reach the HN API'))""",
+                               arg=items.css, timeout=20_000)
+        waited = time.monotonic() - pressed
+        TIMINGS["unreachable API named after"] = waited
+        assert waited <= 4.0, waited  # 3 s, and the browser's own round trips
+        assert "refused (nothing listens there)" in items.output(FETCH)
+        items.interrupt()
+        items.wait_cell(FETCH, before)
+
+        # A refusal speaks of the parameters cell; the log path in an error opens the log file.
+        items.edit(PARAMETERS, params.replace('environment = "local"', 'environment = "production"'))
+        items.run(PARAMETERS)
+        items.run(START)
+        refused = items.output(START)
+        assert 'set environment = "local" in the parameters cell and run it again' in refused, refused
+        assert "params/" not in refused
+        # JupyterLab resolves the path on the server: the link opens the file (href runs/...),
+        # where a path outside the opened project would ask to start the debugger.
+        link = items.cell(START).locator(".jp-OutputArea a", has_text="notebooks.log")
+        assert link.first.get_attribute("href") == "runs/notebooks.log"
+        link.first.click()
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="notebooks.log").first.wait_for(timeout=15_000)
+        assert page.locator(".jp-Dialog", has_text="Start debugger").count() == 0
+
+        # A readable preview that fits a laptop: entities and tags as text, lists as lists.
+        items = Notebook(page, base, token, "items.ipynb")
+        items.edit(PARAMETERS, params)
+        for index in (PARAMETERS, START, FETCH, PUBLISH):
+            items.run(index)
+        last = len(ITEMS_CELLS) - 1
+        items.run(last, key="Control+Enter")  # no new empty cell: the notebook's code stays as committed
+        preview = items.cell(last).locator(".jp-OutputArea-output").last
+        shown = preview.inner_text()
+        assert "&#x27;" not in shown and "<p>" not in shown and "TIME (UTC)" in shown
+        assert re.search(r"\[\d+(, \d+)*(, … \+\d+)?\]", shown), shown
+        fits = preview.evaluate("e => [e.scrollWidth, e.clientWidth, e.querySelector('table').getBoundingClientRect().right]")
+        shot = tmp / "items-preview.png"
+        preview.screenshot(path=str(shot))
+        TIMINGS["preview width (px)"] = fits[0]
+        assert fits[0] <= fits[1] + 1 and fits[2] <= 1366, (fits, shot)
+        print(f"\npreview screenshot: {shot} ({fits[0]} px wide in a {fits[1]} px output area)")
+
+        # Saving after all this leaves git clean: notebooks/ is saved as git keeps it.
+        for notebook in ("comments.ipynb", "explore.ipynb", "items.ipynb"):
+            Notebook(page, base, token, notebook).save()
+        time.sleep(2)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True)
+        diff = subprocess.run(["git", "diff", "--no-textconv", "--no-ext-diff"], cwd=project, capture_output=True,
+                              text=True).stdout
+        assert status.stdout == "", (status.stdout, diff[:3000])
+        assert not items.dirty()
+
+    # A kept record: read-only, says what it is, refuses to run again or to be saved over.
+    done = shell([sys.executable, "-m", "hnpipe.cli", "run", "--env", "local", "--only", "ITEMS"], tmp)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [d for d in (project / "runs" / "local").iterdir() if d.is_dir()]
+    kept = run_dir / "items.ipynb"
+    original = kept.read_bytes()
+    with screenshots_on_failure(page, "record"):
+        record = Notebook(page, base, token, f"runs/local/{run_dir.name}/items.ipynb", idle=False)
+        assert f"Record of run {run_dir.name}" in record.panel.locator(".jp-MarkdownCell").first.inner_text()
+        start = next(i for i in range(record.panel.locator(".jp-CodeCell").count())
+                     if "pipeline.start" in record.cell(i).locator(".cm-content").inner_text())
+        record.run(start)
+        assert f"refused: this is the kept record of run {run_dir.name}" in record.output(start)
+        record.save()
+        dialog = page.locator(".jp-Dialog")
+        dialog.first.wait_for(timeout=15_000)
+        assert "kept record" in dialog.first.inner_text(), dialog.first.inner_text()
+        page.keyboard.press("Escape")
+    assert kept.read_bytes() == original

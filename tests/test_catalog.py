@@ -195,3 +195,23 @@ def test_hnpipe_docs_overwrites_only_an_earlier_catalog_page_and_nothing_in_the_
     assert cli.main(["docs", "--output", str(page)]) == 0
     assert cli.main(["docs", "--output", str(page)]) == 0  # an earlier page: replaced
     assert '<meta name="generator" content="hnpipe docs">' in page.read_text()
+
+
+def test_catalog_charts_each_datasets_rows_and_seconds_over_its_recent_runs(clean_env: Path) -> None:
+    from datetime import datetime, timezone
+
+    wh = DuckDBWarehouse(str(clean_env))
+    now = datetime.now(timezone.utc)
+    for day, rows in enumerate([100, 120, 90, 150]):
+        finished = now - timedelta(days=4 - day)
+        history.record(wh, TARGET, history.RunRecord(f"r{day}", "run", "ITEMS", "local", started=finished - timedelta(
+            seconds=10 + day), finished=finished, rows=rows))
+    page = catalog.build(wh, TARGET, "local", now)
+    items = page[page.index('<h2 id="ITEMS">'):page.index('<h2 id="COMMENTS">')]
+    charts = re.findall(r'<svg class="spark".*?<title>(.*?)</title>.*?points="([^"]+)"', items)
+    assert [title for title, _ in charts] == ["rows over the last 4 runs, latest 150",
+                                              "seconds over the last 4 runs, latest 13.0"]
+    rows_y = [float(point.split(",")[1]) for point in charts[0][1].split()]
+    assert rows_y.index(min(rows_y)) == 3 and rows_y.index(max(rows_y)) == 2  # 150 highest, 90 lowest
+    comments = page[page.index('<h2 id="COMMENTS">'):]
+    assert "<dt>recent runs</dt><dd>-</dd>" in comments  # no run of COMMENTS: no chart

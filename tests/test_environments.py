@@ -165,3 +165,16 @@ def test_every_command_sees_what_dotenv_provides_the_same_way(dotenv_project, mo
     (dotenv_project / "project" / ".env").write_text("HNPIPE_DEV_SCHEMA=JANE\n")
     assert cli.main(["history"]) == 0
     assert "run history of local (LOCAL.JANE.PIPELINE_RUNS)" in capsys.readouterr().out
+
+
+def test_a_refusal_in_jupyterlab_speaks_of_the_parameters_cell_elsewhere_of_the_params_file() -> None:
+    from hnpipe.errors import GuardError
+
+    with pytest.raises(GuardError) as lab:
+        envs.resolve("production", {"JPY_SESSION_NAME": "/p/notebooks/items.ipynb"})
+    assert str(lab.value).endswith('set environment = "local" in the parameters cell and run it again, '
+                                   "or run where HNPIPE_ENV=production is set")
+    assert "params/" not in str(lab.value)
+    for environ in ({}, {"JPY_SESSION_NAME": "x.ipynb", "HNPIPE_NOTEBOOK_OUTPUT": "/runs/x.ipynb"}):
+        with pytest.raises(GuardError, match=r"use params/local\.yaml here"):
+            envs.resolve("production", environ)

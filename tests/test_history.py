@@ -356,3 +356,13 @@ def test_a_damaged_history_block_gets_the_one_line_damaged_message_and_leaves_no
     assert message.startswith(f"{database} is damaged (LOCAL.TESTER.PIPELINE_RUNS cannot be read whole"), message
     assert "\n" not in message and "nothing was written to it" in message
     assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()
+
+
+def test_a_dirty_checkouts_code_version_names_the_files_that_differ() -> None:
+    assert history.code_version_note([]) is None
+    assert history.code_version_note(["notebooks/items.ipynb", "lib/hnpipe/hn.py"]) == (
+        "uncommitted changes: notebooks/items.ipynb, lib/hnpipe/hn.py")
+    many = [f"f{i}.py" for i in range(8)]
+    assert history.code_version_note(many).endswith("f4.py and 3 more")
+    sha, dirty, changed = history.git_state()
+    assert dirty == bool(changed)

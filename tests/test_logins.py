@@ -104,7 +104,7 @@ def test_every_ci_job_that_logs_in_to_snowflake_has_a_row() -> None:
     github_jobs = {("GitHub", name, job) for name in ("production.yml", "branch-deployment.yml")
                    for job in github(name)["jobs"]}
     gitlab = {("GitLab", file, job) for file, jobs in
-              ((".gitlab-ci.yml", ("production-run", "prune-clones")),
+              ((".gitlab-ci.yml", ("production-run", "prune-clones", "freshness")),
                (".gitlab/branch-deployment.yml", ("branch-clone", "branch-deploy", "branch-stop")))
               for job in jobs}
     assert listed == github_jobs | gitlab

@@ -90,3 +90,39 @@ def test_control_characters_from_the_api_reach_neither_stderr_nor_history_unesca
         started=datetime.now(timezone.utc), error="FetchError: \x1b]0;owned\x07 title \x1b[2J"))
     text = history.to_text(history.read(warehouse, target))
     assert "\x1b" not in text and "\x07" not in text and "\\x1b]0;owned" in text
+
+
+@pytest.mark.slow
+def test_a_held_lock_is_said_once_without_a_see_the_log_warning(clean_env: Path, monkeypatch, capsys, caplog) -> None:
+    """The publish waits, says so once, then fails in one sentence; the failure is not
+    recorded into the locked file (that would wait again and repeat the sentence)."""
+    import subprocess
+    import sys
+
+    from hnpipe import pipeline, progress
+    from hnpipe.errors import WarehouseLockedError
+
+    monkeypatch.setenv("HNPIPE_LOCK_TIMEOUT_S", "2")
+    said: list[str] = []
+    monkeypatch.setattr(progress, "say", said.append)
+    values = {"environment": "local", "n_items": 30}
+    first = pipeline.start("ITEMS", values)
+    first.publish(first.fetch())
+    step = pipeline.start("ITEMS", values)
+    items = step.fetch()
+    database = clean_env / "LOCAL.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(database)!r}); "
+                               "print('holding', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        capsys.readouterr()
+        with pytest.raises(WarehouseLockedError, match=f"is locked by PID {holder.pid}"):
+            step.publish(items)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    shown = capsys.readouterr()
+    assert [line for line in said if line.startswith("waiting for")] == [
+        line for line in said if str(database) in line] and len(said) == 1
+    assert "see the log" not in shown.out + shown.err and "could not record" not in caplog.text

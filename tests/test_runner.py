@@ -52,7 +52,8 @@ def test_run_local_builds_the_three_datasets(clean_env: Path, tmp_path: Path) ->
     run_dirs = list((tmp_path / "runs" / "local").iterdir())
     assert len(run_dirs) == 1
     kept = sorted(p.name for p in run_dirs[0].iterdir())
-    assert kept == sorted(dataset.notebook for dataset in datasets.dependency_order())
+    assert kept == sorted(f"{Path(dataset.notebook).stem}.{kind}" for dataset in datasets.dependency_order()
+                          for kind in ("html", "ipynb"))
     executed = nbformat.read(run_dirs[0] / "items.ipynb", as_version=4)
     assert executed.metadata.papermill.parameters["n_items"] == 400
     assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")
@@ -111,6 +112,6 @@ def test_run_only_some_datasets(clean_env: Path, tmp_path: Path) -> None:
     result = hnpipe("run", "--env", "local", "--only", "STORIES", "--only", "COMMENTS")
     assert result.returncode == 0, result.stderr
     newest = max((tmp_path / "runs" / "local").iterdir())
-    assert sorted(p.name for p in newest.iterdir()) == ["comments.ipynb", "stories.ipynb"]
+    assert sorted(p.name for p in newest.glob("*.ipynb")) == ["comments.ipynb", "stories.ipynb"]
     refused = hnpipe("run", "--env", "local", "--only", "stories")
     assert refused.returncode == 1 and "unknown dataset 'stories'" in refused.stderr

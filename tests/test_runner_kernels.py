@@ -114,7 +114,7 @@ def test_a_failing_first_notebook_never_runs_the_later_ones(clean_env: Path, tmp
     with pytest.raises(runner.RunFailed, match=r"^items.ipynb failed: ValueError: items broke"):
         runner.run("local", {"n_items": 10}, root=root)
     run_dir = next((tmp_path / "runs" / "local").iterdir())
-    assert sorted(p.name for p in run_dir.iterdir()) == ["items.ipynb"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["items.html", "items.ipynb"]  # the failed record, rendered too
     assert kernel_processes() == []
 
 

@@ -168,10 +168,10 @@ def substitute(text: str, context: dict[str, Any]) -> str:
 
 
 def run_github_job(workflow_name: str, job_name: str, workdir: Path, tools: Path, event: dict[str, Any],
-                   env: dict[str, str]) -> Job:
+                   env: dict[str, str], secrets: dict[str, str] | None = None) -> Job:
     workflow = github(workflow_name)
     job = workflow["jobs"][job_name]
-    context: dict[str, Any] = {"github": {"event": event}, "secrets": {}, "vars": {}, "steps": {}}
+    context: dict[str, Any] = {"github": {"event": event}, "secrets": dict(secrets or {}), "vars": {}, "steps": {}}
     temp = workdir.parent / f"runner-temp-{job_name}"
     temp.mkdir(exist_ok=True)
     summary = temp / "summary.md"
@@ -365,4 +365,94 @@ def test_gitlab_branch_job_has_the_history_back_to_a_deep_merge_requests_base(re
     report = (workdir / "data-diff.md").read_text()
     assert "Data diff" in report
     levels = headings(report)
+    assert levels[0] == 1 and all(b <= a + 1 for a, b in zip(levels, levels[1:])), levels
+
+
+# -- the review comment (hnpipe comment) against a stand-in GitHub / GitLab API on loopback ----------
+class Comments:
+    """One pull request's comments as the API keeps them: listed, created, updated by id."""
+
+    def __init__(self, existing: list[dict] | None = None) -> None:
+        self.items = list(existing or [])
+
+    def listed(self, _body):
+        return 200, self.items
+
+    def created(self, body):
+        self.items.append({"id": 100 + len(self.items), "body": body["body"]})
+        return 201, self.items[-1]
+
+    def updated(self, comment_id: int):
+        def update(body):
+            (comment,) = [c for c in self.items if c["id"] == comment_id]
+            comment["body"] = body["body"]
+            return 200, comment
+        return update
+
+
+@pytest.mark.slow
+def test_github_branch_job_posts_one_comment_and_updates_it_on_the_next_push(rehearsal: Rehearsal,
+                                                                             tmp_path: Path) -> None:
+    from hnpipe.ops.review import MARKER
+    from loopback_api import LoopbackAPI
+
+    tools = stand_ins(tmp_path / "tools")
+    checkout = github_checkout(rehearsal, tmp_path / "checkout")
+    comments = Comments([{"id": 7, "body": "LGTM, a reviewer's own comment"}])
+    prefix = "/repos/o/r/issues"
+    with LoopbackAPI({("GET", f"{prefix}/16/comments"): comments.listed,
+                      ("POST", f"{prefix}/16/comments"): comments.created,
+                      ("PATCH", f"{prefix}/comments/101"): comments.updated(101)}) as api:
+        env = {**rehearsal.base_env, "HNPIPE_RUNS_DIR": str(checkout / "runs"), "GITHUB_ACTIONS": "true",
+               "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "o/r"}
+        secrets = {"GITHUB_TOKEN": "ghs_rehearsal-token-1234"}
+        assert run_github_job("branch-deployment.yml", "clone", checkout, tools, pr_event(16, rehearsal), env).ok
+        first = run_github_job("branch-deployment.yml", "deploy", checkout, tools, pr_event(16, rehearsal), env, secrets)
+        assert first.ok, first.log
+        second = run_github_job("branch-deployment.yml", "deploy", checkout, tools, pr_event(16, rehearsal), env, secrets)
+        assert second.ok, second.log
+    methods = [(method, path.split("?")[0]) for method, path, _, _ in api.requests]
+    assert methods == [("GET", f"{prefix}/16/comments"), ("POST", f"{prefix}/16/comments"),
+                       ("GET", f"{prefix}/16/comments"), ("PATCH", f"{prefix}/comments/101")]
+    assert all(headers["Authorization"] == "Bearer ghs_rehearsal-token-1234" for _, _, headers, _ in api.requests)
+    ours = [c for c in comments.items if c["body"].startswith(MARKER)]
+    assert len(ours) == 1 and len(comments.items) == 2  # one report comment, the reviewer's kept
+    body = ours[0]["body"]
+    changed = body.split("```")[1]
+    assert "STORIES" in changed and "COMMENTS" not in changed
+    assert "Data diff" in body and "STORIES" in body.split("Data diff")[1]  # the diff, with row counts
+    records = sorted(p.relative_to(checkout) for p in (checkout / "runs" / "branch").rglob("*.html"))
+    assert len(records) == 2  # one per push: the second run's records are the ones listed
+    assert f"- `{records[-1]}`" in body and "the run's `executed-notebooks` artifact" in body
+    assert second.summary.strip() in body  # the job summary's report, word for word
+
+
+@pytest.mark.slow
+def test_gitlab_branch_job_updates_its_one_merge_request_note(rehearsal: Rehearsal, tmp_path: Path) -> None:
+    from hnpipe.ops.review import MARKER
+    from loopback_api import LoopbackAPI
+
+    tools = stand_ins(tmp_path / "tools")
+    workdir = gitlab_checkout(rehearsal, tmp_path / "checkout", "branch-deploy")
+    notes = Comments([{"id": 5, "body": f"{MARKER}\nthe report of an earlier push"},
+                      {"id": 6, "body": "a reviewer's note"}])
+    prefix = "/api/v4/projects/3/merge_requests/17/notes"
+    with LoopbackAPI({("GET", prefix): notes.listed, ("PUT", f"{prefix}/5"): notes.updated(5),
+                      ("POST", prefix): notes.created}) as api:
+        variables = {**mr_variables(17, rehearsal), "GITLAB_CI": "true", "CI_API_V4_URL": f"{api.url}/api/v4",
+                     "CI_PROJECT_ID": "3", "HNPIPE_GITLAB_TOKEN": "glpat-rehearsal-5678",
+                     "CI_JOB_URL": "https://gitlab.example/o/r/-/jobs/9"}
+        env = {**rehearsal.base_env, "HNPIPE_RUNS_DIR": str(workdir / "runs")}
+        assert run_gitlab_job("branch-clone", workdir, tools, variables, env).ok
+        job = run_gitlab_job("branch-deploy", workdir, tools, variables, env)
+        assert job.ok, job.log
+    assert [(m, p.split("?")[0]) for m, p, _, _ in api.requests] == [("GET", prefix), ("PUT", f"{prefix}/5")]
+    assert all(headers["PRIVATE-TOKEN"] == "glpat-rehearsal-5678" for _, _, headers, _ in api.requests)
+    assert len(notes.items) == 2
+    body = notes.items[0]["body"]
+    assert body.startswith(MARKER) and "earlier push" not in body
+    assert "## Changed datasets" in body and "STORIES" in body.split("```")[1] and "Data diff" in body
+    (record,) = sorted(p.relative_to(workdir) for p in (workdir / "runs").rglob("*.html"))
+    assert f"[{record}](https://gitlab.example/o/r/-/jobs/9/artifacts/file/{record})" in body
+    levels = headings(body)
     assert levels[0] == 1 and all(b <= a + 1 for a, b in zip(levels, levels[1:])), levels

@@ -91,7 +91,8 @@ def test_every_hnpipe_command_the_workflows_call_exists() -> None:
         except SystemExit:
             pytest.fail(f"{where}: `hnpipe {shlex.join(command)}` is not a valid hnpipe command")
     called = {tuple(command[:2]) if command[0] == "admin" else (command[0],) for _, command in commands}
-    assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",)}
+    assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",),
+                      ("freshness",), ("comment",)}
 
 
 def test_secrets_are_never_parameters() -> None:
@@ -259,16 +260,20 @@ def test_branch_workflow_deploys_on_open_and_push_and_drops_on_close() -> None:
     pr = {"HNPIPE_PR_ID": "7", "github.event.pull_request.number": "7", "BASE_SHA": "base"}
     assert step_commands(clone, pr) == [["admin", "clone", "--pr", "7"]]
     assert [c[:2] for c in step_commands(deploy, pr)] == [
-        ["changes", "--base"], ["run", "--env"], ["changes", "--base"], ["diff", "--base"]]
+        ["changes", "--base"], ["run", "--env"], ["changes", "--base"], ["diff", "--base"], ["comment", "--report"]]
     commands = step_commands(deploy, pr)
     assert commands[1] == ["run", "--env", "branch"]
     assert commands[3] == ["diff", "--base", "PRODUCTION", "--head", "PRODUCTION_CLONE_7", "--markdown"]
     assert step_commands(teardown, pr) == [["admin", "drop", "--pr", "7"]]
-    # The run is skipped when no dataset changed; the report lands in the job summary.
+    # The run is skipped when no dataset changed; the report lands in the job summary and, with
+    # the run's records linked, in the pull request's one comment.
     run_step = next(s for s in deploy["steps"] if "hnpipe run" in s.get("run", ""))
     assert run_step["if"] == "steps.changes.outputs.count != '0'"
     report = next(s for s in deploy["steps"] if "hnpipe diff" in s.get("run", ""))
-    assert report["run"].rstrip().endswith('>> "$GITHUB_STEP_SUMMARY"')
+    assert report["run"].rstrip().endswith('cat "$RUNNER_TEMP/report.md" >> "$GITHUB_STEP_SUMMARY"')
+    comment = next(s for s in deploy["steps"] if "hnpipe comment" in s.get("run", ""))
+    assert comment["env"]["RECORDS_URL"] == "${{ steps.records.outputs.artifact-url }}"
+    assert deploy["permissions"]["pull-requests"] == "write"
 
 
 def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> None:
@@ -354,10 +359,10 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
         assert job["rules"][0]["if"] == "$CI_MERGE_REQUEST_IID"
     commands = [c for script in deploy["script"] for c in hnpipe_commands(script, mr)]
     assert [c[:2] for c in commands] == [["changes", "--base"], ["changes", "--base"],
-                                          ["run", "--env"], ["diff", "--base"]]
+                                          ["run", "--env"], ["diff", "--base"], ["comment", "--report"]]
     assert [c for script in stop["script"] for c in hnpipe_commands(script, mr)] == [["admin", "drop", "--pr", "7"]]
     production = [name for name, job in jobs.items() if job.get("variables", {}).get("HNPIPE_ENV") == "production"]
-    assert sorted(production) == ["production-run", "prune-clones"]
+    assert sorted(production) == ["freshness", "production-run", "prune-clones"]
     for name in production:
         assert all("schedule" in rule["if"] or rule.get("when") == "manual" for rule in jobs[name]["rules"])
     assert jobs["test"]["script"] == ["pytest"] and jobs["test"]["before_script"] == ['pip install -e ".[dev]"']

@@ -20,7 +20,7 @@ from hnpipe.errors import HnpipeError, printable
 
 # Commands that act on an environment's warehouse: each resolves it first, the same way
 # (environments.process_environment: .env loaded, and refused if it sets HNPIPE_ENV or the PR id).
-ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs", "doctor"}
+ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs", "doctor", "freshness"}
 
 # (command, module, help)
 COMMANDS = [
@@ -28,12 +28,14 @@ COMMANDS = [
     ("serve-sample", "hnpipe.sample.cli", "serve the bundled HN sample over HTTP"),
     ("admin", "hnpipe.ops.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
     ("changes", "hnpipe.ops.changes", "which datasets changed against a git ref, and why"),
+    ("comment", "hnpipe.ops.review", "post or update the branch run's one pull-request comment (GitLab: merge-request note)"),
     ("diff", "hnpipe.ops.diff", "compare the tables of two databases, e.g. PRODUCTION and a branch clone"),
     ("history", "hnpipe.history", "the run history of an environment, newest first"),
     ("versions", "hnpipe.ops.versions", "the kept earlier versions of a table, to restore"),
     ("restore", "hnpipe.ops.versions:restore", "put back a table as it was before a run replaced it"),
     ("docs", "hnpipe.ops.catalog", "write the data catalog: datasets, columns, lineage, freshness (HTML)"),
     ("sql", "hnpipe.ops.handover", "the Snowflake SQL that builds a dataset from the published ITEMS"),
+    ("freshness", "hnpipe.ops.freshness", "exit 1 and alert when a dataset's last successful run is older than --max-age"),
     ("doctor", "hnpipe.ops.doctor", "check an environment's warehouse account against what hnpipe needs (--smoke: try it)"),
 ]
 

@@ -45,6 +45,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "HNPIPE_SLACK_WEBHOOK_URL": "Slack incoming webhook for failure alerts (a secret)",
     "HNPIPE_SLACK_NOTIFY_SUCCESS": "`1` also posts successful runs to Slack",
     "HNPIPE_SLACK_TIMEOUT_S": "how long a Slack post may take (default 5)",
+    "HNPIPE_GIT_FILTER": "`0` keeps `hnpipe run` from setting up the nbstripout git filter in the checkout "
+                         "(the tests set it: their runs must not change the developer's git config)",
     "HNPIPE_GITLAB_TOKEN": "GitLab CI only: a `read_api` token the nightly prune uses to list open "
                            "merge requests (a secret)",
     # Set by `hnpipe run` for the notebook kernels it starts, not by people:

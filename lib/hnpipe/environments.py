@@ -154,10 +154,14 @@ def resolve(requested_env: object, environ: Mapping[str, str] | None = None) -> 
     requested = check_environment_name(requested_env, "environment parameter")
     running = process_environment(environ)
     if requested != running:
+        # In JupyterLab (its kernels get JPY_SESSION_NAME; `hnpipe run` and papermill's do not)
+        # the parameters are the notebook's cell, not a params file.
+        interactive = environ.get("JPY_SESSION_NAME") and not environ.get("HNPIPE_NOTEBOOK_OUTPUT")
+        fix = (f'set environment = "{running}" in the parameters cell and run it again' if interactive
+               else f"use params/{running}.yaml here")
         raise GuardError(
             f"refused: the parameters ask for environment '{requested}' but this process runs "
-            f"as HNPIPE_ENV={running}; use params/{running}.yaml here, or run where "
-            f"HNPIPE_ENV={requested} is set"
+            f"as HNPIPE_ENV={running}; {fix}, or run where HNPIPE_ENV={requested} is set"
         )
     return target_for(running, environ)
 

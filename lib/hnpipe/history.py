@@ -29,13 +29,13 @@ import getpass
 import json
 import logging
 import os
-import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from hnpipe import alerts, config, credentials, datasets, environments, params
+from hnpipe import alerts, config, credentials, datasets, environments, notebook_filter, params
 from hnpipe.environments import CLONE_NAME, Target
 from hnpipe.errors import ParameterError, one_line, printable
 from hnpipe.run_context import RunContext
@@ -111,19 +111,24 @@ def run_by(environ: Mapping[str, str] | None = None) -> str:
         return "unknown"
 
 
-def git_state() -> tuple[str, bool | None]:
-    """The checked-out commit and whether the working tree has uncommitted changes."""
+def git_state() -> tuple[str, bool | None, list[str]]:
+    """The checked-out commit, whether the working tree has uncommitted changes, and which
+    files differ (as `git status` lists them; notebooks pass the nbstripout filter first, so
+    a notebook that was only run and saved is not among them)."""
     try:
         root = config.project_root()
     except FileNotFoundError:
-        return "unknown", None
-    sha = config.git_sha(root)
-    try:
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return sha, None
-    return sha, bool(status.stdout.strip())
+        return "unknown", None, []
+    changed = notebook_filter.changed_files(root)
+    return config.git_sha(root), None if changed is None else bool(changed), changed or []
+
+
+def code_version_note(changed: Sequence[str], limit: int = 5) -> str | None:
+    """What a dirty checkout's code version says beyond `+dirty`: the files that differ."""
+    if not changed:
+        return None
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return f"uncommitted changes: {', '.join(changed[:limit])}{more}"
 
 
 def safe_parameters(values: Mapping[str, Any]) -> str:
@@ -168,7 +173,8 @@ def notebook_location(namespace: Mapping[str, Any] | None = None,
 def rows(records: Sequence[RunRecord], who: str | None = "") -> list[dict[str, Any]]:
     """Records as PIPELINE_RUNS rows (column -> plain value), with who ran them and the git
     state filled in (`who=None`: unknown, for rows describing someone else's run)."""
-    sha, dirty = git_state() if who is not None else (None, None)
+    sha, dirty, changed = git_state() if who is not None else (None, None, [])
+    note = code_version_note(changed)
     who = run_by() if who == "" else who
     found = []
     for record in records:
@@ -182,7 +188,9 @@ def rows(records: Sequence[RunRecord], who: str | None = "") -> list[dict[str, A
             "RUN_BY": who, "GIT_SHA": sha, "GIT_DIRTY": dirty,
             "PARAMETERS": safe_parameters(record.parameters), "NOTEBOOK": record.notebook,
             "ERROR": None if record.error is None else error_line(record.error),
-            "DETAIL": None if record.detail is None else credentials.redact(record.detail)[:MAX_ERROR_CHARS],
+            # a notebook run's row (no other detail) says which files its code version changed
+            "DETAIL": _detail(record.detail, note if record.detail is None and record.action == "run"
+                              and record.status in (SUCCEEDED, FAILED) else None),
         })
     return found
 
@@ -196,6 +204,11 @@ def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame
     for column in ("STARTED_AT", "FINISHED_AT"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame.astype(COLUMNS)
+
+
+def _detail(detail: str | None, note: str | None) -> str | None:
+    text = "; ".join(part for part in (detail, note) if part)
+    return credentials.redact(text)[:MAX_ERROR_CHARS] if text else None
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -350,13 +363,57 @@ def mark_started(warehouse: Warehouse, run: RunContext, planned: Sequence[str]) 
                                                    parameters=run.values, detail=detail))
 
 
-def _process_gone(info: Mapping[str, Any]) -> bool | None:
+def process_gone(info: Mapping[str, Any]) -> bool | None:
     """Whether the marker's process is gone: True/False on this host, None elsewhere."""
     import socket
 
     if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
         return None
     return not config.process_alive(info["pid"])
+
+
+def replacing(warehouse: Warehouse, target: Target, dataset: str, own_run_id: str | None = None,
+              now: datetime | None = None) -> list[tuple[str, datetime]]:
+    """Runs that started replacing `dataset` and have not ended (its marker, no end row for
+    it, its process alive): (run id, started), oldest first. Never raises: [] when unsure."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        if not exists(warehouse, target):
+            return []
+        marked = warehouse.query_rows(target, f"SELECT * FROM {TABLE} WHERE RUN_ID IN "
+                                              f"(SELECT RUN_ID FROM {TABLE} WHERE STATUS = ?)", [RUNNING])
+    except Exception as exc:  # noqa: BLE001 - a note about others' runs must not fail this one
+        log.info("could not look for runs replacing %s: %s", dataset, error_line(exc))
+        return []
+    try:
+        return _replacing(marked, dataset, own_run_id, now)
+    except (KeyError, TypeError, ValueError) as exc:  # rows not shaped as PIPELINE_RUNS: say nothing
+        log.info("could not look for runs replacing %s: %s", dataset, error_line(exc))
+        return []
+
+
+def _replacing(marked: list[dict[str, Any]], dataset: str, own_run_id: str | None,
+               now: datetime) -> list[tuple[str, datetime]]:
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for row in marked:
+        by_run.setdefault(str(row["RUN_ID"]), []).append(row)
+    found = []
+    for run_id, run_rows in by_run.items():
+        statuses = {row["STATUS"] for row in run_rows}
+        if run_id == own_run_id or ABANDONED in statuses or FAILED in statuses:
+            continue
+        if any(row["DATASET"] == dataset and row["STATUS"] == SUCCEEDED for row in run_rows):
+            continue  # it has replaced it already
+        marker = next(row for row in run_rows if row["STATUS"] == RUNNING)
+        info = _json(marker["DETAIL"])
+        if dataset not in (info.get("datasets") or []):
+            continue
+        started = marker["STARTED_AT"]
+        gone = process_gone(info)
+        if gone or (gone is None and now - started >= timedelta(hours=STALE_AFTER_HOURS)):
+            continue
+        found.append((run_id, started))
+    return sorted(found, key=lambda pair: pair[1])
 
 
 def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = None) -> list[RunRecord]:
@@ -386,7 +443,7 @@ def _abandoned(run_id: str, run_rows: list[dict[str, Any]], now: datetime) -> Ru
     if planned and set(planned) <= {row["DATASET"] for row in done}:
         return None  # every dataset it ran succeeded
     started = marker["STARTED_AT"]
-    gone = _process_gone(info)
+    gone = process_gone(info)
     if gone is False or (gone is None and now - started < timedelta(hours=STALE_AFTER_HOURS)):
         return None  # still running, or cannot tell yet
     published = ", ".join(f"{row['DATASET']} ({_count(row['ROWS_WRITTEN'])} rows)" for row in done)
@@ -465,7 +522,7 @@ def to_text(frame: pd.DataFrame) -> str:
         "BY": frame["RUN_BY"],
         "GIT": [("" if pd.isna(sha) else str(sha)[:10]) + ("+dirty" if not pd.isna(dirty) and bool(dirty) else "")
                 for sha, dirty in zip(frame["GIT_SHA"], frame["GIT_DIRTY"])],
-        "NOTEBOOK": frame["NOTEBOOK"].fillna(""),
+        "NOTEBOOK (+ HTML)": frame["NOTEBOOK"].fillna("").map(_with_html),
         # Last and cut short, so one long error does not widen every row; the table has it whole.
         "ERROR / DETAIL": [_shorten(error if isinstance(error, str) else (detail if isinstance(detail, str) else ""))
                            for error, detail in zip(frame["ERROR"], frame["DETAIL"])],
@@ -475,6 +532,12 @@ def to_text(frame: pd.DataFrame) -> str:
     for column in shown.columns:
         shown[column] = shown[column].map(lambda value: printable(value) if isinstance(value, str) else value)
     return shown.to_string(index=False, justify="left")
+
+
+def _with_html(notebook: str) -> str:
+    """A kept record's path, naming its HTML rendering too (hnpipe.runner.records)."""
+    html = Path(notebook).with_suffix(".html") if notebook.endswith(".ipynb") else None
+    return f"{notebook} (+ {html.name})" if html is not None and html.is_file() else notebook
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hnpipe.datasets import ITEMS_COLUMNS
+from hnpipe.display import readable
 from hnpipe.warehouse.frames import frame_from_arrow
 
 ITEMS_SCHEMA = pa.schema([
@@ -169,14 +170,14 @@ class FetchedItems:
                 "batches): .head() or .to_frame() for a DataFrame>")
 
     def head(self, rows: int = 5) -> pd.DataFrame:
-        """The `rows` lowest ids as an ITEMS frame."""
+        """The `rows` lowest ids as an ITEMS frame, shown readably (hnpipe.display)."""
         import pyarrow.compute as pc
 
         rows = max(0, min(int(rows), len(self)))
         if rows == 0:
-            return frame_from_arrow(self.table.slice(0, 0))
+            return readable(frame_from_arrow(self.table.slice(0, 0)))
         lowest = self.table.take(pc.select_k_unstable(self.table, k=rows, sort_keys=[("ID", "ascending")]))
-        return frame_from_arrow(lowest.take(pc.sort_indices(lowest, sort_keys=[("ID", "ascending")])))
+        return readable(frame_from_arrow(lowest.take(pc.sort_indices(lowest, sort_keys=[("ID", "ascending")]))))
 
     def to_frame(self) -> pd.DataFrame:
         """Every row as the ITEMS frame, sorted by ID: what `Step.fetch_items()` returns."""

@@ -41,12 +41,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import pandas as pd
 
-from hnpipe import alerts, config, datasets, environments, history, hn, params, refresh
+from hnpipe import alerts, config, consistency, datasets, environments, history, hn, params, reachability, refresh
 from hnpipe.environments import Target
-from hnpipe.errors import GuardError, HnpipeError
+from hnpipe.display import readable
+from hnpipe.errors import GuardError, HnpipeError, WarehouseLockedError
 from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.run_context import RunContext
 from hnpipe.sample import SampleServer
+from hnpipe.runner import records
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import Gate, Warehouse
 
@@ -183,6 +185,7 @@ class Step:
             yield
         except BaseException as exc:
             self._busy += time.perf_counter() - began
+            consistency.unmark(getattr(self, "_replacing", None))  # even when the failure is not recorded
             self._record_failure(exc)
             raise
         else:
@@ -216,6 +219,9 @@ class Step:
         values = self.current_params()
         self._fetched, self._fetch_incomplete = None, True
         with self._work():
+            if not _under_runner():  # others reading ITEMS meanwhile are told (hnpipe.consistency)
+                self._replacing = consistency.mark_replacing(self.warehouse, self.target, self.dataset.name,
+                                                             self.run_id)
             builder = ItemsBuilder()
             with hn_base_url(values["hn_api_url"]) as base_url:
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
@@ -223,12 +229,21 @@ class Step:
                     max_answer_bytes=values["max_answer_mb"] << 20,
                     private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
                     else values["hn_api_private_hosts"])
-                plan = refresh.plan(
-                    self.warehouse, self.target, max_item=client.max_item(), n_items=values["n_items"],
-                    mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,
-                )
-                print(plan.summary())
-                report = client.fetch_items(plan.ids(), builder.add)
+                with reachability.watch(base_url, values["request_deadline_s"]) as watcher:
+                    max_item = client.max_item()
+                    watcher.touch()
+                    plan = refresh.plan(
+                        self.warehouse, self.target, max_item=max_item, n_items=values["n_items"],
+                        mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,
+                    )
+                    print(plan.summary())
+                    watcher.touch()
+
+                    def add(*batch) -> None:
+                        watcher.touch()
+                        builder.add(*batch)
+
+                    report = client.fetch_items(plan.ids(), add)
             fetched = result(builder)
         self.refresh, self.fetch_report = plan, report
         print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
@@ -330,6 +345,11 @@ class Step:
                         f"{upstream} is missing in {self.target}: run notebooks/{notebook} first "
                         f"(or `hnpipe run --env {self.env}`)"
                     )
+            for upstream in self.dataset.upstream:  # which version it reads, and if it is changing
+                print(f"from {consistency.version(self.warehouse, self.target, upstream).line()}")
+                note = consistency.replacing_note(self.warehouse, self.target, upstream, self.run_id)
+                if note:
+                    print(note)
             self.warehouse.ensure_schema(self.target)
             rows = self.warehouse.publish_query(
                 self.target, self.dataset.name, self.dataset.sql, self.run_id, gates=self.quality_gates(),
@@ -356,6 +376,7 @@ class Step:
     def _record(self, status: str, rows: int | None = None, error: str | None = None,
                 detail: str | None = None) -> None:
         self._ended = True
+        consistency.unmark(getattr(self, "_replacing", None))  # replaced, or failed to
         entry = history.RunRecord(
             self.run_id, "run", self.dataset.name, self.env, status, started=self.started,
             finished=datetime.now(timezone.utc), rows=rows, parameters=self.params,
@@ -374,7 +395,13 @@ class Step:
         if not self.failure_recorded:
             self.failure_recorded = True
             error = history.error_line(exc)
-            self._record(history.FAILED, error=error)
+            if isinstance(exc, WarehouseLockedError):
+                # The file stayed locked for the whole wait: recording there would wait as long
+                # again and repeat the lock sentence (as `hnpipe run` does, hnpipe.runner).
+                log.info("the failure of %s is not in the run history: the warehouse file is locked",
+                         self.dataset.name)
+            else:
+                self._record(history.FAILED, error=error)
             if not _under_runner():
                 alerts.notify_failure(self.env, self.dataset.name, error, self.run_id, self.notebook)
 
@@ -450,10 +477,14 @@ class Step:
 
     @_closes_session
     def preview(self, rows: int = 5) -> pd.DataFrame:
-        """The first rows of the published table."""
+        """The first rows of the published table, shown readably (hnpipe.display: the values
+        are as stored)."""
         self.current_params()
         table = environments.check_identifier(self.dataset.name, "table")
-        return self.warehouse.query(self.target, f"SELECT * FROM {table} ORDER BY ID LIMIT {int(rows)}")
+        note = consistency.replacing_note(self.warehouse, self.target, self.dataset.name, self.run_id)
+        if note:
+            print(note)
+        return readable(self.warehouse.query(self.target, f"SELECT * FROM {table} ORDER BY ID LIMIT {int(rows)}"))
 
 
 def read_published(warehouse: Warehouse, target: Target, env: str, name: str) -> pd.DataFrame:
@@ -473,9 +504,19 @@ class Explorer:
     env: str
     target: Target
     warehouse: Warehouse
+    seen: dict = field(default_factory=dict)  # table -> consistency.Version read
 
     def read(self, name: str) -> pd.DataFrame:
-        return read_published(self.warehouse, self.target, self.env, name)
+        """A published table, saying which run published it and when, and warning when the
+        tables read so far come from different runs or another run is replacing this one."""
+        frame = read_published(self.warehouse, self.target, self.env, name)
+        self.seen[name] = consistency.version(self.warehouse, self.target, name, len(frame))
+        print(self.seen[name].line())
+        for note in (consistency.replacing_note(self.warehouse, self.target, name),
+                     consistency.mixed_runs_warning(self.seen)):
+            if note:
+                print(note)
+        return frame
 
 
 def explore(namespace: Mapping[str, Any]) -> Explorer:
@@ -536,6 +577,7 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     started = time.perf_counter()
     began = datetime.now(timezone.utc)
     config.load_env()
+    records.refuse_rerun(os.environ.get("JPY_SESSION_NAME"))  # a kept record never runs again
     definition = datasets.get(dataset)
     # Each start is a run (under `hnpipe run`: the run's own id, for every notebook).
     run = RunContext.for_notebook(params.from_namespace(namespace))

@@ -77,6 +77,7 @@ def build(warehouse: Warehouse, target: Target, env: str, now: datetime | None =
     now = now or datetime.now(timezone.utc)
     tables = warehouse.list_tables(target)
     runs = history.last_successes(warehouse, target)
+    recent = _recent_runs(warehouse, target)
     kept = {name: len(warehouse.list_versions(target, name)) for name in datasets.DATASETS if name in tables}
     parts = [
         "<!DOCTYPE html>", f'<html lang="en"><head><meta charset="utf-8">{GENERATOR}',
@@ -94,13 +95,13 @@ def build(warehouse: Warehouse, target: Target, env: str, now: datetime | None =
     ]
     for dataset in datasets.dependency_order():
         parts.append(_section(warehouse, target, dataset, tables, runs.get(dataset.name), kept.get(dataset.name),
-                              now))
+                              now, recent.get(dataset.name)))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
 def _section(warehouse: Warehouse, target: Target, dataset: datasets.Dataset, tables: dict[str, int],
-             last: pd.Series | None, kept: int | None, now: datetime) -> str:
+             last: pd.Series | None, kept: int | None, now: datetime, recent: pd.DataFrame | None = None) -> str:
     published = dataset.name in tables
     types = ({column.name: column.type for column in warehouse.describe_table(target, dataset.name).columns}
              if published else {})
@@ -118,6 +119,7 @@ def _section(warehouse: Warehouse, target: Target, dataset: datasets.Dataset, ta
         ("rows", f"{tables[dataset.name]:,}" if published else "not published in this environment"),
         ("last successful run", run),
         ("freshness", freshness),
+        ("recent runs", _charts(recent)),
         ("built from", ", ".join(_link(u) for u in dataset.upstream) or _e(datasets.SOURCE)),
         ("feeds", ", ".join(_link(n) for n in datasets.downstream(dataset.name)) or "-"),
         ("built by", f"<code>notebooks/{_e(dataset.notebook)}</code>"),
@@ -134,6 +136,46 @@ def _section(warehouse: Warehouse, target: Target, dataset: datasets.Dataset, ta
         f"<table><tr><th>column</th><th>type ({_e(type_note)})</th><th>description</th></tr>",
         *rows, "</table>",
     ])
+
+
+RECENT_RUNS = 30  # how many of a dataset's latest successful runs the charts show
+
+
+def _recent_runs(warehouse: Warehouse, target: Target) -> dict[str, pd.DataFrame]:
+    """Per dataset, its latest successful pipeline runs, oldest first (rows, seconds)."""
+    if not history.exists(warehouse, target):
+        return {}
+    frame = warehouse.query(
+        target, f"SELECT DATASET, RUN_ID, FINISHED_AT, ROWS_WRITTEN, DURATION_S FROM {history.TABLE} "
+                "WHERE STATUS = ? AND ACTION = ? ORDER BY FINISHED_AT", [history.SUCCEEDED, "run"])
+    return {name: group.tail(RECENT_RUNS) for name, group in frame.groupby("DATASET")}
+
+
+def sparkline(values: list[float], label: str, width: int = 160, height: int = 28) -> str:
+    """A small inline SVG line over `values` (oldest first), titled with the latest value."""
+    points = [v for v in values if v is not None and not pd.isna(v)]
+    if not points:
+        return ""
+    low, high = min(points), max(points)
+    span = (high - low) or 1.0
+    step = width / max(len(points) - 1, 1)
+    coords = " ".join(f"{i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}"
+                      for i, v in enumerate(points))
+    return (f'<svg class="spark" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f"<title>{_e(label)}</title><polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" "
+            f'points="{coords}"/></svg>')
+
+
+def _charts(recent: pd.DataFrame | None) -> str:
+    if recent is None or recent.empty:
+        return "-"
+    rows = [float(n) if not pd.isna(n) else None for n in recent["ROWS_WRITTEN"]]
+    seconds = [float(s) for s in recent["DURATION_S"]]
+    n = len(recent)
+    last_rows = next((f"{int(r):,}" for r in reversed(rows) if r is not None), "?")
+    return (f"rows {sparkline(rows, f'rows over the last {n} runs, latest {last_rows}')} {_e(last_rows)} &nbsp; "
+            f"seconds {sparkline(seconds, f'seconds over the last {n} runs, latest {seconds[-1]:.1f}')} "
+            f"{seconds[-1]:.1f} <span class=\"muted\">(last {n} successful runs)</span>")
 
 
 # Marks a page as hnpipe's catalog: --output may replace such a page, and nothing else.
@@ -195,6 +237,7 @@ def main(args) -> int:
         raise HnpipeError(f"--output {output} is a directory: name the HTML file to write, e.g. {output / 'catalog.html'}")
     check_output(output)
     target = environments.target_for(env)
-    page = build(reader(env, "hnpipe docs"), target, env)
+    with reader(env, "hnpipe docs") as warehouse:
+        page = build(warehouse, target, env)
     print(f"wrote the data catalog of {env} ({target}) to {write(output, page)}")
     return 0

@@ -23,11 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from hnpipe import alerts, config, datasets, environments, history, params, progress
+from hnpipe import alerts, config, datasets, environments, history, notebook_filter, params, progress
 from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError, WarehouseLockedError
 from hnpipe.run_context import RunContext
-from hnpipe.runner import kernels, notebook_files, signals
+from hnpipe.runner import kernels, notebook_files, records, signals
 from hnpipe.runner.preflight import Preflight, dry_run
 from hnpipe.warehouse import Warehouse, connect
 
@@ -261,9 +261,19 @@ def _execute(dataset, kernel, root: Path, directory: Path, run: RunContext, coun
         return error, began
     finally:
         kernel.shutdown()  # finished and committed: nothing left to wait for
+        _keep_record(output, run)
     seconds = time.perf_counter() - notebook_started
     _say(f"{counter} {source.name}: done in {seconds:.1f} s")
     return NotebookResult(dataset.name, dataset.notebook, output, seconds, unsaved=notebook_files.failed_save(output))
+
+
+def _keep_record(output: Path, run: RunContext) -> None:
+    """The executed notebook becomes a read-only record with its HTML beside it
+    (hnpipe.runner.records); a failure to do so is logged, never the run's outcome."""
+    try:
+        records.keep(output, run.run_id, run.env)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not keep %s as a read-only record: %s", output, redact(str(exc)))
 
 
 def _raise_failed(run: RunContext, warehouse: Warehouse | Exception, dataset, error: Exception,
@@ -287,7 +297,7 @@ def _say(line: str) -> None:
     """What the run is doing, one plain line as it happens (terminal or CI log), on stdout
     like the summary at the end: stderr is for the one-line error. HNPIPE_PROGRESS=0 keeps
     it quiet."""
-    if os.environ.get("HNPIPE_PROGRESS") != "0":
+    if line and os.environ.get("HNPIPE_PROGRESS") != "0":
         print(line, flush=True)
 
 
@@ -358,6 +368,8 @@ def main(args) -> int:
                               f"({', '.join(failed)}); see the checklist above")
         return 0
     only = [datasets.get(name).name for name in args.only] or None  # unknown names: one line, now
+    if os.environ.get("HNPIPE_GIT_FILTER") != "0":  # the README's install line ends here
+        _say(notebook_filter.ensure_installed(config.project_root()) or "")
     print(run(args.env, overrides, only=only).summary())
     return 0
 
