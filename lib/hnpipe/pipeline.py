@@ -120,6 +120,7 @@ class Step:
     _working: bool = field(default=False, repr=False)  # this run has begun its work
     _ended: bool = field(default=False, repr=False)  # this run published or failed
     _busy: float = field(default=0.0, repr=False)  # seconds of work in this run
+    _shard_items: Any = field(default=None, repr=False)  # a committed backfill shard's files
 
     def close(self) -> None:
         """End the warehouse session (Snowflake); the next step opens a new one."""
@@ -332,6 +333,7 @@ class Step:
             print(line)
         self._record(history.SUCCEEDED, rows=len(items), detail=line, action="backfill-shard")
         self._fetched = None  # committed: a second publish would commit nothing new
+        self._shard_items = items  # what the preview cells show: ITEMS is not touched
         return len(items)
 
     # -- datasets defined in SQL -----------------------------------------------------------
@@ -439,8 +441,10 @@ class Step:
 
     @_closes_session
     def counts_by_type(self, name: str | None = None) -> pd.DataFrame:
-        """Rows per TYPE, counted inside the warehouse."""
+        """Rows per TYPE, counted inside the warehouse (a backfill shard: in its files)."""
         self.current_params()
+        if self._shard_items is not None and name is None:
+            return self._shard_items.counts_by_type()
         table = environments.check_identifier(name or self.dataset.name, "table")
         return self.warehouse.query(
             self.target, f'SELECT TYPE, COUNT(*) AS "ROWS" FROM {table} GROUP BY TYPE ORDER BY TYPE'
@@ -448,8 +452,10 @@ class Step:
 
     @_closes_session
     def preview(self, rows: int = 5) -> pd.DataFrame:
-        """The first rows of the published table."""
+        """The first rows of the published table (a backfill shard: of its files)."""
         self.current_params()
+        if self._shard_items is not None:
+            return self._shard_items.head(rows)
         table = environments.check_identifier(self.dataset.name, "table")
         return self.warehouse.query(self.target, f"SELECT * FROM {table} ORDER BY ID LIMIT {int(rows)}")
 

@@ -126,6 +126,16 @@ class StagedItems(FetchedItems):
         lowest = lowest.take(pc.sort_indices(lowest, sort_keys=[("ID", "ascending")])).slice(0, rows)
         return frame_from_arrow(lowest)
 
+    def counts_by_type(self) -> pd.DataFrame:
+        """Rows per TYPE, reading only the TYPE column of each file."""
+        counts: dict[str, int] = {}
+        for path in self.files:
+            for entry in pq.read_table(path, columns=["TYPE"]).column("TYPE").value_counts().to_pylist():
+                counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
+        frame = pd.DataFrame(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or "")),
+                             columns=["TYPE", "ROWS"])
+        return frame
+
     def discard(self) -> None:
         """Remove the files from the stage (after the publish, or a failed one)."""
         self.stage.remove(self.prefix)

@@ -25,9 +25,9 @@ import pandas as pd
 
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError
-from hnpipe.warehouse.base import Warehouse
+from hnpipe.warehouse.base import BACKFILL_LEDGER, Warehouse
 
-TABLE = "BACKFILL_LEDGER"
+TABLE = BACKFILL_LEDGER
 PLANNED, RUNNING, DONE, FAILED, MERGED = "planned", "running", "done", "failed", "merged"
 
 COLUMNS: dict[str, str] = {
@@ -46,7 +46,7 @@ COLUMNS: dict[str, str] = {
     "GIT_SHA": "string",
     "HOST": "string",
     "PID": "Int64",
-    "AT": "datetime64[us, UTC]",
+    "RECORDED_AT": "datetime64[us, UTC]",
     "ERROR": "string",
     "PARAMETERS": "string",  # plan rows: JSON of the frozen parameters
 }
@@ -130,7 +130,7 @@ class Ledger:
         if not self.exists():
             return pd.DataFrame(columns=list(COLUMNS))
         return self.warehouse.query(
-            self.target, f"SELECT * FROM {TABLE} WHERE BACKFILL_ID = ? ORDER BY AT, SHARD", [backfill_id])
+            self.target, f"SELECT * FROM {TABLE} WHERE BACKFILL_ID = ? ORDER BY RECORDED_AT, SHARD", [backfill_id])
 
     def latest_id(self) -> str | None:
         """The newest plan's id, merged or not."""
@@ -138,7 +138,7 @@ class Ledger:
             return None
         found = self.warehouse.query(
             self.target, f"SELECT BACKFILL_ID FROM {TABLE} WHERE SHARD = 0 AND STATUS = ? "
-                         "ORDER BY AT DESC LIMIT 1", [PLANNED])
+                         "ORDER BY RECORDED_AT DESC LIMIT 1", [PLANNED])
         return None if found.empty else str(found.iloc[0, 0])
 
     def load(self, backfill_id: str | None = None) -> BackfillPlan:
@@ -159,10 +159,10 @@ class Ledger:
             if shard is None:
                 shard = shards[number] = Shard(backfill_id, number, int(row.ID_MIN), int(row.ID_MAX), PLANNED)
             shard.status = row.STATUS
-            shard.at = row.AT
+            shard.at = row.RECORDED_AT
             if row.STATUS == RUNNING:
                 shard.attempts += 1
-                shard.started = row.AT
+                shard.started = row.RECORDED_AT
                 shard.error = None
             for name in ("rows", "null_ids", "bytes", "pid"):
                 value = getattr(row, name.upper())
@@ -173,7 +173,7 @@ class Ledger:
                     setattr(shard, name, None if pd.isna(value) else str(value))
             shard.files = json.loads(row.FILES) if not pd.isna(row.FILES) else []
         return BackfillPlan(backfill_id, int(head["ID_MIN"]), int(head["ID_MAX"]), int(parameters["shard_size"]),
-                            parameters, head["AT"], bool((plan_rows["STATUS"] == MERGED).any()), shards)
+                            parameters, head["RECORDED_AT"], bool((plan_rows["STATUS"] == MERGED).any()), shards)
 
     def shard(self, backfill_id: str, number: int) -> Shard:
         plan = self.load(backfill_id)
@@ -183,4 +183,4 @@ class Ledger:
 
     def event(self, shard: Shard, status: str, **values: Any) -> None:
         self.append({"BACKFILL_ID": shard.backfill_id, "SHARD": shard.shard, "ID_MIN": shard.id_min,
-                     "ID_MAX": shard.id_max, "STATUS": status, "AT": now(), **values})
+                     "ID_MAX": shard.id_max, "STATUS": status, "RECORDED_AT": now(), **values})
