@@ -328,6 +328,10 @@ class Step:
     def _commit_shard(self, items: FetchedItems) -> int:
         """A backfill shard's publish: its manifest and `done` row (hnpipe.backfill.shard);
         ITEMS is left alone until `hnpipe backfill merge`."""
+        # The lock-wait budget of a run starts at its first conflict (hnpipe.warehouse.duckdb_locks):
+        # the shards of `backfill run --workers W` touch the ledger briefly at claim and commit, a
+        # whole fetch apart, so the commit gets a budget of its own rather than the claim's leftover.
+        self.warehouse.begin_run()
         with self._work():
             line = backfill_shard.commit(self._fetched.claim, items.files, len(items), len(self.fetch_report.null_ids))
             print(line)

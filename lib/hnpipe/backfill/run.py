@@ -135,6 +135,7 @@ def _run_shard(env: str, ledger: Ledger, plan: BackfillPlan, shard: Shard, value
         return ShardOutcome(shard, run_id, outcome.output, seconds)
     error = _error_line(outcome[0])
     try:  # the notebook may have died before it could say so: the ledger says it failed
+        ledger.warehouse.begin_run()  # a lock-wait budget of its own (see Step._commit_shard)
         latest = ledger.shard(plan.backfill_id, shard.shard)
         if latest.status == RUNNING and latest.run_id == run_id:
             ledger.event(latest, FAILED, ATTEMPT=latest.attempts, RUN_ID=run_id, ERROR=error)
