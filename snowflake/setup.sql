@@ -1,10 +1,10 @@
 -- hnpipe: one-time Snowflake account setup. Idempotent: run it again after editing, nothing breaks.
 --
 -- Run as a user with ACCOUNTADMIN (Snowsight worksheet, or `snow sql -f snowflake/setup.sql`).
--- Then set the credentials the README lists for each environment and run
+-- Then set the credentials docs/environments.md lists for each environment and run
 -- `hnpipe doctor --env <env> --smoke` once per environment before the first `hnpipe run`.
 --
--- The ownership model (README, "Snowflake: who owns what"):
+-- The ownership model (docs/snowflake.md, "Snowflake: who owns what"):
 --   * Every environment's pipeline role creates, and so owns, the tables it publishes
 --     (https://docs.snowflake.com/en/user-guide/security-access-control-overview: the creating
 --     role owns an object). A publish swaps its staging table with the published one, which

@@ -272,7 +272,7 @@ NEW_DATASET = '''        Dataset(
             upstream=("STORIES",),
             notebook="jobs.ipynb",
             sql="SELECT * FROM STORIES WHERE TITLE LIKE '%hiring%'",
-            checks=(),
+            gates=(),
         ),
     )
 }

@@ -81,13 +81,6 @@ def test_every_hnpipe_variable_the_code_reads_is_listed_once_with_what_it_does()
     assert listed - used == set(), "listed but never read"
 
 
-def test_the_readme_table_of_variables_is_the_one_in_config() -> None:
-    from hnpipe import config
-
-    readme = (module_files()["hnpipe"].parents[2] / "README.md").read_text(encoding="utf-8")
-    assert config.environment_variables_table() in readme
-
-
 def test_no_test_file_imports_another_test_file() -> None:
     """What tests share lives in helper modules (helpers_faults.py, workflow_files.py,
     snowflake_fakes.py ...): importing a test_*.py module runs its tests' module code twice

@@ -24,8 +24,8 @@ from hnpipe.errors import GuardError
 PROCESS_ONLY = ("HNPIPE_ENV", "HNPIPE_PR_ID", "CI_MERGE_REQUEST_IID", "GITHUB_REF")
 _MARKERS = ("pyproject.toml", "params")
 
-# Every HNPIPE_* variable hnpipe reads, with what it does: the one list (the README's table is
-# generated from it; tests/test_structure.py checks that nothing reads a variable not listed).
+# Every HNPIPE_* variable hnpipe reads, with what it does: the one list (docs/environments.md's
+# table is generated from it; tests/test_structure.py checks that nothing reads a variable not listed).
 # Those that choose where a run writes come from the process only, never from .env.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
     "HNPIPE_ENV": "where this process runs: `local` (default), `staging`, `production` or `branch`; "
@@ -54,7 +54,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
 
 
 def environment_variables_table() -> str:
-    """ENVIRONMENT_VARIABLES as the README's Markdown table."""
+    """ENVIRONMENT_VARIABLES as docs/environments.md's Markdown table."""
     rows = ["| variable | what it does |", "|---|---|"]
     rows += [f"| `{name}` | {text} |" for name, text in ENVIRONMENT_VARIABLES.items()]
     return "\n".join(rows)

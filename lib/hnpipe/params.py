@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,36 +187,38 @@ PARAMETERS: dict[str, Parameter] = {
     for p in (
         Parameter("environment", str, "local",
                   "the environment this run is for; must match HNPIPE_ENV", _check_environment),
-        Parameter("n_items", int, 1000, "how many of the most recent HN items to fetch", _check_n_items),
+        Parameter("n_items", int, 1000, f"how many of the most recent HN items to fetch (1 to {MAX_ITEMS:,})",
+                  _check_n_items),
         Parameter("hn_api_url", str, "sample",
                   "HN API base URL, or 'sample' for the bundled offline sample", _check_url),
-        Parameter("concurrency", int, 32, "parallel HN API requests", _check_concurrency),
+        Parameter("concurrency", int, 32, "parallel HN API requests (1 to 256)", _check_concurrency),
         Parameter("hn_api_private_hosts", list, [],
                   "loopback or private hosts hn_api_url may name outside local runs (a mirror inside the "
                   "network); link-local and metadata addresses never", check_private_hosts),
         Parameter("request_deadline_s", int, 60,
                   "the most one HN API request may take, every attempt and backoff included; a fetch is "
-                  "bounded by it too (request_deadline_s x ids per worker)", _check_deadline),
+                  "bounded by it too (request_deadline_s x ids per worker); 1 to 3600", _check_deadline),
         Parameter("snowflake_env", dict, {},
                   "which environment variables hold each Snowflake credential (names, never values)",
                   _check_snowflake_env),
         Parameter("branch_role", str, "",
-                  "Snowflake role granted usage on each new PRODUCTION_CLONE_<PR> ('' for none)",
-                  _check_role),
+                  "Snowflake role that may read each new branch clone (USAGE, SELECT on all and future "
+                  "tables; '' for none)", _check_role),
         Parameter("max_shrink", (float, int), 0.5,
                   "the largest fraction of its rows a publish may take from the published ITEMS "
-                  "(0.5: at least half stay); more is refused unless allow_shrink", _check_fraction),
+                  "(0.5: at least half stay; 1 turns the gate off); more is refused unless allow_shrink",
+                  _check_fraction),
         Parameter("allow_shrink", bool, False,
                   "let this run shrink ITEMS past max_shrink (say so on purpose; the history records it)"),
         Parameter("keep_versions", int, 5,
-                  "earlier versions of each table kept for `hnpipe restore` (0 keeps none)",
+                  "earlier versions of each table kept for `hnpipe restore` (0 to 100; 0 keeps none)",
                   _check_keep_versions),
         Parameter("refresh", str, "full",
                   "how ITEMS is rebuilt: full (fetch every id) or incremental (fetch the new ids "
                   "and the refresh_window below them, keep the rest)", _check_refresh),
         Parameter("refresh_window", int, 500,
                   "incremental: how many ids below ITEMS' newest are fetched again, since their "
-                  "items may still change (scores, comments)", _check_refresh_window),
+                  f"items may still change (scores, comments); 0 to {MAX_ITEMS:,}", _check_refresh_window),
         Parameter("id_min", (int, type(None)), None,
                   "the first id of an id range to fetch, inclusive (None: the n_items newest); "
                   "with it n_items is not used", _check_item_id),
@@ -248,6 +251,19 @@ ADMIN_PARAMETERS: dict[str, Parameter] = {
         Parameter("apply", bool, False, "prune: drop the stale clones (False only lists them)"),
     )
 }
+
+def parameters_table(declared: Mapping[str, Parameter] = PARAMETERS) -> str:
+    """A registry of parameters as docs/environments.md's Markdown table (tests/test_docs.py
+    keeps the page equal to it): name, default as a params file writes it, help."""
+    rows = ["| parameter | default | what it is |", "|---|---|---|"]
+    for spec in declared.values():
+        default = spec.default if isinstance(spec.default, str) and spec.default else json.dumps(spec.default)
+        # A bare | would end the cell, and <PR> outside `code` would read as an HTML tag.
+        parts = spec.help.replace("|", "\\|").split("`")
+        text = "`".join(part.replace("<", "&lt;") if i % 2 == 0 else part for i, part in enumerate(parts))
+        rows.append(f"| `{spec.name}` | `{default}` | {text} |")
+    return "\n".join(rows)
+
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", dict: "a mapping", list: "a list",
                bool: "true or false", type(None): "None"}

@@ -113,7 +113,7 @@ def _section(warehouse: Warehouse, target: Target, dataset: datasets.Dataset, ta
     else:
         run = freshness = "no successful run recorded"
     # Only the names are shown: any n_items gives ITEMS its row_count gate.
-    gates = datasets.quality_checks(dataset, now=now, n_items=1)
+    gates = datasets.quality_gates(dataset, now=now, n_items=1)
     facts = [
         ("rows", f"{tables[dataset.name]:,}" if published else "not published in this environment"),
         ("last successful run", run),

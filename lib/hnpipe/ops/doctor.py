@@ -24,7 +24,7 @@ forms: CREATE TABLE, write_pandas of KIDS/PARTS lists into ARRAY columns and rea
 integer lists, the quality-check SELECTs, RENAME (first publish), SWAP WITH (republish), RENAME to
 a kept version, CTAS, COMMENT ON TABLE/COLUMN, CREATE TABLE .. CLONE, DROP TABLE (and, for a
 branch, CREATE/DROP DATABASE, CREATE SCHEMA WITH MANAGED ACCESS and its future grant). These are
-the behaviours no fake can vouch for: the README's statement table lists them as "checked by
+the behaviours no fake can vouch for: docs/snowflake.md's statement table lists them as "checked by
 `hnpipe doctor --smoke`".
 
 On the embedded engine the same command checks the same matrix with files: which databases the

@@ -1,8 +1,6 @@
 """The bundled HN sample and the loopback server that serves it like the live API.
 
-    data.py    the deterministic generator and the bundled file (hn_sample.json.gz)
-    server.py  SampleServer: real HTTP on 127.0.0.1, with latency and injectable faults
-    cli.py     `hnpipe serve-sample`
+The module map is docs/development.md.
 """
 
 from hnpipe.sample.data import (

@@ -1,14 +1,8 @@
 """Warehouses: one interface (base), two engines, and the one place an environment becomes one.
 
-    base.py              the `Warehouse` interface and the rules both engines share
-    frames.py            pandas <-> Arrow, the same for both engines
-    duckdb_engine.py     the embedded engine: one DuckDB file per database (local runs, rehearsals)
-    snowflake_engine.py  Snowflake (staging, production, branches)
-    snowflake_session.py what a Snowflake session opens with: query tag, timeouts
-
 `connect(env, values)` is how every run and command gets a guarded warehouse for an
 environment; `reader(env, command)` one that refuses every write. Engines import nothing above
-this package.
+this package. The module map is docs/development.md.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ How it keeps its promises (see `hnpipe.warehouse.Warehouse`):
   IDENTIFIER() for "some cases" only (https://docs.snowflake.com/en/sql-reference/identifier-literal),
   and not for CLONE sources, SWAP WITH, DROP DATABASE, GRANT .. TO ROLE or COMMENT ON. Bind
   variables (qmark) carry values only. Comment texts go inline as escaped string literals.
-* Ownership (README, "Snowflake: who owns what"): the role that creates an object owns it, and
+* Ownership (docs/snowflake.md, "Snowflake: who owns what"): the role that creates an object owns it, and
   SWAP WITH, RENAME, DROP and COMMENT need that ownership. A publish creates its staging table, so
   the pipeline's role owns every table it publishes. A branch clone is built by the branch role
   itself, table by table (`CREATE TABLE .. CLONE`), so it owns everything in it; a database clone
