@@ -11,6 +11,7 @@ from hnpipe.backfill import plan as planning
 from hnpipe.backfill import run as running
 from hnpipe.backfill.ledger import DONE, FAILED, RUNNING, BackfillPlan, Ledger
 from hnpipe.errors import ParameterError
+from hnpipe.pipeline import hn_base_url
 from hnpipe.warehouse import connect
 
 
@@ -67,8 +68,6 @@ def main(args) -> int:
 
 
 def _plan(args, values, overrides, ledger: Ledger) -> int:
-    from hnpipe.pipeline import hn_base_url  # the sample server and URL policy of a run's fetch
-
     if args.last == "maxitem":
         last = None
         with hn_base_url(values["hn_api_url"]) as base_url:

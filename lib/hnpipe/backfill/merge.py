@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from hnpipe import config, datasets, history
+from hnpipe import config, datasets, history, runner
 from hnpipe.backfill.ledger import DONE, MERGED, BackfillPlan, Ledger
 from hnpipe.backfill.shard import backfill_prefix, combined_checksum, shard_prefix
 from hnpipe.environments import Target
@@ -126,8 +126,6 @@ def merge(env: str, warehouse: Warehouse, target: Target, ledger: Ledger, keep_s
 
 def rebuild_downstream(env: str, plan_parameters: Mapping[str, Any], root: Path | None = None) -> str:
     """COMMENTS and STORIES from the merged ITEMS, by their notebooks (as `hnpipe run --only`)."""
-    from hnpipe import runner  # imported on use: papermill and the kernels, only after a merge
-
     overrides = {k: v for k, v in plan_parameters.get("overrides", {}).items()
                  if k in ("keep_versions", "max_shrink", "allow_shrink", "snowflake_env")}
     downstream = [name for name in datasets.downstream("ITEMS")]
