@@ -86,8 +86,9 @@ def test_every_hnpipe_command_the_workflows_call_exists() -> None:
             parser.parse_args(command)
         except SystemExit:
             pytest.fail(f"{where}: `hnpipe {shlex.join(command)}` is not a valid hnpipe command")
-    called = {tuple(command[:2]) if command[0] == "admin" else (command[0],) for _, command in commands}
-    assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",)}
+    called = {tuple(command[:2]) if command[0] in ("admin", "backfill") else (command[0],) for _, command in commands}
+    assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",),
+                      ("backfill", "plan"), ("backfill", "run"), ("backfill", "status"), ("backfill", "merge")}
 
 
 def test_secrets_are_never_parameters() -> None:
