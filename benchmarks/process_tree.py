@@ -51,8 +51,9 @@ class TreePeak:
     samples: int = 0
 
 
-def run_measured(command: list[str], interval: float = 0.05, **popen) -> tuple[subprocess.CompletedProcess, TreePeak]:
-    """Run `command` to the end while sampling its tree's RSS."""
+def run_measured(command: list[str], interval: float = 0.05, kill_when=None,
+                 **popen) -> tuple[subprocess.CompletedProcess, TreePeak]:
+    """Run `command` to the end while sampling its tree's RSS; `kill_when()` true: SIGKILL it."""
     peak = TreePeak()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     stop = threading.Event()
@@ -73,6 +74,9 @@ def run_measured(command: list[str], interval: float = 0.05, **popen) -> tuple[s
                     peak.commands.setdefault(pid, _cmdline(pid))
             peak.peak_kb = max(peak.peak_kb, total)
             peak.samples += 1
+            if kill_when is not None and kill_when():
+                process.kill()
+                return
             stop.wait(interval)
 
     thread = threading.Thread(target=sample, daemon=True)

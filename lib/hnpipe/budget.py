@@ -50,10 +50,10 @@ class TokenBucket:
             with self._lock:
                 now = self._clock()
                 self._refill(now)
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                if self._tokens >= 1.0 - 1e-9:  # rounding must not leave a sliver to wait for forever
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return
-                wait = (1.0 - self._tokens) / self.rate
+                wait = max(1e-6, (1.0 - self._tokens) / self.rate)
             self._sleep(wait)
 
     def penalize(self) -> None:
