@@ -160,3 +160,39 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def test_staged_files_publish_items_with_the_columns_a_frame_publish_gives(tmp_path: Path) -> None:
+    """Through the stage's Parquet files ITEMS gets the same column types as through a frame
+    (TIME a naive UTC TIMESTAMP, not TIMESTAMP WITH TIME ZONE), and reads back the same."""
+    import pandas as pd
+
+    from hnpipe.environments import Target
+    from hnpipe.items import ItemsBuilder
+    from hnpipe.stage import open_stage
+    from hnpipe.warehouse import DuckDBWarehouse
+
+    target = Target("LOCAL", "TESTER")
+    raw = [item for item in generate_sample(n_ids=300, max_item=1_000).values() if item]
+    warehouse = DuckDBWarehouse(tmp_path / "framed")
+    warehouse.publish_frame(target, "ITEMS", ItemsBuilder().to_frame() if not raw else _frame(raw), "20261207T000000_000001")
+    staged = DuckDBWarehouse(tmp_path / "staged")
+    stage = open_stage(staged, target)
+    writer = stage.writer("runs/20261207T000000_000002")
+    builder = ItemsBuilder(on_batch=writer)
+    builder.CHUNK_ROWS = 50  # several batches, two files
+    writer.part_rows = 100
+    for item in raw:
+        builder.add(item)
+    builder.finish()
+    files = writer.close()
+    assert len(files) >= 2 and stage.path("runs/20261207T000000_000002").is_dir()
+    assert stage.publish(staged, "ITEMS", files, "20261207T000000_000002", gates=(), keep_versions=0) == len(raw)
+    assert staged.describe_table(target, "ITEMS") == warehouse.describe_table(target, "ITEMS")
+    pd.testing.assert_frame_equal(staged.read_table(target, "ITEMS"), warehouse.read_table(target, "ITEMS"))
+
+
+def _frame(raw: list[dict]):
+    from hnpipe.items import items_frame
+
+    return items_frame(raw)

@@ -38,7 +38,7 @@ def expression(text: str, context: dict[str, Any]) -> Any:
     if text.startswith("${{") and text.endswith("}}"):
         text = text[3:-2].strip()
     text = text.replace("!cancelled()", "True")
-    text = re.sub(r"\b(inputs|matrix|needs|github|secrets|vars)(\.[\w-]+)+",
+    text = re.sub(r"\b(inputs|matrix|needs|steps|github|secrets|vars)(\.[\w-]+)+",
                   lambda m: repr(_lookup(m.group(0), context)), text)
     text = text.replace("&&", " and ").replace("||", " or ")
     return eval(text, {"__builtins__": {}, "fromJSON": json.loads, "True": True})  # noqa: S307 - our own file

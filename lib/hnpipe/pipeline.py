@@ -205,12 +205,15 @@ class Step:
         self._fetched, self._fetch_incomplete = None, True
         with self._work():
             claim, writer = None, None
+            if self._fetched is not None and isinstance(self._fetched.items, StagedItems):
+                self._fetched.items.discard()  # the previous fetch's files: only the latest may be published
             if staged:
                 if values["backfill_id"]:
                     claim = backfill_shard.claim(self.warehouse, self.target, values, self.run_id)
                     stage, prefix = claim.stage, claim.prefix
                 else:
                     stage, prefix = open_stage(self.warehouse, self.target), f"runs/{self.run_id}"
+                    stage.prune("runs", older_than_s=24 * 3600)  # notebooks closed since, runs killed
                 writer = stage.writer(prefix)
             builder = ItemsBuilder(on_batch=writer)
             with hn_base_url(values["hn_api_url"]) as base_url:
@@ -305,7 +308,8 @@ class Step:
                     rows = frame.stage.publish(self.warehouse, self.dataset.name, frame.files, self.run_id,
                                                gates=self.quality_gates(), keep_versions=values["keep_versions"])
                 finally:
-                    frame.discard()  # published or refused: the files have served
+                    if _under_runner():  # nothing reads them after the publish; in a notebook
+                        frame.discard()  # `items` stays readable until the next fetch
             elif isinstance(frame, FetchedItems):
                 rows = self.warehouse.publish_arrow(
                     self.target, self.dataset.name, frame.table, self.run_id, gates=self.quality_gates(),

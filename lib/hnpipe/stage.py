@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -42,6 +43,11 @@ from hnpipe.items import ITEMS_SCHEMA, FetchedItems
 from hnpipe.warehouse.base import Gate, Warehouse
 from hnpipe.warehouse.frames import frame_from_arrow
 
+# The files hold TIME as naive UTC wall time, as the warehouses store it (hnpipe.warehouse.frames):
+# DuckDB's read_parquet then makes it TIMESTAMP, not TIMESTAMP WITH TIME ZONE, so ITEMS keeps its
+# column types whichever way it was loaded; reading the files back labels it UTC again.
+STAGE_SCHEMA = ITEMS_SCHEMA.set(ITEMS_SCHEMA.get_field_index("TIME"), pa.field("TIME", pa.timestamp("us")))
+_TIME = ITEMS_SCHEMA.get_field_index("TIME")
 PART_ROWS = 100_000  # rows per Parquet file: ~10 MiB each, a few row groups of the builder's batches
 MANIFEST = "manifest.json"
 
@@ -65,8 +71,10 @@ class PartWriter:
         if self._writer is None or self._open_rows >= self.part_rows:
             self._close_part()
             self._tmp = self.directory / f"part-{len(self.files) + 1:06d}.parquet.tmp"
-            self._writer = pq.ParquetWriter(self._tmp, ITEMS_SCHEMA)
-        self._writer.write_batch(batch)
+            self._writer = pq.ParquetWriter(self._tmp, STAGE_SCHEMA)
+        columns = list(batch.columns)
+        columns[_TIME] = columns[_TIME].cast(pa.timestamp("us"))  # same instants, unlabelled: UTC wall time
+        self._writer.write_batch(pa.record_batch(columns, schema=STAGE_SCHEMA))
         self._open_rows += batch.num_rows
         self.rows += batch.num_rows
 
@@ -108,7 +116,7 @@ class StagedItems(FetchedItems):
         """Every row as one Arrow table (reads all the files: memory grows with the rows)."""
         if not self.files:
             return ITEMS_SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(f, schema=ITEMS_SCHEMA) for f in self.files])
+        return pa.concat_tables([_read(f) for f in self.files])
 
     def head(self, rows: int = 5) -> pd.DataFrame:
         """The `rows` lowest ids, reading one column at a time: only ID is held whole."""
@@ -117,7 +125,7 @@ class StagedItems(FetchedItems):
         rows = max(0, min(int(rows), self.rows))
         found: list[pa.Table] = []
         for path in self.files:
-            part = pq.read_table(path, schema=ITEMS_SCHEMA)
+            part = _read(path)
             found.append(part.take(pc.select_k_unstable(part, k=min(rows, part.num_rows),
                                                         sort_keys=[("ID", "ascending")])) if rows else part.slice(0, 0))
         if not found:
@@ -161,6 +169,18 @@ class Stage:
             shutil.rmtree(directory)
         return PartWriter(directory)
 
+    def prune(self, prefix: str, older_than_s: float) -> None:
+        """Remove the folders under `prefix` not written to for `older_than_s` seconds."""
+        folder = self.path(prefix)
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            try:
+                if entry.is_dir() and time.time() - entry.stat().st_mtime > older_than_s:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                pass
+
     def remove(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix), ignore_errors=True)
 
@@ -184,9 +204,15 @@ class Stage:
             listed = ", ".join(_sql_string(f) for f in files)
             return warehouse.publish_query(self.target, table, f"SELECT * FROM read_parquet([{listed}]) ORDER BY ID",
                                            run_id, gates=gates, keep_versions=keep_versions)
-        reader = pa.RecordBatchReader.from_batches(ITEMS_SCHEMA, _batches(files))
+        reader = pa.RecordBatchReader.from_batches(STAGE_SCHEMA, _batches(files))
         return warehouse.publish_arrow(self.target, table, reader, run_id, gates=gates,
                                        keep_versions=keep_versions)
+
+
+def _read(path: Path) -> pa.Table:
+    """A stage file with the ITEMS schema (TIME labelled UTC again)."""
+    table = pq.read_table(path, schema=STAGE_SCHEMA)
+    return table.set_column(_TIME, ITEMS_SCHEMA.field("TIME"), table.column(_TIME).cast(ITEMS_SCHEMA.field("TIME").type))
 
 
 def _batches(files: Iterable[Path]) -> Iterable[pa.RecordBatch]:
