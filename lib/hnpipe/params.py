@@ -221,13 +221,14 @@ PARAMETERS: dict[str, Parameter] = {
                   f"items may still change (scores, comments); 0 to {MAX_ITEMS:,}", _check_refresh_window),
         Parameter("id_min", (int, type(None)), None,
                   "the first id of an id range to fetch, inclusive (None: the n_items newest); "
-                  "with it n_items is not used", _check_item_id),
+                  "with it n_items is not used; 1 to 2^53", _check_item_id),
         Parameter("id_max", (int, type(None)), None,
-                  "the last id of the range, inclusive (None with id_min: up to the API's maxitem)",
+                  "the last id of the range, inclusive (None with id_min: up to the API's maxitem); at most 5,000,000 ids "
+                  "in one run (more: `hnpipe backfill`)",
                   _check_item_id),
         Parameter("max_requests_per_s", (float, int), 0,
                   "the request budget of this process: HN API requests started per second, a token "
-                  "bucket that halves for a while after a burst of 429/5xx answers (0: no budget)", _check_rate),
+                  "bucket that halves for a while after a burst of 429/5xx answers (0: no budget; up to 100,000)", _check_rate),
         Parameter("backfill_id", str, "",
                   "set by `hnpipe backfill run`: the plan this shard belongs to; the fetch then goes to "
                   "the backfill stage and publish commits the shard instead of ITEMS ('' outside a backfill)",
