@@ -225,7 +225,9 @@ class Step:
                     session=None if bucket is None else budget.session_reporting_to(bucket, values["concurrency"]))
                 plan = refresh.plan(
                     self.warehouse, self.target, max_item=client.max_item(), n_items=values["n_items"],
-                    mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,
+                    # A shard fetches its whole range: the merge, not the shard, replaces ITEMS.
+                    mode=refresh.FULL if values["backfill_id"] else values["refresh"],
+                    window=values["refresh_window"], table=self.dataset.name,
                     id_min=values["id_min"], id_max=values["id_max"],
                 )
                 print(plan.summary())
