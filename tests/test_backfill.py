@@ -196,3 +196,19 @@ def _frame(raw: list[dict]):
     from hnpipe.items import items_frame
 
     return items_frame(raw)
+
+
+def test_an_environment_backfills_only_its_own_database(clean_env: Path) -> None:
+    """The ledger and the stage are guarded like tables: a laptop cannot plan production's."""
+    refused = hnpipe("backfill", "plan", "--env", "production", "--from", "1", "--to", "10", "--shard-size", "5")
+    assert refused.returncode == 1 and "production" in refused.stderr and "\n" not in refused.stderr.strip()
+    assert not (clean_env / "PRODUCTION.duckdb").exists() and not (clean_env / "PRODUCTION.stage").exists()
+    from hnpipe.environments import Target
+    from hnpipe.errors import GuardError, WarehouseError
+    from hnpipe.stage import open_stage
+    from hnpipe.warehouse import connect
+
+    local = connect("local", {})  # the local environment's guard, asked to write production's schema
+    with pytest.raises((GuardError, WarehouseError), match="^refused write to PRODUCTION.HACKER_NEWS"):
+        open_stage(local, Target("PRODUCTION", "HACKER_NEWS"))
+    assert not (clean_env / "PRODUCTION.stage").exists()
