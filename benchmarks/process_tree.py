@@ -71,7 +71,8 @@ def run_measured(command: list[str], interval: float = 0.05, kill_when=None,
                 total += rss
                 if rss > peak.per_process_kb.get(pid, 0):
                     peak.per_process_kb[pid] = rss
-                    peak.commands.setdefault(pid, _cmdline(pid))
+                # The latest command line: a kernel just forked still shows its parent's until exec.
+                peak.commands[pid] = _cmdline(pid) or peak.commands.get(pid, "")
             peak.peak_kb = max(peak.peak_kb, total)
             peak.samples += 1
             if kill_when is not None and kill_when():

@@ -3,8 +3,8 @@ memory does not grow with the ids it fetches, and from where the warehouse loads
 staging table (then the usual gates and swap).
 
 * DuckDB: a directory beside the database files, `<warehouse dir>/<DATABASE>.stage/<SCHEMA>/`;
-  the staging table is `CREATE TABLE .. AS SELECT * FROM read_parquet([...]) ORDER BY ID`,
-  which DuckDB streams from the files (spilling the sort to disk when it must).
+  the staging table is `CREATE TABLE .. AS SELECT * FROM read_parquet([...])`, which DuckDB
+  streams from the files, in fetch order (nearly by ID).
 * Other engines (Snowflake today): the files are written to a local temporary directory and
   published through the engine's Arrow load. An internal stage with PUT and
   `COPY INTO .. MATCH_BY_COLUMN_NAME` is the intended Snowflake path (docs/backfill.md);
@@ -202,7 +202,9 @@ class Stage:
         """Load the files into `table`'s staging table inside the warehouse, gate, swap."""
         if self.engine_loads_parquet and files:
             listed = ", ".join(_sql_string(f) for f in files)
-            return warehouse.publish_query(self.target, table, f"SELECT * FROM read_parquet([{listed}]) ORDER BY ID",
+            # No ORDER BY: the files are in fetch order, nearly by ID already, and sorting a
+            # million rows held the publishing process at about 400 MiB (benchmarks/flat_memory.py).
+            return warehouse.publish_query(self.target, table, f"SELECT * FROM read_parquet([{listed}])",
                                            run_id, gates=gates, keep_versions=keep_versions)
         reader = pa.RecordBatchReader.from_batches(STAGE_SCHEMA, _batches(files))
         return warehouse.publish_arrow(self.target, table, reader, run_id, gates=gates,

@@ -583,9 +583,15 @@ def damaged(path: Path, reason: str) -> WarehouseError:
     )
 
 
+# DuckDB's buffer pool defaults to 80% of RAM and keeps a table's written blocks while it may:
+# publishing 1,000,000 ITEMS rows held each notebook kernel at 400-700 MiB. Capped, DuckDB evicts
+# and spills to <file>.tmp instead, so a run's memory stays flat in N (benchmarks/flat_memory.py).
+MEMORY_LIMIT = "256MB"
+
+
 def _open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
     except duckdb.Error as exc:
         if "Could not set lock" in str(exc):
             raise  # _retry_locked waits for the other process
