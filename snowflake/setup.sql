@@ -104,25 +104,57 @@ CREATE USER IF NOT EXISTS HNPIPE_PROD_SVC TYPE = SERVICE DEFAULT_ROLE = HNPIPE_P
 CREATE USER IF NOT EXISTS HNPIPE_STAGING_SVC TYPE = SERVICE DEFAULT_ROLE = HNPIPE_STAGING DEFAULT_WAREHOUSE = HNPIPE_WH;
 CREATE USER IF NOT EXISTS HNPIPE_BRANCH_SVC TYPE = SERVICE DEFAULT_ROLE = HNPIPE_BRANCH DEFAULT_WAREHOUSE = HNPIPE_WH;
 GRANT ROLE HNPIPE_PROD TO USER HNPIPE_PROD_SVC;        -- the production job logs in with this role
+GRANT ROLE HNPIPE_BRANCH TO USER HNPIPE_PROD_SVC;      -- the nightly prune: production's login, the branch role (owner of the clones)
 GRANT ROLE HNPIPE_STAGING TO USER HNPIPE_STAGING_SVC;  -- the staging job logs in with this role
-GRANT ROLE HNPIPE_BRANCH TO USER HNPIPE_BRANCH_SVC;    -- PR jobs and the nightly prune log in with this role
+GRANT ROLE HNPIPE_BRANCH TO USER HNPIPE_BRANCH_SVC;    -- pull/merge request jobs log in with this role
+-- A session holds only the role it names: the default secondary roles are ALL
+-- (https://docs.snowflake.com/en/release-notes/bcr-bundles/2024_08/bcr-1692; "()" means none), which
+-- would let the prune's branch-role session write PRODUCTION through HNPIPE_PROD.
+ALTER USER HNPIPE_PROD_SVC SET DEFAULT_SECONDARY_ROLES = ();
+ALTER USER HNPIPE_STAGING_SVC SET DEFAULT_SECONDARY_ROLES = ();
+ALTER USER HNPIPE_BRANCH_SVC SET DEFAULT_SECONDARY_ROLES = ();
 
--- How each service user proves who it is: pick ONE per user and remove the leading '-- '.
--- (a) Workload identity federation from CI, no stored secret
---     (https://docs.snowflake.com/en/user-guide/workload-identity-federation). Replace OWNER/REPO.
---     GitHub Actions (issuer https://token.actions.githubusercontent.com):
+-- How each service user proves who it is. One identity per OIDC subject, one subject per user:
+-- a user's WORKLOAD_IDENTITY takes one literal ISSUER and SUBJECT, with no pattern
+-- (https://docs.snowflake.com/en/sql-reference/sql/alter-user), and nothing in Snowflake's docs
+-- lets two users share a subject, so no ADD WORKLOAD IDENTITY is used (it could not run twice either).
+--
+-- Who logs in how (hnpipe doctor names the method; docs/snowflake.md has the same table, and
+-- tests/test_logins.py checks both against this file, the CI files and the params files):
+--
+-- | environment | who | where | user | role | login |
+-- |---|---|---|---|---|---|
+-- | production | scheduled run | GitHub `production.yml` run | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `repo:OWNER/REPO:environment:production` |
+-- | production | nightly prune | GitHub `production.yml` prune-clones | HNPIPE_PROD_SVC | HNPIPE_BRANCH | workload identity, subject `repo:OWNER/REPO:environment:production` |
+-- | branch | pull request jobs | GitHub `branch-deployment.yml` clone, deploy, teardown | HNPIPE_BRANCH_SVC | HNPIPE_BRANCH | workload identity, subject `repo:OWNER/REPO:pull_request` |
+-- | production | scheduled run | GitLab `.gitlab-ci.yml` production-run | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
+-- | production | scheduled prune | GitLab `.gitlab-ci.yml` prune-clones | HNPIPE_PROD_SVC | HNPIPE_BRANCH | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
+-- | branch | merge request jobs | GitLab `.gitlab/branch-deployment.yml` branch-clone, branch-deploy, branch-stop | HNPIPE_BRANCH_SVC | HNPIPE_BRANCH | key pair |
+-- | staging | staging runs | a staging runner | HNPIPE_STAGING_SVC | HNPIPE_STAGING | key pair |
+-- | local | a developer's own runs | a laptop | the person | HNPIPE_DEV | browser SSO, password + passcode, key pair or password |
+-- | production | `hnpipe admin handover --apply` | a laptop | the person (IT) | SECURITYADMIN | browser SSO, password + passcode or key pair |
+--
+-- Pick the lines for your CI and remove the leading '-- '; replace OWNER/REPO or GROUP/PROJECT.
+-- (a) Workload identity federation, no stored secret
+--     (https://docs.snowflake.com/en/user-guide/workload-identity-federation).
+--     GitHub Actions (issuer https://token.actions.githubusercontent.com). The production jobs
+--     (run and prune) name the deployment environment `production`; pull request jobs name none:
 -- ALTER USER HNPIPE_PROD_SVC SET WORKLOAD_IDENTITY = (TYPE = OIDC ISSUER = 'https://token.actions.githubusercontent.com' SUBJECT = 'repo:OWNER/REPO:environment:production');
 -- ALTER USER HNPIPE_BRANCH_SVC SET WORKLOAD_IDENTITY = (TYPE = OIDC ISSUER = 'https://token.actions.githubusercontent.com' SUBJECT = 'repo:OWNER/REPO:pull_request');
---     The nightly prune (production.yml, job environment `production`) logs in as the branch user,
---     which owns the clones it drops:
--- ALTER USER HNPIPE_BRANCH_SVC ADD WORKLOAD IDENTITY PRUNE TYPE = OIDC ISSUER = 'https://token.actions.githubusercontent.com' SUBJECT = 'repo:OWNER/REPO:environment:production';
---     GitLab (issuer https://gitlab.com, subject project_path:GROUP/PROJECT:ref_type:branch:ref:main):
+--     GitLab (issuer https://gitlab.com; the scheduled production run and prune run on main):
 -- ALTER USER HNPIPE_PROD_SVC SET WORKLOAD_IDENTITY = (TYPE = OIDC ISSUER = 'https://gitlab.com' SUBJECT = 'project_path:GROUP/PROJECT:ref_type:branch:ref:main');
--- (b) Key pair, the fallback (https://docs.snowflake.com/en/user-guide/key-pair-auth); paste the
---     public key without its BEGIN/END lines; keep the private key file mode 600:
+-- (b) Key pair (https://docs.snowflake.com/en/user-guide/key-pair-auth); paste the public key
+--     without its BEGIN/END lines; keep the private key file mode 600.
+--     GitLab merge request jobs: their OIDC subject names the merge request's source branch
+--     (project_path:GROUP/PROJECT:ref_type:branch:ref:<branch>), which no single SUBJECT matches,
+--     so they use the branch user's key pair (a File-type CI/CD variable, .gitlab-ci.yml):
+-- ALTER USER HNPIPE_BRANCH_SVC SET RSA_PUBLIC_KEY = 'MIIBIjANBgkqh...';
+--     Staging:
 -- ALTER USER HNPIPE_STAGING_SVC SET RSA_PUBLIC_KEY = 'MIIBIjANBgkqh...';
 
 -- == People ======================================================================================
--- A developer logs in as themself (password or SSO, their own MFA) with HNPIPE_DEV:
+-- A person logs in as themself: browser SSO (SNOWFLAKE_AUTHENTICATOR=EXTERNALBROWSER), or a
+-- password with their authenticator app's passcode (SNOWFLAKE_PASSCODE), or a key pair; never in
+-- CI (hnpipe refuses these when CI is set). A developer's own runs use HNPIPE_DEV:
 -- GRANT ROLE HNPIPE_DEV TO USER JANE;
 -- GRANT ROLE HNPIPE_READER TO USER ANALYST_JOE;

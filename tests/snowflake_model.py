@@ -26,15 +26,24 @@ R4  ALTER TABLE .. SWAP WITH needs OWNERSHIP of both tables, and grants stay wit
 R5  DROP DATABASE / DROP TABLE / RENAME / COMMENT ON need OWNERSHIP of the object.
     https://docs.snowflake.com/en/sql-reference/sql/drop-database,
     https://docs.snowflake.com/en/user-guide/security-access-control-privileges
+    RENAME TO also needs CREATE TABLE on the schema ("To rename a table, you must have the
+    CREATE TABLE privilege on the schema for the table"):
+    https://docs.snowflake.com/en/sql-reference/sql/alter-table (access control requirements)
 R6  SHOW DATABASES (any SHOW) returns only objects on which the current role holds at least one
     privilege (MANAGE GRANTS sees all). https://docs.snowflake.com/en/sql-reference/sql/show
 R7  Future grants: when a schema has future grants for an object type, the database-level future
     grants for that type are ignored in that schema.
     https://docs.snowflake.com/en/sql-reference/sql/grant-privilege (usage notes),
     https://docs.snowflake.com/en/release-notes/bcr-bundles/2025_01/bcr-1870
-R8  GRANT OWNERSHIP .. COPY CURRENT GRANTS moves ownership, keeping the other grants; only the
-    owner (or MANAGE GRANTS) may grant on an object; future grants need MANAGE GRANTS.
-    https://docs.snowflake.com/en/sql-reference/sql/grant-ownership
+R8  GRANT OWNERSHIP .. COPY CURRENT GRANTS moves ownership, keeping the other grants; REVOKE
+    CURRENT GRANTS drops them; with neither, the statement fails when the object has grants
+    ("fails if existing outbound privileges on the object are neither revoked nor copied").
+    https://docs.snowflake.com/en/sql-reference/sql/grant-ownership (usage notes)
+    Who may grant: the owner of the object or a role with MANAGE GRANTS; future grants need
+    MANAGE GRANTS. In a managed access schema object owners lose that: only the schema's owner
+    or MANAGE GRANTS may grant on its objects, future grants included, and transfer them.
+    https://docs.snowflake.com/en/user-guide/security-access-control-overview#managed-access-schemas
+    (quoted verbatim at https://hub.steampipe.io/mods/turbot/snowflake_compliance/controls/control.security_overview_iam_schema_managed_access)
 R9  Role hierarchy: a role granted to another role passes on all its privileges (ownership
     included). https://docs.snowflake.com/en/user-guide/security-access-control-overview
 R10 write_pandas loads through a temporary stage it creates in the table's schema (CREATE STAGE)
@@ -45,16 +54,29 @@ R11 Objects are found by schema: USE SCHEMA needs USAGE on the database and the 
 R12 Not a rule the model enforces: IDENTIFIER() takes a bound name "in some cases"
     (https://docs.snowflake.com/en/sql-reference/identifier-literal); hnpipe no longer relies on
     it for names, and tests/test_snowflake_lifecycle.py scans that none is left in DDL.
+R13 Logins (SnowflakeModel.connector): a WORKLOAD_IDENTITY login presents an OIDC token and
+    Snowflake signs in the service user whose workload identity has the token's issuer and
+    subject (one literal SUBJECT, no pattern; audience snowflakecomputing.com unless
+    OIDC_AUDIENCE_LIST says otherwise). A token no user trusts is refused, and so is one naming
+    a user that does not trust it. Two users trusting one subject is refused too: the docs
+    say nothing of which one it would pick. A named identity (ADD WORKLOAD IDENTITY) cannot be
+    added twice. https://docs.snowflake.com/en/user-guide/workload-identity-federation,
+    https://docs.snowflake.com/en/sql-reference/sql/alter-user,
+    https://docs.snowflake.com/sql-reference/sql/alter-user-add-workload-identity
+    The role the connection names must be granted to the user.
 
 Rows are not stored, only counts; the quality checks always pass. What it does not model:
-time travel, transactions (BEGIN/COMMIT are accepted), column types, secondary roles.
+time travel, transactions (BEGIN/COMMIT are accepted), column types, secondary roles (recorded,
+not applied: a session holds the role it names, as with DEFAULT_SECONDARY_ROLES = ()).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -163,6 +185,10 @@ class SnowflakeModel:
         self.roles: set[str] = {"ACCOUNTADMIN", "SECURITYADMIN", "SYSADMIN", "PUBLIC"}
         self.log: list[tuple[str, str]] = []  # (role, sql) of every statement that succeeded
         self.users: dict[str, set[str]] = {}  # user -> roles granted to it
+        # R13: user -> workload identity name (DEFAULT for the WORKLOAD_IDENTITY property) -> (issuer, subject)
+        self.identities: dict[str, dict[str, tuple[str, str]]] = {}
+        self.public_keys: dict[str, str] = {}  # user -> RSA_PUBLIC_KEY
+        self.secondary_roles: dict[str, str] = {}  # user -> DEFAULT_SECONDARY_ROLES as set ("()" = none)
         for admin in ("ACCOUNTADMIN", "SECURITYADMIN"):
             self.account[admin] = {"MANAGE GRANTS", "CREATE DATABASE", "CREATE ROLE"}
         self.account["SYSADMIN"] = {"CREATE DATABASE"}
@@ -183,6 +209,8 @@ class SnowflakeModel:
                 connection = self.connect(role, **{**kwargs, "role": role})
             else:
                 user, wanted = kwargs.get("user"), kwargs.get("role")
+                if str(kwargs.get("authenticator") or "").upper() == "WORKLOAD_IDENTITY":
+                    user = self.workload_user(kwargs)
                 if wanted not in self.users.get(user, set()):
                     raise snowflake.connector.errors.DatabaseError(
                         msg=f"Role '{wanted}' specified in the connect string is not granted to this user.")
@@ -193,6 +221,28 @@ class SnowflakeModel:
         connect.calls = calls  # type: ignore[attr-defined]
         connect.connections = connections  # type: ignore[attr-defined]
         return connect
+
+    def workload_user(self, kwargs: dict) -> str:
+        """R13: the user a workload identity login signs in as, from its token's issuer and subject."""
+        token = kwargs.get("token")
+        if token is None and kwargs.get("token_file_path"):
+            token = Path(kwargs["token_file_path"]).read_text(encoding="utf-8").strip()
+        claims = oidc_claims(token or "")
+        if claims is None:
+            raise snowflake.connector.errors.DatabaseError(msg="Failed to authenticate: invalid OIDC token")
+        audience = claims.get("aud")
+        if OIDC_AUDIENCE not in (audience if isinstance(audience, list) else [audience]):
+            raise snowflake.connector.errors.DatabaseError(msg=f"Failed to authenticate: audience {audience!r}")
+        key = (claims.get("iss"), claims.get("sub"))
+        trusting = sorted(user for user, named in self.identities.items() if key in named.values())
+        if len(trusting) != 1:
+            raise snowflake.connector.errors.DatabaseError(
+                msg=f"Failed to authenticate: {len(trusting)} users trust issuer {key[0]} subject {key[1]}")
+        named = kwargs.get("user")
+        if named and named.upper() != trusting[0]:
+            raise snowflake.connector.errors.DatabaseError(
+                msg=f"Failed to authenticate: user {named} does not trust subject {key[1]}")
+        return trusting[0]
 
     # -- privileges --------------------------------------------------------------------
     def effective(self, role: str) -> set[str]:
@@ -453,6 +503,22 @@ def _show_grants_to_role(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     return [_meta("privilege"), _meta("granted_on"), _meta("name")], rows
 
 
+def _show_grants_on_table(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    """SHOW GRANTS ON TABLE: (privilege, granted_on, name, granted_to, grantee_name) per grant,
+    OWNERSHIP included; R6: the role must hold some privilege on it (MANAGE GRANTS sees all).
+    https://docs.snowflake.com/en/sql-reference/sql/show-grants"""
+    database, schema, name = cur._where(m.group(1))
+    table = cur.model.table(database, schema, name)
+    if not cur.model.sees(cur.role, table.grants):
+        raise DoesNotExist(f"Table '{name}'")
+    where = f"{database}.{schema}.{name}"
+    rows = [("OWNERSHIP", "TABLE", where, "ROLE", table.grants.owner)]
+    rows += [(privilege, "TABLE", where, "ROLE", role)
+             for privilege, roles in sorted(table.grants.granted.items()) for role in sorted(roles)]
+    columns = ("privilege", "granted_on", "name", "granted_to", "grantee_name")
+    return [_meta(column) for column in columns], rows
+
+
 def _privileges(grants: Grants, role: str) -> list[str]:
     found = ["OWNERSHIP"] if grants.owner == role else []
     return found + sorted(p for p, roles in grants.granted.items() if role in roles)
@@ -578,6 +644,8 @@ def _alter_rename(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     found = cur.model.table(database, schema, old)
     if not cur.model.has(cur.role, found.grants):  # R5
         raise InsufficientPrivileges(f"table '{old}'")
+    if not cur.model.has(cur.role, where.grants, "CREATE TABLE"):  # R5: RENAME creates a name in the schema
+        raise InsufficientPrivileges(f"schema '{schema}' (RENAME needs CREATE TABLE)")
     if new in where.tables:
         raise snowflake.connector.errors.ProgrammingError(msg=f"Object '{new}' already exists.")
     where.tables[new] = where.tables.pop(old)
@@ -723,14 +791,16 @@ def _grant_targets(cur: ModelCursor, on: str, manage: bool, privileges: list[str
             raise InsufficientPrivileges(f"schema '{m.group(2)}'")
         return [schema.grants]
     if m := re.fullmatch(rf"TABLE ((?:{NAME}\.){{0,2}}{NAME})", on, re.IGNORECASE):
+        database, schema_name, _ = cur._where(m.group(1))
+        schema = cur._schema(database, schema_name)
         found = model.table(*cur._where(m.group(1)))
-        if not (manage or model.has(cur.role, found.grants, "OWNERSHIP")):
+        if not (manage or _grantor(model, cur.role, schema, found)):
             raise InsufficientPrivileges(f"table '{m.group(1)}'")
         return [found.grants]
     if m := re.fullmatch(rf"ALL TABLES IN SCHEMA {NAME}\.{NAME}", on, re.IGNORECASE):
         schema = cur._schema(m.group(1), m.group(2))
         tables = list(schema.tables.values())
-        if not manage and any(not model.has(cur.role, t.grants, "OWNERSHIP") for t in tables):
+        if not manage and any(not _grantor(model, cur.role, schema, t) for t in tables):
             raise InsufficientPrivileges(f"tables in schema '{m.group(2)}'")
         return [t.grants for t in tables]
     if m := re.fullmatch(rf"FUTURE TABLES IN (SCHEMA {NAME}\.{NAME}|DATABASE {NAME})", on, re.IGNORECASE):
@@ -747,6 +817,14 @@ def _grant_targets(cur: ModelCursor, on: str, manage: bool, privileges: list[str
             raise InsufficientPrivileges("future grants (MANAGE GRANTS)")
         return [_FutureHolder(holder)]
     raise snowflake.connector.errors.ProgrammingError(msg=f"model: GRANT ON {on} not modelled")
+
+
+def _grantor(model: SnowflakeModel, role: str, schema: Schema, table: Table) -> bool:
+    """R8: who may grant on a table (MANAGE GRANTS aside): in a managed access schema its
+    owner, whoever owns the table; elsewhere the table's owner."""
+    if schema.managed:
+        return schema.grants.owner in model.effective(role)
+    return table.grants.owner in model.effective(role)
 
 
 class _FutureHolder:
@@ -776,12 +854,16 @@ def _grant_ownership(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     model = cur.model
     manage = model.account_has(cur.role, "MANAGE GRANTS")
     targets = _grant_targets(cur, on, manage, ["OWNERSHIP"], role)
+    for grants in targets:  # R8: checked for every object before any changes hands
+        if not keep and not isinstance(grants, _FutureHolder) and any(grants.granted.values()):
+            raise snowflake.connector.errors.ProgrammingError(
+                msg="Grant not executed: the object has grants; add COPY CURRENT GRANTS or REVOKE CURRENT GRANTS")
     for grants in targets:
         if isinstance(grants, _FutureHolder):
             grants.give("OWNERSHIP", role)
             continue
         grants.owner = role  # R8
-        if not keep or keep.upper().startswith("REVOKE"):
+        if keep and keep.upper().strip().startswith("REVOKE"):
             grants.granted.clear()
     return _STATUS
 
@@ -813,6 +895,46 @@ def _accepted(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     return _STATUS
 
 
+def _user_admin(cur: ModelCursor, user: str) -> None:
+    # Users are account objects: the model lets the admin roles alone create and alter them.
+    if not cur.model.account_has(cur.role, "MANAGE GRANTS"):
+        raise InsufficientPrivileges(f"user '{user}'")
+
+
+def _create_user(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    _user_admin(cur, m.group(1))
+    cur.model.users.setdefault(m.group(1), set())
+    return _STATUS
+
+
+def _set_workload_identity(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    _user_admin(cur, m.group(1))
+    cur.model.identities.setdefault(m.group(1), {})["DEFAULT"] = (m.group(2), m.group(3))  # R13: replaces
+    return _STATUS
+
+
+def _add_workload_identity(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    user, name = m.group(1), m.group(2)
+    _user_admin(cur, user)
+    named = cur.model.identities.setdefault(user, {})
+    if name in named:  # R13: no IF NOT EXISTS form
+        raise snowflake.connector.errors.ProgrammingError(msg=f"Workload identity '{name}' already exists.")
+    named[name] = (m.group(3), m.group(4))
+    return _STATUS
+
+
+def _set_public_key(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    _user_admin(cur, m.group(1))
+    cur.model.public_keys[m.group(1)] = m.group(2)
+    return _STATUS
+
+
+def _set_secondary_roles(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    _user_admin(cur, m.group(1))
+    cur.model.secondary_roles[m.group(1)] = m.group(2).replace(" ", "")
+    return _STATUS
+
+
 _T = r'((?:"?[A-Z0-9_]+"?\.){0,2}"?[A-Z0-9_]+"?)'
 _HANDLERS: list[tuple[str, Any]] = [
     (rf"USE SCHEMA {NAME}\.{NAME}", _use_schema),
@@ -821,6 +943,7 @@ _HANDLERS: list[tuple[str, Any]] = [
     (r"SHOW DATABASES", _show_databases),
     (r"SHOW PARAMETERS LIKE '([A-Z_]+)' IN SESSION", _show_parameters),
     (rf"SHOW GRANTS TO ROLE {NAME}", _show_grants_to_role),
+    (rf"SHOW GRANTS ON TABLE {_T}", _show_grants_on_table),
     (rf"SHOW FUTURE GRANTS IN SCHEMA {NAME}\.{NAME}", _show_future_grants),
     (rf"CREATE (OR REPLACE )?DATABASE (IF NOT EXISTS )?{NAME}(?: CLONE {NAME})?", _create_database),
     (rf"CREATE SCHEMA (IF NOT EXISTS )?{NAME}\.{NAME}( WITH MANAGED ACCESS)?", _create_schema),
@@ -845,12 +968,38 @@ _HANDLERS: list[tuple[str, Any]] = [
     (rf"REVOKE ([A-Z ,]+?) ON (.+?) FROM ROLE {NAME}", _revoke),
     (rf"CREATE ROLE IF NOT EXISTS {NAME}", _create_role),
     # Account objects the model does not track: warehouses and users (setup.sql creates them).
-    (rf"CREATE (?:WAREHOUSE|USER) IF NOT EXISTS {NAME}.*", _accepted),
-    (rf"ALTER USER (?:IF EXISTS )?{NAME} SET .*", _accepted),
+    (rf"CREATE WAREHOUSE IF NOT EXISTS {NAME}.*", _accepted),
+    (rf"CREATE USER IF NOT EXISTS {NAME}.*", _create_user),
+    (rf"ALTER USER (?:IF EXISTS )?{NAME} SET WORKLOAD_IDENTITY = \( ?TYPE = OIDC ISSUER = '([^']*)' "
+     r"SUBJECT = '([^']*)' ?\)", _set_workload_identity),
+    (rf"ALTER USER (?:IF EXISTS )?{NAME} ADD WORKLOAD IDENTITY {NAME} TYPE = OIDC ISSUER = '([^']*)' "
+     r"SUBJECT = '([^']*)'", _add_workload_identity),
+    (rf"ALTER USER (?:IF EXISTS )?{NAME} SET RSA_PUBLIC_KEY = '([^']*)'", _set_public_key),
+    (rf"ALTER USER (?:IF EXISTS )?{NAME} SET DEFAULT_SECONDARY_ROLES = (\( ?\)|\('ALL'\))", _set_secondary_roles),
     (r"BEGIN TRANSACTION|COMMIT|ROLLBACK", _accepted),
     (rf"USE WAREHOUSE {NAME}", _accepted),
     (rf"USE ROLE {NAME}", _use_role),
 ]
+
+
+OIDC_AUDIENCE = "snowflakecomputing.com"
+
+
+def oidc_token(issuer: str, subject: str, audience: str = OIDC_AUDIENCE) -> str:
+    """An unsigned JWT with the claims R13 reads (the model checks no signature)."""
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f'{part({"alg": "none"})}.{part({"iss": issuer, "sub": subject, "aud": audience})}.'
+
+
+def oidc_claims(token: str) -> dict | None:
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def write_pandas_fake(conn, df, table_name, database=None, schema=None, **kwargs):

@@ -262,19 +262,32 @@ def clone_aged(pr: int, days: float | None) -> admin.Clone:
 def test_which_clones_are_stale(older_than: int, keep: list[int], stale: dict[int, str]) -> None:
     clones = [clone_aged(1, 1), clone_aged(2, 14), clone_aged(3, 20), clone_aged(4, None)]
     expected = {f"PRODUCTION_CLONE_{pr}": why for pr, why in stale.items()}
-    assert admin.stale_clones(clones, older_than, keep) == expected
+    assert admin.stale_clones(clones, older_than, keep, min_age_hours=0) == expected
+
+
+def test_a_clone_younger_than_the_minimum_age_stays_whatever_keep_prs_says() -> None:
+    """Issue 19: CI lists the open pull requests, then prunes; a pull request opened in between
+    has a clone seconds old that no --keep-pr names. Only asked (min_age_hours=0) does it go."""
+    clones = [clone_aged(1, 0), clone_aged(2, 0.9), clone_aged(3, 1.5), clone_aged(4, None)]
+    assert admin.stale_clones(clones, 14, [9]) == {"PRODUCTION_CLONE_3": "pull request not open",
+                                                   "PRODUCTION_CLONE_4": "pull request not open"}
+    assert admin.stale_clones(clones, 0, []) == {"PRODUCTION_CLONE_3": "older than 0 days"}
+    assert admin.stale_clones(clones, 14, [9], min_age_hours=48) == {"PRODUCTION_CLONE_4": "pull request not open"}
+    assert set(admin.stale_clones(clones, 14, [9], min_age_hours=0)) == {f"PRODUCTION_CLONE_{n}" for n in (1, 2, 3, 4)}
 
 
 def test_prune_lists_by_default_and_drops_only_with_apply(warehouse: Path) -> None:
     for pr in (1, 2, 3):
         act(warehouse, "production", "clone", pr_id=pr)
     before = fingerprint(warehouse)
-    listed = act(warehouse, "production", "prune", keep_prs=[2])
+    fresh = act(warehouse, "production", "prune", keep_prs=[2], apply=True)  # minutes old: all stay
+    assert fresh.changed == () and fingerprint(warehouse) == before
+    listed = act(warehouse, "production", "prune", keep_prs=[2], min_age_hours=0)
     assert [c.pr_id for c in listed.clones] == [1, 3] and listed.changed == ()
     assert listed.message == "2 stale clones of 3; nothing dropped (apply to drop them)"
     assert listed.to_frame().STALE_BECAUSE.tolist() == ["pull request not open"] * 2
     assert fingerprint(warehouse) == before
-    applied = act(warehouse, "production", "prune", keep_prs=[2], apply=True)
+    applied = act(warehouse, "production", "prune", keep_prs=[2], apply=True, min_age_hours=0)
     assert applied.changed == ("PRODUCTION_CLONE_1", "PRODUCTION_CLONE_3")
     assert applied.to_frame().DROPPED.tolist() == [True, True]
     after = fingerprint(warehouse)
@@ -405,7 +418,8 @@ def test_snowflake_prune_drops_exactly_the_stale_clones() -> None:
         "PRODUCTION": NOW - timedelta(days=900), "STAGING": NOW - timedelta(days=900),
         "PRODUCTION_CLONE_7": NOW - timedelta(days=2),  # open, fresh
         "PRODUCTION_CLONE_8": NOW - timedelta(days=20),  # open, not pushed for 20 days
-        "PRODUCTION_CLONE_9": NOW - timedelta(hours=1),  # closed
+        "PRODUCTION_CLONE_9": NOW - timedelta(days=3),  # closed
+        "PRODUCTION_CLONE_10": NOW - timedelta(hours=1),  # not listed as open: opened after the listing?
         "PRODUCTION_CLONE_X": NOW - timedelta(days=90),  # not a clone name
     })
     result = snowflake_run(connection, "prune", keep_prs=[7, 8], apply=True)
@@ -414,7 +428,8 @@ def test_snowflake_prune_drops_exactly_the_stale_clones() -> None:
         ('DROP DATABASE IF EXISTS "PRODUCTION_CLONE_9"', None),
     ]
     assert result.reasons == {"PRODUCTION_CLONE_8": "older than 14 days", "PRODUCTION_CLONE_9": "pull request not open"}
-    assert sorted(connection.databases) == ["PRODUCTION", "PRODUCTION_CLONE_7", "PRODUCTION_CLONE_X", "STAGING"]
+    assert sorted(connection.databases) == ["PRODUCTION", "PRODUCTION_CLONE_10", "PRODUCTION_CLONE_7",
+                                            "PRODUCTION_CLONE_X", "STAGING"]
 
 
 def test_snowflake_drop_sends_one_guarded_statement() -> None:
@@ -449,12 +464,19 @@ def test_cli_actions_and_options(warehouse: Path, monkeypatch, capsys) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "2 clones of PRODUCTION" and [line.split()[0] for line in out[2:]] == ["4", "5"]
     assert cli.main(["admin", "prune", "--keep-pr", "4", "--keep-pr", "9"]) == 0
+    assert capsys.readouterr().out.startswith("no stale clones of 2")  # minutes old: they stay
+    assert cli.main(["admin", "prune", "--keep-pr", "4", "--keep-pr", "9", "--min-age-hours", "0"]) == 0
     assert "PRODUCTION_CLONE_5" in capsys.readouterr().out
     assert "PRODUCTION_CLONE_5.duckdb" in fingerprint(warehouse)  # no --apply: nothing dropped
     for argv in (["admin", "prune", "--older-than", bad] for bad in ("-1", "1.5", "\u0661", "14 ", "3651", "")):
         assert cli.main(argv) == 1
         assert capsys.readouterr().err.count("\n") == 1
-    assert cli.main(["admin", "prune", "--older-than", "0", "--apply"]) == 0
+    for argv in (["admin", "prune", "--min-age-hours", bad] for bad in ("-1", "1.5", "24h", "87601")):
+        assert cli.main(argv) == 1
+        assert capsys.readouterr().err.count("\n") == 1
+    assert cli.main(["admin", "prune", "--older-than", "0", "--apply"]) == 0  # minutes old: they stay
+    assert len(fingerprint(warehouse)) == 5
+    assert cli.main(["admin", "prune", "--older-than", "0", "--min-age-hours", "0", "--apply"]) == 0
     assert sorted(fingerprint(warehouse)) == ["LOCAL.duckdb", "PRODUCTION.duckdb", "STAGING.duckdb"]
     monkeypatch.setenv("HNPIPE_ENV", "branch")
     monkeypatch.setenv("HNPIPE_PR_ID", "8")

@@ -340,3 +340,46 @@ def test_variables_used_names_what_the_login_reads_never_values(tmp_path: Path) 
     assert credentials.variables_used(names, got) == ["SNOWFLAKE_ACCOUNT", "SNOWFLAKE_PROD_USER", "SNOWFLAKE_ROLE",
                                                       "SNOWFLAKE_WAREHOUSE", "SNOWFLAKE_PROD_PRIVATE_KEY_FILE"]
     assert credentials.login_method(got) == "key pair"
+
+
+# -- people: browser SSO and an authenticator app's passcode (issue 19) ------------------------
+PERSON = {key: value for key, value in FULL.items() if key != "SNOWFLAKE_PASSWORD"}
+
+
+def test_browser_sso_needs_no_secret_and_names_its_method() -> None:
+    got = snowflake_credentials(environ={**PERSON, "SNOWFLAKE_AUTHENTICATOR": "externalbrowser"})
+    # The connector's name (snowflake.connector.network.EXTERNAL_BROWSER_AUTHENTICATOR).
+    assert got == {"account": "xy12345.eu-west-1", "user": "ALICE", "role": "DEVELOPER", "warehouse": "DEV_WH",
+                   "authenticator": "EXTERNALBROWSER", "client_store_temporary_credential": True}
+    assert credentials.login_method(got) == "browser SSO"
+    with pytest.raises(CredentialsError, match="SNOWFLAKE_USER"):  # SSO signs in a named person
+        snowflake_credentials(environ={**PERSON, "SNOWFLAKE_USER": "", "SNOWFLAKE_AUTHENTICATOR": "EXTERNALBROWSER"})
+
+
+@pytest.mark.parametrize("authenticator", ["USERNAME_PASSWORD_MFA", None])
+def test_password_with_an_authenticator_apps_passcode(authenticator: str | None) -> None:
+    environ = {**FULL, "SNOWFLAKE_PASSCODE": "123456"}
+    if authenticator:
+        environ["SNOWFLAKE_AUTHENTICATOR"] = authenticator
+    got = snowflake_credentials(environ=environ)
+    assert got["authenticator"] == "USERNAME_PASSWORD_MFA" and got["passcode"] == "123456"
+    assert got["password"] == PASSWORD and credentials.login_method(got) == "password + passcode"
+    assert got["client_request_mfa_token"] is True  # one passcode, one login: later sessions use the cached token
+    assert "123456" in secret_values({"SNOWFLAKE_PASSCODE": "123456"})  # redacted like the password
+
+
+def test_password_mfa_without_its_passcode_names_the_variable() -> None:
+    with pytest.raises(CredentialsError, match="set SNOWFLAKE_PASSCODE"):
+        snowflake_credentials(environ={**FULL, "SNOWFLAKE_AUTHENTICATOR": "USERNAME_PASSWORD_MFA"})
+
+
+@pytest.mark.parametrize("extra", [{"SNOWFLAKE_AUTHENTICATOR": "EXTERNALBROWSER"},
+                                   {"SNOWFLAKE_AUTHENTICATOR": "USERNAME_PASSWORD_MFA", "SNOWFLAKE_PASSCODE": "123456"},
+                                   {"SNOWFLAKE_PASSCODE": "123456"}])
+def test_a_persons_login_is_refused_in_ci_naming_the_login_ci_uses(extra: dict[str, str]) -> None:
+    with pytest.raises(CredentialsError) as caught:
+        snowflake_credentials(environ={**FULL, **extra, "CI": "true"})
+    message = str(caught.value)
+    assert "a person's login, and CI is set" in message
+    assert "CI logs in with workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY) or a key pair" in message
+    assert "123456" not in message and PASSWORD not in message

@@ -6,15 +6,17 @@ and on the embedded engine. `--smoke` removes what it made, also when a step fai
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import snowflake.connector
 
 from hnpipe import cli
 from hnpipe.ops import doctor
 from snowflake_model import SnowflakeModel
-from snowflake_account import account, as_env, publish_all  # noqa: F401 (fixture)
+from snowflake_account import SETUP, account, as_env, publish_all  # noqa: F401 (fixture)
 
 
 def checks(report: doctor.Report) -> dict[str, str]:
@@ -82,6 +84,30 @@ def test_login_with_a_password_fails_outside_local(account, monkeypatch) -> None
     report = doctor.run("production", connect=account.connector())
     assert checks(report)["login"] == "FAIL" and "Snowflake blocks password sign-in" in detail(report, "login")
     assert "pw-for-doctor-77" not in report.text()
+
+
+@pytest.mark.parametrize("setting, method", [({"SNOWFLAKE_AUTHENTICATOR": "EXTERNALBROWSER"}, "browser SSO"),
+                                             ({"SNOWFLAKE_PASSWORD": "pw-77", "SNOWFLAKE_PASSCODE": "123456"},
+                                              "password + passcode")])
+def test_doctor_names_a_persons_login_and_passes_it_only_for_local(account, monkeypatch, setting, method) -> None:
+    """Issue 19: people sign in with SSO or an authenticator app; doctor says which login it used."""
+    as_env(monkeypatch, "production")
+    monkeypatch.delenv("SNOWFLAKE_AUTHENTICATOR")
+    monkeypatch.delenv("SNOWFLAKE_TOKEN")
+    for name, value in setting.items():
+        monkeypatch.setenv(name, value)
+    report = doctor.run("production", connect=account.connector())
+    assert checks(report)["login"] == "FAIL" and f"logged in with {method}, a person's login" in detail(report, "login")
+    account.users["JANE"] = {"HNPIPE_DEV"}
+    account.run("ACCOUNTADMIN", "CREATE SCHEMA LOCAL.JANE")
+    account.run("ACCOUNTADMIN", "GRANT OWNERSHIP ON SCHEMA LOCAL.JANE TO ROLE HNPIPE_DEV")
+    as_env(monkeypatch, "local")
+    for name, value in {"SNOWFLAKE_USER": "JANE", "SNOWFLAKE_ROLE": "HNPIPE_DEV", "HNPIPE_DEV_SCHEMA": "JANE"}.items():
+        monkeypatch.setenv(name, value)
+    report = doctor.run("local", connect=account.connector())
+    assert detail(report, "login").endswith(f"login       JANE logged in with {method} (a person's own runs only)")
+    assert checks(report)["login"] == "ok"
+    assert "123456" not in report.text() and "pw-77" not in report.text()
 
 
 def test_the_key_file_must_be_readable_by_its_owner_only(account, monkeypatch, tmp_path) -> None:
@@ -172,9 +198,65 @@ def test_smoke_runs_every_statement_form_and_leaves_nothing(account, monkeypatch
     report = doctor.run(env, smoke=True, connect=account.connector())
     assert report.ok, report.text()
     assert "SWAP WITH" in detail(report, "smoke") and "read ARRAY back as integer lists" in detail(report, "smoke")
+    assert "read TIME (UTC) and the flags back" in detail(report, "smoke")  # issue 19
     if env == "branch":
         assert "table clone of PRODUCTION.HACKER_NEWS.COMMENTS" in detail(report, "smoke")
+    else:
+        assert "future grants: HNPIPE_BRANCH and HNPIPE_READER may SELECT the new table" in detail(report, "smoke")
     assert smoke_objects(account) == []
+
+
+def test_the_smoke_frame_carries_times_with_microseconds_a_missing_time_and_missing_flags() -> None:
+    frame = doctor._smoke_frame()
+    assert str(frame["TIME"].dtype) == "datetime64[us, UTC]" and frame["TIME"].isna().tolist() == [False, False, True]
+    assert frame["TIME"].iloc[0] == pd.Timestamp("2023-11-14 22:13:20.123456", tz="UTC")
+    assert frame["DEAD"].isna().any() and frame["DELETED"].isna().any() and frame["DEAD"].dtype == "boolean"
+
+
+def shifting_times(inner, transform):
+    """A connect whose write_pandas loads TIME changed by `transform` (a wrong load)."""
+    def connect(**kwargs):
+        connection = inner(**kwargs)
+        original = connection.write_pandas
+
+        def write_pandas(frame, table, database, schema):
+            if "TIME" in frame.columns:
+                frame = frame.assign(TIME=transform(frame["TIME"]))
+            return original(frame, table, database, schema)
+
+        connection.write_pandas = write_pandas
+        return connection
+
+    return connect
+
+
+@pytest.mark.parametrize("transform", [lambda t: t + pd.Timedelta(hours=1),  # a time zone shift
+                                       lambda t: t.dt.floor("ms")])  # microseconds lost
+def test_smoke_fails_when_time_does_not_read_back_as_written(account, monkeypatch, transform) -> None:
+    as_env(monkeypatch, "production")
+    report = doctor.run("production", smoke=True, connect=shifting_times(account.connector(), transform))
+    assert checks(report)["smoke"] == "FAIL" and "TIME read back as" in detail(report, "smoke")
+    assert smoke_objects(account) == []
+
+
+@pytest.mark.parametrize("env, role", [("production", "HNPIPE_BRANCH"), ("production", "HNPIPE_READER"),
+                                       ("staging", "HNPIPE_READER")])
+def test_smoke_fails_when_a_future_grant_is_missing(account, monkeypatch, env, role) -> None:
+    """Issue 19: SHOW GRANTS TO ROLE lists no future grants; the new table shows whether they work."""
+    as_env(monkeypatch, env)
+    database = env.upper()
+    account.run("ACCOUNTADMIN", f"REVOKE SELECT ON FUTURE TABLES IN SCHEMA {database}.HACKER_NEWS FROM ROLE {role}")
+    report = doctor.run(env, smoke=True, connect=account.connector())
+    assert checks(report)["smoke"] == "FAIL"
+    assert f"{role} cannot SELECT the newly published HNPIPE_SMOKE_" in detail(report, "smoke")
+    assert checks(report)["clean up"] == "ok" and smoke_objects(account) == []
+
+
+def test_future_readers_are_the_roles_setup_sql_grants_future_select() -> None:
+    granted = {}
+    for database, role in re.findall(r"GRANT SELECT ON FUTURE TABLES IN SCHEMA (\w+)\.HACKER_NEWS TO ROLE (\w+);", SETUP):
+        granted.setdefault(database.lower(), set()).add(role)
+    assert {env: set(roles) for env, roles in doctor.FUTURE_READERS.items()} == granted
 
 
 def test_smoke_cleans_up_after_a_failing_step(account, monkeypatch) -> None:

@@ -123,7 +123,7 @@ def test_an_interrupt_between_staging_and_swap_leaves_items_whole(tmp_path: Path
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt  # Ctrl-C in the notebook while the gates run on the staging table
 
-    monkeypatch.setattr(DuckDBWarehouse, "_run_checks", interrupted)
+    monkeypatch.setattr(DuckDBWarehouse, "_run_gates", interrupted)
     with pytest.raises(KeyboardInterrupt):
         warehouse.publish_arrow(TARGET, "ITEMS", builder_of(raw_items(40)).to_arrow(), "20261127T000000_000002",
                                 gates=GATES)

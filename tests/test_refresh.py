@@ -246,7 +246,7 @@ def test_a_merge_that_fails_in_sql_or_mid_way_leaves_the_table_whole(tmp_path: P
     def die(*args: Any) -> None:
         raise KeyboardInterrupt  # e.g. Ctrl-C in the notebook between staging and swap
 
-    monkeypatch.setattr(DuckDBWarehouse, "_run_checks", die)
+    monkeypatch.setattr(DuckDBWarehouse, "_run_gates", die)
     with pytest.raises(KeyboardInterrupt):
         warehouse.publish_merge(TARGET, "ITEMS", new, "run3", (TOP - 29, TOP - 10))
     monkeypatch.undo()

@@ -17,7 +17,7 @@ import pytest
 import snowflake.connector
 
 from hnpipe import cli
-from snowflake_account import PRODUCTION, account, as_env, publish_all, reader_counts  # noqa: F401 (fixture)
+from snowflake_account import PRODUCTION, account, as_env, as_prune_job, publish_all, reader_counts  # noqa: F401 (fixture)
 from snowflake_model import InsufficientPrivileges
 
 
@@ -76,8 +76,8 @@ def test_issue_9_the_nightly_prune_sees_and_drops_the_branch_roles_clones(accoun
     for pr in (7, 8):
         as_env(monkeypatch, "branch", pr=pr)
         admin(capsys, "clone", "--pr", str(pr))
-    as_env(monkeypatch, "production")  # the scheduled prune job, with PR 8 still open
-    out = admin(capsys, "prune", "--older-than", "0", "--keep-pr", "8", "--apply")
+    as_prune_job(monkeypatch)  # the scheduled prune job, with PR 8 still open
+    out = admin(capsys, "prune", "--older-than", "0", "--keep-pr", "8", "--min-age-hours", "0", "--apply")
     assert "PRODUCTION_CLONE_7" in out
     assert "PRODUCTION_CLONE_7" not in account.databases and "PRODUCTION_CLONE_8" not in account.databases
     # It logged in as the branch user, which owns the clones (SHOW DATABASES shows a role only
@@ -90,6 +90,7 @@ def test_issue_9_production_still_publishes_after_the_handover(account, monkeypa
     publish_all(monkeypatch, "production", "20261127T020000_aaaaaa")
     as_env(monkeypatch, "production")
     monkeypatch.setenv("SNOWFLAKE_PROD_USER", "IT_JANE")  # applied by a person who may manage grants
+    monkeypatch.setenv("SNOWFLAKE_AUTHENTICATOR", "EXTERNALBROWSER")  # the person's browser SSO (issue 19)
     monkeypatch.setenv("SNOWFLAKE_PROD_ROLE", "SECURITYADMIN")
     assert cli.main(["admin", "handover", "--owner-role", "IT_ADMIN", "--reader-role", "HNPIPE_READER",
                      "--analyst-role", "ANALYST", "--apply"]) == 0, capsys.readouterr().err

@@ -31,7 +31,7 @@ import nbformat
 import pytest
 
 from hnpipe.warehouse import DuckDBWarehouse
-from workflow_files import github, gitlab_jobs, load, GITLAB
+from workflow_files import github, gitlab_document, gitlab_jobs, load, GITLAB
 
 ROOT = Path(__file__).resolve().parents[1]
 HNPIPE = Path(sys.executable).with_name("hnpipe")
@@ -306,7 +306,7 @@ def run_gitlab_job(job_name: str, workdir: Path, tools: Path, predefined: dict[s
     stopping at the first that fails, as GitLab Runner does."""
     job = gitlab_jobs()[job_name]
     variables = dict(predefined)
-    for block in (load(GITLAB).get("variables", {}), job.get("variables", {})):
+    for block in (gitlab_document(GITLAB).get("variables", {}), job.get("variables", {})):
         variables.update({k: expand(v, variables) for k, v in block.items()})
     job_env = {**env, **{k: str(v) for k, v in variables.items()}, "PATH": f"{tools}:{env['PATH']}"}
     log = []

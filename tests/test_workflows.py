@@ -26,6 +26,8 @@ from workflow_files import (
     github,
     triggers,
     gitlab_jobs,
+    gitlab_document,
+    gitlab_files,
     github_scripts,
     gitlab_scripts,
     hnpipe_commands,
@@ -58,7 +60,7 @@ def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess:
 def test_workflows_are_valid_against_their_published_schemas(tmp_path: Path) -> None:
     result = check_jsonschema("vendor.github-workflows", *(GITHUB / name for name in GITHUB_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
-    result = check_jsonschema("vendor.gitlab-ci", GITLAB)
+    result = check_jsonschema("vendor.gitlab-ci", *gitlab_files(), ROOT / ".gitlab" / "python.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     # ... and the schemas do catch mistakes.
     broken = tmp_path / "broken.yml"
@@ -138,7 +140,13 @@ def test_github_secrets_come_only_from_the_secret_store(name: str) -> None:
                 assert value == "WORKLOAD_IDENTITY", (where, variable)
                 continue
             secret = credentials.secret_variable(variable) or variable.startswith("SNOWFLAKE_") or variable.endswith("_TOKEN")
-            if secret:
+            if variable.endswith("_ROLE") and re.fullmatch(r"HNPIPE_[A-Z]+", str(value)):
+                continue  # a role named outright (the prune's HNPIPE_BRANCH): a name, not a secret
+            if (where, variable) == ("prune-clones", "SNOWFLAKE_BRANCH_USER"):
+                # Issue 19: the prune logs in as the production user (one user per OIDC subject).
+                assert value == "${{ secrets.SNOWFLAKE_PROD_USER }}"
+                from_store += 1
+            elif secret:
                 # The variable's value is exactly the secret of the same name (GITHUB_TOKEN for gh).
                 assert value in (f"${{{{ secrets.{variable} }}}}", "${{ secrets.GITHUB_TOKEN }}"), (where, variable)
                 from_store += 1
@@ -167,10 +175,17 @@ def test_github_workflows_provide_the_credentials_their_params_file_names(name: 
     assert provided == required_snowflake_variables(env)
 
 
-def test_the_prune_logs_in_as_the_branch_user_that_owns_the_clones() -> None:
-    prune = github("production.yml")["jobs"]["prune-clones"]
+def test_the_prune_logs_in_as_production_with_the_branch_role_that_owns_the_clones() -> None:
+    """Issue 19: the prune presents production's OIDC subject (environment: production), so it
+    logs in as the production user, which holds the branch role too (snowflake/setup.sql); a
+    second user trusting the same subject is what Snowflake's docs do not allow for."""
+    workflow = github("production.yml")
+    prune = workflow["jobs"]["prune-clones"]
     provided = {variable for variable in prune["env"] if variable.startswith("SNOWFLAKE_")}
-    assert provided == required_snowflake_variables("branch") - set(github("production.yml")["env"])
+    assert provided == required_snowflake_variables("branch") - set(workflow["env"])
+    assert prune["env"]["SNOWFLAKE_BRANCH_USER"] == workflow["env"]["SNOWFLAKE_PROD_USER"]
+    assert prune["env"]["SNOWFLAKE_BRANCH_ROLE"] == "HNPIPE_BRANCH"
+    assert prune["environment"] == workflow["jobs"]["run"]["environment"] == "production"
     assert prune["permissions"]["id-token"] == "write"
 
 
@@ -186,23 +201,40 @@ def test_github_workflows_log_in_with_workload_identity_and_hold_no_password(nam
         assert job.get("permissions", {"id-token": "write"})["id-token"] == "write"
 
 
-def test_gitlab_logs_in_with_id_tokens_and_holds_no_password() -> None:
-    text = GITLAB.read_text(encoding="utf-8")
-    assert not re.search(r"PASSWORD|PRIVATE_KEY|\bPWD\b", text)
+def test_gitlab_logs_in_with_id_tokens_on_main_and_a_key_pair_for_merge_requests() -> None:
+    """Issue 19: a merge request job's ID token names its source branch, which no single
+    Snowflake SUBJECT matches, so those jobs use the branch user's key pair (a File-type CI/CD
+    variable, never a value here); the scheduled jobs on main use workload identity."""
+    for path in gitlab_files():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"PASSWORD|\bPWD\b", text), path
+        code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        assert "PRIVATE_KEY" not in code, path  # named in comments only: its value is a CI/CD variable
     jobs = gitlab_jobs()
-    for name in ("branch-clone", "branch-deploy", "branch-stop", "production-run", "prune-clones"):
+    for name in ("production-run", "prune-clones"):
         assert jobs[name]["id_tokens"] == {"SNOWFLAKE_TOKEN": {"aud": credentials.OIDC_AUDIENCE}}, name
         assert jobs[name]["variables"]["SNOWFLAKE_AUTHENTICATOR"] == "WORKLOAD_IDENTITY", name
+    for name in ("branch-clone", "branch-deploy", "branch-stop"):
+        assert "id_tokens" not in jobs[name] and "SNOWFLAKE_AUTHENTICATOR" not in jobs[name]["variables"], name
+    branch_key = params.load_params_file(ROOT / "params" / "branch.yaml")["snowflake_env"]["private_key_file"]
+    assert branch_key in GITLAB.read_text(encoding="utf-8").split("\nworkflow:")[0]  # the header says to set it
 
 
 def test_gitlab_secrets_come_only_from_ci_variables() -> None:
-    document = load(GITLAB)
-    blocks = [("global", document.get("variables", {}))]
-    blocks += [(name, body.get("variables", {})) for name, body in document.items() if isinstance(body, dict)]
+    blocks = []
+    for path in [*gitlab_files(), ROOT / ".gitlab" / "python.yml"]:
+        document = load(path)
+        blocks += [("global", document.get("variables", {}))]
+        blocks += [(name, body.get("variables", {})) for name, body in document.items() if isinstance(body, dict)]
     for where, variables in blocks:
         for variable, value in variables.items():
             if variable == "SNOWFLAKE_AUTHENTICATOR":  # a mode, not a secret
                 assert value == "WORKLOAD_IDENTITY"
+                continue
+            if variable.endswith("_ROLE") and re.fullmatch(r"HNPIPE_[A-Z]+", str(value)):
+                continue  # a role named outright (the prune's HNPIPE_BRANCH)
+            if (where, variable) == ("prune-clones", "SNOWFLAKE_BRANCH_USER"):
+                assert value == "$SNOWFLAKE_PROD_USER"  # issue 19: production's login, by reference
                 continue
             assert not (credentials.secret_variable(variable) or variable.startswith("SNOWFLAKE_")
                         or variable.endswith("_TOKEN")), (where, variable)
@@ -243,8 +275,9 @@ def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> N
     on = triggers(workflow)
     assert set(on) == {"schedule", "workflow_dispatch"} and on["schedule"][0]["cron"]
     assert workflow["concurrency"] == {"group": "production", "cancel-in-progress": False}
-    # Never beside a branch clone: they share one concurrency group (issue 9).
-    shared = {"group": "production-data", "cancel-in-progress": False}
+    # Never beside a branch clone: they share one concurrency group (issue 9), where jobs queue
+    # (issue 19: with one pending job, a second clone would cancel a waiting production run).
+    shared = {"group": "production-data", "cancel-in-progress": False, "queue": "max"}
     assert workflow["jobs"]["run"]["concurrency"] == shared
     assert github("branch-deployment.yml")["jobs"]["clone"]["concurrency"] == shared
     assert step_commands(workflow["jobs"]["run"]) == [["run", "--env", "production", "--dry-run"],
@@ -295,16 +328,28 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
     # The clone never runs beside a production run: one resource group (issue 9).
     assert clone["resource_group"] == jobs["production-run"]["resource_group"] == "production-data"
     assert deploy["needs"] == ["branch-clone"]
+    # Issue 19: the clone and the deploy of one merge request never overlap another pipeline's:
+    # both run in a child pipeline whose trigger job holds branch-<IID> until the child is done.
+    trigger = jobs["branch-deployment"]
+    assert trigger["trigger"] == {"include": ".gitlab/branch-deployment.yml", "strategy": "depend"}
+    assert trigger["resource_group"] == "branch-$CI_MERGE_REQUEST_IID"
+    assert trigger["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    child = load(ROOT / trigger["trigger"]["include"])
+    assert {"branch-clone", "branch-deploy", "branch-stop"} <= set(child)
+    assert not {"branch-clone", "branch-deploy", "branch-stop"} & set(load(GITLAB))
+    # ... and an older pipeline is superseded: its branch jobs are cancelled by a newer one,
+    # never production's (https://docs.gitlab.com/ci/yaml/#workflowauto_cancelon_new_commit).
+    assert load(GITLAB)["workflow"]["auto_cancel"] == {"on_new_commit": "interruptible"}
+    assert all(jobs[name].get("interruptible") is True for name in ("branch-deployment", "branch-clone", "branch-deploy"))
+    assert not any(jobs[name].get("interruptible") for name in ("production-run", "prune-clones", "test"))
     assert [c for script in clone["script"] for c in hnpipe_commands(script, mr)] == [["admin", "clone", "--pr", "7"]]
     # The whole history (GIT_DEPTH 0): `hnpipe changes` needs the merge request's base commit.
-    assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID", "GIT_DEPTH": "0",
-                                   "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY"}
+    assert deploy["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID", "GIT_DEPTH": "0"}
     assert stop["environment"] == {"name": deploy["environment"]["name"], "action": "stop"}
-    assert stop["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID",
-                                 "SNOWFLAKE_AUTHENTICATOR": "WORKLOAD_IDENTITY"}
+    assert stop["variables"] == {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "$CI_MERGE_REQUEST_IID"}
     assert "$CI_MERGE_REQUEST_IID" in deploy["environment"]["name"]
-    for job in (deploy, stop):
-        assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "merge_request_event"'
+    for job in (clone, deploy, stop):  # a child pipeline's source is parent_pipeline: test the MR itself
+        assert job["rules"][0]["if"] == "$CI_MERGE_REQUEST_IID"
     commands = [c for script in deploy["script"] for c in hnpipe_commands(script, mr)]
     assert [c[:2] for c in commands] == [["changes", "--base"], ["changes", "--base"],
                                           ["run", "--env"], ["diff", "--base"]]

@@ -36,9 +36,41 @@ def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
     return workflow.get("on", workflow.get(True))
 
 
+def gitlab_document(path: Path = GITLAB) -> dict[str, Any]:
+    """A GitLab CI file with its `include: local` files merged in (the file's own keys win)."""
+    document = load(path)
+    merged: dict[str, Any] = {}
+    for entry in document.get("include", []):
+        included = gitlab_document(ROOT / entry["local"].lstrip("/"))
+        merged.update({key: value for key, value in included.items() if key != "variables"})
+        merged["variables"] = {**merged.get("variables", {}), **included.get("variables", {})}
+    variables = {**merged.get("variables", {}), **document.get("variables", {})}
+    merged.update(document)
+    if variables:
+        merged["variables"] = variables
+    merged.pop("include", None)
+    return merged
+
+
+def gitlab_files() -> list[Path]:
+    """.gitlab-ci.yml and the child pipelines its trigger jobs include."""
+    files = [GITLAB]
+    for body in load(GITLAB).values():
+        if isinstance(body, dict) and isinstance(body.get("trigger"), dict) and "include" in body["trigger"]:
+            files.append(ROOT / body["trigger"]["include"])
+    return files
+
+
 def gitlab_jobs() -> dict[str, dict[str, Any]]:
-    """GitLab jobs with their `extends` merged in (hidden templates, .name, left out)."""
-    document = load(GITLAB)
+    """GitLab jobs with their `extends` merged in (hidden templates, .name, left out), those of
+    the child pipelines too (each with its own file's templates)."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for path in gitlab_files():
+        jobs.update(_gitlab_file_jobs(gitlab_document(path)))
+    return jobs
+
+
+def _gitlab_file_jobs(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     templates = {name: body for name, body in document.items() if name.startswith(".")}
 
     def resolved(body: dict[str, Any]) -> dict[str, Any]:

@@ -36,15 +36,27 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "workload_identity_provider": "SNOWFLAKE_WORKLOAD_IDENTITY_PROVIDER",
     "token_file": "SNOWFLAKE_TOKEN_FILE",
     "token": "SNOWFLAKE_TOKEN",
+    # A person's authenticator-app (TOTP) passcode, sent with the password
+    # (authenticator=USERNAME_PASSWORD_MFA, the connector's `passcode`:
+    # https://docs.snowflake.com/en/developer-guide/python-connector/python-connector-connect, MFA).
+    "passcode": "SNOWFLAKE_PASSCODE",
 }
 _ALL_SETTINGS = {**SNOWFLAKE_SETTINGS, **OPTIONAL_SETTINGS}
 _REQUIRED = ("account", "user", "role", "warehouse")
 # Settings whose values are secrets, whatever their variable is called.
-_SECRET_SETTINGS = ("password", "private_key_file_pwd", "token")
+_SECRET_SETTINGS = ("password", "private_key_file_pwd", "token", "passcode")
 WORKLOAD_IDENTITY = "WORKLOAD_IDENTITY"
+# People's logins, for their own runs and the handover only, never in CI (issue 19): browser SSO
+# through the identity provider, or a password with an authenticator app's passcode. Values are
+# the connector's authenticator names (snowflake.connector.network: EXTERNALBROWSER,
+# USERNAME_PASSWORD_MFA); https://docs.snowflake.com/en/user-guide/admin-security-fed-auth-use
+# (browser SSO) and the connector page above (MFA passcode).
+EXTERNAL_BROWSER, PASSWORD_MFA = "EXTERNALBROWSER", "USERNAME_PASSWORD_MFA"
+PERSON_AUTHENTICATORS = {EXTERNAL_BROWSER: "browser SSO", PASSWORD_MFA: "password + passcode"}
+CI_LOGINS = "CI logs in with workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY) or a key pair"
 _PROVIDERS = ("OIDC", "AWS", "AZURE", "GCP")  # the connector's AttestationProvider values
 # How a login proves who it is, in the order hnpipe prefers them.
-LOGIN_METHODS = ("workload identity", "key pair", "password")
+LOGIN_METHODS = ("workload identity", "key pair", "browser SSO", "password + passcode", "password")
 
 ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
 _MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words and digits
@@ -135,9 +147,11 @@ def snowflake_credentials(
     Returns account, user, role, warehouse and one way to log in, the first that is set:
     workload identity (SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY: authenticator,
     workload_identity_provider, and for OIDC token_file_path or token; in GitHub Actions the
-    token is fetched from GitHub when `fetch_token`, i.e. right before a login), a key pair
-    (private_key_file, plus private_key_file_pwd if set), or a password. Missing settings raise
-    one CredentialsError naming every missing variable, never a value.
+    token is fetched from GitHub when `fetch_token`, i.e. right before a login); a person's
+    browser SSO (EXTERNALBROWSER) or password + passcode (USERNAME_PASSWORD_MFA, or
+    SNOWFLAKE_PASSCODE set), refused when CI is set; a key pair (private_key_file, plus
+    private_key_file_pwd if set); or a password. Missing settings raise one CredentialsError
+    naming every missing variable, never a value.
     """
     names = {**_ALL_SETTINGS, **check_env_names(env_names)}
     env = _environ(environ)
@@ -150,14 +164,26 @@ def snowflake_credentials(
         return raw.strip() if isinstance(raw, str) and raw.strip() else None
 
     authenticator = value("authenticator")
-    if authenticator is not None and authenticator.upper() != WORKLOAD_IDENTITY:
+    authenticator = authenticator.upper() if authenticator is not None else None
+    if authenticator is not None and authenticator not in (WORKLOAD_IDENTITY, *PERSON_AUTHENTICATORS):
         raise CredentialsError(
-            f"{names['authenticator']} must be {WORKLOAD_IDENTITY} (workload identity federation) or unset "
-            "(key pair, or a password for a person's own runs)"
+            f"{names['authenticator']} must be {WORKLOAD_IDENTITY} (workload identity federation, CI), "
+            f"{EXTERNAL_BROWSER} (browser SSO) or {PASSWORD_MFA} (password + authenticator-app passcode), "
+            "or unset (key pair, or a password for a person's own runs)"
         )
-    federated = authenticator is not None
+    if authenticator is None and value("passcode") is not None:
+        authenticator = PASSWORD_MFA  # a passcode goes with the password
+    if authenticator in PERSON_AUTHENTICATORS and env.get("CI"):
+        raise CredentialsError(
+            f"{PERSON_AUTHENTICATORS[authenticator]} ({names['authenticator']}={authenticator}"
+            f"{' or ' + names['passcode'] if authenticator == PASSWORD_MFA else ''}) is a person's login, "
+            f"and CI is set: {CI_LOGINS} ({names['private_key_file']})"
+        )
+    federated = authenticator == WORKLOAD_IDENTITY
     required = [setting for setting in _REQUIRED if not (federated and setting == "user")]
     missing = [names[setting] for setting in required if value(setting) is None]
+    if authenticator == PASSWORD_MFA:
+        missing += [names[setting] for setting in ("password", "passcode") if value(setting) is None]
     provider = (value("workload_identity_provider") or "OIDC").upper()
     if federated:
         if provider not in _PROVIDERS:
@@ -166,6 +192,8 @@ def snowflake_credentials(
         if provider == "OIDC" and value("token_file") is None and value("token") is None and not github:
             missing.append(f"{names['token_file']} or {names['token']} (the CI's OIDC token; in GitHub "
                            "Actions give the job `permissions: id-token: write`)")
+    elif authenticator in PERSON_AUTHENTICATORS:
+        pass  # browser SSO needs no secret here; password + passcode were checked above
     elif value("password") is None and value("private_key_file") is None:
         missing.append(f"{names['private_key_file']} (key pair; in CI {names['authenticator']}=WORKLOAD_IDENTITY; "
                        f"for your own runs {names['password']})")
@@ -190,6 +218,15 @@ def snowflake_credentials(
                 credentials["token"] = value("token")
             elif fetch_token:
                 credentials["token"] = github_oidc_token(env)
+    elif authenticator == EXTERNAL_BROWSER:
+        # The identity provider's page opens in a browser; a run opens a session per notebook, so
+        # the connector may keep the ID token between them (if the account allows ALLOW_ID_TOKEN).
+        credentials.update(authenticator=EXTERNAL_BROWSER, client_store_temporary_credential=True)  # type: ignore[arg-type]
+    elif authenticator == PASSWORD_MFA:
+        # A passcode is good for one login: the connector may cache the MFA token for the run's
+        # later sessions (if the account allows ALLOW_CLIENT_MFA_CACHING).
+        credentials.update(authenticator=PASSWORD_MFA, password=value("password"), passcode=value("passcode"),
+                           client_request_mfa_token=True)  # type: ignore[arg-type]
     elif key_file is not None:
         if not Path(key_file).expanduser().is_file():
             raise CredentialsError(
@@ -218,6 +255,8 @@ def login_method(settings: Mapping[str, str]) -> str:
     """How `snowflake_credentials`' result logs in: one of LOGIN_METHODS."""
     if settings.get("authenticator") == WORKLOAD_IDENTITY:
         return "workload identity"
+    if settings.get("authenticator") in PERSON_AUTHENTICATORS:
+        return PERSON_AUTHENTICATORS[settings["authenticator"]]
     return "key pair" if "private_key_file" in settings else "password"
 
 

@@ -168,6 +168,11 @@ def _check_days(value: int) -> None:
         raise ValueError("use a whole number of days from 0 to 3650")
 
 
+def _check_hours(value: int) -> None:
+    if not 0 <= value <= 24 * 3650:
+        raise ValueError("use a whole number of hours from 0 to 87600")
+
+
 def _check_pr_list(value: list) -> None:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
         raise ValueError("use a list of pull-request numbers, e.g. [12, 15]")
@@ -249,6 +254,8 @@ ADMIN_PARAMETERS: dict[str, Parameter] = {
                   "the pull request whose clone to make or drop (None: HNPIPE_PR_ID)", _check_pr_id),
         Parameter("older_than_days", int, 14, "prune: clones older than this are stale", _check_days),
         Parameter("keep_prs", list, [], "prune: open pull requests whose clones stay", _check_pr_list),
+        Parameter("min_age_hours", int, 24, "prune: clones younger than this stay, whatever keep_prs "
+                  "says (0: none)", _check_hours),
         Parameter("apply", bool, False, "prune: drop the stale clones (False only lists them)"),
     )
 }

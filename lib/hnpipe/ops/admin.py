@@ -29,6 +29,11 @@ Prune. A clone is stale when
 * `keep_prs` is given and its pull request is not among them. CI passes the open pull
   requests: any other one was merged or closed, and its drop failed or never ran.
 
+Whatever `keep_prs` says, a clone younger than `min_age_hours` (default 24) is kept: its pull
+request may have been opened after CI listed the open ones, and a clone made seconds ago is
+always in use (issue 19). `min_age_hours=0` (`--min-age-hours 0`) turns that off; a clone
+whose age the engine does not report is judged by `keep_prs` alone.
+
 An open pull request's clone is thus kept only while it is younger than the limit. Without
 `keep_prs` only age counts, since an empty list cannot tell "no pull request is open" from
 "not told"; when none is open, CI passes `--older-than 1`: every clone older than a day is
@@ -66,7 +71,8 @@ PRODUCTION = "PRODUCTION"
 # What admin.ipynb and `run` accept: the pipeline parameters plus the admin ones.
 DECLARED = {**params.PARAMETERS, **params.ADMIN_PARAMETERS}
 # Admin options that only mean something to some actions; setting them for another is a mistake.
-_OPTION_ACTIONS = {"pr_id": ("clone", "drop"), "keep_prs": ("prune",), "apply": ("prune",)}
+_OPTION_ACTIONS = {"pr_id": ("clone", "drop"), "keep_prs": ("prune",), "apply": ("prune",),
+                   "min_age_hours": ("prune",)}
 
 
 @dataclass(frozen=True)
@@ -256,7 +262,7 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
                                      engine=warehouse.engine, clones=tuple(clones))
             else:
                 result = _prune(warehouse, env, values["older_than_days"], values["keep_prs"],
-                                values["apply"], now)
+                                values["apply"], now, values["min_age_hours"])
         finally:
             if owned and hasattr(warehouse, "close"):
                 warehouse.close()
@@ -300,12 +306,16 @@ def list_clones(warehouse: Warehouse, now: datetime | None = None) -> list[Clone
     return sorted(clones, key=lambda clone: clone.pr_id)
 
 
-def stale_clones(clones: Iterable[Clone], older_than_days: int, keep_prs: Sequence[int] = ()) -> dict[str, str]:
+def stale_clones(clones: Iterable[Clone], older_than_days: int, keep_prs: Sequence[int] = (),
+                 min_age_hours: int = 24) -> dict[str, str]:
     """The clones prune would drop, each with why (the rules are in the module docstring)."""
     limit = timedelta(days=older_than_days)
+    young = timedelta(hours=min_age_hours)
     keep = set(keep_prs)
     stale = {}
     for clone in clones:
+        if min_age_hours and clone.age is not None and clone.age < young:
+            continue  # too young: its pull request may have opened after the listing
         reasons = []
         if keep and clone.pr_id not in keep:
             reasons.append("pull request not open")
@@ -346,9 +356,9 @@ def _drop(warehouse: Warehouse, env: str, database: str, now: datetime) -> Admin
 
 
 def _prune(warehouse: Warehouse, env: str, older_than_days: int, keep_prs: Sequence[int], apply: bool,
-           now: datetime) -> AdminResult:
+           now: datetime, min_age_hours: int = 24) -> AdminResult:
     clones = list_clones(warehouse, now)
-    reasons = stale_clones(clones, older_than_days, keep_prs)
+    reasons = stale_clones(clones, older_than_days, keep_prs, min_age_hours)
     stale = tuple(c for c in clones if c.database in reasons)
     if not apply:
         message = f"{_count(stale, 'stale clone')} of {len(clones)}; nothing dropped (apply to drop them)"
@@ -428,6 +438,8 @@ def add_arguments(parser) -> None:
                        help="clones older than this many days are stale (default: %(default)s)")
     prune.add_argument("--keep-pr", metavar="N", action="append", default=[],
                        help="an open pull request whose clone stays unless too old (repeat for each)")
+    prune.add_argument("--min-age-hours", metavar="HOURS", default=str(params.ADMIN_PARAMETERS["min_age_hours"].default),
+                       help="clones younger than this stay, whatever --keep-pr says; 0 turns it off (default: %(default)s)")
     prune.add_argument("--apply", action="store_true", help="drop the stale clones (default: only list them)")
     text = ("print (with --apply, run on Snowflake from production) the statements that hand "
             "PRODUCTION.HACKER_NEWS to IT: ownership, analysts' write access revoked, readers granted")
@@ -474,7 +486,9 @@ def main(args) -> int:
     if args.action == "prune":
         if not _DAYS.fullmatch(args.older_than):
             raise ParameterError(f"refused --older-than {args.older_than!r}: use a whole number of days, e.g. 14")
-        options.update(older_than_days=int(args.older_than), apply=args.apply,
+        if not _DAYS.fullmatch(args.min_age_hours):
+            raise ParameterError(f"refused --min-age-hours {args.min_age_hours!r}: use a whole number of hours, e.g. 24")
+        options.update(older_than_days=int(args.older_than), apply=args.apply, min_age_hours=int(args.min_age_hours),
                        keep_prs=[pr_number(pr, "--keep-pr") for pr in args.keep_pr])
     print(run(parameters(args.action, **options)).to_text())
     return 0

@@ -4,8 +4,9 @@ nothing more? One line per check, pass or fail, with the fix. Exit 0 only when a
 On Snowflake it logs in with the environment's own credentials (the variables params/<env>.yaml
 names) and checks, in order:
 
-  login        how it logs in (workload identity, key pair; a password outside local fails:
-               Snowflake blocks password sign-in for TYPE = SERVICE users) and that it can
+  login        how it logs in, by name (workload identity, key pair; a person's login, browser
+               SSO, password + passcode or a password, fails outside local: the environment's
+               job logs in as a TYPE = SERVICE user, which cannot use them) and that it can
   key file     the private key file is readable by its owner only (mode 600 or stricter)
   role         the session's role is the one the credentials name
   query tag    the session carries hnpipe's QUERY_TAG (env, command, git sha)
@@ -21,9 +22,12 @@ removes it afterwards, also when a step fails: production, staging and local use
 HNPIPE_SMOKE_<id>_* in their own schema; a branch a throwaway database HNPIPE_SMOKE_<id> (its
 role may create databases, and a table clone of PRODUCTION checks it may read production). The
 forms: CREATE TABLE, write_pandas of KIDS/PARTS lists into ARRAY columns and reading them back as
-integer lists, the quality-check SELECTs, RENAME (first publish), SWAP WITH (republish), RENAME to
+integer lists, TIME (TIMESTAMP_NTZ) and the DEAD/DELETED flags read back equal as UTC, the
+quality-check SELECTs, RENAME (first publish), SWAP WITH (republish), RENAME to
 a kept version, CTAS, COMMENT ON TABLE/COLUMN, CREATE TABLE .. CLONE, DROP TABLE (and, for a
-branch, CREATE/DROP DATABASE, CREATE SCHEMA WITH MANAGED ACCESS and its future grant). These are
+branch, CREATE/DROP DATABASE, CREATE SCHEMA WITH MANAGED ACCESS and its future grant); then, for
+production and staging, SHOW GRANTS ON the table just published: the roles snowflake/setup.sql's
+schema-level future grants name (FUTURE_READERS) must hold SELECT on it. These are
 the behaviours no fake can vouch for: docs/snowflake.md's statement table lists them as "checked by
 `hnpipe doctor --smoke`".
 
@@ -183,12 +187,14 @@ def _snowflake(report: Report, env: str, target: Target, smoke: bool, environ: M
             report.append(Check("login", FAIL, f"{method}: {error}",
                                 "check the account, user and role; `hnpipe doctor` names the variables it read"))
             return
-        if method == "password" and env != "local":
-            report.append(Check("login", FAIL, f"{user} logged in with a password", "use a key pair "
+        person = method not in ("workload identity", "key pair")
+        if person and env != "local":
+            report.append(Check("login", FAIL, f"{user} logged in with {method}, a person's login", "use a key pair "
                                 "(SNOWFLAKE_PRIVATE_KEY_FILE) or, in CI, SNOWFLAKE_AUTHENTICATOR=WORKLOAD_IDENTITY: "
-                                "Snowflake blocks password sign-in for service users"))
+                                "Snowflake blocks password sign-in for service users, "
+                                f"and the {env} job logs in as one"))
         else:
-            note = " (a person's own runs only)" if method == "password" else ""
+            note = " (a person's own runs only)" if person else ""
             report.append(Check("login", PASS, f"{user} logged in with {method}{note}"))
         wanted = settings.get("role")
         report.append(Check("role", PASS if role == wanted else FAIL, f"the session's role is {role}",
@@ -284,13 +290,34 @@ def _must_not_check(report: Report, env: str, role: str, rows: set[tuple[str, st
 
 
 def _smoke_frame(rows: int = 3) -> pd.DataFrame:
+    """ITEMS' kinds of columns (hnpipe.items): lists, and TIME and the flags, whose load path
+    (a Parquet timestamp into TIMESTAMP_NTZ, nullable booleans) no fake can vouch for: the
+    connector has loaded timestamps wrong before (snowflake-connector-python issues 1677, 1820).
+    TIME has microseconds, so a unit mistake (ms, ns) shows, and a missing value."""
     lists = pd.ArrowDtype(__import__("pyarrow").list_(__import__("pyarrow").int64()))
+    micros = [1_700_000_000_123_456 + i * 86_400_000_000 for i in range(rows)]
+    flags = [True, False, None] * rows
     return pd.DataFrame({
         "ID": pd.array(range(1, rows + 1), dtype="Int64"),
         "TITLE": pd.array([f"smoke {i}" for i in range(rows)], dtype="string"),
         "KIDS": pd.Series([[i, i + 1] for i in range(rows)], dtype=lists),
         "PARTS": pd.Series([None] + [[7]] * (rows - 1), dtype=lists),
+        "TIME": pd.Series(pd.to_datetime(micros[:-1] + [None], unit="us", utc=True)).astype("datetime64[us, UTC]"),
+        "DEAD": pd.array(flags[:rows], dtype="boolean"),
+        "DELETED": pd.array(flags[1:rows + 1], dtype="boolean"),
     })
+
+
+def _same(back: pd.Series, written: pd.Series) -> bool:
+    """Equal values, missing where missing (timestamps compared as UTC instants)."""
+    return back.astype(object).where(back.notna(), None).tolist() == \
+        written.astype(object).where(written.notna(), None).tolist()
+
+
+# Who reads what a publish creates, through snowflake/setup.sql's schema-level future grants
+# (GRANT SELECT ON FUTURE TABLES IN SCHEMA ...). SHOW GRANTS TO ROLE does not list future grants,
+# so the smoke checks a table it has just published instead.
+FUTURE_READERS = {"production": ("HNPIPE_BRANCH", "HNPIPE_READER"), "staging": ("HNPIPE_READER",)}
 
 
 def _smoke_snowflake(report: Report, warehouse, env: str, target: Target, environ: Mapping[str, str]) -> None:
@@ -317,6 +344,7 @@ def _smoke_snowflake(report: Report, warehouse, env: str, target: Target, enviro
         else:
             warehouse.ensure_schema(place)
         _smoke_forms(warehouse, place, prefix, steps)
+        _future_readers(warehouse, env, place, prefix, steps)
     except HnpipeError as error:
         report.append(Check("smoke", FAIL, f"failed after {len(steps)} statement forms "
                             f"({', '.join(steps) or 'none'}): {error}",
@@ -339,13 +367,21 @@ def _smoke_forms(warehouse, place: Target, prefix: str, steps: list[str]) -> Non
     table = f"{prefix}_ITEMS"
     frame = _smoke_frame()
     unique = Gate("id_unique", "SELECT ID FROM {table} GROUP BY ID HAVING COUNT(*) > 1")
-    warehouse.publish_frame(place, table, frame, f"{prefix}R1", checks=[unique], keep_versions=1)
+    warehouse.publish_frame(place, table, frame, f"{prefix}R1", gates=[unique], keep_versions=1)
     steps.append("CREATE TABLE + write_pandas (ARRAY) + checks + RENAME")
     back = warehouse.read_table(place, table)
     if [list(v) for v in back["KIDS"]] != [list(v) for v in frame["KIDS"]] or back["PARTS"].iloc[0] is not pd.NA:
         raise HnpipeError(f"KIDS/PARTS read back as {back['KIDS'].tolist()!r:.80}, not the integer lists written")
     steps.append("read ARRAY back as integer lists")
-    warehouse.publish_frame(place, table, frame.iloc[:2], f"{prefix}R2", checks=[unique], keep_versions=1)
+    # TIMESTAMP_NTZ holds UTC wall time and reads back labelled UTC: the instants must match.
+    if str(back["TIME"].dtype) != "datetime64[us, UTC]" or not _same(back["TIME"], frame["TIME"]):
+        raise HnpipeError(f"TIME read back as {back['TIME'].tolist()!r:.120}, not the UTC times written "
+                          f"{frame['TIME'].tolist()!r:.120}")
+    for flag in ("DEAD", "DELETED"):
+        if not _same(back[flag], frame[flag]):
+            raise HnpipeError(f"{flag} read back as {back[flag].tolist()!r}, not {frame[flag].tolist()!r}")
+    steps.append("read TIME (UTC) and the flags back")
+    warehouse.publish_frame(place, table, frame.iloc[:2], f"{prefix}R2", gates=[unique], keep_versions=1)
     steps.append("SWAP WITH + RENAME to a kept version")
     warehouse.publish_query(place, f"{prefix}_COPY", f'SELECT * FROM "{table}"', f"{prefix}R3")
     steps.append("CTAS")
@@ -355,6 +391,25 @@ def _smoke_forms(warehouse, place: Target, prefix: str, steps: list[str]) -> Non
     steps.append("CREATE TABLE .. CLONE")
     warehouse.drop_table(place, f"{prefix}_CLONE")
     steps.append("DROP TABLE")
+
+
+def _future_readers(warehouse, env: str, place: Target, prefix: str, steps: list[str]) -> None:
+    """The table the smoke published (created by the publish's swap) is readable by the roles
+    the schema's future grants name: branch clones and readers keep working after a publish."""
+    readers = FUTURE_READERS.get(env, ())
+    if not readers:
+        return
+    table = f"{prefix}_ITEMS"
+    cursor = warehouse.execute(f'SHOW GRANTS ON TABLE "{place.database}"."{place.schema}"."{table}"',
+                               what=f"list the grants on {table}")
+    columns = [column[0].lower() for column in cursor.description]
+    privilege, grantee = columns.index("privilege"), columns.index("grantee_name")
+    selecting = {str(row[grantee]).replace('"', "") for row in cursor.fetchall() if row[privilege] == "SELECT"}
+    missing = [role for role in readers if role not in selecting]
+    if missing:
+        raise HnpipeError(f"{', '.join(missing)} cannot SELECT the newly published {table}: the future "
+                          f"grants on {place} are missing (run snowflake/setup.sql)")
+    steps.append(f"future grants: {' and '.join(readers)} may SELECT the new table")
 
 
 def _clean_up(warehouse, env: str, place: Target, prefix: str) -> list[str]:
