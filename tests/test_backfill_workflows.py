@@ -78,14 +78,14 @@ def run_github_job(workflow: dict, name: str, context: dict[str, Any], workdir: 
 
 @pytest.fixture
 def rehearsal(tmp_path: Path):
-    """A project root whose staging params point at a sample server; staging on DuckDB."""
+    """A project root whose production params point at a sample server; production on DuckDB."""
     root = tmp_path / "project"
     for part in ("params", "notebooks"):
         shutil.copytree(ROOT / part, root / part)
     shutil.copy2(ROOT / "pyproject.toml", root / "pyproject.toml")
     items = generate_sample(n_ids=IDS, max_item=MAX_ITEM)
     with SampleServer(items=items) as server:
-        path = root / "params" / "staging.yaml"
+        path = root / "params" / "production.yaml"
         text = re.sub(r"(?m)^hn_api_url: .*$", f"hn_api_url: {server.base_url}", path.read_text())
         text = re.sub(r"(?m)^hn_api_private_hosts: .*$", "hn_api_private_hosts: [127.0.0.1]", text)
         path.write_text(re.sub(r"(?m)^concurrency: .*$", "concurrency: 8", text))
@@ -97,15 +97,16 @@ def rehearsal(tmp_path: Path):
 
 
 def published_ids(warehouse: Path, table: str = "ITEMS") -> list[int]:
-    with duckdb.connect(str(warehouse / "STAGING.duckdb"), read_only=True) as con:
-        return [row[0] for row in con.execute(f'SELECT ID FROM STAGING.HACKER_NEWS."{table}" ORDER BY ID').fetchall()]
+    with duckdb.connect(str(warehouse / "PRODUCTION.duckdb"), read_only=True) as con:
+        return [row[0] for row in con.execute(f'SELECT ID FROM PRODUCTION.HACKER_NEWS."{table}" ORDER BY ID').fetchall()]
 
 
 def test_github_backfill_workflow_is_shaped_as_the_issue_asks() -> None:
     workflow = github("backfill.yml")
     on = workflow.get("on", workflow.get(True))
     assert set(on) == {"workflow_dispatch"}
-    assert {"env", "from", "to", "shard_size", "max_parallel", "max_requests_per_s"} <= set(on["workflow_dispatch"]["inputs"])
+    assert {"from", "to", "shard_size", "max_parallel", "max_requests_per_s"} <= set(on["workflow_dispatch"]["inputs"])
+    assert workflow["env"]["HNPIPE_ENV"] == "production"  # as the logins table says (tests/test_logins.py)
     shard = workflow["jobs"]["shard"]
     assert shard["strategy"]["fail-fast"] is False
     assert shard["strategy"]["max-parallel"] == "${{ fromJSON(inputs.max_parallel) }}"
@@ -121,7 +122,7 @@ def test_github_backfill_workflow_is_shaped_as_the_issue_asks() -> None:
 def test_github_backfill_workflow_rehearsed_resumes_and_merges(rehearsal) -> None:
     root, env, items, server, warehouse = rehearsal
     workflow = github("backfill.yml")
-    inputs = {"env": "staging", "from": str(MAX_ITEM - IDS + 1), "to": "maxitem", "shard_size": str(SHARD_SIZE),
+    inputs = {"from": str(MAX_ITEM - IDS + 1), "to": "maxitem", "shard_size": str(SHARD_SIZE),
               "max_parallel": "2", "max_requests_per_s": "5000"}
     context: dict[str, Any] = {"inputs": inputs, "github": {"run_id": "1", "run_attempt": "1"}, "secrets": {}}
     plan = run_github_job(workflow, "plan", context, root, env)
@@ -152,9 +153,9 @@ def test_github_backfill_workflow_rehearsed_resumes_and_merges(rehearsal) -> Non
 def test_gitlab_backfill_child_pipeline_rehearsed(rehearsal) -> None:
     root, env, items, server, warehouse = rehearsal
     jobs = gitlab_jobs()
-    variables = {"BACKFILL_ENV": "staging", "BACKFILL_FROM": str(MAX_ITEM - IDS + 1), "BACKFILL_TO": "maxitem",
+    variables = {"BACKFILL_FROM": str(MAX_ITEM - IDS + 1), "BACKFILL_TO": "maxitem",
                  "BACKFILL_SHARD_SIZE": str(SHARD_SIZE), "BACKFILL_MAX_PARALLEL": "2", "BACKFILL_BUDGET": "5000",
-                 "HNPIPE_ENV": "staging"}
+                 "HNPIPE_ENV": "production"}
     assert jobs["backfill-merge"]["resource_group"] == "production-data"
     assert jobs["backfill-shards"]["trigger"]["include"][0] == {"artifact": "backfill-child.yml", "job": "backfill-plan"}
 

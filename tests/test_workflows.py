@@ -355,7 +355,9 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
                                           ["run", "--env"], ["diff", "--base"]]
     assert [c for script in stop["script"] for c in hnpipe_commands(script, mr)] == [["admin", "drop", "--pr", "7"]]
     production = [name for name, job in jobs.items() if job.get("variables", {}).get("HNPIPE_ENV") == "production"]
-    assert sorted(production) == ["production-run", "prune-clones"]
-    for name in production:
-        assert all("schedule" in rule["if"] or rule.get("when") == "manual" for rule in jobs[name]["rules"])
+    assert sorted(production) == ["backfill-merge", "backfill-plan", "production-run", "prune-clones"]
+    for name in production:  # scheduled, or started by hand (a job, or a pipeline run from the web form)
+        assert all("schedule" in rule["if"] or rule.get("when") == "manual"
+                   or rule["if"].startswith('$CI_PIPELINE_SOURCE == "web" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH')
+                   for rule in jobs[name]["rules"])
     assert jobs["test"]["script"] == ["pytest"] and jobs["test"]["before_script"] == ['pip install -e ".[dev]"']

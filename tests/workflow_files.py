@@ -57,7 +57,9 @@ def gitlab_files() -> list[Path]:
     files = [GITLAB]
     for body in load(GITLAB).values():
         if isinstance(body, dict) and isinstance(body.get("trigger"), dict) and "include" in body["trigger"]:
-            files.append(ROOT / body["trigger"]["include"])
+            include = body["trigger"]["include"]
+            if isinstance(include, str):  # a file in the repository (not one a job generates, as backfill's)
+                files.append(ROOT / include)
     return files
 
 
