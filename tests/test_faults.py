@@ -269,7 +269,8 @@ def test_serve_sample_serves_generated_ids_with_the_faults_asked_for() -> None:
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
     assert lines[0].startswith("serving 50 HN ids at http://127.0.0.1:")
     assert f"(max item {max(items)})" in lines[0]
-    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0, "trickle": 0}
+    assert faults_injected(lines) == {"http_500": 0, "http_429": 2, "timeout": 0, "drop": 0, "truncate": 0, "trickle": 0,
+                                      "endless": 0, "huge_length": 0, "gzip_bomb": 0, "deep": 0}
     assert "stopped after 2 requests" in lines[-1]
 
 
@@ -304,6 +305,22 @@ def test_hnpipe_run_against_a_trickling_server_fails_cleanly_within_the_request_
     assert line.count("\n") == 0 and "no complete answer within its 3 s deadline" in line, line
     assert seconds < 120, seconds  # the deadline, plus starting the kernels; not 10 ids x 8 attempts x minutes
     assert faults_injected(lines)["trickle"] >= 1
+    assert "ITEMS" not in DuckDBWarehouse(clean_env).list_tables(TARGET)
+
+
+@pytest.mark.parametrize("flags", [("--endless", "1"), ("--gzip-bombs", "0.5", "--bomb-mb", "256")], ids=["endless", "gzip-bomb"])
+def test_hnpipe_run_against_a_hostile_answer_fails_in_one_line_naming_id_and_limit(clean_env: Path, flags) -> None:
+    """An endless body grew the kernel past 4 GB in 28 s; a gzip inside gzip decoded whole (3 GB) and
+    the run exited 0. Now the answer stops at max_answer_mb: one line, well within the deadline."""
+    with serve_sample_process("--ids", "50", "--fault-seed", "3", *flags) as (url, lines):
+        started = time.monotonic()
+        run = hnpipe("run", "--env", "local", "-p", f"hn_api_url={url}", "-p", "n_items=50", timeout=300)
+        seconds = time.monotonic() - started
+    assert run.returncode == 1, run.stdout
+    line = run.stderr.strip()
+    assert line.count("\n") == 0 and "larger than the 1 MiB limit" in line and "connection closed" in line, line
+    assert re.search(r"(item \d+|maxitem) from http://127\.0\.0\.1:\d+/v0/", line), line
+    assert seconds < 120, seconds  # starting the kernels, then the first hostile answer: not the 60 s deadline x ids
     assert "ITEMS" not in DuckDBWarehouse(clean_env).list_tables(TARGET)
 
 

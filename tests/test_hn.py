@@ -7,6 +7,7 @@ they use a small http.server handler with fixed bodies.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -194,7 +195,7 @@ def test_fetch_survives_every_kind_of_fault():
         injected = srv.faults_injected
     assert got == expected
     assert report.null_ids == nulls
-    assert all(count > 0 for kind, count in injected.items() if kind != "trickle"), injected
+    assert all(injected[kind] > 0 for kind in ("http_500", "http_429", "timeout", "drop", "truncate")), injected
     assert report.retries >= sum(injected.values()) - injected["timeout"]  # maxitem may retry too
 
 
@@ -253,7 +254,7 @@ def test_truncated_bodies_exhaust_retries_with_fetch_error():
             with pytest.raises(FetchError) as caught:
                 client.get_item(3)
     assert f"item 3 from {base_url}/item/3.json failed after 2 attempts" in str(caught.value)
-    assert "ChunkedEncodingError" in str(caught.value)
+    assert "truncated answer" in str(caught.value)
 
 
 def test_connection_refused_is_retried_then_fetch_error():
@@ -470,3 +471,14 @@ def test_stub_refuses_what_the_real_client_refuses():
     with pytest.raises(ParameterError, match="item id -4"):
         StubHNClient({}).get_item(-4)
 
+
+def test_server_and_client_work_from_a_thread_that_runs_an_event_loop():
+    """A notebook kernel's thread runs an event loop: neither the sample server nor the client
+    may run theirs there (both failed with "Cannot run the event loop while another loop is
+    running" in a kernel before their loops moved to threads of their own)."""
+    async def in_a_kernel() -> tuple[int, int]:
+        with SampleServer(items={1: {"id": 1, "type": "story"}, 2: None}) as srv:
+            with HttpHNClient(srv.base_url, **FAST) as client:
+                return client.max_item(), client.fetch_items(range(1, 3), lambda item: None).fetched
+
+    assert asyncio.run(in_a_kernel()) == (2, 1)

@@ -52,6 +52,8 @@ def test_notebook_parameters_cell_matches_declared_defaults(notebook: str) -> No
     ({"environment": False}, "environment=False (bool) is not a string"),
     ({"hn_api_url": "ftp://x"}, "hn_api_url='ftp://x' is not allowed: use 'sample'"),
     ({"concurrency": 0}, "concurrency=0 is not allowed"),
+    ({"max_answer_mb": 0}, "max_answer_mb=0 is not allowed: use a whole number of MiB from 1 to 64"),
+    ({"max_answer_mb": 65}, "max_answer_mb=65 is not allowed"),
     ({"colour": "red"}, "unknown parameter 'colour': allowed are environment, n_items"),
     ({"snowflake_password": "hunter2"}, "refused parameter 'snowflake_password': secrets are never"),
     ({"api_token": "x"}, "refused parameter 'api_token'"),
@@ -70,7 +72,7 @@ def test_validate_fills_defaults() -> None:
     assert values == {"environment": "local", "n_items": 5, "hn_api_url": "sample",
                       "concurrency": 32, "snowflake_env": {}, "branch_role": "", "keep_versions": 5,
                       "refresh": "full", "refresh_window": 500, "hn_api_private_hosts": [],
-                      "request_deadline_s": 60, "max_shrink": 0.5, "allow_shrink": False,
+                      "request_deadline_s": 60, "max_answer_mb": 1, "max_shrink": 0.5, "allow_shrink": False,
                       "id_min": None, "id_max": None, "max_requests_per_s": 0, "backfill_id": "",
                       "backfill_shard": 0}
 

@@ -6,6 +6,7 @@ to see exactly what the server sent (a fault), requests where it only needs the 
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import http.client
 import json
@@ -15,12 +16,14 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 from hnpipe import sample
 from hnpipe.errors import ParameterError
 from hnpipe.sample import Faults, SampleServer, generate_sample, load_sample
+from hnpipe.sample import cli as sample_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -405,3 +408,56 @@ def test_serve_prints_its_url_answers_and_stops_on_ctrl_c():
             proc.kill()
     assert proc.returncode == 0
     assert "stopped after 1 requests" in out
+
+
+# -- server: hostile answers (what the HN client's limits are tested against) -------------------
+
+
+def test_endless_fault_sends_a_body_with_no_length_that_does_not_end():
+    with SampleServer(items={1: None}, faults=Faults(endless=1.0)) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(b"GET /v0/item/1.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while len(received) < 4 << 20:  # far past any item; it keeps coming
+                received += sock.recv(1 << 16)
+        head = received.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200") and b"content-length" not in head
+        assert srv.faults_injected["endless"] == 1
+
+
+def test_huge_length_fault_declares_2_gib():
+    with SampleServer(items={1: None}, faults=Faults(huge_length=1.0)) as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", "/v0/item/1.json")
+        response = conn.getresponse()
+        assert response.headers["Content-Length"] == str(2 * 1024**3)
+        assert len(response.read1(1 << 16)) > 0
+        conn.close()
+
+
+def test_gzip_bomb_fault_is_small_on_the_wire_and_expands_past_a_thousandfold():
+    with SampleServer(items={1: None}, faults=Faults(gzip_bomb=1.0, bomb_mb=64)) as srv:
+        status, headers, body = get(srv, "/v0/item/1.json")
+    assert status == 200 and headers["Content-Encoding"] == "gzip, gzip" and len(body) < 64 * 1024
+    inner = zlib.decompress(body, 47)  # one layer: still small
+    outer = zlib.decompressobj(47)
+    expanded = 0
+    while inner and expanded <= 64 << 20:  # bounded steps: the test must not hold 64 MiB either
+        expanded += len(outer.decompress(inner, 1 << 20))
+        inner = outer.unconsumed_tail
+    assert expanded >= 1000 * len(body)
+
+
+def test_deep_fault_nests_the_items_kids_as_deep_as_asked():
+    with SampleServer(items={5: None}, faults=Faults(deep=1.0, deep_levels=100_000)) as srv:
+        status, _, body = get(srv, "/v0/item/5.json")
+    assert status == 200 and body.startswith(b'{"id":5,') and body.count(b"[") == 100_000
+
+
+def test_serve_sample_offers_the_hostile_faults():
+    parser = argparse.ArgumentParser()
+    sample_cli.add_arguments(parser)
+    args = parser.parse_args(["--endless", "0.1", "--huge-lengths", "0.1", "--gzip-bombs", "0.1",
+                              "--deep", "0.1", "--bomb-mb", "8", "--deep-levels", "500"])
+    assert (args.endless, args.huge_lengths, args.gzip_bombs, args.deep) == (0.1, 0.1, 0.1, 0.1)
+    assert (args.bomb_mb, args.deep_levels) == (8, 500)

@@ -25,6 +25,7 @@ from hnpipe.errors import ParameterError, one_line
 from hnpipe.hn_url import check_private_hosts, host_kind, shown_url, url_problem
 
 MAX_ITEMS = 5_000_000
+MAX_ANSWER_MB = 64  # max_answer_mb's ceiling: 64 MiB x 256 in flight is already 16 GiB
 _ENV_VAR = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
 # Credential settings a params file may map to environment-variable *names*.
 CREDENTIAL_SETTINGS = ("account", "user", "password", "private_key_file", "role", "warehouse",
@@ -69,6 +70,11 @@ def check_destination(values: Mapping[str, Any]) -> None:
 def _check_fraction(value: float) -> None:
     if not 0 <= value <= 1:
         raise ValueError("use a fraction from 0 to 1, e.g. 0.5 (1 turns the shrink gate off)")
+
+
+def _check_answer_mb(value: int) -> None:
+    if not 1 <= value <= MAX_ANSWER_MB:
+        raise ValueError(f"use a whole number of MiB from 1 to {MAX_ANSWER_MB}")
 
 
 def _check_deadline(value: int) -> None:
@@ -203,6 +209,10 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("request_deadline_s", int, 60,
                   "the most one HN API request may take, every attempt and backoff included; a fetch is "
                   "bounded by it too (request_deadline_s x ids per worker); 1 to 3600", _check_deadline),
+        Parameter("max_answer_mb", int, 1,
+                  "the most one HN API answer may be, in MiB, as it arrives and again decompressed (the "
+                  "largest items are tens of KB); a larger answer fails the fetch naming the id; 1 to 64",
+                  _check_answer_mb),
         Parameter("snowflake_env", dict, {},
                   "which environment variables hold each Snowflake credential (names, never values)",
                   _check_snowflake_env),

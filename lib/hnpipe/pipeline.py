@@ -220,6 +220,7 @@ class Step:
                 bucket = budget.TokenBucket(values["max_requests_per_s"]) if values["max_requests_per_s"] else None
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
                     base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
+                    max_answer_bytes=values["max_answer_mb"] << 20,
                     private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
                     else values["hn_api_private_hosts"],
                     session=None if bucket is None else budget.session_reporting_to(bucket, values["concurrency"]))

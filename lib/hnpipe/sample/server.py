@@ -1,12 +1,15 @@
 """A loopback HTTP server that serves HN items like the live API (hnpipe.sample.data's by default).
 
 `SampleServer` serves any such items over real HTTP on 127.0.0.1, with optional latency and
-injected faults (500, 429, timeouts, dropped connections, truncated bodies) so the client's
-retry logic is exercised against real sockets.
+injected faults (500, 429, timeouts, dropped connections, truncated bodies, and hostile answers:
+endless bodies, a 2 GiB Content-Length, gzip bombs, items nested 100,000 deep) so the client's
+retries and limits are exercised against real sockets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import math
 import random
@@ -15,14 +18,15 @@ import signal
 import socket
 import threading
 import time
+import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Mapping
 
 from hnpipe.errors import ParameterError
 from hnpipe.sample.data import Item, _check_int, load_sample
 
-_FAULT_KINDS = ("http_500", "http_429", "timeout", "drop", "truncate", "trickle")
+_FAULT_KINDS = ("http_500", "http_429", "timeout", "drop", "truncate", "trickle", "endless", "huge_length",
+                "gzip_bomb", "deep")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,12 @@ class Faults:
     truncate   send 200 and the full Content-Length, but only half the body, then close
     trickle    send 200 at once, then the body one byte every `trickle_interval_s` (no single
                read waits long enough for a read timeout: only a total deadline stops it)
+    endless    send 200 without a Content-Length, then a body that never ends, as fast as the
+               client reads it
+    huge_length  send 200 with `Content-Length: 2147483648`, then a body as fast as it is read
+    gzip_bomb  send an item of `bomb_mb` MiB gzipped twice (`Content-Encoding: gzip, gzip`):
+               about 2 KB on the wire per GiB expanded
+    deep       answer an item whose `kids` is nested `deep_levels` lists deep (small on the wire)
     """
 
     http_500: float = 0.0
@@ -44,9 +54,15 @@ class Faults:
     drop: float = 0.0
     truncate: float = 0.0
     trickle: float = 0.0
+    endless: float = 0.0
+    huge_length: float = 0.0
+    gzip_bomb: float = 0.0
+    deep: float = 0.0
     retry_after_s: int = 1
     timeout_sleep_s: float = 2.0
     trickle_interval_s: float = 5.0
+    bomb_mb: int = 1024
+    deep_levels: int = 100_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -64,6 +80,11 @@ class Faults:
         interval = self.trickle_interval_s
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 600:
             raise ParameterError(f"trickle_interval_s={interval!r} is out of range: use 0 < s <= 600")
+        _check_int(self.bomb_mb, "bomb_mb", 1)
+        _check_int(self.deep_levels, "deep_levels", 1)
+        if self.bomb_mb > 16384 or self.deep_levels > 10_000_000:
+            raise ParameterError(f"bomb_mb={self.bomb_mb} or deep_levels={self.deep_levels} is out of range: "
+                                 "use at most 16384 MiB and 10,000,000 levels")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ParameterError(f"fault seed must be an integer, got {self.seed!r}")
 
@@ -74,85 +95,186 @@ class Faults:
 
 _ITEM_PATH = re.compile(r"/v0/item/(\d{1,18})\.json")
 _MAXITEM_PATH = "/v0/maxitem.json"
+_IDLE_TIMEOUT_S = 60  # an idle keep-alive connection is closed after this many seconds
+_REASONS = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
+_HOSTILE_CHUNK = 1 << 16  # what an endless answer writes at a time (under the socket's backpressure)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so a pooled client reuses connections
-    server_version = "hnpipe-sample"
-    timeout = 60  # an idle keep-alive connection's thread ends after this many seconds
-    # Headers and body go out as separate small writes; with Nagle's algorithm on, the
-    # client's delayed ACK would stall every response by ~40 ms.
-    disable_nagle_algorithm = True
-    server: _Server
+def _head(status: int, length: int | None, keep_alive: bool, headers: Mapping[str, str] | None = None) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Server: hnpipe-sample",
+             "Content-Type: application/json; charset=utf-8"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, add=True)
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, add=False)
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(expanded_mb: int) -> bytes:
+    """An item whose JSON is `expanded_mb` MiB, gzipped twice: about 2 KB per GiB on the wire
+    (sent with `Content-Encoding: gzip, gzip`). Built once per size (a GiB takes ~3 s)."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    parts = [inner.compress(b'{"id":1,"type":"comment","text":"')]
+    block = b"a" * (1 << 20)
+    parts += [inner.compress(block) for _ in range(expanded_mb)]
+    parts += [inner.compress(b'"}'), inner.flush()]
+    outer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return outer.compress(b"".join(parts)) + outer.flush()
 
-    def version_string(self) -> str:
-        return self.server_version
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
-        pass  # quiet: tests and the CLI print what matters themselves
+def deep_item(item_id: int, depth: int) -> bytes:
+    """An item whose `kids` is a list nested `depth` levels deep: small, and fatal to a
+    recursive JSON decoder."""
+    return b'{"id":%d,"type":"story","kids":%s%s}' % (item_id, b"[" * depth, b"]" * depth)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        state = self.server.state
-        fault = state.begin_request()
-        if state.latency_s:
-            time.sleep(state.latency_s)
-        status, body = state.answer(self.path.split("?", 1)[0])
 
-        if fault == "drop":
-            self.close_connection = True
+class _Connection(asyncio.Protocol):
+    """One client connection: HTTP/1.1 keep-alive, one request at a time (clients here do not
+    pipeline). A plain answer goes out as one write (headers and body in one segment); latency
+    and faults run as a task, and further requests wait for it."""
+
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.state = server.state
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task | None = None
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio sets it too; say so here, it is what keeps answers prompt
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self, add=True)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.track(self, add=False)
+        self.writable.set()  # wake a writer waiting for room, so it sees the close
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(_IDLE_TIMEOUT_S, self.close)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > 65536 and b"\r\n\r\n" not in self.buffer:
+            self.close()  # no request head is that long
             return
-        if fault == "http_500":
-            self._send(500, b'{"error":"injected fault: internal server error"}')
-            return
-        if fault == "http_429":
-            self._send(429, b'{"error":"injected fault: too many requests"}',
-                       {"Retry-After": str(state.faults.retry_after_s)})
-            return
-        if fault == "timeout":
-            time.sleep(state.faults.timeout_sleep_s)
-        if fault == "truncate":
-            self._send(status, body, cut=True)
-            return
-        if fault == "trickle":
-            self._send(status, body, trickle_s=state.faults.trickle_interval_s)
-            return
-        self._send(status, body)
+        self._serve_buffered()
 
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None,
-              cut: bool = False, trickle_s: float | None = None) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            if trickle_s is not None:
-                self.wfile.flush()
-                for offset in range(len(body)):
-                    time.sleep(trickle_s)
-                    self.wfile.write(body[offset:offset + 1])
-                    self.wfile.flush()
+    def _serve_buffered(self) -> None:
+        while self.task is None and self.transport is not None and not self.transport.is_closing():
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
                 return
-            self.wfile.write(body[: len(body) // 2] if cut else body)
-        except OSError:
-            self.close_connection = True  # the client already gave up (e.g. read timeout)
-        if cut:
-            self.close_connection = True
+            head = bytes(self.buffer[:end]).decode("latin-1")
+            del self.buffer[:end + 4]
+            request_line, _, header_text = head.partition("\r\n")
+            parts = request_line.split()
+            if len(parts) != 3:
+                self.close()
+                return
+            keep_alive = parts[2] == "HTTP/1.1" and not re.search(
+                r"^connection:\s*close", header_text, re.IGNORECASE | re.MULTILINE)
+            path = parts[1].split("?", 1)[0]
+            fault = self.state.begin_request()
+            self._arm_idle()
+            if fault is None and not self.state.latency_s:
+                status, body = self.state.answer(path)
+                self.transport.write(_head(status, len(body), keep_alive) + body)
+                if not keep_alive:
+                    self.close()
+            else:
+                self.task = asyncio.get_running_loop().create_task(self._slow(path, fault, keep_alive))
+                self.task.add_done_callback(self._slow_done)
+
+    def _slow_done(self, task: asyncio.Task) -> None:
+        self.task = None
+        if not task.cancelled() and task.exception() is not None:
+            self.close()
+        self._serve_buffered()
+
+    async def _write(self, data: bytes) -> bool:
+        """Write under backpressure; False once the client has gone."""
+        await self.writable.wait()
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    async def _slow(self, path: str, fault: str | None, keep_alive: bool) -> None:
+        state, faults = self.state, self.state.faults
+        if state.latency_s:
+            await asyncio.sleep(state.latency_s)
+        if fault == "timeout":
+            await asyncio.sleep(faults.timeout_sleep_s)
+        status, body = state.answer(path)
+        if fault == "drop":
+            self.close()
+        elif fault in ("http_500", "http_429"):
+            status = 500 if fault == "http_500" else 429
+            body = b'{"error":"injected fault: %s"}' % (
+                b"internal server error" if status == 500 else b"too many requests")
+            headers = {"Retry-After": str(faults.retry_after_s)} if status == 429 else None
+            await self._write(_head(status, len(body), keep_alive, headers) + body)
+        elif fault == "truncate":
+            await self._write(_head(status, len(body), False) + body[: len(body) // 2])
+            self.close()
+        elif fault == "trickle":
+            await self._write(_head(status, len(body), keep_alive))
+            for offset in range(len(body)):
+                await asyncio.sleep(faults.trickle_interval_s)
+                if not await self._write(body[offset:offset + 1]):
+                    return
+        elif fault in ("endless", "huge_length"):
+            # 200, then an item's opening and text that never ends: without a length
+            # (the body ends when the connection does), or with a 2 GiB Content-Length.
+            length = None if fault == "endless" else HUGE_CONTENT_LENGTH
+            filler = b"a" * _HOSTILE_CHUNK
+            if await self._write(_head(200, length, False) + b'{"id":1,"type":"comment","text":"'):
+                while await self._write(filler):
+                    pass
+            self.close()
+        elif fault == "gzip_bomb":
+            bomb = await asyncio.get_running_loop().run_in_executor(None, gzip_bomb, faults.bomb_mb)
+            await self._write(_head(200, len(bomb), keep_alive, {"Content-Encoding": "gzip, gzip"}) + bomb)
+        elif fault == "deep":
+            match = _ITEM_PATH.fullmatch(path)
+            body = deep_item(int(match.group(1)) if match else 1, faults.deep_levels)
+            await self._write(_head(200, len(body), keep_alive) + body)
+        else:
+            await self._write(_head(status, len(body), keep_alive) + body)
+        if not keep_alive:
+            self.close()
+
+
+HUGE_CONTENT_LENGTH = 2 * 1024**3  # what the huge_length fault declares: 2 GiB
 
 
 class _State:
-    """What the handler threads share: items, latency, faults and counters (under one lock)."""
+    """What the connections share: items, latency, faults and counters (under one lock, as
+    the properties are read from other threads)."""
 
     def __init__(self, items: Mapping[int, Item], latency_ms: float, faults: Faults) -> None:
         self.items = items
@@ -191,38 +313,64 @@ class _State:
         return 404, b'{"error":"not found: use /v0/maxitem.json or /v0/item/<id>.json"}'
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    # The default listen backlog (5) drops SYNs when a pool opens 32 connections at once,
-    # and the kernel retries them only after a second.
-    request_queue_size = 1024
+class _Server:
+    """The asyncio server and its event loop thread.
 
-    def __init__(self, address: tuple[str, int], state: _State) -> None:
+    asyncio rather than http.server's thread per connection: the threaded server answered
+    about 5,000 requests/s at most on this machine (its per-request Python and thread
+    switches under one GIL), below what the client must be measured at."""
+
+    def __init__(self, host: str, port: int, state: _State) -> None:
         self.state = state
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        self.connections: set[_Connection] = set()
+        self.loop = asyncio.new_event_loop()
+        self._host, self._port = host, port
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.address: tuple = ()
 
-    def track(self, connection: socket.socket, add: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if add else self._connections.discard)(connection)
+    def run(self) -> None:
+        """The server's thread: listen, signal `wait_ready`, then serve until `stop`. Listening
+        happens here, not in the caller's thread, which may run a loop of its own (a kernel's)."""
+        asyncio.set_event_loop(self.loop)
+        try:
+            # The default listen backlog drops SYNs when a pool opens hundreds of connections at
+            # once, and the kernel retries them only after a second.
+            self.server = self.loop.run_until_complete(self.loop.create_server(
+                lambda: _Connection(self), self._host, self._port, backlog=1024, reuse_address=True))
+            self.address = self.server.sockets[0].getsockname()
+        except BaseException as error:  # noqa: BLE001 - raised in the starting thread
+            self._error = error
+            return
+        finally:
+            self._ready.set()
+        self.loop.run_forever()
+
+    def wait_ready(self) -> None:
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def track(self, connection: _Connection, add: bool) -> None:
+        (self.connections.add if add else self.connections.discard)(connection)
         if add:
             with self.state.lock:
                 self.state.connections += 1
 
-    def close_connections(self) -> None:
-        """Wake threads waiting on idle keep-alive connections so they end with the server."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def stop(self) -> None:
+        """Close the listening socket and every connection, then the loop (from any thread)."""
+        async def close() -> None:
+            self.server.close()
+            tasks = [c.task for c in self.connections if c.task is not None]
+            for connection in list(self.connections):
+                if connection.transport is not None:
+                    connection.transport.abort()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # none left pending when the loop closes
+            self.loop.stop()
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client hanging up mid-request is expected here (faults, timeouts)
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(close()))
 
 
 def check_port(port: object) -> int:
@@ -269,22 +417,29 @@ class SampleServer:
     def start(self) -> SampleServer:
         if self._server is not None:
             return self
-        self._server = _Server((self._host, self._requested_port), self._state)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name=f"hnpipe-sample-{self.port}", daemon=True)
+        if self._state.faults.gzip_bomb:
+            gzip_bomb(self._state.faults.bomb_mb)  # built once, before serving: a GiB takes seconds
+        server = _Server(self._host, self._requested_port, self._state)
+        self._thread = threading.Thread(target=server.run, name="hnpipe-sample", daemon=True)
         self._thread.start()
+        try:
+            server.wait_ready()
+        except BaseException:
+            self._thread.join()
+            server.loop.close()
+            raise
+        self._server = server
         return self
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
+        server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if not server.loop.is_running():
+            server.loop.close()
 
     def __enter__(self) -> SampleServer:
         return self.start()
@@ -296,7 +451,7 @@ class SampleServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("SampleServer is not running: call start() first")
-        return self._server.server_address[1]
+        return self._server.address[1]
 
     @property
     def base_url(self) -> str:
