@@ -6,11 +6,16 @@ it `Paced(ids, bucket)` makes each id wait for a token, so at most `rate` reques
 second (plus a burst of `rate` after an idle second). Retries are the client's own (with
 backoff and Retry-After) and are not charged: the budget bounds new work.
 
-Slowing down: every 429 or 5xx answer is reported to `TokenBucket.penalize` (a response hook
-on the client's session); the rate halves at most once per second, down to a tenth of the
-budget, and climbs back by a tenth of the budget per second without such answers. Many
-shards in a CI matrix thus keep their aggregate under max-parallel x max_requests_per_s and
-back off together when the API pushes back.
+Slowing down: `TokenBucket.penalize` halves the rate (at most once per second, down to a tenth
+of the budget; it climbs back by a tenth of the budget per quiet second). It was called by a
+response hook on the requests client's session for every 429 or 5xx answer; the asyncio client
+(hn_http) takes no session, so nothing calls it yet: until the client offers a callback for the
+answers it retries, a burst of 429/5xx slows a shard only through the client's own per-request
+backoff and Retry-After (retrying requests hold their slots). Many shards in a CI matrix keep
+their aggregate under max-parallel x max_requests_per_s either way.
+
+A budgeted fetch runs in one process (the paced ids cannot be split across hn_processes), and
+the wait for a token happens on the client's event-loop thread.
 """
 
 from __future__ import annotations
@@ -19,8 +24,6 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator
 
-import requests
-from requests.adapters import HTTPAdapter
 
 
 class TokenBucket:
@@ -82,19 +85,3 @@ class Paced:
         for item_id in self.ids:
             self.bucket.take()
             yield item_id
-
-
-def session_reporting_to(bucket: TokenBucket, concurrency: int) -> requests.Session:
-    """A session for the HN client whose 429/5xx answers slow `bucket` down: one pooled
-    connection per worker thread, no urllib3 retries (the client retries), as the client's own."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=concurrency, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-
-    def report(response: requests.Response, *args, **kwargs) -> None:
-        if response.status_code == 429 or 500 <= response.status_code <= 599:
-            bucket.penalize()
-
-    session.hooks["response"].append(report)
-    return session

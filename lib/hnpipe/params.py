@@ -243,7 +243,7 @@ PARAMETERS: dict[str, Parameter] = {
                   _check_item_id),
         Parameter("max_requests_per_s", (float, int), 0,
                   "the request budget of this process: HN API requests started per second, a token "
-                  "bucket that halves for a while after a burst of 429/5xx answers (0: no budget; up to 100,000)", _check_rate),
+                  "bucket (0: no budget; up to 100,000)", _check_rate),
         Parameter("backfill_id", str, "",
                   "set by `hnpipe backfill run`: the plan this shard belongs to; the fetch then goes to "
                   "the backfill stage and publish commits the shard instead of ITEMS ('' outside a backfill)",

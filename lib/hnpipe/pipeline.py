@@ -222,8 +222,7 @@ class Step:
                     base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
                     max_answer_bytes=values["max_answer_mb"] << 20,
                     private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
-                    else values["hn_api_private_hosts"],
-                    session=None if bucket is None else budget.session_reporting_to(bucket, values["concurrency"]))
+                    else values["hn_api_private_hosts"])
                 plan = refresh.plan(
                     self.warehouse, self.target, max_item=client.max_item(), n_items=values["n_items"],
                     # A shard fetches its whole range: the merge, not the shard, replaces ITEMS.
