@@ -3,7 +3,8 @@
     python benchmarks/peer.py                 # N = 1,000 and 5,000 at 25 ms, 3 rounds (~10 min)
     python benchmarks/peer.py --quick         # N = 200, 1 round: checks the script itself
     python benchmarks/peer.py --sizes 1000 --rounds 5 --no-sequential
-    python benchmarks/peer.py --phases        # only where a small run's seconds go (~1 min)
+    python benchmarks/peer.py --phases --rounds 5   # where a small run's seconds go (~1 min),
+                                                    # written to benchmarks/small-run-results.md
 
 The peer is Dagster's development_to_production example (benchmarks/peer_dagster.py: the same
 items/comments/stories assets, a DuckDB IO manager in place of Snowflake, the base URL
@@ -339,6 +340,11 @@ def med(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def uptime() -> str:
+    """`uptime`'s load averages (1, 5, 15 minutes): the machine is shared."""
+    return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
@@ -407,9 +413,17 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (ROOT / "benchmarks" / "peer-results.md" if full
                        else Path(tempfile.gettempdir()) / "hnpipe-benchmarks" / "peer-results.md")
 
-    if args.phases:
+    if args.phases:  # a small run's seconds, with the load they were measured under
+        load_before = uptime()
         text = phases(rounds)
+        text = (f"# Where a small `hnpipe run` spends its time\n\nWritten by `python benchmarks/peer.py "
+                f"--phases --rounds {rounds}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: "
+                f"{machine()}; shared: `uptime` before: {load_before}; after: {uptime()}.\n\n{text}")
+        out = args.out or ROOT / "benchmarks" / "small-run-results.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
         print(text)
+        print(f"written to {out}")
         return 0
     WORK.mkdir(parents=True, exist_ok=True)
     version = ensure_peer_venv()

@@ -126,3 +126,14 @@ def faults_injected(lines: list[str]) -> dict[str, int]:
     """serve-sample's closing line, e.g. 'faults injected: http_500=3, ...', as a dict."""
     summary = next(line for line in lines if "faults injected:" in line)
     return {kind: int(count) for kind, count in re.findall(r"(\w+)=(\d+)", summary.split(":", 1)[1])}
+
+
+def scribble_over(database: Path, table: str) -> None:
+    """Overwrite one of `table`'s data blocks (`SCHEMA.TABLE`) with garbage, as a bad disk or an
+    interrupted copy would: the file opens, the table cannot be read whole."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        blocks = con.execute(f"SELECT DISTINCT block_id FROM pragma_storage_info('{table}') "
+                             "WHERE block_id >= 0").fetchall()
+    with database.open("r+b") as file:
+        file.seek(3 * 4096 + max(blocks)[0] * 262144 + 1000)
+        file.write(b"\xff" * 4096)

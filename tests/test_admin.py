@@ -27,6 +27,7 @@ from hnpipe.items import items_frame
 from hnpipe.ops import admin
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
+from helpers_faults import scribble_over
 from snowflake_fakes import ENV, PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -572,3 +573,83 @@ def test_handover_prints_the_lockdown_and_applies_only_from_production(capsys, m
     monkeypatch.setenv("HNPIPE_ENV", "staging")
     assert cli.main(["admin", "handover", "--owner-role", "IT", "--reader-role", "R", "--apply"]) == 1
     assert "refused admin handover --apply: only HNPIPE_ENV=production" in capsys.readouterr().err
+
+
+def test_clone_of_a_damaged_production_is_refused_in_one_line_and_leaves_nothing(clean_env: Path) -> None:
+    """Issue 18 row 3: `admin clone` reads every table of PRODUCTION whole before the copy is
+    moved into place; a damaged block is the one-line "damaged" message, as for a publish."""
+    from hnpipe.sample import generate_sample  # only here: enough rows to fill whole blocks
+
+    wh = DuckDBWarehouse(clean_env)
+    big = items_frame([item for item in generate_sample(3000, seed=4).values() if item is not None])
+    wh.publish_frame(Target("PRODUCTION", SCHEMA), "ITEMS", big, "SETUP")
+    database = wh.path("PRODUCTION")
+    scribble_over(database, f"{SCHEMA}.ITEMS")
+    before = fingerprint(clean_env)
+    with pytest.raises(WarehouseError) as refused:
+        act(clean_env, "production", "clone", pr_id=5)
+    assert re.match(rf"{re.escape(str(database))} is damaged \(PRODUCTION.{SCHEMA}.ITEMS cannot be read whole",
+                    str(refused.value)), str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert fingerprint(clean_env) == before  # no clone, no .tmp, no .wal
+
+
+def test_a_branch_run_never_recreates_its_dropped_clone(warehouse: Path, monkeypatch) -> None:
+    """Issue 18 row 4: `admin drop --pr 5` while the branch run for 5 fetches. Its publish used to
+    create a new PRODUCTION_CLONE_5 file holding ITEMS only; now it is refused, naming the drop."""
+    from hnpipe.run_context import RunContext
+    from hnpipe.warehouse import connect  # the warehouse a branch run's notebook gets
+
+    act(warehouse, "production", "clone", pr_id=5)
+    for name, value in environ(warehouse, "branch", "5").items():
+        monkeypatch.setenv(name, value)
+    branch = connect(RunContext.for_command("branch", params.params_for("branch")), "items.ipynb")
+    target = Target("PRODUCTION_CLONE_5", SCHEMA)
+    assert branch.list_tables(target)  # the run started against its clone
+    act(warehouse, "production", "drop", pr_id=5)  # ... and it is dropped while the run fetches
+    with pytest.raises(WarehouseError, match=r"^refused write to PRODUCTION_CLONE_5.HACKER_NEWS: "
+                                             r"PRODUCTION_CLONE_5 does not exist \(dropped during the run\?\)"):
+        branch.publish_frame(target, "ITEMS", items_frame(RAW_ITEMS), "20261121T000000_000005")
+    with pytest.raises(WarehouseError, match="PRODUCTION_CLONE_5 does not exist"):
+        branch.ensure_schema(target)
+    assert sorted(fingerprint(warehouse)) == ["LOCAL.duckdb", "PRODUCTION.duckdb", "STAGING.duckdb"]
+    # Whoever builds the engine by hand gets the same: only clone_database makes a clone.
+    with pytest.raises(WarehouseError, match="PRODUCTION_CLONE_5 does not exist"):
+        DuckDBWarehouse(warehouse).publish_frame(target, "ITEMS", items_frame(RAW_ITEMS), "20261121T000000_000006")
+    assert "PRODUCTION_CLONE_5.duckdb" not in fingerprint(warehouse)
+
+
+def test_a_clone_removes_the_temporary_copy_a_killed_clone_left(warehouse: Path) -> None:
+    """Issue 18 row 5: a SIGKILLed `admin clone` leaves `.PRODUCTION_CLONE_<N>.duckdb.<pid>.tmp`
+    (nothing runs then); the next clone removes it, and leaves a living process's alone."""
+    dead = warehouse / ".PRODUCTION_CLONE_7.duckdb.999999999.tmp"
+    dead.write_bytes(b"half a copy")
+    (warehouse / ".PRODUCTION_CLONE_7.duckdb.999999999.tmp.wal").write_bytes(b"log")
+    living = warehouse / f".PRODUCTION_CLONE_8.duckdb.{os.getppid()}.tmp"  # a clone under way
+    living.write_bytes(b"being copied")
+    act(warehouse, "production", "clone", pr_id=5)
+    assert not dead.exists() and not dead.with_name(dead.name + ".wal").exists()
+    assert living.exists()
+    living.unlink()
+    assert sorted(fingerprint(warehouse)) == ["LOCAL.duckdb", "PRODUCTION.duckdb", "PRODUCTION_CLONE_5.duckdb",
+                                              "STAGING.duckdb"]
+
+
+def test_sigterm_unwinds_a_command_so_its_cleanup_runs(clean_env: Path) -> None:
+    """SIGTERM used to end every command at once, skipping its cleanup (a clone's .tmp file);
+    now it unwinds like Ctrl-C: finally blocks run, one line, exit 143."""
+    script = ("import os, signal, sys\n"
+              "from hnpipe import cli\n"
+              "from hnpipe.ops import admin\n"
+              "def run(values, *, environ=None):\n"
+              "    try:\n"
+              "        os.kill(os.getpid(), signal.SIGTERM)\n"
+              "        import time; time.sleep(5)\n"
+              "    finally:\n"
+              "        print('cleaned up', flush=True)\n"
+              "admin.run = run\n"
+              "sys.exit(cli.main(['admin', 'list']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **environ(clean_env, "production")})
+    assert done.returncode == 143 and done.stdout == "cleaned up\n", (done.stdout, done.stderr)
+    assert done.stderr == "hnpipe: terminated by SIGTERM\n"

@@ -182,6 +182,7 @@ def test_the_runner_folds_a_failed_alert_or_record_into_its_one_line(clean_env, 
 
     from hnpipe import runner
     from hnpipe.environments import Target
+    from hnpipe.warehouse import connect
 
     dead = Webhook()
     dead.close()
@@ -189,7 +190,9 @@ def test_the_runner_folds_a_failed_alert_or_record_into_its_one_line(clean_env, 
     monkeypatch.setenv(alerts.WEBHOOK_VARIABLE, dead.url)
     values = params.params_for("staging")
     with caplog.at_level(logging.DEBUG):
-        notes = runner._failed("staging", values, Target("STAGING", "HACKER_NEWS"), "20261121T020000_000001",
-                               "ITEMS", datetime.now(timezone.utc), "FetchError: down", tmp_path / "items.ipynb")
+        run = runner.RunContext("staging", values, Target("STAGING", "HACKER_NEWS"), "20261121T020000_000001")
+        with connect(run) as warehouse:
+            notes = runner._failed(run, warehouse, "ITEMS", datetime.now(timezone.utc), "FetchError: down",
+                                   tmp_path / "items.ipynb")
     assert notes == ["Slack alert not delivered (ConnectionError from the HNPIPE_SLACK_WEBHOOK_URL webhook)"]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nothing printed besides

@@ -208,7 +208,9 @@ def test_an_environment_backfills_only_its_own_database(clean_env: Path) -> None
     from hnpipe.stage import open_stage
     from hnpipe.warehouse import connect
 
-    local = connect("local", {})  # the local environment's guard, asked to write production's schema
+    from hnpipe.run_context import RunContext
+
+    local = connect(RunContext.for_command("local"))  # the local environment's guard, asked to write production's
     with pytest.raises((GuardError, WarehouseError), match="^refused write to PRODUCTION.HACKER_NEWS"):
         open_stage(local, Target("PRODUCTION", "HACKER_NEWS"))
     assert not (clean_env / "PRODUCTION.stage").exists()

@@ -191,3 +191,29 @@ def test_a_publish_that_would_shrink_items_past_max_shrink_is_refused_with_the_c
     latest = history.read(first.warehouse, TARGET, dataset="ITEMS", limit=1).iloc[0]
     assert latest.STATUS == "succeeded" and json.loads(latest.PARAMETERS)["allow_shrink"] is True
     assert latest.DETAIL == "allow_shrink: ITEMS shrank from 10 to 3 rows"
+
+
+def test_items_cannot_shrink_step_by_step_below_a_fraction_of_its_largest_size(clean_env: Path) -> None:
+    """Issue 18 row 12: daily runs each dropping 49% used to pass the per-run gate one by one, and
+    ITEMS went from 100 rows to 1. ITEMS' largest size over its kept versions and the last
+    shrink_window_days of history bounds it too; allow_shrink lets a shrink through and starts over."""
+    from hnpipe import history
+    from hnpipe.sample import SampleServer
+
+    def run(newest: int, **values) -> int:
+        with SampleServer(items={i: raw(i) for i in range(1, newest + 1)}) as server:
+            step = pipeline.start("ITEMS", {"environment": "local", "n_items": 100,
+                                            "hn_api_url": server.base_url, **values})
+            return step.publish(step.fetch_items())
+
+    assert run(100) == 100
+    assert run(51) == 51  # 49% less: the per-run gate lets it through, and 51 >= 50
+    with pytest.raises(WarehouseError, match=re.escape(
+            "no_shrink_over_time (ITEMS held up to 100 rows (its kept versions and the last 30 days of "
+            "history, shrink_window_days) and may not fall below 50% of that (1 - max_shrink), 50; run "
+            "with allow_shrink=true if the shrink is meant; got ROWS_STAGED 26)")):
+        run(26)
+    assert run(26, allow_shrink=True) == 26  # on purpose: recorded, and the baseline from here
+    assert run(14) == 14
+    assert history.read(pipeline.start("ITEMS", {"environment": "local"}).warehouse, TARGET,
+                        dataset="ITEMS", limit=1).iloc[0].ROWS_WRITTEN == 14

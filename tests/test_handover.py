@@ -18,7 +18,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.items import items_frame
 from hnpipe.ops import handover
-from hnpipe.warehouse import connect
+from hnpipe.warehouse import open_environment
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from snowflake_fakes import Recorder
 
@@ -161,7 +161,7 @@ def fingerprint(directory: Path) -> dict[str, str]:
 def test_only_production_opens_production_for_writing(clean_env, monkeypatch) -> None:
     frame = items_frame([{"id": 1, "type": "story"}])
     monkeypatch.setenv("HNPIPE_ENV", "production")
-    writer = connect("production", {})
+    writer = open_environment("production", {})
     writer.publish_frame(PRODUCTION, "ITEMS", frame, "run1")
     before = fingerprint(clean_env)
 
@@ -173,6 +173,6 @@ def test_only_production_opens_production_for_writing(clean_env, monkeypatch) ->
         step.warehouse.publish_frame(PRODUCTION, "ITEMS", frame, "run2")
     # A staging process asking for production's warehouse gets it read-only too.
     with pytest.raises(WarehouseError, match="read-only"):
-        connect("production", {}).publish_frame(PRODUCTION, "ITEMS", frame, "run2")
+        open_environment("production", {}).publish_frame(PRODUCTION, "ITEMS", frame, "run2")
     assert len(step.warehouse.read_table(PRODUCTION, "ITEMS")) == 1  # reading is fine
     assert fingerprint(clean_env) == before

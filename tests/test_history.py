@@ -19,7 +19,9 @@ import snowflake.connector.errors
 from hnpipe import cli, config, history, params, pipeline, runner
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
+from hnpipe.warehouse import connect
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from helpers_faults import scribble_over
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -208,8 +210,10 @@ def test_the_runner_records_a_failure_the_notebook_did_not(clean_env, tmp_path) 
     step.publish(step.fetch_items())
     output = tmp_path / "runs" / "comments.ipynb"
     # ITEMS recorded its own outcome: the runner adds nothing for it; COMMENTS recorded none.
-    runner._failed("local", values, TARGET, step.run_id, "ITEMS", T0, "KeyError: 'x'", output)
-    runner._failed("local", values, TARGET, step.run_id, "COMMENTS", T0, "DeadKernelError: died", output)
+    run = runner.RunContext("local", values, TARGET, step.run_id)
+    with connect(run) as warehouse:  # the run's one warehouse, as `hnpipe run` opens it
+        runner._failed(run, warehouse, "ITEMS", T0, "KeyError: 'x'", output)
+        runner._failed(run, warehouse, "COMMENTS", T0, "DeadKernelError: died", output)
     rows = history.read(step.warehouse, TARGET)
     assert sorted(zip(rows.DATASET, rows.STATUS)) == [("COMMENTS", "failed"), ("ITEMS", "succeeded")]
     failed = rows[rows.DATASET == "COMMENTS"].iloc[0]
@@ -218,7 +222,7 @@ def test_the_runner_records_a_failure_the_notebook_did_not(clean_env, tmp_path) 
 
 def test_recording_never_hides_the_outcome(clean_env, caplog) -> None:
     class Broken(DuckDBWarehouse):
-        def append_rows(self, *args, **kwargs):
+        def append_records(self, *args, **kwargs):  # what history writes with
             raise WarehouseError("disk full")
 
     assert history.record(Broken(clean_env), TARGET, entry()) is False
@@ -333,3 +337,21 @@ def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_
     assert sorted(entry.run_id for entry in history.mark_abandoned(wh, TARGET)) == [elsewhere, killed]
     assert history.mark_abandoned(wh, TARGET) == []
     assert len(history.read(wh, TARGET, status=history.ABANDONED)) == 2
+
+
+def test_a_damaged_history_block_gets_the_one_line_damaged_message_and_leaves_no_wal(tmp_path: Path) -> None:
+    """Issue 18 row 8: appending to a PIPELINE_RUNS whose block is garbage used to fail with a raw
+    `FatalException ... Failed to create checkpoint` and leave a .wal beside the file."""
+    wh = DuckDBWarehouse(tmp_path / "wh")
+    records = [history.RunRecord(f"20261121T000000_{n:06d}", "run", "ITEMS", "local", history.SUCCEEDED,
+                                 rows=n, detail="x" * 200) for n in range(3000)]
+    history.append(wh, TARGET, *records)
+    database = wh.path("LOCAL")
+    scribble_over(database, "TESTER.PIPELINE_RUNS")
+    before = database.read_bytes()
+    with pytest.raises(WarehouseError) as refused:
+        history.append(wh, TARGET, records[0])
+    message = str(refused.value)
+    assert message.startswith(f"{database} is damaged (LOCAL.TESTER.PIPELINE_RUNS cannot be read whole"), message
+    assert "\n" not in message and "nothing was written to it" in message
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()

@@ -72,7 +72,8 @@ def test_validate_fills_defaults() -> None:
     assert values == {"environment": "local", "n_items": 5, "hn_api_url": "sample",
                       "concurrency": 32, "snowflake_env": {}, "branch_role": "", "keep_versions": 5,
                       "refresh": "full", "refresh_window": 500, "hn_api_private_hosts": [],
-                      "request_deadline_s": 60, "max_answer_mb": 1, "max_shrink": 0.5, "allow_shrink": False,
+                      "request_deadline_s": 60, "max_answer_mb": 1, "max_shrink": 0.5, "shrink_window_days": 30,
+                      "allow_shrink": False,
                       "id_min": None, "id_max": None, "max_requests_per_s": 0, "backfill_id": "",
                       "backfill_shard": 0}
 
@@ -172,3 +173,51 @@ def test_admin_parameters_are_declared_apart_from_the_pipeline_ones() -> None:
                          ({"keep_prs": [1, "2"]}, "keep_prs=[1, '2'] is not allowed")]:
         with pytest.raises(ParameterError, match=re.escape(message)):
             params.validate(bad, declared=admin)
+
+
+# -- issue 18 row 9: duplicate keys, text length limits -----------------------------------------
+def test_a_duplicate_key_in_a_params_file_is_refused_naming_it_and_both_lines() -> None:
+    text = "environment: local\nn_items: 10\nconcurrency: 4\nn_items: 20\n"
+    with pytest.raises(ParameterError) as refused:
+        params.parse_yaml(text, "params/local.yaml")
+    assert str(refused.value) == ("params/local.yaml: duplicate key 'n_items' on lines 2 and 4: "
+                                  "a key may appear once (the last would silently win); delete one")
+    nested = "snowflake_env:\n  user: A\n  user: B\n"
+    with pytest.raises(ParameterError, match="duplicate key 'user' on lines 2 and 3"):
+        params.parse_yaml(nested, "params/staging.yaml")
+    # A YAML merge key (<<) overriding what it merges is not a duplicate.
+    assert params.parse_yaml("a: &x {k: 1}\nb:\n  <<: *x\n  k: 2\n", "f") == {"a": {"k": 1}, "b": {"k": 2}}
+
+
+def test_every_text_parameter_has_a_length_limit() -> None:
+    for spec in [*params.PARAMETERS.values(), *params.ADMIN_PARAMETERS.values()]:
+        kinds = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+        if str in kinds or list in kinds:
+            assert spec.max_length and spec.max_length <= 4096, spec.name
+    huge = "https://example.com/" + "a" * 50_000_000  # 50 MB used to pass validation
+    with pytest.raises(ParameterError) as refused:
+        params.validate({"hn_api_url": huge})
+    assert str(refused.value) == ("parameter hn_api_url is 50,000,020 characters long: "
+                                  "at most 2,048 are allowed")
+    with pytest.raises(ParameterError, match="hn_api_private_hosts is 1,000 characters long"):
+        params.validate({"hn_api_private_hosts": ["a" * 1000]})
+
+
+# -- issue 18 row 10: credentials however the @ or : is written ----------------------------------
+@pytest.mark.parametrize("url", [
+    "https://user:s3cretpw%40hn.example.com/v0",        # @ percent-encoded
+    "https://user:s3cretpw%2540hn.example.com/v0",      # ... twice
+    "https://user:s3cretpw\uff20hn.example.com/v0",     # full-width ＠
+    "https://user\uff1as3cretpw\ufe6bhn.example.com/v0",  # full-width colon, small commercial at
+    "https://s3cretpw\uff20hn.example.com/v0",          # no colon at all
+    "https://user:s3cretpw@hn.example.com/v0",          # the plain form, as before
+    "https://xn--user:s3cretpw-8785e.example.com/v0",    # IDNA: the label decodes to user:s3cretpw＠
+])
+def test_credentials_in_a_url_are_refused_and_never_echoed(url: str) -> None:
+    from hnpipe.hn_url import shown_url
+
+    with pytest.raises(ParameterError) as refused:
+        params.validate({"hn_api_url": url})
+    message = str(refused.value)
+    assert "s3cretpw" not in message and "must not hold a user name or password" in message, message
+    assert "s3cretpw" not in shown_url(url)

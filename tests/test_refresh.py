@@ -21,7 +21,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import ParameterError, WarehouseError
 from hnpipe.items import ITEMS_COLUMNS, empty_items_frame, items_frame
 from hnpipe.sample import SampleServer, generate_sample
-from hnpipe.warehouse import connect
+from hnpipe.warehouse import open_environment
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from snowflake_fakes import Recorder
 
@@ -64,7 +64,7 @@ def read_all(target: Target = TARGET) -> dict[str, pd.DataFrame]:
 
 
 def read_items(target: Target = TARGET, name: str = "ITEMS") -> pd.DataFrame:
-    return connect("local", {}).read_table(target, name)
+    return open_environment("local", {}).read_table(target, name)
 
 
 def expected_tables(items: Mapping[int, dict | None], n_items: int) -> dict[str, pd.DataFrame]:
@@ -229,7 +229,7 @@ def test_a_failed_gate_during_the_merge_leaves_items_whole(clean_env) -> None:
         run_items(server, 500, refresh="incremental", refresh_window=50)
     pd.testing.assert_frame_equal(read_items(), before)
     assert bookkeeping_left(clean_env) == []
-    history = connect("local", {}).query(TARGET, "SELECT STATUS, PARAMETERS FROM PIPELINE_RUNS ORDER BY STARTED_AT")
+    history = open_environment("local", {}).query(TARGET, "SELECT STATUS, PARAMETERS FROM PIPELINE_RUNS ORDER BY STARTED_AT")
     assert list(history.STATUS) == ["succeeded", "failed"]
     assert json.loads(history.PARAMETERS.iloc[-1])["refresh"] == "incremental"
 

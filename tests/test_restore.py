@@ -17,6 +17,7 @@ from hnpipe.errors import HnpipeError, WarehouseError
 from hnpipe.items import items_frame
 from hnpipe.ops import versions
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from helpers_faults import scribble_over
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -212,3 +213,26 @@ def test_versions_command_on_an_unpublished_table(clean_env, capsys) -> None:
         "(none: a version is kept each time a publish replaces STORIES)"]
     with pytest.raises(HnpipeError, match="unknown dataset"):
         versions.restore("NOPE", "run1")
+
+
+# -- a damaged kept version (issue 18 row 3) -------------------------------------------------
+def _big_frame(seed: int) -> pd.DataFrame:
+    from hnpipe.sample import generate_sample  # only here: enough rows to fill whole blocks
+
+    return items_frame([item for item in generate_sample(3000, seed=seed).values() if item is not None])
+
+
+def test_restore_of_a_damaged_version_is_refused_and_the_live_table_untouched(tmp_path: Path) -> None:
+    """It used to say "restored" and swap the unreadable version in as the live ITEMS."""
+    wh = DuckDBWarehouse(tmp_path / "wh")
+    wh.publish_frame(TARGET, "ITEMS", _big_frame(4), "20261121T100000_aaaaaa", keep_versions=5)
+    live = frame(1, 2)
+    wh.publish_frame(TARGET, "ITEMS", live, "20261121T110000_bbbbbb", keep_versions=5, gates=())
+    database = wh.path("LOCAL")
+    scribble_over(database, "TESTER.ITEMS__VERSION_20261121T110000_BBBBBB")
+    before = database.read_bytes()
+    with pytest.raises(WarehouseError, match=r"is damaged \(LOCAL.TESTER.ITEMS__VERSION_20261121T110000_BBBBBB "
+                                             r"cannot be read whole"):
+        wh.restore_version(TARGET, "ITEMS", "20261121T110000_bbbbbb", "20261121T120000_cccccc", 5)
+    assert database.read_bytes() == before and not database.with_name("LOCAL.duckdb.wal").exists()
+    pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), live)

@@ -15,7 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hnpipe import runner
+from hnpipe import history, runner
+from hnpipe.environments import Target
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,3 +129,45 @@ def test_hnpipe_run_reaches_its_kernels_without_importing_pandas_or_duckdb() -> 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# Two runs in a fresh process (this one has pandas already): one that succeeds, one whose
+# COMMENTS fails. The process counts the warehouses the runner opens and closes.
+ONE_WAREHOUSE = """
+import sys
+from pathlib import Path
+from hnpipe import runner
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+
+events = []
+DuckDBWarehouse.__init__ = lambda self, *a, __init__=DuckDBWarehouse.__init__, **k: (events.append("open"), __init__(self, *a, **k))[1]
+DuckDBWarehouse.close = lambda self: events.append("close")
+print(runner.run("local", {{"n_items": 10}}, root=Path({good!r})).summary())
+try:
+    runner.run("local", {{"n_items": 10}}, root=Path({bad!r}))
+except runner.RunFailed as failed:
+    print(failed)
+print(events, sorted(m for m in ("pandas", "pyarrow") if m in sys.modules))
+"""
+
+
+def test_a_run_opens_one_warehouse_closes_it_and_records_without_pandas(clean_env: Path, tmp_path: Path) -> None:
+    # The stand-in ITEMS publishes nothing: the summary counts no rows ("?").
+    good = project(tmp_path / "good", {})
+    bad = project(tmp_path / "bad", {"comments": "raise ValueError('comments broke')"})
+    code = ONE_WAREHOUSE.format(good=str(good), bad=str(bad))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "['open', 'close', 'open', 'close'] []", result.stdout  # one per run, closed
+    assert lines[-2].startswith("comments.ipynb failed: ValueError: comments broke")
+    assert [line.split()[:2] for line in lines if line.startswith(("ITEMS", "COMMENTS"))] == [
+        ["ITEMS", "?"], ["COMMENTS", "?"]]
+    recorded = history.read(DuckDBWarehouse(clean_env), Target("LOCAL", "TESTER"), limit=10)
+    # The failure the runner recorded; the good run's stand-ins recorded no success, so once
+    # its process is gone its marker reads as abandoned (markers themselves are bookkeeping).
+    assert sorted(recorded.STATUS) == ["abandoned", "failed"]
+    assert recorded[recorded.STATUS == "failed"].DATASET.tolist() == ["COMMENTS"]
+    runs = DuckDBWarehouse(clean_env).query_rows(
+        Target("LOCAL", "TESTER"), "SELECT COUNT(*) AS N FROM PIPELINE_RUNS WHERE STATUS = 'running'")
+    assert runs == [{"N": 2}]  # each run's marker, written without pandas

@@ -53,7 +53,8 @@ def test_warehouse_engines_import_nothing_above_the_warehouse_package() -> None:
     """Backends depend on the shared rules below them, never on the pipeline or commands."""
     below = {"hnpipe.config", "hnpipe.environments", "hnpipe.errors", "hnpipe.credentials",
              "hnpipe.warehouse.base", "hnpipe.warehouse.frames", "hnpipe.warehouse.snowflake_frames",
-             "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.duckdb_locks"}
+             "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.duckdb_locks",
+             "hnpipe.warehouse.duckdb_files"}
     graph = import_graph()
     for engine in ("hnpipe.warehouse.duckdb_engine", "hnpipe.warehouse.snowflake_engine",
                    "hnpipe.warehouse.base", "hnpipe.warehouse.frames"):
@@ -100,3 +101,28 @@ def test_no_test_file_imports_another_test_file() -> None:
             offenders += [f"{path.name} line {node.lineno} imports {name}"
                           for name in names if name.split(".")[0].startswith("test_")]
     assert not offenders, offenders
+
+
+# A run is one value (hnpipe.run_context.RunContext): the runner hands it on whole instead of
+# these pieces side by side.
+RUN_PIECES = {"env", "values", "target", "run_id"}
+
+
+def test_the_runner_passes_the_run_as_one_value() -> None:
+    import ast
+
+    source = module_files()["hnpipe.runner"].read_text(encoding="utf-8")
+    side_by_side = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+            taken = RUN_PIECES & {argument.arg for argument in arguments}
+            if len(taken) > 1:
+                side_by_side.append(f"def {node.name}({', '.join(sorted(taken))})")
+        elif isinstance(node, ast.Call):
+            passed = [arg.id for arg in node.args if isinstance(arg, ast.Name)]
+            passed += [keyword.arg for keyword in node.keywords]
+            taken = RUN_PIECES & set(passed)
+            if len(taken) > 1:
+                side_by_side.append(f"a call on line {node.lineno} passing {', '.join(sorted(taken))}")
+    assert not side_by_side, side_by_side

@@ -15,6 +15,7 @@ INFORMATION_SCHEMA), so an engine is never its own witness for "nothing was writ
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -495,6 +496,27 @@ def test_append_rows_creates_the_table_then_appends_in_order(engine, wh: Warehou
     back = wh.read_table(T, "PIPELINE_RUNS").sort_values("RUN_ID").reset_index(drop=True)
     pd.testing.assert_frame_equal(back, history_rows("r1", "r22", "r333"))
     assert engine.all_tables(T) == {"PIPELINE_RUNS": 3}
+
+
+HISTORY_DTYPES = {"RUN_ID": "string", "ROWS_WRITTEN": "Int64", "OK": "boolean", "STARTED_AT": "datetime64[us, UTC]"}
+
+
+def test_plain_rows_go_in_and_come_out_as_frames_do(engine, wh: Warehouse) -> None:
+    """append_records/query_rows (what `hnpipe run` records with, without pandas) make the
+    same table as append_rows, and read back what query() reads, timestamps in UTC."""
+    started = datetime(2026, 11, 21, 2, 15, tzinfo=timezone.utc)
+    plain = [{"RUN_ID": "r1", "ROWS_WRITTEN": 2, "OK": True, "STARTED_AT": started},
+             {"RUN_ID": "r22", "ROWS_WRITTEN": 3, "OK": True, "STARTED_AT": started.astimezone(timezone(timedelta(hours=2)))}]
+    assert wh.append_records(T, "PIPELINE_RUNS", HISTORY_DTYPES, plain) == 2
+    assert wh.append_rows(T, "PIPELINE_RUNS", history_rows("r333")) == 1  # into the table it created
+    back = wh.read_table(T, "PIPELINE_RUNS").sort_values("RUN_ID").reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, history_rows("r1", "r22", "r333"))
+    rows = wh.query_rows(T, "SELECT * FROM PIPELINE_RUNS WHERE RUN_ID <> ? ORDER BY RUN_ID", ["r333"])
+    assert rows == [{**row, "STARTED_AT": started} for row in plain]
+    assert rows[0]["STARTED_AT"].utcoffset() == timedelta(0)
+    assert wh.append_records(T, "PIPELINE_RUNS", HISTORY_DTYPES, [{"RUN_ID": "r4"}]) == 1  # missing: NULL
+    assert wh.query_rows(T, "SELECT ROWS_WRITTEN, OK FROM PIPELINE_RUNS WHERE RUN_ID = 'r4'") == [
+        {"ROWS_WRITTEN": None, "OK": None}]
 
 
 def test_append_rows_is_all_or_nothing(engine, wh: Warehouse) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from hnpipe import environments
 from hnpipe.credentials import install_log_redaction, redact
@@ -60,13 +62,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(only=named[0] if named else "").parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # SIGTERM (CI, `timeout`, a container stop) unwinds like Ctrl-C, so every command's cleanup
+    # runs (a clone's temporary file, a kernel); `hnpipe run` handles both itself while it runs.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    try:
+        return _handle(args)
+    finally:
+        if previous is not None:  # cli.main called in a longer process (tests) leaves it as it was
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle(args) -> int:
     try:
         install_log_redaction()
         if args.command in ENVIRONMENT_COMMANDS:
             environments.process_environment()
         return args.handler(args)
     except HnpipeError as error:
-        return _error(str(error))
+        return _error(str(error), getattr(error, "exit_code", 1))  # a terminated run: 130, 143
     except OSError as error:  # a directory that cannot be written, a file that is gone, ...
         where = f" {error.filename}" if error.filename else ""
         logging.getLogger("hnpipe.cli").debug("details", exc_info=True)
@@ -75,16 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - one line was promised, whatever went wrong
         logging.getLogger("hnpipe.cli").info("unexpected error", exc_info=True)  # -v shows the traceback
         return _error(f"unexpected {type(error).__name__}: {error} (run with -v for the traceback)")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, _Terminated):
+            print("hnpipe: terminated by SIGTERM", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("hnpipe: interrupted", file=sys.stderr)
         return 130
 
 
-def _error(message: str) -> int:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so its cleanup runs as for Ctrl-C."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise _Terminated()
+
+
+def _error(message: str, code: int = 1) -> int:
     """The one line a failing command prints: redacted, and with control characters shown
     escaped (an API or a file may have put them in the message)."""
     print(f"hnpipe: error: {printable(redact(message))}", file=sys.stderr)
-    return 1
+    return code
 
 
 if __name__ == "__main__":

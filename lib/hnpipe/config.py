@@ -206,3 +206,15 @@ def git_sha(root: Path | None = None) -> str:
         return result.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (someone else's counts): what a killed run
+    left behind is removed only when its process is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True

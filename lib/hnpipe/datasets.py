@@ -132,6 +132,7 @@ def quality_gates(
     dataset: Dataset, *, now: datetime | None = None, n_items: int | None = None,
     null_ids: int | None = None, fetched_ids: int | None = None, kept_rows: int = 0,
     id_range: tuple[int, int] | None = None, previous_rows: int | None = None, max_shrink: float = 1.0,
+    largest_rows: int | None = None, window_days: int = 0,
 ) -> tuple[Gate, ...]:
     """Every gate `dataset` must pass on its staging table before it is published.
 
@@ -177,6 +178,17 @@ def quality_gates(
             explain=(f"{dataset.name} holds {int(previous_rows):,} rows and may shrink by at most "
                      f"{float(max_shrink):.0%} (max_shrink), to {minimum:,}; run with allow_shrink=true "
                      "if the shrink is meant"),
+        ))
+    if largest_rows and max_shrink < 1 and int(largest_rows) > int(previous_rows or 0):
+        # Against its largest size of late: runs that each shrink it by less than max_shrink
+        # would otherwise take ITEMS from 100 rows to 1 in seven steps.
+        floor = math.ceil(int(largest_rows) * (1 - float(max_shrink)))
+        gates.append(Gate(
+            "no_shrink_over_time", f"SELECT COUNT(*) AS ROWS_STAGED FROM {{table}} HAVING COUNT(*) < {floor}",
+            explain=(f"{dataset.name} held up to {int(largest_rows):,} rows (its kept versions and the last "
+                     f"{int(window_days)} days of history, shrink_window_days) and may not fall below "
+                     f"{1 - float(max_shrink):.0%} of that (1 - max_shrink), {floor:,}; run with "
+                     "allow_shrink=true if the shrink is meant"),
         ))
     if dataset.name == "ITEMS" and id_range is not None:
         first, last = (int(value) for value in id_range)

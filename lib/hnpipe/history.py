@@ -24,6 +24,7 @@ like errors, pass through `credentials.redact`.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -32,15 +33,17 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Mapping, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from hnpipe import alerts, config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_NAME, Target
 from hnpipe.errors import ParameterError, one_line, printable
+from hnpipe.run_context import RunContext
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import HISTORY_TABLE, Warehouse
+
+if TYPE_CHECKING:  # imported where frames are made: `hnpipe run` writes and reads its rows without pandas
+    import pandas as pd
 
 log = logging.getLogger("hnpipe.history")
 
@@ -162,15 +165,15 @@ def notebook_location(namespace: Mapping[str, Any] | None = None,
     return "not a notebook (no executed notebook kept)"
 
 
-def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame:
-    """Records as PIPELINE_RUNS rows, with who ran them and the git state filled in (`who=None`:
-    unknown, for rows describing someone else's run)."""
+def rows(records: Sequence[RunRecord], who: str | None = "") -> list[dict[str, Any]]:
+    """Records as PIPELINE_RUNS rows (column -> plain value), with who ran them and the git
+    state filled in (`who=None`: unknown, for rows describing someone else's run)."""
     sha, dirty = git_state() if who is not None else (None, None)
     who = run_by() if who == "" else who
-    rows = []
+    found = []
     for record in records:
         finished = record.finished or datetime.now(timezone.utc)
-        rows.append({
+        found.append({
             "RUN_ID": record.run_id, "ACTION": record.action, "DATASET": record.dataset,
             "ENVIRONMENT": record.environment, "STATUS": record.status, "ROWS_WRITTEN": record.rows,
             "STARTED_AT": record.started, "FINISHED_AT": finished,
@@ -181,7 +184,15 @@ def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame
             "ERROR": None if record.error is None else error_line(record.error),
             "DETAIL": None if record.detail is None else credentials.redact(record.detail)[:MAX_ERROR_CHARS],
         })
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return found
+
+
+def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame:
+    """Records as a PIPELINE_RUNS frame (see `rows`)."""
+    # On use, like every frame here: `hnpipe run`'s own process never needs pandas.
+    import pandas as pd
+
+    frame = pd.DataFrame(rows(records, who), columns=list(COLUMNS))
     for column in ("STARTED_AT", "FINISHED_AT"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame.astype(COLUMNS)
@@ -190,7 +201,7 @@ def to_frame(records: Sequence[RunRecord], who: str | None = "") -> pd.DataFrame
 # -- writing --------------------------------------------------------------------------------
 def append(warehouse: Warehouse, target: Target, *records: RunRecord) -> None:
     """Append the records to target's PIPELINE_RUNS (one transaction); raises on failure."""
-    warehouse.append_rows(target, TABLE, to_frame(records))
+    warehouse.append_records(target, TABLE, COLUMNS, rows(records))
 
 
 def record(warehouse: Warehouse, target: Target, *records: RunRecord) -> bool:
@@ -247,21 +258,17 @@ def record_action(action: str, env: str, *, ok: bool, message: str, parameters: 
     given. Best effort: returns whether the row was written, never raises.
     """
     try:
-        environments.check_environment_name(env)
-        target = environments.target_for(env)
-        entry = RunRecord(config.current_run_id(), action, None, env, SUCCEEDED if ok else FAILED,
+        run = RunContext.for_command(env, parameters)  # env's own target; refuses an unknown env
+        entry = RunRecord(run.run_id, action, None, env, SUCCEEDED if ok else FAILED,
                           started=started, finished=datetime.now(timezone.utc), parameters=dict(parameters),
                           notebook=notebook, error=None if ok else message, detail=message if ok else None)
-        owned = warehouse is None
-        warehouse = warehouse or connect(env, parameters, notebook=notebook or "")
+        # A warehouse given is the caller's to close; one opened here ends its session with the row.
+        opened = contextlib.nullcontext(warehouse) if warehouse is not None else connect(run, notebook or "")
     except Exception as exc:
         log.warning("could not record %s: %s", action, error_line(exc))
         return False
-    try:
-        written = record(warehouse, target, entry)
-    finally:
-        if owned and hasattr(warehouse, "close"):  # the session ends with the row
-            warehouse.close()
+    with opened as warehouse:
+        written = record(warehouse, run.target, entry)
     if not ok and alert:
         alerts.notify_failure(env, action, error_line(message), entry.run_id, notebook)
     return written
@@ -311,6 +318,9 @@ def read(warehouse: Warehouse, target: Target, dataset: str | None = None, limit
         raise ParameterError(f"status {status!r} is not allowed: use {SUCCEEDED}, {FAILED} or {ABANDONED}")
     if dataset is not None:
         dataset = datasets.get(dataset).name
+    # On use: reading the history for a person is where frames are made.
+    import pandas as pd
+
     if not exists(warehouse, target):
         return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in COLUMNS.items()})
     conditions, binds = ["STATUS <> ?"], [RUNNING]  # markers are bookkeeping
@@ -331,14 +341,13 @@ def read(warehouse: Warehouse, target: Target, dataset: str | None = None, limit
 
 
 # -- runs that never finished -------------------------------------------------------------------
-def mark_started(warehouse: Warehouse, target: Target, run_id: str, env: str,
-                 parameters: Mapping[str, Any], planned: Sequence[str]) -> bool:
+def mark_started(warehouse: Warehouse, run: RunContext, planned: Sequence[str]) -> bool:
     """`hnpipe run`'s marker, before its first notebook: which process runs which datasets."""
     import socket
 
     detail = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "datasets": list(planned)})
-    return record(warehouse, target, RunRecord(run_id, "run", None, env, RUNNING, parameters=parameters,
-                                               detail=detail))
+    return record(warehouse, run.target, RunRecord(run.run_id, "run", None, run.env, RUNNING,
+                                                   parameters=run.values, detail=detail))
 
 
 def _process_gone(info: Mapping[str, Any]) -> bool | None:
@@ -347,13 +356,7 @@ def _process_gone(info: Mapping[str, Any]) -> bool | None:
 
     if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
         return None
-    try:
-        os.kill(info["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
+    return not config.process_alive(info["pid"])
 
 
 def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = None) -> list[RunRecord]:
@@ -362,39 +365,51 @@ def abandoned_runs(warehouse: Warehouse, target: Target, now: datetime | None = 
     now = now or datetime.now(timezone.utc)
     if not exists(warehouse, target):
         return []
-    frame = warehouse.query(target, f"SELECT * FROM {TABLE} WHERE RUN_ID IN "
-                                    f"(SELECT RUN_ID FROM {TABLE} WHERE STATUS = ?)", [RUNNING])
-    found = []
-    for run_id, rows in frame.groupby("RUN_ID"):
-        if rows["STATUS"].isin([FAILED, ABANDONED]).any():
-            continue  # it ended (a failure), or is recorded already
-        marker = rows[rows["STATUS"] == RUNNING].iloc[0]
-        try:
-            info = json.loads(marker["DETAIL"]) if isinstance(marker["DETAIL"], str) else {}
-        except ValueError:
-            info = {}
-        done = rows[(rows["STATUS"] == SUCCEEDED) & rows["DATASET"].notna()]
-        planned = info.get("datasets") or []
-        if planned and set(planned) <= set(done["DATASET"]):
-            continue  # every dataset it ran succeeded
-        started = marker["STARTED_AT"].to_pydatetime()
-        gone = _process_gone(info)
-        if gone is False or (gone is None and now - started < timedelta(hours=STALE_AFTER_HOURS)):
-            continue  # still running, or cannot tell yet
-        published = ", ".join(f"{row.DATASET} ({'?' if pd.isna(row.ROWS_WRITTEN) else f'{int(row.ROWS_WRITTEN):,}'} rows)"
-                              for row in done.sort_values("FINISHED_AT").itertuples())
-        why = (f"process {info.get('pid')} on {info.get('host')} is gone" if gone
-               else f"no end recorded within {STALE_AFTER_HOURS} h")
-        try:
-            parameters = json.loads(marker["PARAMETERS"]) if isinstance(marker["PARAMETERS"], str) else {}
-        except ValueError:
-            parameters = {}
-        found.append(RunRecord(
-            str(run_id), "run", None, str(marker["ENVIRONMENT"]), ABANDONED, started=started,
-            finished=rows["FINISHED_AT"].max().to_pydatetime(), parameters=parameters,
-            error=f"abandoned: the run never finished ({why}; killed?)",
-            detail=f"published before it stopped: {published or 'nothing'}; planned: {', '.join(planned) or '?'}"))
-    return found
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in warehouse.query_rows(target, f"SELECT * FROM {TABLE} WHERE RUN_ID IN "
+                                            f"(SELECT RUN_ID FROM {TABLE} WHERE STATUS = ?)", [RUNNING]):
+        found.setdefault(row["RUN_ID"], []).append(row)
+    return [entry for run_id, run_rows in sorted(found.items())
+            if (entry := _abandoned(str(run_id), run_rows, now)) is not None]
+
+
+def _abandoned(run_id: str, run_rows: list[dict[str, Any]], now: datetime) -> RunRecord | None:
+    """The ABANDONED record of one run's rows (its marker among them), or None when it ended,
+    is recorded already, or may still be running."""
+    if any(row["STATUS"] in (FAILED, ABANDONED) for row in run_rows):
+        return None  # it ended (a failure), or is recorded already
+    marker = next(row for row in run_rows if row["STATUS"] == RUNNING)
+    info = _json(marker["DETAIL"])
+    done = sorted((row for row in run_rows if row["STATUS"] == SUCCEEDED and row["DATASET"] is not None),
+                  key=lambda row: row["FINISHED_AT"])
+    planned = info.get("datasets") or []
+    if planned and set(planned) <= {row["DATASET"] for row in done}:
+        return None  # every dataset it ran succeeded
+    started = marker["STARTED_AT"]
+    gone = _process_gone(info)
+    if gone is False or (gone is None and now - started < timedelta(hours=STALE_AFTER_HOURS)):
+        return None  # still running, or cannot tell yet
+    published = ", ".join(f"{row['DATASET']} ({_count(row['ROWS_WRITTEN'])} rows)" for row in done)
+    why = (f"process {info.get('pid')} on {info.get('host')} is gone" if gone
+           else f"no end recorded within {STALE_AFTER_HOURS} h")
+    return RunRecord(
+        run_id, "run", None, str(marker["ENVIRONMENT"]), ABANDONED, started=started,
+        finished=max(row["FINISHED_AT"] for row in run_rows), parameters=_json(marker["PARAMETERS"]),
+        error=f"abandoned: the run never finished ({why}; killed?)",
+        detail=f"published before it stopped: {published or 'nothing'}; planned: {', '.join(planned) or '?'}")
+
+
+def _count(rows: object) -> str:
+    return "?" if rows is None else f"{int(rows):,}"
+
+
+def _json(text: object) -> dict[str, Any]:
+    """A JSON object stored in a column, or {} when it is missing or not one."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def mark_abandoned(warehouse: Warehouse, target: Target) -> list[RunRecord]:
@@ -409,13 +424,13 @@ def mark_abandoned(warehouse: Warehouse, target: Target) -> list[RunRecord]:
     return runs
 
 
-def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str) -> bool:
-    """Whether run `run_id` already recorded anything for `dataset`."""
+def has_row(warehouse: Warehouse, target: Target, run_id: str, dataset: str, status: str | None = None) -> bool:
+    """Whether run `run_id` already recorded anything (with `status`) for `dataset`."""
     if not exists(warehouse, target):
         return False
-    found = warehouse.query(target, f"SELECT COUNT(*) AS N FROM {TABLE} WHERE RUN_ID = ? AND DATASET = ?",
-                            [run_id, dataset])
-    return int(found.iloc[0, 0]) > 0
+    found = warehouse.query_rows(target, f"SELECT COUNT(*) AS N FROM {TABLE} WHERE RUN_ID = ? AND DATASET = ?"
+                                 + (" AND STATUS = ?" if status else ""), [run_id, dataset, *([status] if status else [])])
+    return int(found[0]["N"]) > 0
 
 
 def last_successes(warehouse: Warehouse, target: Target) -> dict[str, pd.Series]:
@@ -436,6 +451,9 @@ def to_text(frame: pd.DataFrame) -> str:
     """The history as a plain text table for the terminal."""
     if frame.empty:
         return "(no runs recorded)"
+    # On use: a frame shown to a person (see to_frame).
+    import pandas as pd
+
     shown = pd.DataFrame({
         "STARTED (UTC)": frame["STARTED_AT"].dt.strftime("%Y-%m-%d %H:%M:%S"),
         "RUN": frame["RUN_ID"],

@@ -14,14 +14,50 @@ _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-l
 _METADATA_NAMES = ("metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal")
 
 
+def _authority(value: str) -> str:
+    """What stands between :// and the path, query or fragment (all of it when no scheme)."""
+    rest = value.partition("://")[2] or value
+    return re.split(r"[/?#]", rest, maxsplit=1)[0]
+
+
+def _as_read(authority: str) -> str:
+    """The authority as some reader may take it: percent-decoded (repeatedly), NFKC-folded
+    (full-width ＠ and ：, small ﹫ become @ and :) and its xn-- labels decoded (IDNA), so
+    credentials are found however their @ or : is written."""
+    import unicodedata
+    from urllib.parse import unquote
+
+    for _ in range(5):  # %2540 is %40 is @
+        decoded = unquote(authority)
+        if decoded == authority:
+            break
+        authority = decoded
+    labels = []
+    for label in unicodedata.normalize("NFKC", authority).split("."):
+        if label.lower().startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode")
+            except (UnicodeError, ValueError):
+                pass  # not punycode: judged as written
+        labels.append(label)
+    return unicodedata.normalize("NFKC", ".".join(labels))
+
+
+def has_credentials(value: str) -> bool:
+    """Whether `value` holds user:password@ (or user@) in any spelling of the @."""
+    return "@" in _as_read(_authority(value))
+
+
 def shown_url(value: str) -> str:
-    """A URL fit to print: user:password@ becomes ***@, a query or fragment ?*** (never echoed)."""
+    """A URL fit to print: user:password@ becomes ***@ (however the @ is written), a query or
+    fragment ?*** (never echoed)."""
     scheme, sep, rest = value.partition("://")
     if not sep:
-        return value
+        return "***" if has_credentials(value) else value
     authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
+    if has_credentials(value):
+        authority = "***@" + _as_read(authority).rpartition("@")[2]
+        authority = re.split(r"[/?#]", authority, maxsplit=1)[0]  # a decoded / or ? ends it
     for mark in ("?", "#"):  # a query may hold a token as well
         if mark in authority + slash + path:
             before = (authority + slash + path).split(mark)[0]
@@ -35,19 +71,21 @@ def url_problem(value: str) -> str | None:
     no query or fragment, a possible port, no link-local or metadata host."""
     from urllib.parse import urlsplit
 
+    if has_credentials(value):  # before urlsplit, whose errors would echo the password
+        return ("a URL must not hold a user name or password (user:pass@host, however the @ is "
+                "written): parameters are written into every executed notebook and the run "
+                "history; the HN API needs none")
     if re.search(r"[\s\x00-\x1f\x7f]", value):
         return "use an http(s) URL without spaces or control characters"
     try:
         parts = urlsplit(value)
         port = parts.port  # ValueError when it is not a number from 0 to 65535
-    except ValueError as error:
-        return f"not a usable URL ({error}): use e.g. https://hacker-news.firebaseio.com/v0"
+    except ValueError as error:  # what it quotes from the value (a password?) is left out
+        reason = re.sub(r"'[^']*'", "...", str(error))
+        return f"not a usable URL ({reason}): use e.g. https://hacker-news.firebaseio.com/v0"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return ("use 'sample' (the bundled sample) or an http(s) URL such as "
                 "https://hacker-news.firebaseio.com/v0")
-    if "@" in parts.netloc:
-        return ("a URL must not hold a user name or password (user:pass@host): parameters are written "
-                "into every executed notebook and the run history; the HN API needs none")
     if "?" in value or "#" in value:
         return "the API base takes no query (?...) or fragment (#...): hnpipe appends /maxitem.json and /item/<id>.json"
     if port == 0 or (parts.netloc.endswith(":") and port is None):

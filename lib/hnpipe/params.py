@@ -72,6 +72,11 @@ def _check_fraction(value: float) -> None:
         raise ValueError("use a fraction from 0 to 1, e.g. 0.5 (1 turns the shrink gate off)")
 
 
+def _check_window_days(value: int) -> None:
+    if not 0 <= value <= 3650:
+        raise ValueError("use a whole number of days from 0 to 3650")
+
+
 def _check_answer_mb(value: int) -> None:
     if not 1 <= value <= MAX_ANSWER_MB:
         raise ValueError(f"use a whole number of MiB from 1 to {MAX_ANSWER_MB}")
@@ -191,21 +196,25 @@ class Parameter:
     default: Any
     help: str
     check: Callable[[Any], None] | None = None
+    # Text (a string, or each string of a list) longer than this is refused before any other
+    # check reads it: every text parameter has one (tests/test_params.py checks).
+    max_length: int | None = None
 
 
 PARAMETERS: dict[str, Parameter] = {
     p.name: p
     for p in (
         Parameter("environment", str, "local",
-                  "the environment this run is for; must match HNPIPE_ENV", _check_environment),
+                  "the environment this run is for; must match HNPIPE_ENV", _check_environment, 16),
         Parameter("n_items", int, 1000, f"how many of the most recent HN items to fetch (1 to {MAX_ITEMS:,})",
                   _check_n_items),
         Parameter("hn_api_url", str, "sample",
-                  "HN API base URL, or 'sample' for the bundled offline sample", _check_url),
+                  "HN API base URL, or 'sample' for the bundled offline sample (at most 2,048 characters)",
+                  _check_url, 2048),
         Parameter("concurrency", int, 32, "parallel HN API requests (1 to 256)", _check_concurrency),
         Parameter("hn_api_private_hosts", list, [],
                   "loopback or private hosts hn_api_url may name outside local runs (a mirror inside the "
-                  "network); link-local and metadata addresses never", check_private_hosts),
+                  "network); link-local and metadata addresses never", check_private_hosts, 255),
         Parameter("request_deadline_s", int, 60,
                   "the most one HN API request may take, every attempt and backoff included; a fetch is "
                   "bounded by it too (request_deadline_s x ids per worker); 1 to 3600", _check_deadline),
@@ -218,11 +227,15 @@ PARAMETERS: dict[str, Parameter] = {
                   _check_snowflake_env),
         Parameter("branch_role", str, "",
                   "Snowflake role that may read each new branch clone (USAGE, SELECT on all and future "
-                  "tables; '' for none)", _check_role),
+                  "tables; '' for none)", _check_role, 255),
         Parameter("max_shrink", (float, int), 0.5,
                   "the largest fraction of its rows a publish may take from the published ITEMS "
                   "(0.5: at least half stay; 1 turns the gate off); more is refused unless allow_shrink",
                   _check_fraction),
+        Parameter("shrink_window_days", int, 30,
+                  "ITEMS may also not fall below 1 - max_shrink of its largest size over its kept versions "
+                  "and the last this many days of history, so runs that each shrink it a little are "
+                  "refused too; 0 to 3650 (0: only the per-publish gate)", _check_window_days),
         Parameter("allow_shrink", bool, False,
                   "let this run shrink ITEMS past max_shrink (say so on purpose; the history records it)"),
         Parameter("keep_versions", int, 5,
@@ -230,7 +243,7 @@ PARAMETERS: dict[str, Parameter] = {
                   _check_keep_versions),
         Parameter("refresh", str, "full",
                   "how ITEMS is rebuilt: full (fetch every id) or incremental (fetch the new ids "
-                  "and the refresh_window below them, keep the rest)", _check_refresh),
+                  "and the refresh_window below them, keep the rest)", _check_refresh, 16),
         Parameter("refresh_window", int, 500,
                   "incremental: how many ids below ITEMS' newest are fetched again, since their "
                   f"items may still change (scores, comments); 0 to {MAX_ITEMS:,}", _check_refresh_window),
@@ -247,7 +260,7 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("backfill_id", str, "",
                   "set by `hnpipe backfill run`: the plan this shard belongs to; the fetch then goes to "
                   "the backfill stage and publish commits the shard instead of ITEMS ('' outside a backfill)",
-                  _check_backfill_id),
+                  _check_backfill_id, max_length=40),
         Parameter("backfill_shard", int, 0,
                   "set by `hnpipe backfill run`: which shard of the plan (0 outside a backfill)",
                   _check_backfill_shard),
@@ -259,11 +272,11 @@ ADMIN_ACTIONS = ("clone", "drop", "list", "prune")
 ADMIN_PARAMETERS: dict[str, Parameter] = {
     p.name: p
     for p in (
-        Parameter("action", str, "list", "what to do with the branch clones", _check_action),
+        Parameter("action", str, "list", "what to do with the branch clones", _check_action, 16),
         Parameter("pr_id", (int, type(None)), None,
                   "the pull request whose clone to make or drop (None: HNPIPE_PR_ID)", _check_pr_id),
         Parameter("older_than_days", int, 14, "prune: clones older than this are stale", _check_days),
-        Parameter("keep_prs", list, [], "prune: open pull requests whose clones stay", _check_pr_list),
+        Parameter("keep_prs", list, [], "prune: open pull requests whose clones stay", _check_pr_list, 32),
         Parameter("min_age_hours", int, 24, "prune: clones younger than this stay, whatever keep_prs "
                   "says (0: none)", _check_hours),
         Parameter("apply", bool, False, "prune: drop the stale clones (False only lists them)"),
@@ -321,6 +334,11 @@ def validate(values: Mapping[str, Any], *, complete: bool = False,
                 f"unknown parameter {key!r}{hint}: allowed are {', '.join(declared)}"
             )
         spec = declared[key]
+        longest = max((len(text) for text in (value if isinstance(value, list) else [value])
+                       if isinstance(text, str)), default=0)
+        if spec.max_length is not None and longest > spec.max_length:  # not echoed: it may be huge
+            raise ParameterError(f"parameter {key} is {longest:,} characters long: "
+                                 f"at most {spec.max_length:,} are allowed")
         if not _has_type(value, spec.type):
             raise ParameterError(
                 f"parameter {key}={_shown(value)} ({type(value).__name__}) is not "
@@ -358,7 +376,24 @@ def _shown(value: Any, depth: int = 0) -> str:
 
 # -- params files ------------------------------------------------------------------------
 class _StrictLoader(yaml.SafeLoader):
-    """YAML without 1.1 surprises: `no`/`on` are not booleans and `0123` is not octal 83."""
+    """YAML without 1.1 surprises: `no`/`on` are not booleans, `0123` is not octal 83, and a
+    key written twice is refused (PyYAML lets the last of two `n_items:` win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` is overridden on purpose
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: the base class refuses it
+            if first is not key_node:
+                lines = f"{first.start_mark.line + 1} and {key_node.start_mark.line + 1}"
+                raise ParameterError(f"duplicate key {str(key)[:60]!r} on lines {lines}: "
+                                     "a key may appear once (the last would silently win); delete one")
+        return super().construct_mapping(node, deep=deep)
 
 
 def _strict_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:

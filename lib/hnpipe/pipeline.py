@@ -30,6 +30,7 @@ elsewhere in a notebook are recorded by `hnpipe run`, which sees papermill fail.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ from hnpipe.backfill import shard as backfill_shard
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError
 from hnpipe.items import FetchedItems, ItemsBuilder
+from hnpipe.run_context import RunContext
 from hnpipe.sample import SampleServer
 from hnpipe.stage import StagedItems, open_stage
 from hnpipe.warehouse import connect, reader
@@ -102,10 +104,7 @@ class Step:
     """
 
     dataset: datasets.Dataset
-    params: dict[str, Any]
-    env: str
-    target: Target
-    run_id: str
+    run: RunContext  # this run's environment, parameters, target and id (a new one per run)
     warehouse: Warehouse
     fetch_report: Any = field(default=None, repr=False)  # of the last complete fetch_items
     refresh: Plan | None = field(default=None, repr=False)  # the plan of the last complete fetch_items
@@ -122,11 +121,33 @@ class Step:
     _busy: float = field(default=0.0, repr=False)  # seconds of work in this run
     _shard_items: Any = field(default=None, repr=False)  # a committed backfill shard's files
 
+    @property
+    def env(self) -> str:
+        return self.run.env
+
+    @property
+    def target(self) -> Target:
+        return self.run.target
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @run_id.setter
+    def run_id(self, value: str) -> None:
+        self.run = self.run.replace(run_id=value)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.run.parameters
+
+    @params.setter
+    def params(self, values: Mapping[str, Any]) -> None:
+        self.run = self.run.replace(values=values)
+
     def close(self) -> None:
         """End the warehouse session (Snowflake); the next step opens a new one."""
-        close = getattr(self.warehouse, "close", None)
-        if close is not None:
-            close()
+        self.warehouse.close()
 
     # -- what the notebook holds now -------------------------------------------------------
     def current_params(self) -> dict[str, Any]:
@@ -425,7 +446,29 @@ class Step:
             kept_rows=plan.kept_rows if plan is not None and plan.merges else 0,
             id_range=None if plan is None else plan.id_range,
             previous_rows=self._previous_rows(), max_shrink=self.params["max_shrink"],
+            largest_rows=None if self._previous_rows() is None else self._largest_of_late(),
+            window_days=self.params["shrink_window_days"],
         )
+
+    def _largest_of_late(self) -> int | None:
+        """ITEMS' most rows over its kept versions and the last shrink_window_days of history,
+        since the latest shrink allow_shrink let through (None: no gate)."""
+        days = self.params["shrink_window_days"]
+        if self.dataset.name != "ITEMS" or not self._published_before or not days:
+            return None
+        since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
+        runs = history.read(self.warehouse, self.target, dataset="ITEMS", status=history.SUCCEEDED, limit=10_000)
+        # As UTC whatever the engine returns (Snowflake may hand back naive timestamps).
+        runs = runs.assign(STARTED_AT=pd.to_datetime(runs.STARTED_AT, utc=True))
+        runs = runs[runs.STARTED_AT >= since]
+        allowed = runs[runs.PARAMETERS.fillna("{}").map(lambda text: json.loads(text).get("allow_shrink") is True)]
+        if len(allowed):  # a shrink made on purpose: its size is the new baseline
+            since = max(since, allowed.STARTED_AT.max())
+            runs = runs[runs.STARTED_AT >= since]
+        sizes = [int(rows) for rows in runs.ROWS_WRITTEN.dropna()]
+        sizes += [version.rows for version in self.warehouse.list_versions(self.target, "ITEMS")
+                  if version.replaced_at is not None and version.replaced_at > since]
+        return max(sizes, default=None)
 
     def _previous_rows(self) -> int | None:
         """ITEMS' rows as published now, for the shrink gate (None: no gate). COMMENTS and
@@ -438,9 +481,11 @@ class Step:
         """For the history: a shrink past max_shrink that allow_shrink let through."""
         if self.dataset.name != "ITEMS" or not self.params["allow_shrink"]:
             return None
-        before = self._published_before
+        before, largest = self._published_before, self._largest_of_late()
         if before and rows < before * (1 - self.params["max_shrink"]):
             return f"allow_shrink: ITEMS shrank from {before:,} to {rows:,} rows"
+        if largest and rows < largest * (1 - self.params["max_shrink"]):
+            return f"allow_shrink: ITEMS shrank to {rows:,} rows, from up to {largest:,} of late"
         return None
 
     # -- looking at the result -------------------------------------------------------------
@@ -551,24 +596,19 @@ def start(dataset: str, namespace: Mapping[str, Any]) -> Step:
     began = datetime.now(timezone.utc)
     config.load_env()
     definition = datasets.get(dataset)
-    values = params.from_namespace(namespace)
-    run_id = config.start_run()  # each start is a run (hnpipe run: its own id, for every notebook)
-    target = environments.resolve(values["environment"])
-    env = values["environment"]
-    warehouse = connect(env, values, definition.notebook)
-    try:
-        if env == "branch" and not warehouse.database_exists(target.database):
-            pr = target.database.removeprefix(environments.CLONE_PREFIX)
+    # Each start is a run (under `hnpipe run`: the run's own id, for every notebook).
+    run = RunContext.for_notebook(params.from_namespace(namespace))
+    # The session ends with the check; each later step logs in again (a Snowflake session
+    # lives for one step).
+    with connect(run, definition.notebook) as warehouse:
+        if run.env == "branch" and not warehouse.database_exists(run.target.database):
+            pr = run.target.database.removeprefix(environments.CLONE_PREFIX)
             raise GuardError(
-                f"refused branch run: {target.database} does not exist; run "
+                f"refused branch run: {run.target.database} does not exist; run "
                 f"`hnpipe admin clone --pr {pr}` first"
             )
-    finally:
-        close = getattr(warehouse, "close", None)
-        if close is not None:  # the session ends with the step; a later step logs in again
-            close()
-    step = Step(definition, values, env, target, run_id, warehouse, started=began,
-                notebook=history.notebook_location(namespace), namespace=namespace)
-    print(f"{definition.name}: environment {env} -> {target} on {warehouse.engine}, "
+    step = Step(definition, run, warehouse, started=began, notebook=history.notebook_location(namespace),
+                namespace=namespace)
+    print(f"{definition.name}: environment {run.env} -> {run.target} on {warehouse.engine}, "
           f"run {step.run_id} ({time.perf_counter() - started:.2f} s)")
     return step

@@ -11,6 +11,7 @@ from hnpipe.backfill import plan as planning
 from hnpipe.backfill import run as running
 from hnpipe.backfill.ledger import DONE, FAILED, RUNNING, BackfillPlan, Ledger
 from hnpipe.errors import ParameterError
+from hnpipe.run_context import RunContext
 from hnpipe.pipeline import hn_base_url
 from hnpipe.warehouse import connect
 
@@ -47,7 +48,7 @@ def main(args) -> int:
     overrides = dict(params.parse_override(p) for p in getattr(args, "param", []))
     values = params.params_for(args.env, {k: v for k, v in overrides.items() if k not in planning.PLAN_SETS})
     target = environments.resolve(values["environment"])
-    warehouse = connect(args.env, values)
+    warehouse = connect(RunContext(args.env, values, target, config.new_run_id()))
     ledger = Ledger(warehouse, target)
     action = args.backfill_action
     if action == "plan":

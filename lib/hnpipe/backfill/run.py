@@ -27,6 +27,7 @@ from hnpipe.backfill.ledger import DONE, FAILED, RUNNING, BackfillPlan, Ledger, 
 from hnpipe.backfill.plan import PLAN_SETS
 from hnpipe.errors import HnpipeError
 from hnpipe.history import error_line
+from hnpipe.run_context import RunContext
 from hnpipe.runner import NotebookResult, _execute, kernels
 from hnpipe.warehouse.base import Warehouse
 
@@ -129,7 +130,8 @@ def _run_shard(env: str, ledger: Ledger, plan: BackfillPlan, shard: Shard, value
         **os.environ, "HNPIPE_RUN_ID": run_id, "HNPIPE_PROGRESS": "0",
         "HNPIPE_NOTEBOOK_OUTPUT": str(directory / dataset.notebook)})
     started = time.perf_counter()
-    outcome = _execute(dataset, kernel, root, directory, shard_params, counter)
+    context = RunContext(env, shard_params, ledger.target, run_id)
+    outcome = _execute(dataset, kernel, root, directory, context, counter)
     seconds = time.perf_counter() - started
     if isinstance(outcome, NotebookResult):
         return ShardOutcome(shard, run_id, outcome.output, seconds)

@@ -47,6 +47,7 @@ also a row in the acting environment's PIPELINE_RUNS (`hnpipe history`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -62,7 +63,7 @@ from hnpipe.errors import GuardError, HnpipeError, ParameterError, WarehouseErro
 from hnpipe.ops import handover
 from hnpipe.ops.handover import DEFAULT_PIPELINE_ROLE
 from hnpipe.params import params_for
-from hnpipe.warehouse import connect, open_warehouse
+from hnpipe.warehouse import open_environment, open_warehouse
 from hnpipe.warehouse.base import Warehouse
 
 log = logging.getLogger("hnpipe.ops.admin")
@@ -246,11 +247,10 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
         pr = _pull_request(values, environ)
         authorize(action, env, pr, environ)
         database = _clone_name(pr) if pr else None
-        # Everything above is checked before the warehouse is opened.
-        owned = warehouse is None
-        warehouse = warehouse or _connect(env, values, environ)
-        connected = True
-        try:
+        # Everything above is checked before the warehouse is opened; one given is the caller's to close.
+        opened = contextlib.nullcontext(warehouse) if warehouse is not None else _connect(env, values, environ)
+        with opened as warehouse:
+            connected = True
             now = now or datetime.now(timezone.utc)
             if action == "clone":
                 result = _clone(warehouse, env, database, values["branch_role"], now)
@@ -263,9 +263,6 @@ def run(values: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
             else:
                 result = _prune(warehouse, env, values["older_than_days"], values["keep_prs"],
                                 values["apply"], now, values["min_age_hours"])
-        finally:
-            if owned and hasattr(warehouse, "close"):
-                warehouse.close()
     except HnpipeError as error:
         notes = _record(AdminResult(action, env, str(error), ok=False), values, started, connected)
         if notes:  # what recording or alerting had to say joins the one error line
@@ -289,7 +286,7 @@ def _connect(env: str, values: Mapping[str, Any], environ: Mapping[str, str] | N
     spec = environments.warehouse_spec(env, environ)
     if spec == "snowflake":
         owner = values if env == CLONE_OWNER else params.params_for(CLONE_OWNER)
-        return connect(env, {**values, "snowflake_env": owner.get("snowflake_env") or {}}, notebook="admin")
+        return open_environment(env, {**values, "snowflake_env": owner.get("snowflake_env") or {}}, notebook="admin")
     # Admin never writes PRODUCTION (clone reads it, drop refuses it): open it read-only.
     return open_warehouse(spec, write_guard=functools.partial(environments.check_write, env, environ=environ),
                           read_only_databases=(PRODUCTION,))
@@ -463,14 +460,11 @@ def _handover(args) -> int:
                 f"refused admin handover --apply: only HNPIPE_ENV=production may change production's "
                 f"grants (this process runs as HNPIPE_ENV={running}); without --apply it only prints them"
             )
-        warehouse = connect("production", params.params_for("production"))
-    try:
+        warehouse = open_environment("production", params.params_for("production"))
+    with contextlib.nullcontext() if warehouse is None else warehouse:
         statements = handover.lockdown(warehouse, it_role=args.owner_role, reader_role=args.reader_role,
                                        analyst_roles=args.analyst_role, pipeline_role=args.pipeline_role,
                                        apply=args.apply)
-    finally:
-        if warehouse is not None and hasattr(warehouse, "close"):
-            warehouse.close()
     print(handover.to_text(statements), end="")
     print(handover.follow_up(it_role=args.owner_role, pipeline_role=args.pipeline_role), end="")
     return 0

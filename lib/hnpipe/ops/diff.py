@@ -437,13 +437,8 @@ def main(args) -> int:
         head = environments.clone_database(pr)
     for name, what in ((args.base, "--base"), (head, "--head"), (args.schema, "--schema")):
         check_identifier(name, what)  # before connecting
-    warehouse = connect()
-    try:
+    with connect() as warehouse:
         diff = diff_databases(warehouse, args.base, head, args.schema, args.sample)
-    finally:
-        close = getattr(warehouse, "close", None)
-        if close:
-            close()
     if args.json:
         print(json.dumps(diff.to_json(), indent=2, default=str))
     elif args.markdown:

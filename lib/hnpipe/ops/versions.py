@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from hnpipe import config, datasets, environments, history, params
+from hnpipe import config, datasets, environments, history
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, ParameterError
+from hnpipe.run_context import RunContext
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import TableVersion, Warehouse, version_table_name
 
@@ -72,28 +73,23 @@ def restore(table: str, run: str, *, warehouse: Warehouse | None = None) -> Rest
     """Put back `table` as it was before run `run` replaced it, in HNPIPE_ENV's own target."""
 
     table, run = _table(table), check_run_id(run)
-    env = environments.process_environment()
-    values = params.params_for(env)  # params/<env>.yaml: keep_versions, credentials' names
-    target = environments.target_for(env)
+    # params/<env>.yaml (keep_versions, credentials' names); the restore is a run of its own
+    context = RunContext.for_command(environments.process_environment(), run_id=config.new_run_id())
     if warehouse is not None:
-        return _restore(warehouse, env, values, target, table, run)
-    warehouse = connect(env, values, notebook="restore")
-    try:
-        return _restore(warehouse, env, values, target, table, run)
-    finally:  # the session ends with the command, also on error
-        close = getattr(warehouse, "close", None)
-        if close is not None:
-            close()
+        return _restore(warehouse, context, table, run)
+    with connect(context, notebook="restore") as warehouse:  # the session ends with the command
+        return _restore(warehouse, context, table, run)
 
 
-def _restore(warehouse: Warehouse, env: str, values: dict, target: Target, table: str, run: str) -> Restored:
+def _restore(warehouse: Warehouse, context: RunContext, table: str, run: str) -> Restored:
+    env, values, target = context.env, context.values, context.target
     wanted = version_table_name(table, run)
     kept = kept_versions(warehouse, target, table)
     if wanted not in {version.name for version in kept}:
         listed = ", ".join(version.run_id for version in kept) or "none"
         raise HnpipeError(f"no kept version of {target}.{table} from run {run}: kept are {listed} "
                           f"(see `hnpipe versions {table}`)")
-    restore_run_id = config.new_run_id()
+    restore_run_id = context.run_id
     parameters = {"table": table, "run": run, "keep_versions": values["keep_versions"]}
     # What recording or alerting has to say joins the command's one line.
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
@@ -141,13 +137,8 @@ def main(args) -> int:
     table = _table(args.table)
     env = args.env or environments.process_environment()
     target = environments.target_for(env)
-    warehouse = reader(env, "hnpipe versions")
-    try:
+    with reader(env, "hnpipe versions") as warehouse:
         print(to_text(target, table, kept_versions(warehouse, target, table)))
-    finally:
-        close = getattr(warehouse, "close", None)
-        if close is not None:
-            close()
     return 0
 
 

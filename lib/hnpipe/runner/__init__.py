@@ -23,13 +23,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from hnpipe import alerts, config, datasets, environments, params, progress
-from hnpipe.runner import kernels
-from hnpipe.runner.preflight import Preflight, dry_run
+from hnpipe import alerts, config, datasets, environments, history, params, progress
 from hnpipe.credentials import redact
 from hnpipe.errors import HnpipeError, WarehouseLockedError
+from hnpipe.run_context import RunContext
+from hnpipe.runner import kernels, notebook_files, signals
+from hnpipe.runner.preflight import Preflight, dry_run
+from hnpipe.warehouse import Warehouse, connect
 
-__all__ = ["Preflight", "RunFailed", "RunResult", "add_arguments", "dry_run", "main", "run"]
+__all__ = ["Preflight", "RunContext", "RunFailed", "RunResult", "add_arguments", "dry_run", "main", "run",
+           "run_notebooks"]
 
 log = logging.getLogger("hnpipe.runner")
 # A notebook declares only the parameters it uses while a run passes the whole validated set
@@ -49,6 +52,7 @@ class NotebookResult:
     output: Path
     seconds: float
     rows: int | None = None
+    unsaved: OSError | None = None  # why the executed notebook could not be written
 
 
 @dataclass
@@ -93,51 +97,84 @@ def run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None,
         only: list[str] | None = None) -> RunResult:
     """Run the pipeline notebooks for `env`; raises RunFailed naming the failing notebook.
 
-    Every notebook's kernel starts before the first notebook runs (hnpipe.runner.kernels), and the
-    notebooks of one wave (those whose upstream datasets have all run: COMMENTS and STORIES)
-    run at once. A failure stops the run after its wave: the later waves never start."""
+    The environment, parameters, target and run id are resolved once, here, into a RunContext
+    (refused before any notebook starts) that everything below receives."""
     root = root or config.project_root()
     config.load_env(root)
-    values = params.params_for(env, overrides, root)
-    target = environments.resolve(values["environment"])  # refuse before any notebook starts
-    run_id = config.new_run_id()
-    directory = config.runs_dir(root) / env / run_id
+    return run_notebooks(RunContext.for_run(env, overrides, root), root, only)
+
+
+def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) -> RunResult:
+    """Every notebook's kernel starts before the first notebook runs (hnpipe.runner.kernels), and
+    the notebooks of one wave (those whose upstream datasets have all run: COMMENTS and STORIES)
+    run at once. A failure stops the run after its wave: the later waves never start. The run's
+    one warehouse (its marker, a failure's record, the row counts) is opened once and closed."""
+    directory = config.runs_dir(root) / run.env / run.run_id
     directory.mkdir(parents=True, exist_ok=True)
-    result = RunResult(env, run_id, target, directory)
+    result = RunResult(run.env, run.run_id, run.target, directory)
     started = time.perf_counter()
     order = datasets.dependency_order(only)
-    with _run_environment(run_id):
-        started_kernels: dict[str, kernels.Kernel] = {}
+    notebook_files.remove_stale_temporaries(config.runs_dir(root))
+    notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
+    signals.remove_stale_socket_dirs()  # what a killed run left
+    started_kernels: dict[str, kernels.Kernel] = {}
+    with _run_environment(run.run_id), signals.stopping_on_signals(
+            lambda: [k.process for k in started_kernels.values() if k.process is not None]) as stop:
         try:
             for dataset in order:  # upstream first: the first notebook's kernel gets going first
                 started_kernels[dataset.name] = kernels.Kernel(
                     config.notebooks_dir(root), {**os.environ, "HNPIPE_NOTEBOOK_OUTPUT": str(
                         directory / dataset.notebook)})
-            # The run's marker (and the abandoned runs before it), written while the kernels
-            # start; launched after them, so its imports do not delay theirs.
-            marker = _in_background(_mark_started, env, values, target, run_id, [d.name for d in order])
-            kernels.import_papermill()  # while the kernels start
-
-            marker.join()
-            if isinstance(marker.error, WarehouseLockedError):  # waited once already: say it, stop
-                raise RunFailed(f"run {run_id} stopped before any notebook ran: {marker.error}")
-            for wave in _waves(order):
-                outcomes = _run_wave(wave, started_kernels, root, directory, values,
-                                     [order.index(dataset) + 1 for dataset in wave], len(order))
-                for dataset, outcome in zip(wave, outcomes):
-                    if isinstance(outcome, NotebookResult):
-                        result.notebooks.append(outcome)
-                for dataset, outcome in zip(wave, outcomes):
-                    if not isinstance(outcome, NotebookResult):
-                        _raise_failed(env, values, target, run_id, dataset, *outcome, directory, root)
+            # Opened after the kernels are launched, so its imports do not delay theirs.
+            with _run_warehouse(run) as warehouse:
+                _mark_started(run, warehouse, order)
+                for wave in _waves(order):
+                    stop.check()  # SIGTERM, SIGINT: no later wave starts
+                    outcomes = _run_wave(wave, started_kernels, root, directory, run,
+                                         [order.index(dataset) + 1 for dataset in wave], len(order))
+                    result.notebooks += [outcome for outcome in outcomes if isinstance(outcome, NotebookResult)]
+                    stop.check()  # a notebook the signal stopped did not fail: the run was terminated
+                    for dataset, outcome in zip(wave, outcomes):
+                        if not isinstance(outcome, NotebookResult):
+                            _raise_failed(run, warehouse, dataset, *outcome, directory, root)
+                result.seconds = time.perf_counter() - started
+                _count_rows(result, warehouse)
+        except signals.Stopped as stopped:
+            for kernel in started_kernels.values():
+                kernel.shutdown()
+            raise signals.terminated(stopped, run, [d.name for d in order],
+                                     lambda name: directory / datasets.get(name).notebook) from None
         finally:
             for kernel in started_kernels.values():
                 kernel.shutdown()
-    result.seconds = time.perf_counter() - started
-    _count_rows(result, values)
-    alerts.notify_success(env, "run", run_id, ", ".join(
+    _raise_unsaved(result)
+    alerts.notify_success(run.env, "run", run.run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
     return result
+
+
+@contextmanager
+def _run_warehouse(run: RunContext) -> Iterator[Warehouse | Exception]:
+    """The run's one warehouse, closed when the run ends; or, when it cannot be opened (missing
+    credentials), the error: the notebooks then fail saying why, and the marker, a failure's
+    record and the counts are skipped, as when the warehouse refuses them."""
+    try:
+        warehouse = connect(run)
+    except Exception as error:  # noqa: BLE001 - said by the notebooks, and in a failure's line
+        yield error
+        return
+    with warehouse:
+        yield warehouse
+
+
+def _mark_started(run: RunContext, warehouse: Warehouse | Exception, order: list[datasets.Dataset]) -> None:
+    """The run's marker (and the abandoned runs before it), written while the kernels start
+    and papermill is imported; stops the run when the warehouse file stayed locked."""
+    marker = _in_background(_write_marker, run, warehouse, [dataset.name for dataset in order])
+    kernels.import_papermill()  # while the kernels start
+    marker.join()
+    if isinstance(marker.error, WarehouseLockedError):  # waited once already: say it, stop
+        raise RunFailed(f"run {run.run_id} stopped before any notebook ran: {marker.error}")
 
 
 def _in_background(function, *args):
@@ -156,28 +193,24 @@ def _in_background(function, *args):
     return thread
 
 
-def _mark_started(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
-                  planned: list[str]) -> None:
+def _write_marker(run: RunContext, warehouse: Warehouse | Exception, planned: list[str]) -> None:
     """Record the runs a kill left unfinished as abandoned, then this run's own marker
     (hnpipe.history). Best effort: a warehouse that cannot take it fails the notebooks, which
     say why."""
-    # Imported here, in the marker's thread: pandas and the engines load while the kernels start.
-    from hnpipe import history
-    from hnpipe.warehouse import connect
-
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS):
         try:
-            warehouse = connect(env, values)
-            for entry in history.mark_abandoned(warehouse, target):
+            if isinstance(warehouse, Exception):
+                raise warehouse
+            for entry in history.mark_abandoned(warehouse, run.target):
                 _say(f"run {entry.run_id} (started {entry.started:%Y-%m-%d %H:%M:%S} UTC) never finished: "
                      f"recorded as abandoned; {entry.detail}")
-            history.mark_started(warehouse, target, run_id, env, values, planned)
+            history.mark_started(warehouse, run, planned)
             if warehouse.lock_failure is not None:  # swallowed by the best-effort history
                 raise warehouse.lock_failure
         except WarehouseLockedError:
             raise  # the file stayed locked for the whole wait: the run stops here, saying so
         except Exception as exc:  # noqa: BLE001
-            log.warning("could not record the start of run %s: %s", run_id, history.error_line(exc))
+            log.warning("could not record the start of run %s: %s", run.run_id, history.error_line(exc))
 
 
 def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
@@ -194,22 +227,21 @@ def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
     return waves
 
 
-def _run_wave(wave, started_kernels, root: Path, directory: Path, values: Mapping[str, Any],
+def _run_wave(wave, started_kernels, root: Path, directory: Path, run: RunContext,
               numbers: list[int], total: int) -> list:
     """Execute the wave's notebooks at once; per dataset a NotebookResult, or (error, began)."""
     if len(wave) == 1:
-        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, values,
+        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, run,
                          f"[{numbers[0]}/{total}]")]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(wave), thread_name_prefix="hnpipe-notebook") as pool:
-        futures = [pool.submit(_execute, dataset, started_kernels[dataset.name], root, directory, values,
+        futures = [pool.submit(_execute, dataset, started_kernels[dataset.name], root, directory, run,
                                f"[{number}/{total}]") for dataset, number in zip(wave, numbers)]
         return [future.result() for future in futures]
 
 
-def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, Any],
-             counter: str = "[1/1]"):
+def _execute(dataset, kernel, root: Path, directory: Path, run: RunContext, counter: str = "[1/1]"):
     """Run one notebook with papermill in its started kernel; its NotebookResult, or
     (error, began) when it failed. The executed notebook is saved either way."""
     import papermill
@@ -222,7 +254,7 @@ def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, 
     _say(f"{counter} {source.name}: running ({dataset.name})")
     try:
         papermill.execute_notebook(
-            str(source), str(output), parameters=values, kernel_name="python3",
+            str(source), str(output), parameters=run.parameters, kernel_name="python3",
             cwd=str(source.parent), progress_bar=False, log_output=False, km=kernel.manager,
         )
     except Exception as error:  # the notebook raised, its kernel died, or papermill failed
@@ -231,11 +263,11 @@ def _execute(dataset, kernel, root: Path, directory: Path, values: Mapping[str, 
         kernel.shutdown()  # finished and committed: nothing left to wait for
     seconds = time.perf_counter() - notebook_started
     _say(f"{counter} {source.name}: done in {seconds:.1f} s")
-    return NotebookResult(dataset.name, dataset.notebook, output, seconds)
+    return NotebookResult(dataset.name, dataset.notebook, output, seconds, unsaved=notebook_files.failed_save(output))
 
 
-def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
-                  dataset, error: Exception, began: datetime, directory: Path, root: Path) -> None:
+def _raise_failed(run: RunContext, warehouse: Warehouse | Exception, dataset, error: Exception,
+                  began: datetime, directory: Path, root: Path) -> None:
     from papermill.exceptions import PapermillExecutionError
 
     source = config.notebooks_dir(root) / dataset.notebook
@@ -243,12 +275,11 @@ def _raise_failed(env: str, values: Mapping[str, Any], target: environments.Targ
     if isinstance(error, PapermillExecutionError):
         reason = redact(f"{error.ename}: {error.evalue}".splitlines()[0])
     else:
-        # Imported on use, like history below: it pulls in pandas.
-        from hnpipe.history import error_line
-
-        reason = error_line(error)
-    notes = _failed(env, values, target, run_id, dataset.name, began, reason, output)
-    raise RunFailed(f"{source.name} failed: {reason} (executed notebook kept at {output})"
+        reason = history.error_line(error)
+    notes = _failed(run, warehouse, dataset.name, began, reason, output)
+    unsaved = notebook_files.failed_save(output)
+    kept = f"kept at {output}" if unsaved is None else f"not written: {unsaved.strerror or unsaved}"
+    raise RunFailed(f"{source.name} failed: {reason} (executed notebook {kept})"
                     + "".join(f"; {note}" for note in notes)) from None
 
 
@@ -264,42 +295,54 @@ class _NotRecorded(Exception):
     """Recording a failure was skipped; the message says why."""
 
 
-def _failed(env: str, values: Mapping[str, Any], target: environments.Target, run_id: str,
-            dataset: str, began: datetime, reason: str, output: Path) -> list[str]:
+def _failed(run: RunContext, warehouse: Warehouse | Exception, dataset: str, began: datetime,
+            reason: str, output: Path) -> list[str]:
     """A notebook failed: record it unless the notebook did, and alert once. Never raises;
     returns what went wrong doing so, for the run's one-line error."""
-    # Imported on use: history and the warehouse pull in pandas and DuckDB (~0.5 s), which
-    # `hnpipe run` does without otherwise (a failure is rare).
-    from hnpipe import history
-    from hnpipe.warehouse import connect
-
     with history.warnings_held(*history.SIDE_NOTE_LOGGERS) as notes:
         try:
             if reason.startswith("WarehouseLockedError"):
                 # The notebook already waited its HNPIPE_LOCK_TIMEOUT_S for the file: recording
                 # the failure there would only wait as long again, and fail the same way.
                 raise _NotRecorded("the warehouse file is still locked")
-            warehouse = connect(env, values)
-            if not history.has_row(warehouse, target, run_id, dataset):
-                history.record(warehouse, target, history.RunRecord(
-                    run_id, "run", dataset, env, history.FAILED, started=began, parameters=values,
-                    notebook=str(output), error=reason))
+            if isinstance(warehouse, Exception):
+                raise warehouse
+            if not history.has_row(warehouse, run.target, run.run_id, dataset):
+                history.record(warehouse, run.target, history.RunRecord(
+                    run.run_id, "run", dataset, run.env, history.FAILED, started=began,
+                    parameters=run.values, notebook=str(output), error=reason))
         except _NotRecorded as skipped:
             log.warning("the failure of %s is not in the run history: %s", dataset, skipped)
         except Exception as exc:  # the warehouse may be what failed: the run's error comes first
             log.warning("could not record the failure of %s: %s", dataset, history.error_line(exc))
-        alerts.notify_failure(env, dataset, reason, run_id, str(output))
+        alerts.notify_failure(run.env, dataset, reason, run.run_id, str(output))
     return notes
 
 
-def _count_rows(result: RunResult, values: Mapping[str, Any]) -> None:
-    # Imported on use, after the notebooks: DuckDB only (the engine imports pandas when it
-    # moves frames), so this process stays small while the kernels run.
-    from hnpipe.warehouse import connect
-
-    tables = connect(result.env, values).list_tables(result.target)
+def _count_rows(result: RunResult, warehouse: Warehouse | Exception) -> None:
+    """The published rows per dataset, for the summary: counted in the warehouse (without
+    pandas on the embedded engine); unknown ("?") when it could not be opened."""
+    if isinstance(warehouse, Exception):
+        return
+    tables = warehouse.list_tables(result.target)
     for nb in result.notebooks:
         nb.rows = tables.get(nb.dataset)
+
+
+def _raise_unsaved(result: RunResult) -> None:
+    """Every table was published, but an executed notebook could not be written: say exactly
+    that (the history, written by the notebooks, records the tables as published), and alert."""
+    unsaved = [nb for nb in result.notebooks if nb.unsaved is not None]
+    if not unsaved:
+        return
+    published = ", ".join(f"{nb.dataset} ({'?' if nb.rows is None else f'{nb.rows:,}'} rows)"
+                          for nb in result.notebooks)
+    reasons = "; ".join(f"{nb.output}: {nb.unsaved.strerror or nb.unsaved}" for nb in unsaved)
+    count = {1: "one table", 2: "both tables", 3: "the three tables"}.get(len(result.notebooks), "the tables")
+    message = (f"run {result.run_id} published {published}, but could not write the executed notebook "
+               f"{reasons} (the history records {count} as published)")
+    alerts.notify_failure(result.env, unsaved[0].dataset, message, result.run_id, str(unsaved[0].output))
+    raise RunFailed(message)
 
 
 def main(args) -> int:

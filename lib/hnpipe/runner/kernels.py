@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Mapping
+
+from hnpipe.runner.signals import socket_dir
 
 # What every pipeline notebook imports first; run at kernel start-up, bound to no name the
 # notebook could see.
@@ -78,7 +79,7 @@ class Kernel:
         # Unix sockets where there are any: with TCP, jupyter_client picks free ports and the
         # kernel binds them later, so kernels starting at once (two runs side by side) can
         # race for a port and one dies with "Address already in use".
-        self._socket_dir = tempfile.mkdtemp(prefix="hnpipe-kernel-") if os.name == "posix" else None
+        self._socket_dir = socket_dir() if os.name == "posix" else None
         transport = {"transport": "ipc", "ip": os.path.join(self._socket_dir, "k")} if self._socket_dir else {}
         self.manager = Manager(kernel_name="python3", **transport)
         arguments = list(KERNEL_ARGUMENTS)
@@ -87,6 +88,11 @@ class Kernel:
         # Returns once the process is launched; the kernel boots (and imports) on its own,
         # and papermill waits for it to answer.
         run_sync(self.manager.start_kernel)(extra_arguments=arguments, cwd=str(cwd), env=dict(env))
+
+    @property
+    def process(self):
+        """The kernel's process (a Popen), or None before it started."""
+        return getattr(self.manager.provisioner, "process", None)
 
     def shutdown(self) -> None:
         """Stop the kernel at once: its notebook has finished (and committed), or the run

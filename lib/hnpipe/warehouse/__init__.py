@@ -1,8 +1,8 @@
 """Warehouses: one interface (base), two engines, and the one place an environment becomes one.
 
-`connect(env, values)` is how every run and command gets a guarded warehouse for an
-environment; `reader(env, command)` one that refuses every write. Engines import nothing above
-this package. The module map is docs/development.md.
+`connect(run)` is how every run gets its guarded warehouse (one per run, in a `with` block);
+`reader(env, command)` one that refuses every write. Engines import nothing above this package.
+The module map is docs/development.md.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from hnpipe import config, environments, params
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
+from hnpipe.run_context import RunContext
 from hnpipe.warehouse.base import (
     HISTORY_TABLE,
     Gate,
@@ -23,7 +24,7 @@ from hnpipe.warehouse.base import (
 )
 
 __all__ = ["Gate", "HISTORY_TABLE", "TableVersion", "Warehouse", "WriteGuard", "connect",
-           "frame_from_arrow", "is_bookkeeping_table", "open_warehouse", "reader"]
+           "frame_from_arrow", "is_bookkeeping_table", "open_environment", "open_warehouse", "reader"]
 
 # Imported on first use: hnpipe.datasets needs only `Gate` from here, and `hnpipe run` reads
 # the datasets before it starts the kernels, so importing pandas and duckdb here would put
@@ -55,17 +56,28 @@ def open_warehouse(spec: str, write_guard: WriteGuard | None = None, **options) 
     raise WarehouseError(f"unknown warehouse {spec!r}: use 'snowflake' or 'duckdb:<directory>'")
 
 
-def connect(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehouse:
-    """The warehouse for `env`, with the write guard and (on Snowflake) the query tag.
+def connect(run: RunContext, notebook: str = "") -> Warehouse:
+    """The warehouse a run writes with: `run.env`'s engine, its write guard and (on Snowflake)
+    the query tag with the run's id. Use it in a `with` block: it closes the session.
 
-    On the embedded engine only production may open PRODUCTION for writing: every other
-    environment opens its file read-only, whatever the guard would say.
+    On the embedded engine only production (in a process that runs as production) opens
+    PRODUCTION for writing: every other environment opens its file read-only, whatever the
+    guard would say.
     """
+    return _guarded(run.env, run.values, notebook, run.run_id)
+
+
+def open_environment(env: str, values: Mapping[str, Any], notebook: str = "") -> Warehouse:
+    """`env`'s guarded warehouse for a command that is not a run of the pipeline (admin's
+    handover, which has no target of its own); like `connect`."""
+    return _guarded(env, values, notebook, config.current_run_id())
+
+
+def _guarded(env: str, values: Mapping[str, Any], notebook: str, run_id: str) -> Warehouse:
     spec = environments.warehouse_spec(env)
     guard = functools.partial(environments.check_write, env)
     if spec == "snowflake":
-        tag = {"env": env, "notebook": notebook, "run_id": config.current_run_id(),
-               "git_sha": config.git_sha()}
+        tag = {"env": env, "notebook": notebook, "run_id": run_id, "git_sha": config.git_sha()}
         return open_warehouse(spec, write_guard=guard, env_names=values.get("snowflake_env") or None,
                               query_tag=tag)
     writes_production = env == "production" and environments.process_environment() == "production"

@@ -333,6 +333,28 @@ class Warehouse(ABC):
         """Drop a PRODUCTION_CLONE_<digits> database; returns False if it did not exist.
         Any other name is refused, whatever the caller."""
 
+    # -- plain rows (no pandas) --------------------------------------------------------
+    # `hnpipe run` reads and writes its run history with these (its marker, a failure's row):
+    # its own process then never imports pandas (about 0.5 s of every run's start-up). The
+    # defaults go through the frames; the embedded engine overrides them with plain rows.
+    def query_rows(self, target: Target, sql: str, params: Sequence[object] = ()) -> list[dict[str, object]]:
+        """A SELECT's rows as dicts (column -> value, None for a missing one)."""
+        frame = self.query(target, sql, params)
+        return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+    def append_records(self, target: Target, table: str, columns: Mapping[str, str],
+                       rows: Sequence[Mapping[str, object]]) -> int:
+        """Append plain rows, like `append_rows`; `columns` maps each column to its pandas dtype
+        (what the table is created with when it is missing)."""
+        # On use: pandas is what this default needs, and what the override avoids.
+        import pandas as pd
+
+        frame = pd.DataFrame(list(rows), columns=list(columns))
+        for column, dtype in columns.items():
+            if dtype.startswith("datetime64"):
+                frame[column] = pd.to_datetime(frame[column], utc=True)
+        return self.append_rows(target, table, frame.astype(dict(columns)))
+
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         """Release what the engine holds (Snowflake: its session). Safe to call twice; the
@@ -357,6 +379,16 @@ def check_clone_name(database: object, action: str) -> str:
             f"(e.g. {CLONE_PREFIX}123) may be the target of {action}"
         )
     return database
+
+
+def refuse_missing_clone(target: Target, exists: bool) -> None:
+    """Only `hnpipe admin clone` makes a clone: a write into one that is gone (dropped while a
+    branch run fetched) is refused, never answered by a new clone holding one table."""
+    if not exists and CLONE_NAME.fullmatch(target.database):
+        raise WarehouseError(
+            f"refused write to {target}: {target.database} does not exist (dropped during the run?); "
+            f"only `hnpipe admin clone --pr {target.database.removeprefix(CLONE_PREFIX)}` makes it, "
+            "a write never does")
 
 
 def check_comment_text(text: object, what: str) -> str:

@@ -20,29 +20,15 @@ from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
-    STAGING_MARKER,
-    Gate,
-    ColumnInfo,
-    DatabaseInfo,
-    TableInfo,
-    Warehouse,
-    WriteGuard,
-    check_clone_name,
-    check_comment_columns,
-    check_comment_text,
-    gate_failure,
-    check_keep_ids,
-    check_keep_versions,
-    checked_gates,
-    is_bookkeeping_table,
-    keep_plan,
-    merge_select,
-    missing_version_message,
-    staging_table_name,
-    version_table_name,
-    versions_to_drop,
+    STAGING_MARKER, Gate, ColumnInfo, DatabaseInfo, TableInfo, Warehouse, WriteGuard,
+    check_clone_name, check_comment_columns, check_comment_text, gate_failure, check_keep_ids,
+    check_keep_versions, checked_gates, is_bookkeeping_table, keep_plan, merge_select,
+    refuse_missing_clone, missing_version_message, staging_table_name, version_table_name, versions_to_drop,
 )
-from hnpipe.warehouse.duckdb_locks import LockWaits
+from hnpipe.warehouse.duckdb_files import (
+    remove_database_files, remove_file, remove_stale_temporaries, sql_string, wal_path,
+)
+from hnpipe.warehouse.duckdb_locks import LockWaits, lock_timeout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,19 +50,6 @@ def frame_to_arrow(frame: "pd.DataFrame", destination: str) -> "pa.Table":
 
 T = TypeVar("T")
 log = logging.getLogger("hnpipe.warehouse")
-
-
-def _lock_timeout(value: float | None) -> float:
-    source = "lock_timeout_s"
-    if value is None:
-        source, value = "HNPIPE_LOCK_TIMEOUT_S", os.environ.get("HNPIPE_LOCK_TIMEOUT_S", "30")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise WarehouseError(f"invalid {source} {value!r}: use a number of seconds >= 0, e.g. 30")
-    return seconds
 
 
 class DuckDBWarehouse(Warehouse):
@@ -101,7 +74,7 @@ class DuckDBWarehouse(Warehouse):
     ) -> None:
         super().__init__(write_guard)
         self.directory = Path(directory)
-        self.lock_timeout_s = _lock_timeout(lock_timeout_s)
+        self.lock_timeout_s = lock_timeout(lock_timeout_s)
         # One wait per file per run; "waiting for <file>" said where `on_lock_wait` says
         # (default: a logged warning). See hnpipe.warehouse.duckdb_locks.
         self._locks = LockWaits(self.lock_timeout_s, on_lock_wait or (lambda line: log.warning("%s", line)))
@@ -159,6 +132,17 @@ class DuckDBWarehouse(Warehouse):
         return frame_from_arrow(arrow)
 
     def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+        with self._selecting(target, sql, params) as cursor:
+            return frame_from_arrow(cursor.to_arrow_table())
+
+    def query_rows(self, target: Target, sql: str, params: Sequence[object] = ()) -> list[dict[str, object]]:
+        with self._selecting(target, sql, params) as cursor:
+            names = [column[0] for column in cursor.description]
+            return [{name: _utc(value) for name, value in zip(names, row)} for row in cursor.fetchall()]
+
+    @contextmanager
+    def _selecting(self, target: Target, sql: str, params: Sequence[object]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection with `sql`'s result pending, run in target's schema."""
         with self._reading(target.database) as con:
             if con is None:
                 raise WarehouseError(f"no database {target.database} in {self.directory}")
@@ -167,13 +151,11 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
             try:
                 # The file is open read-only, so anything but a read fails here.
-                relation = con.sql(sql, params=list(params) or None)
-                if relation is None:
+                if con.execute(sql, list(params) or None).description is None:
                     raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
-                arrow = relation.to_arrow_table()
+                yield con
             except duckdb.Error as exc:
                 raise WarehouseError(f"query in {target} failed: {one_line(exc)}") from exc
-        return frame_from_arrow(arrow)
 
     def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
         con = duckdb.connect()  # in memory; each database attached read-only under its name
@@ -183,7 +165,7 @@ class DuckDBWarehouse(Warehouse):
                 if not path.is_file():
                     raise WarehouseError(f"no database {database} in {self.directory}")
                 self._retry_locked(path, lambda: con.execute(
-                    f"ATTACH {_sql_string(path)} AS {_q(database)} (READ_ONLY)"))
+                    f"ATTACH {sql_string(path)} AS {_q(database)} (READ_ONLY)"))
             try:
                 arrow = con.sql(sql, params=list(params) or None).to_arrow_table()
             except duckdb.Error as exc:
@@ -305,6 +287,8 @@ class DuckDBWarehouse(Warehouse):
             if replaced in present:
                 raise WarehouseError(f"refused to restore {target}.{table}: {replaced} exists already; "
                                      "use a new run id")
+            # Read whole first, as a publish reads what it replaces: the live table stays if damaged.
+            _check_readable(con, target, version, self.path(target.database))
             rows = con.execute(f"SELECT COUNT(*) FROM {_q(version)}").fetchall()[0][0]
             statements = ([f"ALTER TABLE {_q(table)} RENAME TO {_q(replaced)}"] if table in present else [])
             statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
@@ -344,19 +328,40 @@ class DuckDBWarehouse(Warehouse):
         lists = [name for name, kind in zip(arrow.column_names, arrow.schema.types) if str(kind).startswith("list")]
         if lists:  # as the Snowflake engine, which binds scalars only (found by the contract suite)
             raise WarehouseError(f"cannot append to {destination}: list column {lists[0]}; append_rows takes scalar columns")
+        self._append(target, table, destination, [
+            # The connection lives for this one operation: the registration goes with it.
+            lambda con: con.register("hnpipe_rows", arrow),
+            f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0",
+            # BY NAME: the frame's columns in any order; an unknown column fails the insert.
+            f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
+        ])
+        return len(frame)
+
+    def append_records(self, target: Target, table: str, columns: Mapping[str, str],
+                       rows: Sequence[Mapping[str, object]]) -> int:
+        destination = f"{target}.{check_identifier(table, 'table')}"
+        types = [_SQL_TYPES.get(dtype) for dtype in columns.values()]
+        if None in types:  # a programming error, said before anything is opened
+            raise WarehouseError(f"cannot append to {destination}: no column type for {dict(columns)}")
+        names = [check_identifier(name, "column") for name in columns]
+        insert = f"INSERT INTO {_q(table)} ({', '.join(map(_q, names))}) VALUES ({', '.join('?' for _ in names)})"
+        values = [[_stored(row.get(name)) if kind == "TIMESTAMP" else row.get(name)
+                   for name, kind in zip(names, types)] for row in rows]
+        self._append(target, table, destination, [
+            # The same types as a frame of these dtypes creates through Arrow (append_rows).
+            f"CREATE TABLE IF NOT EXISTS {_q(table)} ({', '.join(f'{_q(n)} {t}' for n, t in zip(names, types))})",
+            lambda con: con.executemany(insert, values),
+        ])
+        return len(rows)
+
+    def _append(self, target: Target, table: str, destination: str, statements: list) -> None:
         with self._writing(target) as con:
-            con.register("hnpipe_rows", arrow)
+            if table in _table_names(con, target.schema):  # a damaged block: one line, no .wal
+                _check_readable(con, target, table, self.path(target.database))
             try:
-                _in_transaction(con, [
-                    f"CREATE TABLE IF NOT EXISTS {_q(table)} AS SELECT * FROM hnpipe_rows LIMIT 0",
-                    # BY NAME: the frame's columns in any order; an unknown column fails the insert.
-                    f"INSERT INTO {_q(table)} BY NAME SELECT * FROM hnpipe_rows",
-                ])
+                _in_transaction(con, statements)
             except duckdb.Error as exc:
                 raise WarehouseError(f"cannot append to {destination}: {one_line(exc)}") from exc
-            finally:
-                con.unregister("hnpipe_rows")
-        return len(frame)
 
     def clone_database(self, source: str, dest: str) -> None:
         source = check_identifier(source, "source database")
@@ -369,28 +374,33 @@ class DuckDBWarehouse(Warehouse):
         # Build the copy beside its destination, then rename it in place (atomic on one
         # file system): readers see the old clone or the new one, never half a copy.
         temporary = dest_path.with_name(f".{dest}.duckdb.{os.getpid()}.tmp")
-        _remove_database_files(temporary)
+        remove_stale_temporaries(self.directory)  # what a killed clone left
+        remove_database_files(temporary)
         try:
             con = duckdb.connect()  # in memory; the files are attached below
             try:
                 # READ_ONLY: a consistent snapshot that never writes the source, and that
                 # shares the file with other readers.
                 self._retry_locked(source_path, lambda: con.execute(
-                    f"ATTACH {_sql_string(source_path)} AS hnpipe_source (READ_ONLY)"))
-                con.execute(f"ATTACH {_sql_string(temporary)} AS hnpipe_clone")
-                con.execute("COPY FROM DATABASE hnpipe_source TO hnpipe_clone")
+                    f"ATTACH {sql_string(source_path)} AS clone_source (READ_ONLY)"))
+                # Every table read whole first: a damaged block is the one "damaged" line.
+                for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                                 "WHERE database_name = 'clone_source'").fetchall():
+                    _check_readable(con, Target(source, schema), table, source_path, "CLONE_SOURCE")
+                con.execute(f"ATTACH {sql_string(temporary)} AS hnpipe_clone")
+                con.execute("COPY FROM DATABASE clone_source TO hnpipe_clone")
                 con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
                 con.execute("DETACH hnpipe_clone")
-                con.execute("DETACH hnpipe_source")
+                con.execute("DETACH clone_source")
             finally:
                 con.close()
             if dest_path.exists():
                 self._wait_until_unused(dest_path)
             # A WAL left beside the old clone would be replayed into the new one.
-            _remove_file(_wal(dest_path))
+            remove_file(wal_path(dest_path))
             os.replace(temporary, dest_path)
         except BaseException:
-            _remove_database_files(temporary)
+            remove_database_files(temporary)
             raise
 
     def drop_database(self, database: str) -> bool:
@@ -401,14 +411,14 @@ class DuckDBWarehouse(Warehouse):
         if not path.exists():
             return False
         self._wait_until_unused(path)
-        _remove_database_files(path)
+        remove_database_files(path)
         return True
 
     # -- internals ---------------------------------------------------------------------
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         con = self._retry_locked(path, lambda: _open_intact(path, read_only))
         try:
-            if _wal(path).exists():
+            if wal_path(path).exists():
                 if read_only:
                     return con  # the log (a crash's) is replayed in memory: blocks beyond the file
                 con.execute("CHECKPOINT")  # fold the committed log into the file, then compare
@@ -452,7 +462,8 @@ class DuckDBWarehouse(Warehouse):
     def _writing(self, target: Target) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection whose current database.schema is target, after the guard allowed it.
 
-        Creates the directory, file and schema when missing; if the guard refuses, what this
+        Creates the directory, file and schema when missing (never a clone's file: only
+        clone_database makes those); if the guard refuses, what this
         call created is removed again, so a refused write leaves the disk as it was.
         """
         if target.database in self.read_only_databases:
@@ -460,6 +471,7 @@ class DuckDBWarehouse(Warehouse):
                 f"refused write to {target}: this warehouse opens {target.database} read-only"
             )
         path = self.path(target.database)
+        refuse_missing_clone(target, path.exists())
         created_directory = not self.directory.exists()
         created_file = not path.exists()
         allowed = False
@@ -474,7 +486,7 @@ class DuckDBWarehouse(Warehouse):
                 con.close()
         finally:
             if not allowed and created_file:
-                _remove_database_files(path)
+                remove_database_files(path)
                 if created_directory:
                     with contextlib.suppress(OSError):
                         self.directory.rmdir()
@@ -583,10 +595,7 @@ def damaged(path: Path, reason: str) -> WarehouseError:
     )
 
 
-# DuckDB's buffer pool defaults to 80% of RAM and keeps a table's written blocks while it may:
-# publishing 1,000,000 ITEMS rows held each notebook kernel at 400-700 MiB. Capped, DuckDB evicts
-# and spills to <file>.tmp instead, so a run's memory stays flat in N (benchmarks/flat_memory.py).
-MEMORY_LIMIT = "256MB"
+MEMORY_LIMIT = "256MB"  # DuckDB evicts and spills past it: memory flat in N (docs/performance.md)
 
 
 def _open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -619,11 +628,12 @@ def _check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
 
 
-def _check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path) -> None:
+def _check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path,
+                    attached_as: str | None = None) -> None:
     """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
     try:
-        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(target.database)}.{_q(target.schema)}."
-                    f"{_q(table)} AS t").fetchall()
+        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(attached_as or target.database)}."
+                    f"{_q(target.schema)}.{_q(table)} AS t").fetchall()
     except duckdb.Error as exc:
         raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None
 
@@ -648,11 +658,27 @@ def _duckdb_literal(text: str) -> str:
     return "'" + check_comment_text(text, "a table or column").replace("'", "''") + "'"
 
 
-def _in_transaction(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> None:
+# pandas dtype -> the DuckDB type frame_to_arrow gives it (append_records): timestamps stored as
+# naive UTC wall time like every hnpipe timestamp, labelled UTC when read (query_rows, as query()).
+_SQL_TYPES = {"string": "VARCHAR", "Int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN",
+              "datetime64[us, UTC]": "TIMESTAMP"}
+
+
+def _stored(value: object) -> object:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(value, datetime) and value.tzinfo else value
+
+
+def _utc(value: object) -> object:
+    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection,
+                    statements: Sequence[str | Callable[[duckdb.DuckDBPyConnection], object]]) -> None:
+    """Run the statements (SQL, or a function of the connection) in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
         for statement in statements:
-            con.execute(statement)
+            statement(con) if callable(statement) else con.execute(statement)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
@@ -672,21 +698,3 @@ def _table_names(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
         "WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name",
         [schema],
     ).fetchall()]
-
-
-def _sql_string(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + ".wal")
-
-
-def _remove_file(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
-def _remove_database_files(path: Path) -> None:
-    _remove_file(path)
-    _remove_file(_wal(path))

@@ -10,6 +10,7 @@ and its holder ('a notebook kernel (PID n)' when /proc says so).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -23,6 +24,20 @@ T = TypeVar("T")
 # A wait is announced once it lasts this long: a run's own kernels (COMMENTS and STORIES
 # build at once) hold the file for tens of ms, which is not worth a line.
 ANNOUNCE_AFTER_S = 0.5
+
+
+def lock_timeout(value: float | None) -> float:
+    """How long to wait for a locked file: `value`, else HNPIPE_LOCK_TIMEOUT_S, else 30 s."""
+    source = "lock_timeout_s"
+    if value is None:
+        source, value = "HNPIPE_LOCK_TIMEOUT_S", os.environ.get("HNPIPE_LOCK_TIMEOUT_S", "30")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise WarehouseError(f"invalid {source} {value!r}: use a number of seconds >= 0, e.g. 30")
+    return seconds
 
 
 def lock_holder(message: str) -> str:
