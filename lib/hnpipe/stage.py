@@ -16,8 +16,8 @@ Layout under the stage root (one per database.schema, so each environment has it
     backfill/<BACKFILL_ID>/shard-000003/<RUN_ID>/part-*.parquet, manifest.json
 
 Files are written as `<name>.tmp` and renamed when complete: a reader never sees half a file.
-Writing to a stage is guarded like writing a table: `Stage.open` calls the warehouse's
-`ensure_schema(target)`, which refuses an environment writing another's database.
+Writing to a stage is guarded like writing a table: `open_stage` asks the warehouse's write guard
+(and its read-only databases), which refuse an environment writing another's database.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hnpipe.environments import Target
-from hnpipe.errors import HnpipeError
+from hnpipe.errors import HnpipeError, WarehouseError
 from hnpipe.items import ITEMS_SCHEMA, FetchedItems
 from hnpipe.warehouse.base import Gate, Warehouse
 from hnpipe.warehouse.frames import frame_from_arrow
@@ -227,9 +227,13 @@ def _sql_string(path: Path) -> str:
 
 
 def open_stage(warehouse: Warehouse, target: Target) -> Stage:
-    """The stage of `target` on `warehouse`, after the warehouse's guard allowed writing
-    there (the stage is guarded like the tables)."""
-    warehouse.ensure_schema(target)
+    """The stage of `target` on `warehouse`, after the warehouse's own guard allowed writing
+    there (the stage is guarded like the tables). The guard is asked without opening the
+    database: a fetch must not wait for a file another notebook holds (only the publish does)."""
+    if target.database in getattr(warehouse, "read_only_databases", ()):
+        raise WarehouseError(f"refused write to {target}: this warehouse opens {target.database} read-only")
+    if warehouse.write_guard is not None:
+        warehouse.write_guard(target)
     directory = getattr(warehouse, "directory", None)  # the embedded engine keeps its files there
     if directory is not None and hasattr(warehouse, "path"):
         root = Path(warehouse.path(target.database)).with_suffix(".stage") / target.schema
