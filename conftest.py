@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from hnpipe import datasets
+
 ROOT = Path(__file__).resolve().parent
-# The order nbval must run the notebooks in: each needs the tables the previous ones built.
-NOTEBOOK_ORDER = ["items.ipynb", "comments.ipynb", "stories.ipynb", "explore.ipynb", "admin.ipynb"]
+# The order nbval must run the notebooks in: each dataset's after its upstream ones (the
+# registry's order), then the notebooks that build nothing (explore reads every dataset).
+NOTEBOOK_ORDER = [dataset.notebook for dataset in datasets.dependency_order()]
+NOTEBOOK_ORDER += sorted({path.name for path in (ROOT / "notebooks").glob("*.ipynb")} - set(NOTEBOOK_ORDER),
+                         key=lambda name: (name != "explore.ipynb", name))
 _SCRATCH = Path(tempfile.mkdtemp(prefix="hnpipe-tests-"))
 # The Snowflake stand-ins' fixtures (fake_snowflake, snowflake_process, recorded_write_pandas),
 # for every test; tests/ is on sys.path through pyproject's `pythonpath`.
@@ -43,6 +48,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return NOTEBOOK_ORDER.index(name) if name in NOTEBOOK_ORDER else -1
 
     items.sort(key=notebook_rank)  # stable: tests keep their order, notebooks follow in order
+    for item in items:
+        if Path(str(item.fspath)).suffix == ".ipynb":  # nbval runs every notebook in a kernel
+            item.add_marker(pytest.mark.slow)
 
 
 _SEEDED: set[str] = set()
@@ -57,7 +65,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if name not in NOTEBOOK_ORDER or name in _SEEDED:
         return
     _SEEDED.add(name)
-    from hnpipe import datasets, params, pipeline
+    # Imported on use: pipeline imports pandas, which collecting the tests does not need.
+    from hnpipe import params, pipeline
 
     built_by_earlier = {nb for nb in NOTEBOOK_ORDER[:NOTEBOOK_ORDER.index(name)] if nb in _SEEDED}
     needs = [d for d in datasets.dependency_order()
@@ -71,8 +80,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def _upstream_closure(notebook: str) -> set[str]:
-    from hnpipe import datasets
-
     wanted = {d.name for d in datasets.dependency_order() if d.notebook == notebook}
     found: set[str] = set()
     while wanted:

@@ -22,10 +22,10 @@ from hnpipe.environments import Target
 from hnpipe.hn import latest_ids
 from hnpipe.items import items_frame
 from hnpipe.warehouse.base import STAGING_MARKER
+from registered import DATASET_TABLES, expected_tables, of_type  # noqa: F401  (the fault tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = Target("LOCAL", "TESTER")  # conftest sets HNPIPE_DEV_SCHEMA=TESTER
-DATASET_TABLES = ("ITEMS", "COMMENTS", "STORIES")
 
 LONG = os.environ.get("HNPIPE_FAULT_DRILL") == "long"
 long_only = pytest.mark.skipif(not LONG, reason="long fault drill: python benchmarks/faults.py")
@@ -42,15 +42,6 @@ def expected_items(items: Mapping[int, dict | None], n: int) -> tuple[pd.DataFra
     ids = latest_ids(max(items), n)
     frame = items_frame(items[i] for i in ids if items.get(i) is not None)
     return frame, [i for i in ids if items.get(i) is None]
-
-
-def of_type(items: pd.DataFrame, item_type: str) -> pd.DataFrame:
-    """COMMENTS or STORIES as they must be for a given ITEMS."""
-    return items[items["TYPE"] == item_type].reset_index(drop=True)
-
-
-def expected_tables(items: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return {"ITEMS": items, "COMMENTS": of_type(items, "comment"), "STORIES": of_type(items, "story")}
 
 
 def same_frame(left: pd.DataFrame, right: pd.DataFrame) -> bool:

@@ -102,3 +102,51 @@ def cycles(graph: dict[str, dict[str, list[int]]]) -> list[list[str]]:
         if node not in index:
             strongconnect(node)
     return found
+
+
+def engine_name_uses(root: Path = PACKAGE_ROOT, engines: dict[str, str] | None = None) -> list[str]:
+    """Where code outside warehouse/ knows an engine by name: a string that is an engine's name
+    or starts a spec (`"duckdb:"`, also in an f-string) compared, tested or built, `.engine`
+    compared, an isinstance check on an engine class, an engine module imported. Docstrings
+    and comments do not count. `engines` maps engine names to class names (default: the
+    registry's); `root` is a package directory (another checkout's, to count before a change)."""
+    if engines is None:
+        from hnpipe.warehouse.registry import ENGINES  # the registry under test, read at call time
+
+        engines = {engine.name: engine.class_name for engine in ENGINES.values()}
+    classes = set(engines.values())
+    modules = {f"hnpipe.warehouse.{name}_engine" for name in engines}
+
+    def names_engine(text: object) -> bool:
+        return isinstance(text, str) and (text in engines or text.split(":")[0] in engines and ":" in text)
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith("warehouse/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = {id(node.body[0].value) for node in ast.walk(tree)  # docstrings
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        skip |= {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+        for node in ast.walk(tree):
+            what = None
+            if isinstance(node, ast.Constant) and id(node) not in skip and names_engine(node.value):
+                what = f"the string {node.value!r}"
+            elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) \
+                    and names_engine(str(node.values[0].value)):
+                what = f"an f-string starting {node.values[0].value!r}"
+            elif isinstance(node, ast.Compare) and any(isinstance(side, ast.Attribute) and side.attr == "engine"
+                                                       for side in [node.left, *node.comparators]):
+                what = "a comparison of .engine"
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance" \
+                    and any(getattr(n, "id", getattr(n, "attr", None)) in classes for n in ast.walk(node.args[1])):
+                what = "an isinstance check on an engine class"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                named = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                if any(name in modules for name in named):
+                    what = f"an import of {named[0]}"
+            if what and f"{relative}:{node.lineno}" not in {line.split(": ")[0] for line in found}:
+                found.append(f"{relative}:{node.lineno}: {what}")  # one per line
+    return found

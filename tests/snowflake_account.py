@@ -15,6 +15,7 @@ import snowflake.connector
 import snowflake.connector.pandas_tools
 
 from hnpipe import params, pipeline
+from registered import DATASET_TABLES, built_in_sql
 from snowflake_model import SnowflakeModel, oidc_token, write_pandas_fake
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def as_env(monkeypatch: pytest.MonkeyPatch, env: str, pr: int | None = None, run
 
 def publish_all(monkeypatch: pytest.MonkeyPatch, env: str, run_id: str, pr: int | None = None,
                 n_items: int = 60) -> None:
-    """What `hnpipe run --env ENV` does, notebook by notebook: ITEMS, then COMMENTS and STORIES."""
+    """What `hnpipe run --env ENV` does, notebook by notebook: ITEMS, then the datasets built from it."""
     as_env(monkeypatch, env, pr, run_id)
     values = params.params_for(env, {"hn_api_url": "sample", "n_items": n_items})
     step = pipeline.start("ITEMS", values)
@@ -107,8 +108,8 @@ def publish_all(monkeypatch: pytest.MonkeyPatch, env: str, run_id: str, pr: int 
         step.publish(step.fetch_items())
     finally:
         step.warehouse.close()
-    for dataset in ("COMMENTS", "STORIES"):
-        step = pipeline.start(dataset, values)
+    for dataset in built_in_sql():
+        step = pipeline.start(dataset.name, values)
         try:
             step.build()
         finally:
@@ -119,4 +120,4 @@ def reader_counts(model: SnowflakeModel, where: str = PRODUCTION) -> dict[str, i
     """A reader's SELECT COUNT(*) of each dataset (raises if SELECT is missing on any)."""
     cursor = model.connect("HNPIPE_READER").cursor()
     return {table: cursor.execute(f'SELECT COUNT(*) FROM {where}."{table}"').fetchone()[0]
-            for table in ("ITEMS", "COMMENTS", "STORIES")}
+            for table in DATASET_TABLES}

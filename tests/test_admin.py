@@ -493,6 +493,7 @@ def papermill_admin(out: Path, env: dict[str, str], *parameters: str) -> subproc
     )
 
 
+@pytest.mark.slow
 def test_admin_notebook_clones_under_papermill(warehouse: Path, tmp_path: Path) -> None:
     branch = {"HNPIPE_ENV": "branch", "HNPIPE_PR_ID": "12"}
     done = papermill_admin(tmp_path / "clone.ipynb", branch, "-p", "environment", "branch", "-p", "action", "clone")
@@ -635,6 +636,7 @@ def test_a_clone_removes_the_temporary_copy_a_killed_clone_left(warehouse: Path)
                                               "STAGING.duckdb"]
 
 
+@pytest.mark.slow  # an hnpipe process
 def test_sigterm_unwinds_a_command_so_its_cleanup_runs(clean_env: Path) -> None:
     """SIGTERM used to end every command at once, skipping its cleanup (a clone's .tmp file);
     now it unwinds like Ctrl-C: finally blocks run, one line, exit 143."""

@@ -133,6 +133,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Co
     return subprocess.run(args, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_hnpipe_run_failing_in_staging_alerts_once_and_keeps_its_error(clean_env, tmp_path, webhook) -> None:
     env = environ(webhook, HNPIPE_ENV="staging")
     result = run([sys.executable, "-m", "hnpipe.cli", "run", "--env", "staging",
@@ -152,6 +153,7 @@ def test_hnpipe_run_failing_in_staging_alerts_once_and_keeps_its_error(clean_env
     assert not leaked
 
 
+@pytest.mark.slow
 def test_plain_papermill_failing_in_production_alerts_once_from_its_kernel(clean_env, tmp_path, slow_webhook) -> None:
     # A slow webhook (5 s, 1 s timeout): the notebook still fails with its own error, promptly.
     env = environ(slow_webhook, HNPIPE_ENV="production", HNPIPE_SLACK_TIMEOUT_S="1",

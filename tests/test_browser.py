@@ -22,7 +22,9 @@ from browser import ROOT, Notebook, jupyter_lab, notebook_dir
 from hnpipe.sample import SampleServer
 from kernels import notebook_cells
 
-pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))]
 
 ITEMS_CELLS = ["".join(cell["source"]) for cell in notebook_cells("items.ipynb")]
 PARAMETERS, START, FETCH, PUBLISH = (

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 CANARIES = {
     "SNOWFLAKE_ACCOUNT": "canaryacct-5f1d",

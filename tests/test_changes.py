@@ -16,11 +16,12 @@ from pathlib import Path
 import nbformat
 import pytest
 from hnpipe import cli
+from registered import built_in_sql, dataset_tables
 from hnpipe.ops.changes import ChangesError, find_changes
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS_PY = "lib/hnpipe/datasets.py"
-ALL = ["ITEMS", "COMMENTS", "STORIES"]
+ALL = list(dataset_tables())  # the registry's, in dependency order
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
@@ -134,7 +135,7 @@ def test_a_helper_both_sql_datasets_use_marks_both_not_items(repo: Path) -> None
     edit(repo, DATASETS_PY, "WHERE TYPE = '{item_type}'\"", "WHERE TYPE = '{item_type}' AND ID > 0\"")
     commit(repo)
     found = reasons(repo)
-    assert list(found) == ["COMMENTS", "STORIES"]
+    assert list(found) == [dataset.name for dataset in built_in_sql()]  # every dataset of one TYPE
     assert found["COMMENTS"] == [f"code it uses in {DATASETS_PY} changed: _items_of_type"]
 
 

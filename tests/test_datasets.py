@@ -18,6 +18,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import ParameterError, WarehouseError
 from hnpipe.items import ITEMS_COLUMNS, ItemsBuilder, empty_items_frame, items_frame
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from registered import built_in_sql
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -206,10 +207,12 @@ def test_a_wrongly_typed_field_names_item_and_field_and_adds_nothing(field, valu
 
 
 def test_dependency_order_and_downstream() -> None:
-    assert [d.name for d in datasets.dependency_order()] == ["ITEMS", "COMMENTS", "STORIES"]
+    order = [d.name for d in datasets.dependency_order()]
+    assert sorted(order) == sorted(datasets.DATASETS) and order[0] == "ITEMS"
     assert [d.name for d in datasets.dependency_order(["STORIES", "ITEMS"])] == ["ITEMS", "STORIES"]
     assert [d.name for d in datasets.dependency_order("COMMENTS")] == ["COMMENTS"]
-    assert datasets.downstream("ITEMS") == ["COMMENTS", "STORIES"]
+    # Everything built from ITEMS is downstream of it, in dependency order; nothing is built from COMMENTS.
+    assert datasets.downstream("ITEMS") == [name for name in order if name != "ITEMS"]
     assert datasets.downstream("COMMENTS") == []
     for dataset in datasets.dependency_order():
         position = [d.name for d in datasets.dependency_order()].index
@@ -220,7 +223,7 @@ def test_dependency_order_and_downstream() -> None:
 def test_unknown_dataset_is_refused_listing_the_valid_names(name) -> None:
     with pytest.raises(ParameterError) as error:
         datasets.get(name)
-    assert str(error.value) == f"unknown dataset {name!r}: choose one of ITEMS, COMMENTS, STORIES"
+    assert str(error.value) == f"unknown dataset {name!r}: choose one of {', '.join(datasets.DATASETS)}"
     with pytest.raises(ParameterError):
         datasets.dependency_order([name])
     with pytest.raises(ParameterError):
@@ -228,7 +231,7 @@ def test_unknown_dataset_is_refused_listing_the_valid_names(name) -> None:
 
 
 @pytest.mark.parametrize("dialect", ["snowflake", "duckdb"])
-@pytest.mark.parametrize("name,item_type", [("COMMENTS", "comment"), ("STORIES", "story")])
+@pytest.mark.parametrize("name,item_type", [(dataset.name, dataset.item_type) for dataset in built_in_sql()])
 def test_dataset_sql_is_the_portable_subset(dialect, name, item_type) -> None:
     dataset = datasets.get(name)
     tree = sqlglot.parse_one(dataset.sql, read=dialect)

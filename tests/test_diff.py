@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pytest
 from hnpipe import cli
@@ -57,6 +58,11 @@ def column_of(field: str) -> str:
 
 def publish(warehouse: Warehouse, database: str, table: str, frame: pd.DataFrame) -> None:
     target = Target(database, SCHEMA)
+    if database == HEAD and isinstance(warehouse, DuckDBWarehouse) and not warehouse.path(HEAD).exists():
+        # Only `admin clone` makes a clone's file (a write into a missing one is refused): the
+        # hand-built head starts as an empty file, as fakesnow's databases start empty.
+        warehouse.path(HEAD).parent.mkdir(parents=True, exist_ok=True)
+        duckdb.connect(str(warehouse.path(HEAD))).close()
     warehouse.ensure_schema(target)
     warehouse.publish_frame(target, table, frame, "t1")
 

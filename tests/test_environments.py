@@ -8,6 +8,7 @@ import pytest
 from hnpipe import environments as envs
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError
+from hnpipe.warehouse import WarehouseSpec, spec_for
 
 PAIRS = [(running, wanted) for running in envs.ENVIRONMENTS for wanted in envs.ENVIRONMENTS]
 BASE = {"HNPIPE_DEV_SCHEMA": "JANE", "HNPIPE_PR_ID": "42"}
@@ -104,12 +105,17 @@ def test_check_write_refuses_another_schema_in_the_right_database() -> None:
 
 
 def test_warehouse_spec(tmp_path) -> None:
-    assert envs.warehouse_spec("production", {}) == "snowflake"
-    assert envs.warehouse_spec("local", {"HNPIPE_WAREHOUSE": "snowflake"}) == "snowflake"
-    assert envs.warehouse_spec("production", {"HNPIPE_WAREHOUSE": f"duckdb:{tmp_path}"}) == f"duckdb:{tmp_path}"
-    assert envs.warehouse_spec("local", {}).endswith("/.warehouse")
-    with pytest.raises(GuardError, match="unknown HNPIPE_WAREHOUSE 'postgres'"):
-        envs.warehouse_spec("local", {"HNPIPE_WAREHOUSE": "postgres"})
+    assert spec_for("production", {}) == WarehouseSpec("snowflake")
+    assert spec_for("local", {"HNPIPE_WAREHOUSE": "snowflake"}) == WarehouseSpec("snowflake")
+    assert spec_for("production", {"HNPIPE_WAREHOUSE": f"duckdb:{tmp_path}"}) == WarehouseSpec("duckdb", str(tmp_path))
+    assert str(spec_for("production", {"HNPIPE_WAREHOUSE": f"duckdb:{tmp_path}"})) == f"duckdb:{tmp_path}"
+    local = spec_for("local", {})
+    assert local.engine == "duckdb" and local.location.endswith("/.warehouse") and local.directory == Path(local.location)
+    assert spec_for("local", {"HNPIPE_WAREHOUSE": "snowflake"}).directory is None
+    with pytest.raises(GuardError, match="unknown HNPIPE_WAREHOUSE 'postgres': use 'duckdb', 'duckdb:<directory>' or 'snowflake'"):
+        spec_for("local", {"HNPIPE_WAREHOUSE": "postgres"})
+    with pytest.raises(GuardError, match="unknown HNPIPE_WAREHOUSE 'snowflake:/tmp'"):
+        spec_for("local", {"HNPIPE_WAREHOUSE": "snowflake:/tmp"})
 
 
 # -- .env never chooses the environment -----------------------------------------------------

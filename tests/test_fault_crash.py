@@ -52,6 +52,9 @@ from helpers_faults import (
     which_version,
 )
 
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 PUBLISH_ITEMS = ROOT / "scripts" / "publish_items.py"
 N = 3_000 if LONG else 1_500  # items per publish: enough for a publish that takes a while
 PHASES = ("fetch", "publish")
@@ -288,4 +291,4 @@ def test_a_killed_run_is_shown_as_abandoned_and_recorded_so_by_the_next_run(tmp_
     assert recorded.RUN_ID.tolist() == [killed.run_id]
     assert recorded.STARTED_AT.iloc[0].to_pydatetime() == killed.started
     assert history.abandoned_runs(DuckDBWarehouse(warehouse_dir), target) == []  # recorded once
-    assert set(rows[rows.STATUS == history.SUCCEEDED].DATASET) == {"ITEMS", "COMMENTS", "STORIES"}
+    assert set(rows[rows.STATUS == history.SUCCEEDED].DATASET) == set(DATASET_TABLES)

@@ -92,6 +92,7 @@ def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[st
     os.environ.update(saved)
 
 
+@pytest.mark.slow  # where the environment lets it, `hnpipe run` starts its notebooks' kernels
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_every_command_with_a_broken_environment_fails_in_one_line_or_succeeds(
         case: str, broken, tmp_path: Path, capsys) -> None:

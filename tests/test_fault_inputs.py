@@ -26,6 +26,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, ParameterError
 from hnpipe.items import empty_items_frame
 from hnpipe.ops import diff
+from hnpipe.warehouse import spec_for
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -96,6 +97,7 @@ def check_accepted(values_in: dict[str, Any], result: dict[str, Any]) -> None:
     assert result["environment"] in environments.ENVIRONMENTS
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 @fuzz
 @given(st.dictionaries(keys, values, max_size=5))
 def test_validate_accepts_only_declared_well_typed_values(candidate: dict) -> None:
@@ -322,7 +324,7 @@ def test_a_dotenv_never_chooses_where_a_run_writes(scratch_run: Path, entries: d
 def test_warehouse_settings_from_the_environment_are_checked(spec: str, lock_timeout: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            resolved = environments.warehouse_spec("local", {"HNPIPE_WAREHOUSE": spec})
+            resolved = str(spec_for("local", {"HNPIPE_WAREHOUSE": spec}))
         except HnpipeError as error:
             one_line_hnpipe_error(error)
         else:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # hnpipe run in its own process
 def test_a_full_disk_for_the_executed_notebook_is_reported_as_such(clean_env: Path, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", DISK_FULL_FOR_COMMENTS, "run", "--env", "local",
                              "-p", "n_items=200"], cwd=ROOT, capture_output=True, text=True,

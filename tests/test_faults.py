@@ -122,6 +122,7 @@ DOWN = ["--http-500", "0.6", "--drops", "0.3"]  # 90% of requests fail: some id 
 @long_only
 @pytest.mark.parametrize("seed,faults", [(1, FLAKY), (2, FLAKY), (3, FLAKY), (4, DOWN)],
                          ids=["flaky-1", "flaky-2", "flaky-3", "down"])
+@pytest.mark.slow
 def test_hnpipe_run_against_a_faulty_separate_server(clean_env: Path, seed: int, faults: list[str]) -> None:
     """`hnpipe run` (papermill kernels, the default client settings) against `hnpipe
     serve-sample` in its own process with every fault kind: exact tables, or a clean failure."""
@@ -158,6 +159,7 @@ def test_hnpipe_run_against_a_faulty_separate_server(clean_env: Path, seed: int,
 
 
 # -- two runs at once -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [(300, 500)] + ([(200, 700), (650, 250)] if LONG else []))
 def test_two_runs_at_once_wait_for_each_other_and_lose_nothing(clean_env: Path, sizes) -> None:
     """Both runs succeed (each waits for the file while the other writes); every table ends as
@@ -226,6 +228,7 @@ def locked_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "warehouse": warehouse, "tables": tables, "bytes": file_bytes}
 
 
+@pytest.mark.slow
 def test_hnpipe_run_on_a_file_held_open_fails_clearly_after_a_bounded_wait(locked_run: dict) -> None:
     run, database, holder = locked_run["run"], locked_run["database"], locked_run["holder"]
     tables_before, bytes_before = locked_run["tables"], locked_run["bytes"]
@@ -252,11 +255,13 @@ def test_hnpipe_run_on_a_file_held_open_fails_clearly_after_a_bounded_wait(locke
         pd.testing.assert_frame_equal(warehouse.read_table(TARGET, name), frame, check_exact=True, obj=name)
 
 
+@pytest.mark.slow
 def test_hnpipe_run_on_a_file_held_open_prints_one_line(locked_run: dict) -> None:
     assert locked_run["run"].stderr.count("\n") == 1, locked_run["run"].stderr
 
 
 # -- the drill's server: `hnpipe serve-sample` with generated ids and faults ----------------------
+@pytest.mark.slow
 def test_serve_sample_serves_generated_ids_with_the_faults_asked_for() -> None:
     items = generate_sample(50)
     with serve_sample_process("--ids", "50", "--http-429", "1", "--retry-after-s", "3") as (url, lines):
@@ -290,6 +295,7 @@ def test_serve_sample_refuses_bad_flags_in_one_line_before_serving(capsys, argv:
     assert named in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_hnpipe_run_against_a_trickling_server_fails_cleanly_within_the_request_deadline(clean_env: Path) -> None:
     """`serve-sample --trickles 1`: 200 at once, then a byte every 5 s. The 10 s read timeout never
     fires (a run of 10 ids went on for minutes); the request deadline ends it, in one line."""
@@ -308,6 +314,7 @@ def test_hnpipe_run_against_a_trickling_server_fails_cleanly_within_the_request_
     assert "ITEMS" not in DuckDBWarehouse(clean_env).list_tables(TARGET)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [("--endless", "1"), ("--gzip-bombs", "0.5", "--bomb-mb", "256")], ids=["endless", "gzip-bomb"])
 def test_hnpipe_run_against_a_hostile_answer_fails_in_one_line_naming_id_and_limit(clean_env: Path, flags) -> None:
     """An endless body grew the kernel past 4 GB in 28 s; a gzip inside gzip decoded whole (3 GB) and
@@ -325,6 +332,7 @@ def test_hnpipe_run_against_a_hostile_answer_fails_in_one_line_naming_id_and_lim
 
 
 # -- a damaged warehouse file -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_hnpipe_run_on_a_truncated_warehouse_fails_naming_the_file_before_writing(clean_env: Path) -> None:
     """LOCAL.duckdb cut to half its length (a full disk, an interrupted copy): the run used to
     publish into it, keep its broken tables as versions and leave a .wal behind."""

@@ -19,6 +19,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import WarehouseError
 from hnpipe.items import empty_items_frame, items_frame
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from registered import built_in_sql
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
@@ -103,7 +104,7 @@ def test_empty_items_are_refused_even_when_every_id_answered_null(wh) -> None:
         publish_items(wh, empty_items_frame(), n_items=6, null_ids=6)
 
 
-@pytest.mark.parametrize("dataset", [COMMENTS, STORIES], ids=lambda d: d.name)
+@pytest.mark.parametrize("dataset", built_in_sql(), ids=lambda d: d.name)
 def test_derived_tables_pass_with_exactly_the_items_of_their_type(wh, dataset) -> None:
     rows = wh.publish_query(TARGET, dataset.name, dataset.sql, "run1", quality_gates(dataset, now=NOW))
     expected = [item["id"] for item in GOOD if item["type"] == dataset.item_type]
@@ -137,7 +138,7 @@ def test_a_real_fetch_and_build_pass_every_gate(clean_env) -> None:
     items_step = pipeline.start("ITEMS", {"environment": "local", "n_items": 300})
     items = items_step.fetch_items()
     assert items_step.publish(items) == len(items) == 300 - len(items_step.fetch_report.null_ids)
-    for dataset in (COMMENTS, STORIES):
+    for dataset in built_in_sql():
         built = pipeline.start(dataset.name, {"environment": "local", "n_items": 300}).build()
         assert built == int((items.TYPE == dataset.item_type).sum()) > 0
 

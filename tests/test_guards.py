@@ -18,6 +18,9 @@ import pytest
 from hnpipe.environments import ENVIRONMENTS
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 PR = "7"
 DATABASE = {"local": "LOCAL", "staging": "STAGING", "production": "PRODUCTION",

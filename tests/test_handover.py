@@ -20,6 +20,7 @@ from hnpipe.items import items_frame
 from hnpipe.ops import handover
 from hnpipe.warehouse import open_environment
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from registered import DATASET_TABLES, build_in_sql, built_in_sql
 from snowflake_fakes import Recorder
 
 TARGET = Target("LOCAL", "TESTER")
@@ -28,7 +29,7 @@ PRODUCTION = Target("PRODUCTION", "HACKER_NEWS")
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> Path:
-    """ITEMS, COMMENTS and STORIES as the local pipeline publishes them."""
+    """Every dataset as the local pipeline publishes it."""
     directory = tmp_path_factory.mktemp("handover") / "warehouse"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HNPIPE_WAREHOUSE", f"duckdb:{directory}")
@@ -36,12 +37,11 @@ def published(tmp_path_factory) -> Path:
         values = {"environment": "local", "n_items": 400}
         step = pipeline.start("ITEMS", values)
         step.publish(step.fetch_items())
-        for name in ("COMMENTS", "STORIES"):
-            pipeline.start(name, values).build()
+        build_in_sql(values)
     return directory
 
 
-@pytest.mark.parametrize("name", ["STORIES", "COMMENTS"])
+@pytest.mark.parametrize("name", [dataset.name for dataset in built_in_sql()])
 def test_hnpipe_sql_builds_the_same_rows_as_the_pipeline(published, capsys, name) -> None:
     assert cli.main(["sql", name, "--from", "LOCAL.TESTER.ITEMS", "--into", "ANALYTICS.HN"]) == 0
     printed = capsys.readouterr().out
@@ -67,7 +67,7 @@ def test_sql_defaults_to_the_published_production_items(capsys) -> None:
 
 @pytest.mark.parametrize("args,message", [
     (["sql", "ITEMS"], "ITEMS is loaded from the HN API in Python (notebooks/items.ipynb), not built in SQL"),
-    (["sql", "USERS"], "unknown dataset 'USERS': choose one of ITEMS, COMMENTS, STORIES"),
+    (["sql", "USERS"], f"unknown dataset 'USERS': choose one of {', '.join(DATASET_TABLES)}"),
     (["sql", "STORIES", "--from", "ITEMS"], "--from table 'ITEMS' is not allowed: use 3 upper-case names"),
     (["sql", "STORIES", "--from", "P.H.ITEMS; DROP TABLE X"], "refused --from table 'ITEMS; DROP TABLE X'"),
     (["sql", "STORIES", "--into", "prod.hn"], "refused --into schema 'prod'"),

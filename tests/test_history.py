@@ -22,6 +22,7 @@ from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.warehouse import connect
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 from helpers_faults import scribble_over
+from registered import DATASET_TABLES, build_in_sql
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -142,10 +143,10 @@ def test_each_dataset_of_a_run_records_one_succeeded_row(clean_env, monkeypatch)
     items_step = pipeline.start("ITEMS", namespace())
     items = items_step.fetch_items()
     items_step.publish(items)
-    built = {name: pipeline.start(name, namespace()).build() for name in ("COMMENTS", "STORIES")}
+    built = build_in_sql(namespace())
 
     rows = history.read(items_step.warehouse, TARGET)
-    assert rows.DATASET.tolist() == ["STORIES", "COMMENTS", "ITEMS"]  # newest first
+    assert rows.DATASET.tolist() == ["ITEMS", *built][::-1]  # newest first
     assert set(rows.RUN_ID) == {"20261121T101010_abcdef"} and set(rows.STATUS) == {"succeeded"}
     assert dict(zip(rows.DATASET, rows.ROWS_WRITTEN)) == {"ITEMS": len(items), **built}
     assert set(rows.RUN_BY) == {"github:octocat"} and set(rows.ENVIRONMENT) == {"local"}
@@ -276,7 +277,7 @@ def test_hnpipe_history_prints_newest_first_and_filters(clean_env, capsys) -> No
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and "20261121T120000_000003" in lines[2]
     assert cli.main(["history", "--dataset", "items"]) == 1
-    assert "unknown dataset 'items': choose one of ITEMS, COMMENTS, STORIES" in capsys.readouterr().err
+    assert f"unknown dataset 'items': choose one of {', '.join(DATASET_TABLES)}" in capsys.readouterr().err
     assert cli.main(["history", "--env", "staging"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "(no runs recorded)"
 
@@ -309,7 +310,7 @@ def marker(run_id: str, pid: int, host: str | None = None, started: datetime | N
     return history.RunRecord(run_id, "run", None, "local", history.RUNNING,
                              started=started or datetime.now(timezone.utc) - timedelta(minutes=5),
                              detail=json.dumps({"pid": pid, "host": host or socket.gethostname(),
-                                                "datasets": ["ITEMS", "COMMENTS", "STORIES"]}))
+                                                "datasets": list(DATASET_TABLES)}))
 
 
 def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_they_published(tmp_path) -> None:
@@ -323,7 +324,7 @@ def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_
     long_ago = datetime.now(timezone.utc) - timedelta(hours=30)
     history.append(wh, TARGET, marker(killed, gone.pid), entry(killed, "ITEMS", rows=5),
                    marker(alive, os.getpid()),  # this very process: still running
-                   marker(done, gone.pid), *(entry(done, name, rows=1) for name in ("ITEMS", "COMMENTS", "STORIES")),
+                   marker(done, gone.pid), *(entry(done, name, rows=1) for name in DATASET_TABLES),
                    marker(elsewhere, 1, host="another-machine", started=long_ago))
     rows = history.read(wh, TARGET)
     assert history.RUNNING not in set(rows.STATUS)  # markers are bookkeeping

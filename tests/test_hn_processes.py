@@ -22,6 +22,7 @@ def children() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True) if "hnpipe.hn_processes" in " ".join(p.cmdline())]
 
 
+@pytest.mark.slow  # starts fetch processes
 def test_two_processes_fetch_what_one_does_once_each_with_the_sink_on_this_thread():
     items = generate_sample(3000, seed=4)
     ids = range(min(items), max(items) + 1)
@@ -42,6 +43,7 @@ def test_two_processes_fetch_what_one_does_once_each_with_the_sink_on_this_threa
     assert report.requested == len(ids) and not children()
 
 
+@pytest.mark.slow  # starts fetch processes
 def test_a_failure_in_a_child_is_raised_in_one_line_and_no_child_is_left():
     items = {i: {"id": i, "type": "story"} for i in range(1, 2001)}
     with SampleServer(items=items, faults=Faults(deep=0.02, seed=2)) as server:
@@ -53,6 +55,7 @@ def test_a_failure_in_a_child_is_raised_in_one_line_and_no_child_is_left():
     assert not children()
 
 
+@pytest.mark.slow  # starts fetch processes
 def test_a_sink_that_fails_stops_the_children():
     items = {i: {"id": i, "type": "story"} for i in range(1, 3001)}
 

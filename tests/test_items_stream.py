@@ -17,6 +17,7 @@ from hnpipe import datasets
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError
 from hnpipe.items import FetchedItems, ItemsBuilder, items_frame
+from hnpipe.warehouse import duckdb_engine
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 TARGET = Target("LOCAL", "TESTER")
@@ -123,7 +124,7 @@ def test_an_interrupt_between_staging_and_swap_leaves_items_whole(tmp_path: Path
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt  # Ctrl-C in the notebook while the gates run on the staging table
 
-    monkeypatch.setattr(DuckDBWarehouse, "_run_gates", interrupted)
+    monkeypatch.setattr(duckdb_engine, "run_gates", interrupted)
     with pytest.raises(KeyboardInterrupt):
         warehouse.publish_arrow(TARGET, "ITEMS", builder_of(raw_items(40)).to_arrow(), "20261127T000000_000002",
                                 gates=GATES)

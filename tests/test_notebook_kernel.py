@@ -47,6 +47,7 @@ def history_rows(kernel: Kernel) -> list[dict]:
     return kernel.value(HISTORY)
 
 
+@pytest.mark.slow
 def test_an_edited_parameter_is_used_by_the_next_step_and_validated_again(kernel) -> None:
     started(kernel, n_items=40)
     ok(kernel.run("n_items = 25"))
@@ -66,6 +67,7 @@ def test_an_edited_parameter_is_used_by_the_next_step_and_validated_again(kernel
     assert "parameters changed since start (environment 'local' -> 'production'): rerun the start cell" in moved.error["evalue"]
 
 
+@pytest.mark.slow
 def test_a_typo_in_the_parameters_cell_is_refused_naming_the_parameter(kernel) -> None:
     ok(kernel.run(PARAMETERS + "\nn_item = 50"))
     refused = kernel.run(START)
@@ -79,6 +81,7 @@ def test_a_typo_in_the_parameters_cell_is_refused_naming_the_parameter(kernel) -
     assert "unknown parameter 'refresh_windw'" in kernel.run("step.preview()").error["evalue"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_fetch_is_never_published_and_its_bar_ends_red(kernel) -> None:
     with SampleServer(latency_ms=40) as server:
         started(kernel, n_items=20, hn_api_url=server.base_url, concurrency=4)
@@ -107,6 +110,7 @@ def test_an_interrupted_fetch_is_never_published_and_its_bar_ends_red(kernel) ->
     assert kernel.value("step.warehouse.list_tables(step.target).get('ITEMS')") is None
 
 
+@pytest.mark.slow
 def test_a_frame_from_before_a_parameter_change_or_edited_by_hand_is_refused(kernel) -> None:
     started(kernel, n_items=30)
     ok(kernel.run(FETCH))
@@ -127,6 +131,7 @@ def test_a_frame_from_before_a_parameter_change_or_edited_by_hand_is_refused(ker
     assert row["detail"].startswith("published a frame edited by hand")
 
 
+@pytest.mark.slow
 def test_each_start_is_its_own_run_with_its_own_version_and_working_time(kernel) -> None:
     started(kernel, n_items=30)
     ok(kernel.run(FETCH))
@@ -146,6 +151,7 @@ def test_each_start_is_its_own_run_with_its_own_version_and_working_time(kernel)
     assert sorted(versions) == sorted(row["run_id"] for row in rows[1:])  # each replaced the last
 
 
+@pytest.mark.slow
 def test_hnpipe_errors_are_two_lines_with_the_traceback_one_command_away(kernel, tmp_path) -> None:
     started(kernel)
     early = kernel.run(PUBLISH)  # run before the fetch cell
@@ -164,6 +170,7 @@ def test_hnpipe_errors_are_two_lines_with_the_traceback_one_command_away(kernel,
     assert plain.error["ename"] == "ZeroDivisionError" and len(plain.error["traceback"]) > 2
 
 
+@pytest.mark.slow
 def test_the_fetch_progress_bar_has_a_total_and_ends_as_plain_text(kernel) -> None:
     started(kernel, n_items=50)
     fetch = kernel.run(FETCH)
@@ -174,6 +181,7 @@ def test_the_fetch_progress_bar_has_a_total_and_ends_as_plain_text(kernel) -> No
     assert "application/vnd.jupyter.widget-view+json" not in bar  # nothing a saved notebook loses
 
 
+@pytest.mark.slow
 def test_a_file_held_by_another_notebook_is_announced_once_and_fails_once(tmp_path) -> None:
     env = kernel_env(tmp_path / "warehouse", tmp_path / "runs", HNPIPE_LOCK_TIMEOUT_S="2")
     with Kernel(env) as analyst, Kernel(env) as other:
@@ -197,6 +205,7 @@ def test_a_file_held_by_another_notebook_is_announced_once_and_fails_once(tmp_pa
     assert "could not be recorded" in failed.stdout
 
 
+@pytest.mark.slow
 def test_explore_on_an_empty_warehouse_says_what_to_run_and_can_never_write(kernel, clean_env) -> None:
     ok(kernel.run(cell_source("explore.ipynb", "parameters")))
     empty = kernel.run(cell_source("explore.ipynb", "pipeline.explore"))

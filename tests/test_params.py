@@ -7,12 +7,13 @@ from pathlib import Path
 
 import papermill
 import pytest
-from hnpipe import params
+from hnpipe import datasets, params
 from hnpipe.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILES = sorted((ROOT / "params").glob("*.yaml"))
-NOTEBOOKS = ["items.ipynb", "comments.ipynb", "stories.ipynb", "explore.ipynb"]
+# Every dataset's notebook (the registry's) and explore, which reads them.
+NOTEBOOKS = [dataset.notebook for dataset in datasets.dependency_order()] + ["explore.ipynb"]
 
 
 def test_there_is_a_params_file_per_environment() -> None:

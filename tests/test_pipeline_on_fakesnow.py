@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hnpipe import pipeline
 from hnpipe.environments import Target
+from registered import build_in_sql, expected_tables
 
 
 
@@ -31,14 +32,12 @@ def test_local_pipeline_runs_on_the_snowflake_adapter(on_fakesnow) -> None:
     items = items_step.fetch_items()
     assert items_step.publish(items) == len(items) > 0
 
-    built = {}
-    for name in ("COMMENTS", "STORIES"):
-        step = pipeline.start(name, namespace())
-        built[name] = step.build()
+    built = build_in_sql(namespace())
     stored = items_step.read("ITEMS")
     pd.testing.assert_frame_equal(stored, items)  # lists, UTC times and nullable types survive
-    for name, kind in (("COMMENTS", "comment"), ("STORIES", "story")):
-        expected = items[items.TYPE == kind].reset_index(drop=True)
+    for name, expected in expected_tables(items).items():
+        if name == "ITEMS":
+            continue
         pd.testing.assert_frame_equal(items_step.read(name), expected)
         assert built[name] == len(expected) > 0
     counts = items_step.counts_by_type()

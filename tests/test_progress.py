@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hnpipe import progress
 from hnpipe.hn import HttpHNClient
 from hnpipe.refresh import full_plan
@@ -67,6 +68,7 @@ def test_a_log_gets_plain_lines_not_redrawn_bars(monkeypatch) -> None:
     assert lines[-1].startswith("HN items: 3/3 (100%) in ")
 
 
+@pytest.mark.slow
 def test_hnpipe_run_says_what_it_does_while_it_runs(tmp_path) -> None:
     env = {**os.environ, "CI": "true", "HNPIPE_WAREHOUSE": f"duckdb:{tmp_path / 'wh'}",
            "HNPIPE_RUNS_DIR": str(tmp_path / "runs")}

@@ -21,14 +21,16 @@ from hnpipe.environments import Target
 from hnpipe.errors import ParameterError, WarehouseError
 from hnpipe.items import ITEMS_COLUMNS, empty_items_frame, items_frame
 from hnpipe.sample import SampleServer, generate_sample
-from hnpipe.warehouse import open_environment
+from hnpipe.warehouse import duckdb_engine, open_environment
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from registered import DATASET_TABLES, build_in_sql
+from registered import expected_tables as every_dataset
 from snowflake_fakes import Recorder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 TARGET = Target("LOCAL", "TESTER")
-TABLES = ("ITEMS", "COMMENTS", "STORIES")
+TABLES = DATASET_TABLES
 TOP = 80_000  # the first server's maxitem
 GROWTH = 120  # the most new ids any test serves above TOP
 UNIVERSE = generate_sample(n_ids=3_000, max_item=TOP + GROWTH)  # every id any server knows
@@ -55,8 +57,7 @@ def run_items(server: SampleServer, n_items: int, **values: Any) -> pipeline.Ste
 
 
 def build_derived(n_items: int) -> None:
-    for name in ("COMMENTS", "STORIES"):
-        pipeline.start(name, {"environment": "local", "n_items": n_items}).build()
+    build_in_sql({"environment": "local", "n_items": n_items})
 
 
 def read_all(target: Target = TARGET) -> dict[str, pd.DataFrame]:
@@ -71,9 +72,7 @@ def expected_tables(items: Mapping[int, dict | None], n_items: int) -> dict[str,
     """What a full run over the n_items newest ids of `items` publishes, computed directly."""
     top = max(items)
     frame = items_frame(item for item_id, item in items.items() if item and item_id > top - n_items)
-    return {"ITEMS": frame,
-            **{name: frame[frame.TYPE == kind].reset_index(drop=True)
-               for name, kind in (("COMMENTS", "comment"), ("STORIES", "story"))}}
+    return every_dataset(frame)
 
 
 def served(server: SampleServer, action) -> int:
@@ -84,6 +83,7 @@ def served(server: SampleServer, action) -> int:
 
 
 # -- the result equals a full run --------------------------------------------------------------
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_incremental_equals_a_full_run_over_the_same_ids(clean_env, monkeypatch, capsys) -> None:
     n, new, window = 1_000, 80, 150
     story = first_of_type("story", TOP + 1 - window, TOP)  # inside the window: its votes change
@@ -127,6 +127,7 @@ def test_incremental_equals_a_full_run_over_the_same_ids(clean_env, monkeypatch,
     assert f"published {len(items):,} rows to LOCAL.TESTER.ITEMS ({kept:,} kept, " in out
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_an_item_changed_below_the_window_stays_as_it_was_fetched(clean_env) -> None:
     """The documented limit: outside the window an incremental run keeps the old row."""
     n, window = 400, 50
@@ -218,6 +219,7 @@ def bookkeeping_left(path: Path) -> list[str]:
     return [name for name in DuckDBWarehouse(path).list_tables(TARGET, bookkeeping=True) if "__STAGING_" in name]
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_a_failed_gate_during_the_merge_leaves_items_whole(clean_env) -> None:
     with SampleServer(items=hn_until(TOP)) as server:
         run_items(server, 500)
@@ -246,7 +248,7 @@ def test_a_merge_that_fails_in_sql_or_mid_way_leaves_the_table_whole(tmp_path: P
     def die(*args: Any) -> None:
         raise KeyboardInterrupt  # e.g. Ctrl-C in the notebook between staging and swap
 
-    monkeypatch.setattr(DuckDBWarehouse, "_run_gates", die)
+    monkeypatch.setattr(duckdb_engine, "run_gates", die)
     with pytest.raises(KeyboardInterrupt):
         warehouse.publish_merge(TARGET, "ITEMS", new, "run3", (TOP - 29, TOP - 10))
     monkeypatch.undo()
@@ -369,6 +371,7 @@ def on_fakesnow(snowflake_process):
     snowflake_process.create_databases("LOCAL")
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_incremental_pipeline_on_fakesnow_equals_the_expected_tables(on_fakesnow) -> None:
     n, new, window = 300, 30, 40
     story = first_of_type("story", TOP + 1 - window, TOP)
@@ -387,6 +390,7 @@ def test_incremental_pipeline_on_fakesnow_equals_the_expected_tables(on_fakesnow
 
 
 # -- end to end ----------------------------------------------------------------------------------
+@pytest.mark.slow  # `hnpipe run` starts the notebooks' kernels
 def test_hnpipe_run_with_refresh_incremental(clean_env, capsys) -> None:
     n, new, window = 400, 25, 60
     with SampleServer(items=hn_until(TOP)) as server:

@@ -10,6 +10,11 @@ from pathlib import Path
 import duckdb
 import nbformat
 import pytest
+from hnpipe import datasets
+from registered import DATASET_TABLES, built_in_sql
+
+# Every test here starts kernels, servers or processes: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,27 +34,25 @@ def test_run_local_builds_the_three_datasets(clean_env: Path, tmp_path: Path) ->
     with duckdb.connect(str(database), read_only=True) as con:
         tables = {name for (name,) in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'TESTER'").fetchall()}
-        assert tables == {"ITEMS", "COMMENTS", "STORIES", "PIPELINE_RUNS"}
+        assert tables == {*DATASET_TABLES, "PIPELINE_RUNS"}
         items = con.execute('SELECT COUNT(*), MIN(ID), MAX(ID) FROM "TESTER"."ITEMS"').fetchone()
         # The 400 newest ids minus those that answer null, nothing else.
         assert 0 < items[0] <= 400 and items[2] - items[1] < 400
-        for table, kind in (("COMMENTS", "comment"), ("STORIES", "story")):
+        for table, kind in ((dataset.name, dataset.item_type) for dataset in built_in_sql()):
             missing = con.execute(f"""SELECT COUNT(*) FROM (SELECT * FROM "TESTER"."ITEMS" WHERE TYPE = '{kind}'
                                       EXCEPT SELECT * FROM "TESTER"."{table}")""").fetchone()[0]
             extra = con.execute(f"""SELECT COUNT(*) FROM (SELECT * FROM "TESTER"."{table}"
                                     EXCEPT SELECT * FROM "TESTER"."ITEMS" WHERE TYPE = '{kind}')""").fetchone()[0]
             count = con.execute(f'SELECT COUNT(*) FROM "TESTER"."{table}"').fetchone()[0]
             assert (missing, extra) == (0, 0) and count > 0, table
-        counts = dict(con.execute('SELECT \'ITEMS\', COUNT(*) FROM "TESTER"."ITEMS" UNION ALL '
-                                  'SELECT \'COMMENTS\', COUNT(*) FROM "TESTER"."COMMENTS" UNION ALL '
-                                  'SELECT \'STORIES\', COUNT(*) FROM "TESTER"."STORIES"').fetchall())
+        counts = {name: con.execute(f'SELECT COUNT(*) FROM "TESTER"."{name}"').fetchone()[0] for name in DATASET_TABLES}
     # The summary reports the rows each dataset holds, and where the executed notebooks are.
     for name, rows in counts.items():
         assert any(line.split()[:2] == [name, f"{rows:,}"] for line in result.stdout.splitlines()), result.stdout
     run_dirs = list((tmp_path / "runs" / "local").iterdir())
     assert len(run_dirs) == 1
     kept = sorted(p.name for p in run_dirs[0].iterdir())
-    assert kept == ["comments.ipynb", "items.ipynb", "stories.ipynb"]
+    assert kept == sorted(dataset.notebook for dataset in datasets.dependency_order())
     executed = nbformat.read(run_dirs[0] / "items.ipynb", as_version=4)
     assert executed.metadata.papermill.parameters["n_items"] == 400
     assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")
@@ -59,10 +62,10 @@ def test_run_local_builds_the_three_datasets(clean_env: Path, tmp_path: Path) ->
                            "WHERE STATUS <> 'running' ORDER BY STARTED_AT").fetchall()  # not the run's marker
         (marker,) = con.execute('SELECT RUN_ID, DATASET FROM "TESTER"."PIPELINE_RUNS" WHERE STATUS = \'running\'').fetchall()
     assert marker == (run_dirs[0].name, None)
-    # ITEMS first; COMMENTS and STORIES run at once, so either may start first.
+    # ITEMS first; the datasets built from it run at once, so any may start first.
     assert runs[0][0] == "ITEMS"
     assert sorted(runs) == [(name, run_dirs[0].name, "succeeded", counts[name], str(run_dirs[0] / f"{name.lower()}.ipynb"))
-                            for name in ("COMMENTS", "ITEMS", "STORIES")]
+                            for name in sorted(DATASET_TABLES)]
 
 
 def test_run_refuses_a_mismatched_environment_before_anything_runs(clean_env: Path, tmp_path: Path) -> None:

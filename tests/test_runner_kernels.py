@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hnpipe import history, runner
+from hnpipe import datasets, history, runner
 from hnpipe.environments import Target
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def project(tmp_path: Path, cells: dict[str, str]) -> Path:
-    """A project root with the real params/ and one code cell per notebook."""
+    """A project root with the real params/ and one code cell per dataset's notebook (`pass`
+    unless `cells` gives one, by the notebook's name without .ipynb)."""
     root = tmp_path / "project"
     shutil.copytree(ROOT / "params", root / "params")
     (root / "notebooks").mkdir()
-    for name in ("items", "comments", "stories"):
+    for name in (Path(dataset.notebook).stem for dataset in datasets.dependency_order()):
         notebook = nbformat.v4.new_notebook()
         notebook.cells = [nbformat.v4.new_code_cell(cells.get(name, "pass"))]
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -60,6 +61,7 @@ while not (here / "{theirs}.mark").exists():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists kernels through /proc")
 def test_comments_and_stories_run_at_once_after_items(clean_env: Path, tmp_path: Path) -> None:
     root = project(tmp_path, {
@@ -71,12 +73,14 @@ def test_comments_and_stories_run_at_once_after_items(clean_env: Path, tmp_path:
         "stories": RENDEZVOUS.format(mine="stories", theirs="comments"),
     })
     result = runner.run("local", {"n_items": 10}, root=root)
-    assert [nb.dataset for nb in result.notebooks] == ["ITEMS", "COMMENTS", "STORIES"]
-    assert sorted(p.name for p in result.directory.glob("*.ipynb")) == [
-        "comments.ipynb", "items.ipynb", "stories.ipynb"]
+    assert [nb.dataset for nb in result.notebooks][0] == "ITEMS"
+    assert sorted(nb.dataset for nb in result.notebooks) == sorted(datasets.DATASETS)
+    assert sorted(p.name for p in result.directory.glob("*.ipynb")) == sorted(
+        dataset.notebook for dataset in datasets.dependency_order())
     assert kernel_processes() == []
 
 
+@pytest.mark.slow
 def test_a_notebook_starts_in_a_kernel_that_has_imported_hnpipe_outside_its_history(
         clean_env: Path, tmp_path: Path) -> None:
     check = ("import sys\n"
@@ -90,6 +94,7 @@ def test_a_notebook_starts_in_a_kernel_that_has_imported_hnpipe_outside_its_hist
     assert not [out for cell in executed.cells for out in cell.get("outputs", []) if out.output_type == "error"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="lists kernels through /proc")
 def test_a_failing_notebook_lets_its_wave_finish_and_stops_the_run_with_no_kernel_left(
         clean_env: Path, tmp_path: Path) -> None:
@@ -103,6 +108,7 @@ def test_a_failing_notebook_lets_its_wave_finish_and_stops_the_run_with_no_kerne
     assert kernel_processes() == []
 
 
+@pytest.mark.slow
 def test_a_failing_first_notebook_never_runs_the_later_ones(clean_env: Path, tmp_path: Path) -> None:
     root = project(tmp_path, {"items": "raise ValueError('items broke')"})
     with pytest.raises(runner.RunFailed, match=r"^items.ipynb failed: ValueError: items broke"):
@@ -113,13 +119,17 @@ def test_a_failing_first_notebook_never_runs_the_later_ones(clean_env: Path, tmp
 
 
 def test_waves_put_each_dataset_after_its_upstream_ones() -> None:
-    from hnpipe import datasets
-
     waves = runner._waves(datasets.dependency_order())
-    assert [[d.name for d in wave] for wave in waves] == [["ITEMS"], ["COMMENTS", "STORIES"]]
+    wave_of = {d.name: number for number, wave in enumerate(waves) for d in wave}
+    assert sorted(wave_of) == sorted(datasets.DATASETS)  # every dataset once
+    # Each in the first wave after all its upstream ones: as early as it can run.
+    assert all(wave_of[d.name] == max((wave_of[up] + 1 for up in d.upstream), default=0)
+               for d in datasets.dependency_order())
+    assert len(waves) >= 2 and [d.name for d in waves[0]] == ["ITEMS"]
     assert [[d.name for d in wave] for wave in runner._waves(datasets.dependency_order(["STORIES"]))] == [["STORIES"]]
 
 
+@pytest.mark.slow
 def test_hnpipe_run_reaches_its_kernels_without_importing_pandas_or_duckdb() -> None:
     # What `hnpipe run` imports before the kernels start, and papermill as it imports it: the
     # libraries the notebooks need load in the kernels, not (also) in the run's own process.
@@ -151,6 +161,7 @@ print(events, sorted(m for m in ("pandas", "pyarrow") if m in sys.modules))
 """
 
 
+@pytest.mark.slow
 def test_a_run_opens_one_warehouse_closes_it_and_records_without_pandas(clean_env: Path, tmp_path: Path) -> None:
     # The stand-in ITEMS publishes nothing: the summary counts no rows ("?").
     good = project(tmp_path / "good", {})

@@ -158,6 +158,7 @@ def test_bundled_sample_has_every_kind_the_pipeline_must_handle():
         assert non_ascii in all_text, non_ascii
 
 
+@pytest.mark.slow  # several whole pipeline runs (or 100k ids): seconds even on a quiet machine
 def test_generating_100k_ids_takes_seconds_not_minutes():
     started = time.monotonic()
     items = generate_sample(100_000, 40_000_000, seed=1)
@@ -180,6 +181,7 @@ def test_generator_refuses_bad_arguments_in_one_line(kwargs, named):
 # -- the bundled file --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_committed_file_is_exactly_what_make_sample_regenerates(tmp_path):
     committed = sample.bundled_sample_path().read_bytes()
     assert sample.encode_items(sample.bundle(docs_items())) == committed
@@ -390,6 +392,7 @@ def test_serve_refuses_bad_error_rate():
         sample.serve(port=0, latency_ms=0, error_rate=2)
 
 
+@pytest.mark.slow
 def test_serve_prints_its_url_answers_and_stops_on_ctrl_c():
     code = "from hnpipe.sample import serve; serve(port=0, latency_ms=0, error_rate=0)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -6,7 +6,7 @@ function-local import fails here even though Python would tolerate it at run tim
 
 from __future__ import annotations
 
-from import_graph import cycles, import_graph, module_files
+from import_graph import cycles, engine_name_uses, import_graph, module_files
 
 MAX_MODULE_LINES = 700
 
@@ -54,11 +54,41 @@ def test_warehouse_engines_import_nothing_above_the_warehouse_package() -> None:
     below = {"hnpipe.config", "hnpipe.environments", "hnpipe.errors", "hnpipe.credentials",
              "hnpipe.warehouse.base", "hnpipe.warehouse.frames", "hnpipe.warehouse.snowflake_frames",
              "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.duckdb_locks",
-             "hnpipe.warehouse.duckdb_files"}
+             "hnpipe.warehouse.duckdb_files", "hnpipe.warehouse.registry"}
+    from hnpipe.warehouse.registry import ENGINES  # the registry under test
+
     graph = import_graph()
-    for engine in ("hnpipe.warehouse.duckdb_engine", "hnpipe.warehouse.snowflake_engine",
-                   "hnpipe.warehouse.base", "hnpipe.warehouse.frames"):
+    for engine in (*(engine.module for engine in ENGINES.values()), "hnpipe.warehouse.base", "hnpipe.warehouse.frames"):
         assert set(graph[engine]) <= below, f"{engine} imports {set(graph[engine]) - below}"
+
+
+# Account tools that are one engine's by nature may name it, in one place each (issue 16).
+ACCOUNT_TOOLS = {"ops/doctor.py"}
+
+
+def test_only_the_account_tools_know_an_engine_by_name_outside_the_warehouse_package() -> None:
+    """Callers ask the engine's capabilities (hnpipe.warehouse.base): a new engine is a module
+    and a registry line (docs/development.md), not a hunt through ops/ and the runner."""
+    uses = engine_name_uses()
+    assert [use for use in uses if use.split(":")[0] not in ACCOUNT_TOOLS] == []
+    assert len(uses) <= 2, uses  # doctor's one table of account checks
+
+
+def test_the_engine_name_finder_finds_each_kind(tmp_path) -> None:
+    # The check above would pass vacuously if the finder could not see them.
+    (tmp_path / "warehouse").mkdir()
+    (tmp_path / "warehouse" / "inside.py").write_text('spec == "duckdb"\n')
+    (tmp_path / "ops.py").write_text(
+        '"""Talks of "duckdb" in its docstring only."""\n'
+        'from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse\n'
+        'if spec == "snowflake": pass\n'
+        'if spec.startswith("duckdb:"): pass\n'
+        'x = f"duckdb:{directory}"\n'
+        'if warehouse.engine != other: pass\n'
+        'if isinstance(warehouse, DuckDBWarehouse): pass\n'
+        'options = {"snowflake_env": 1}\n')
+    uses = engine_name_uses(tmp_path, {"duckdb": "DuckDBWarehouse", "snowflake": "SnowflakeWarehouse"})
+    assert sorted(int(use.split(":")[1]) for use in uses) == [2, 3, 4, 5, 6, 7], uses
 
 
 def test_every_hnpipe_variable_the_code_reads_is_listed_once_with_what_it_does() -> None:

@@ -141,6 +141,7 @@ def test_read_only_databases_refuse_writes_but_read(directory, items) -> None:
 
 
 # -- locks -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_file_held_by_another_process_times_out_clearly(directory, items) -> None:
     wh = DuckDBWarehouse(directory, lock_timeout_s=0.3)
     wh.publish_frame(TARGET, "ITEMS", items, "run1")
@@ -161,6 +162,7 @@ def test_a_file_held_by_another_process_times_out_clearly(directory, items) -> N
     pd.testing.assert_frame_equal(wh.read_table(TARGET, "ITEMS"), items)  # nothing written
 
 
+@pytest.mark.slow
 def test_a_lock_released_within_the_timeout_is_waited_for(directory, items) -> None:
     wh = DuckDBWarehouse(directory, lock_timeout_s=20)
     wh.publish_frame(TARGET, "ITEMS", items, "run1")
@@ -209,6 +211,7 @@ def test_clone_is_an_identical_copy_that_later_writes_do_not_share(directory, it
     assert wh.list_tables(clone)["ITEMS"] == 6
 
 
+@pytest.mark.slow
 def test_clone_waits_for_a_writer_on_the_source(directory, items) -> None:
     wh = DuckDBWarehouse(directory, lock_timeout_s=0.2)
     wh.publish_frame(Target("PRODUCTION", "HACKER_NEWS"), "ITEMS", items, "run1")
@@ -249,3 +252,32 @@ def test_open_warehouse_builds_duckdb_from_a_spec(tmp_path: Path) -> None:
     assert opened.directory == tmp_path and opened.lock_timeout_s == 1
 
 
+
+
+# -- engines answer for themselves -------------------------------------------------------------
+def test_the_embedded_engine_says_what_it_can_do_and_refuses_account_methods_in_one_line(tmp_path) -> None:
+    warehouse = DuckDBWarehouse(tmp_path / "wh")
+    assert (warehouse.LOGS_IN, warehouse.CREATES_DATABASES, warehouse.SUPPORTS_GRANTS) == (False, True, False)
+    assert warehouse.where == str(tmp_path / "wh") and warehouse.catalog("LOCAL") == "INFORMATION_SCHEMA"
+    for call in (lambda: warehouse.grant_usage("PRODUCTION_CLONE_1", "READER"), lambda: warehouse.run_grants([]),
+                 lambda: warehouse.show_grants("READER"), lambda: warehouse.execute("SELECT 1")):
+        with pytest.raises(WarehouseError, match=r"^\w+ is not available on the duckdb warehouse$"):
+            call()
+    assert not (tmp_path / "wh").exists()
+
+
+def test_a_new_engine_is_served_from_its_registry_line_alone(tmp_path, monkeypatch) -> None:
+    """A third engine registered under its own name (here the embedded engine's class again):
+    HNPIPE_WAREHOUSE reaches it, and the dry run checks it, with nothing else changed."""
+    from hnpipe.runner import preflight
+    from hnpipe.warehouse import registry
+
+    monkeypatch.setitem(registry.ENGINES, "third", registry.Engine("third", "hnpipe.warehouse.duckdb_engine",
+                                                                    "DuckDBWarehouse", keeps_files=True))
+    monkeypatch.setenv("HNPIPE_WAREHOUSE", f"third:{tmp_path / 'wh'}")
+    spec = registry.spec_for("local")
+    assert spec == registry.WarehouseSpec("third", str(tmp_path / "wh")) and spec.directory == tmp_path / "wh"
+    assert isinstance(open_warehouse(spec), DuckDBWarehouse)
+    checks = {check.name: check for check in preflight.dry_run("local")}
+    assert checks["engine"].detail == f"third:{tmp_path / 'wh'}"
+    assert checks["warehouse"].ok and checks["warehouse"].detail.startswith(f"{tmp_path / 'wh'} usable")

@@ -226,6 +226,7 @@ def headings(markdown: str) -> list[int]:
     return [len(match.group(1)) for match in re.finditer(r"(?m)^(#+) ", markdown)]
 
 
+@pytest.mark.slow
 def test_github_branch_job_fails_when_jq_fails_and_rebuilds_nothing(rehearsal: Rehearsal, tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools", fail=("jq",))
     job = run_github_job("branch-deployment.yml", "deploy", github_checkout(rehearsal, tmp_path / "checkout"),
@@ -236,6 +237,7 @@ def test_github_branch_job_fails_when_jq_fails_and_rebuilds_nothing(rehearsal: R
     assert "changed" not in job.summary.lower() or "failed" in job.summary.lower(), job.summary
 
 
+@pytest.mark.slow
 def test_github_branch_job_compares_with_the_merge_commits_first_parent(rehearsal: Rehearsal,
                                                                         tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools")
@@ -257,6 +259,7 @@ def test_github_branch_job_compares_with_the_merge_commits_first_parent(rehearsa
     assert levels.count(1) == 1
 
 
+@pytest.mark.slow
 def test_github_summary_says_the_branch_run_failed_instead_of_no_differences(rehearsal: Rehearsal,
                                                                              tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools", fail=("hnpipe run",))
@@ -280,6 +283,7 @@ def make_clone(rehearsal: Rehearsal, pr: int) -> None:
     assert made.returncode == 0, made.stderr
 
 
+@pytest.mark.slow
 def test_nightly_prune_with_no_open_pull_request_keeps_a_clone_made_minutes_ago(rehearsal: Rehearsal,
                                                                                 tmp_path: Path) -> None:
     make_clone(rehearsal, 21)
@@ -335,6 +339,7 @@ def mr_variables(iid: int, rehearsal: Rehearsal) -> dict[str, str]:
             "CI_PIPELINE_SOURCE": "merge_request_event"}
 
 
+@pytest.mark.slow
 def test_gitlab_branch_job_fails_when_python_fails_and_rebuilds_nothing(rehearsal: Rehearsal,
                                                                         tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools", fail=("python",))
@@ -345,6 +350,7 @@ def test_gitlab_branch_job_fails_when_python_fails_and_rebuilds_nothing(rehearsa
     assert not [call for call in hnpipe_calls(tools) if call.startswith(("run", "diff"))], hnpipe_calls(tools)
 
 
+@pytest.mark.slow
 def test_gitlab_branch_job_has_the_history_back_to_a_deep_merge_requests_base(rehearsal: Rehearsal,
                                                                              tmp_path: Path) -> None:
     tools = stand_ins(tmp_path / "tools")

@@ -57,6 +57,7 @@ def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_workflows_are_valid_against_their_published_schemas(tmp_path: Path) -> None:
     result = check_jsonschema("vendor.github-workflows", *(GITHUB / name for name in GITHUB_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -70,6 +71,7 @@ def test_workflows_are_valid_against_their_published_schemas(tmp_path: Path) -> 
     assert check_jsonschema("vendor.gitlab-ci", broken).returncode == 1
 
 
+@pytest.mark.slow
 def test_every_shell_script_parses() -> None:
     scripts = [script for name in GITHUB_FILES for _, script in github_scripts(github(name))]
     scripts += [script for _, script in gitlab_scripts()]
@@ -293,6 +295,7 @@ def test_production_workflow_runs_on_schedule_and_prunes_keeping_open_prs() -> N
     ("12\n15\n", ["--apply", "--keep-pr", "12", "--keep-pr", "15"]),
     ("", ["--apply", "--older-than", "1"]),
 ])
+@pytest.mark.slow
 def test_prune_step_passes_the_open_prs(tmp_path: Path, open_prs: str, expected: list[str]) -> None:
     """The prune step's script, run by bash with stand-ins for gh and hnpipe that echo."""
     script = github("production.yml")["jobs"]["prune-clones"]["steps"][-1]["run"]

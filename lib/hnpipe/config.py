@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values, load_dotenv
 
-from hnpipe.errors import GuardError
+from hnpipe.errors import GuardError, HnpipeError
 
 # Where a run writes is decided by the process (the CI job, the scheduler, a shell), never by a
 # file lying in the checkout: HNPIPE_ENV and the pull-request id, with the CI variables it is
@@ -127,6 +127,16 @@ def default_warehouse_dir(root: Path | None = None) -> Path:
 _RUN_ID_STAMP = "%Y%m%dT%H%M%S"
 _RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}_[0-9a-f]{6}", re.ASCII)
 RUN_ID_IN_NAME = re.compile(r"([0-9]{8}T[0-9]{6})_([0-9A-Fa-f]{6})", re.ASCII)
+
+
+def check_writable_directory(directory: Path) -> None:
+    """`directory` exists and is writable, or could be created: nothing is created here
+    (the dry run's checks of the warehouse and the outputs)."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise HnpipeError(f"cannot write {directory}: {existing} is not a writable directory")
 
 
 def new_run_id() -> str:

@@ -16,7 +16,6 @@ import getpass
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 from hnpipe import config
@@ -173,20 +172,3 @@ def check_write(env: str, actual: Target, environ: Mapping[str, str] | None = No
         raise GuardError(
             f"refused write to {actual}: environment '{env}' may write only to {allowed}"
         )
-
-
-def warehouse_spec(env: str, environ: Mapping[str, str] | None = None) -> str:
-    """Which engine serves `env`: HNPIPE_WAREHOUSE, else DuckDB for local and Snowflake otherwise.
-
-    Returns 'snowflake' or 'duckdb:<absolute dir>'.
-    """
-    environ = os.environ if environ is None else environ
-    spec = environ.get("HNPIPE_WAREHOUSE") or ("duckdb" if env == "local" else "snowflake")
-    if spec == "snowflake":
-        return spec
-    if spec == "duckdb" or spec.startswith("duckdb:"):
-        directory = spec.partition(":")[2] or str(config.default_warehouse_dir())
-        return "duckdb:" + str(Path(directory).expanduser().resolve())
-    raise GuardError(
-        f"unknown HNPIPE_WAREHOUSE {spec!r}: use 'snowflake', 'duckdb' or 'duckdb:<directory>'"
-    )

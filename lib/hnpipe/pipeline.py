@@ -458,14 +458,16 @@ class Step:
             return None
         since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
         runs = history.read(self.warehouse, self.target, dataset="ITEMS", status=history.SUCCEEDED, limit=10_000)
-        # As UTC whatever the engine returns (Snowflake may hand back naive timestamps).
-        runs = runs.assign(STARTED_AT=pd.to_datetime(runs.STARTED_AT, utc=True))
-        runs = runs[runs.STARTED_AT >= since]
-        allowed = runs[runs.PARAMETERS.fillna("{}").map(lambda text: json.loads(text).get("allow_shrink") is True)]
-        if len(allowed):  # a shrink made on purpose: its size is the new baseline
-            since = max(since, allowed.STARTED_AT.max())
+        sizes: list[int] = []
+        if {"STARTED_AT", "PARAMETERS", "ROWS_WRITTEN"} <= set(runs.columns):  # a reader may return none
+            # As UTC whatever the engine returns (Snowflake may hand back naive timestamps).
+            runs = runs.assign(STARTED_AT=pd.to_datetime(runs.STARTED_AT, utc=True))
             runs = runs[runs.STARTED_AT >= since]
-        sizes = [int(rows) for rows in runs.ROWS_WRITTEN.dropna()]
+            allowed = runs[runs.PARAMETERS.fillna("{}").map(lambda text: json.loads(text).get("allow_shrink") is True)]
+            if len(allowed):  # a shrink made on purpose: its size is the new baseline
+                since = max(since, allowed.STARTED_AT.max())
+                runs = runs[runs.STARTED_AT >= since]
+            sizes = [int(rows) for rows in runs.ROWS_WRITTEN.dropna()]
         sizes += [version.rows for version in self.warehouse.list_versions(self.target, "ITEMS")
                   if version.replaced_at is not None and version.replaced_at > since]
         return max(sizes, default=None)

@@ -48,7 +48,6 @@ also a row in the acting environment's PIPELINE_RUNS (`hnpipe history`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ from hnpipe.errors import GuardError, HnpipeError, ParameterError, WarehouseErro
 from hnpipe.ops import handover
 from hnpipe.ops.handover import DEFAULT_PIPELINE_ROLE
 from hnpipe.params import params_for
-from hnpipe.warehouse import open_environment, open_warehouse
+from hnpipe.warehouse import engine_class, open_environment, spec_for
 from hnpipe.warehouse.base import Warehouse
 
 log = logging.getLogger("hnpipe.ops.admin")
@@ -283,13 +282,11 @@ CLONE_OWNER = "branch"
 
 
 def _connect(env: str, values: Mapping[str, Any], environ: Mapping[str, str] | None) -> Warehouse:
-    spec = environments.warehouse_spec(env, environ)
-    if spec == "snowflake":
+    if engine_class(spec_for(env, environ)).LOGS_IN:
         owner = values if env == CLONE_OWNER else params.params_for(CLONE_OWNER)
-        return open_environment(env, {**values, "snowflake_env": owner.get("snowflake_env") or {}}, notebook="admin")
+        values = {**values, "snowflake_env": owner.get("snowflake_env") or {}}
     # Admin never writes PRODUCTION (clone reads it, drop refuses it): open it read-only.
-    return open_warehouse(spec, write_guard=functools.partial(environments.check_write, env, environ=environ),
-                          read_only_databases=(PRODUCTION,))
+    return open_environment(env, values, notebook="admin", environ=environ, read_only_databases=(PRODUCTION,))
 
 
 def list_clones(warehouse: Warehouse, now: datetime | None = None) -> list[Clone]:
@@ -327,7 +324,7 @@ def _clone(warehouse: Warehouse, env: str, database: str, branch_role: str, now:
     replaced = warehouse.database_exists(database)
     warehouse.clone_database(PRODUCTION, database)
     message = f"{'replaced' if replaced else 'created'} {database} as a fresh copy of {PRODUCTION}"
-    if branch_role and warehouse.engine == "snowflake":
+    if branch_role and warehouse.SUPPORTS_GRANTS:
         try:
             warehouse.grant_usage(database, branch_role)  # a clone does not keep database grants
         except HnpipeError as error:

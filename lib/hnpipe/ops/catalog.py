@@ -25,7 +25,7 @@ from hnpipe import config, datasets, environments, history
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError
 from hnpipe.items import ITEMS_SCHEMA
-from hnpipe.warehouse import reader
+from hnpipe.warehouse import reader, spec_for
 from hnpipe.warehouse.base import Warehouse
 
 _STYLE = """
@@ -147,9 +147,9 @@ def check_output(path: Path) -> None:
     resolved = path.expanduser().resolve()
     directories = {config.default_warehouse_dir()}
     for environment in environments.ENVIRONMENTS:
-        spec = environments.warehouse_spec(environment)
-        if spec.startswith("duckdb:"):
-            directories.add(Path(spec.partition(":")[2]))
+        directory = spec_for(environment).directory
+        if directory is not None:
+            directories.add(directory)
     for directory in directories:
         if resolved == directory.resolve() or directory.resolve() in resolved.parents:
             raise HnpipeError(f"refused --output {path}: it is inside the warehouse directory {directory}; "

@@ -112,20 +112,10 @@ def _qualified(database: str, schema: str, table: str) -> str:
     return ".".join(f'"{check_identifier(name)}"' for name in (database, schema, table))
 
 
-def _catalog(warehouse: Warehouse, database: str) -> str:
-    """Where a database's INFORMATION_SCHEMA is: DuckDB has one for all attached databases
-    (filtered by TABLE_CATALOG), Snowflake one per database."""
-    if warehouse.engine == "duckdb":
-        return "INFORMATION_SCHEMA"
-    if warehouse.engine == "snowflake":
-        return f'"{check_identifier(database, "database")}".INFORMATION_SCHEMA'
-    raise WarehouseError(f"hnpipe diff cannot read the catalog of a {warehouse.engine} warehouse")
-
-
 def table_columns(warehouse: Warehouse, database: str, schema: str) -> dict[str, list[Column]]:
     """The base tables of database.schema with their columns in order (not hnpipe's staging,
     version and history tables)."""
-    catalog = _catalog(warehouse, database)
+    catalog = warehouse.catalog(database)
     frame = warehouse.query_across([database], f"""
         SELECT C.TABLE_NAME, C.COLUMN_NAME, C.DATA_TYPE
         FROM {catalog}.COLUMNS AS C

@@ -55,8 +55,7 @@ import pandas as pd
 from hnpipe import config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_PREFIX, PUBLISHED_SCHEMA, Target
 from hnpipe.errors import GuardError, HnpipeError
-from hnpipe.warehouse import Gate
-from hnpipe.warehouse import open_warehouse
+from hnpipe.warehouse import Gate, WarehouseSpec, open_warehouse, spec_for
 
 PASS, FAIL, SKIP = "ok", "FAIL", "skip"
 DATABASES = ("LOCAL", "STAGING", "PRODUCTION")
@@ -139,11 +138,12 @@ def run(env: str | None = None, *, smoke: bool = False, environ: Mapping[str, st
     except HnpipeError as error:
         report.append(Check("target", FAIL, str(error), "set HNPIPE_PR_ID for a branch"))
         return report
-    spec = environments.warehouse_spec(env, environ)
-    if spec == "snowflake":
-        _snowflake(report, env, target, smoke, environ, connect)
-    else:
-        _embedded(report, env, target, spec.partition(":")[2], smoke, environ)
+    spec = spec_for(env, environ)
+    if spec.engine not in ACCOUNT_CHECKS:
+        report.append(Check("engine", FAIL, f"hnpipe doctor has no checks for the {spec.engine} warehouse",
+                            "add them to hnpipe.ops.doctor.ACCOUNT_CHECKS"))
+        return report
+    ACCOUNT_CHECKS[spec.engine](report, env, target, spec, smoke, environ, connect)
     return report
 
 
@@ -157,11 +157,8 @@ def _values(env: str) -> dict:
 
 
 # -- Snowflake ---------------------------------------------------------------------------------
-def _snowflake(report: Report, env: str, target: Target, smoke: bool, environ: Mapping[str, str],
-               connect: Callable[..., Any] | None) -> None:
-    # Imported on use: the connector takes about a second to import; embedded checks never need it.
-    from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
-
+def _snowflake(report: Report, env: str, target: Target, spec: WarehouseSpec, smoke: bool,
+               environ: Mapping[str, str], connect: Callable[..., Any] | None) -> None:
     names = _values(env).get("snowflake_env") or None
     try:
         settings = credentials.snowflake_credentials(names, environ)
@@ -178,8 +175,8 @@ def _snowflake(report: Report, env: str, target: Target, smoke: bool, environ: M
                             f"chmod 600 \"${variable}\": anyone who can read the key can log in as {settings.get('user')}"))
     tag = {"env": env, "command": "doctor", "git_sha": config.git_sha()}
     guard = functools.partial(environments.check_write, env, environ=environ)
-    warehouse = SnowflakeWarehouse(guard, env_names=names, query_tag=tag, connect=connect,
-                                   environ=None if environ is os.environ else environ)
+    warehouse = open_warehouse(spec, guard, env_names=names, query_tag=tag, connect=connect,
+                               environ=None if environ is os.environ else environ)
     with warehouse:
         try:
             user, role = warehouse.execute("SELECT CURRENT_USER(), CURRENT_ROLE()", what="log in").fetchone()
@@ -426,9 +423,9 @@ def _clean_up(warehouse, env: str, place: Target, prefix: str) -> list[str]:
 
 
 # -- embedded ----------------------------------------------------------------------------------
-def _embedded(report: Report, env: str, target: Target, directory: str, smoke: bool,
-              environ: Mapping[str, str]) -> None:
-    folder = Path(directory)
+def _embedded(report: Report, env: str, target: Target, spec: WarehouseSpec, smoke: bool,
+              environ: Mapping[str, str], connect: Callable[..., Any] | None) -> None:
+    folder = Path(spec.location)
     report.append(Check("engine", PASS, f"embedded DuckDB in {folder}"))
     parent = folder if folder.exists() else next((p for p in folder.parents if p.exists()), folder)
     writable = parent.is_dir() and os.access(parent, os.W_OK)
@@ -449,12 +446,12 @@ def _embedded(report: Report, env: str, target: Target, directory: str, smoke: b
         steps: list[str] = []
         try:
             if env == "branch":
-                seed = open_warehouse(f"duckdb:{scratch}")
+                seed = open_warehouse(WarehouseSpec(spec.engine, str(scratch)))
                 seed.publish_frame(Target("PRODUCTION", PUBLISHED_SCHEMA), "ITEMS", _smoke_frame(), "SEED")
                 seed.clone_database("PRODUCTION", target.database)
                 steps.append("clone")
             guard = functools.partial(environments.check_write, env, environ=environ)
-            warehouse = open_warehouse(f"duckdb:{scratch}", write_guard=guard)
+            warehouse = open_warehouse(WarehouseSpec(spec.engine, str(scratch)), write_guard=guard)
             _smoke_embedded(warehouse, target, steps)
         except HnpipeError as error:
             report.append(Check("smoke", FAIL, f"failed after {', '.join(steps) or 'nothing'}: {error}"))
@@ -507,3 +504,8 @@ def main(args) -> int:
         failed = [check.name for check in report if check.status == FAIL]
         raise HnpipeError(f"doctor: {len(failed)} of {len(report)} checks failed ({', '.join(failed)})")
     return 0
+
+
+# The account checks are the engine's own by nature (roles and grants on Snowflake, files on the
+# embedded engine): this table is the one place doctor looks an engine up by name.
+ACCOUNT_CHECKS: dict[str, Callable[..., None]] = {"snowflake": _snowflake, "duckdb": _embedded}

@@ -147,10 +147,7 @@ def lockdown(warehouse: Warehouse | None, *, it_role: str, reader_role: str, ana
                                      pipeline_role=pipeline_role, database=database, schema=schema)
     if not apply:
         return statements
-    # Imported here: the connector takes about a second to import, and only --apply needs it.
-    from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
-
-    if not isinstance(warehouse, SnowflakeWarehouse):
+    if warehouse is None or not warehouse.SUPPORTS_GRANTS:
         raise GuardError(f"refused to apply the lockdown on {type(warehouse).__name__}: ownership and grants "
                          "exist on Snowflake only; print the statements instead (apply=False)")
     running = environments.process_environment()

@@ -115,7 +115,6 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
     started = time.perf_counter()
     order = datasets.dependency_order(only)
     notebook_files.remove_stale_temporaries(config.runs_dir(root))
-    notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
     signals.remove_stale_socket_dirs()  # what a killed run left
     started_kernels: dict[str, kernels.Kernel] = {}
     with _run_environment(run.run_id), signals.stopping_on_signals(
@@ -127,7 +126,8 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
                         directory / dataset.notebook)})
             # Opened after the kernels are launched, so its imports do not delay theirs.
             with _run_warehouse(run) as warehouse:
-                _mark_started(run, warehouse, order)
+                _mark_started(run, warehouse, order)  # papermill is imported by now
+                notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
                 for wave in _waves(order):
                     stop.check()  # SIGTERM, SIGINT: no later wave starts
                     outcomes = _run_wave(wave, started_kernels, root, directory, run,

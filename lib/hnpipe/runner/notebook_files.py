@@ -26,6 +26,11 @@ _lock = threading.Lock()
 
 def keep_under(directory: Path) -> None:
     """Save the executed notebooks under `directory` (the runs folder) this way, from now on."""
+    # papermill as the runner imports it (without pyarrow.fs and the other optional modules),
+    # so keeping notebooks this way costs the run's process no extra start-up.
+    from hnpipe.runner.kernels import import_papermill
+
+    import_papermill()
     from papermill.iorw import LocalHandler, papermill_io
 
     class KeptNotebook(LocalHandler):

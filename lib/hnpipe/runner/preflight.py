@@ -10,6 +10,8 @@ from typing import Any, Mapping
 from hnpipe import config, credentials, datasets, environments, params
 from hnpipe.errors import HnpipeError
 from hnpipe.runner.kernels import import_papermill
+from hnpipe.warehouse import reader
+from hnpipe.warehouse.registry import engine_class, spec_for
 
 
 @dataclass
@@ -53,27 +55,20 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
     target = check("environment", lambda: (
         f"HNPIPE_ENV={environments.process_environment()} may write {environments.resolve(env)}",
         environments.resolve(env)))
-    spec = environments.warehouse_spec(env) if check("engine", lambda: (environments.warehouse_spec(env), True)) else None
+    spec = check("engine", lambda: (str(spec_for(env)), spec_for(env)))
 
     credentials_ok = False
-    if spec == "snowflake":
-        if values is None:
+    if spec is not None:
+        engine = engine_class(spec)
+        if values is None and engine.LOGS_IN:
             skip("credentials", "the parameters (which name the variables) are invalid")
         else:
-            def present() -> tuple[str, Any]:
-                found = credentials.snowflake_credentials(values.get("snowflake_env"))
-                used = credentials.variables_used(values.get("snowflake_env"), found)
-                return (f"set (values not shown): {', '.join(used)}; logs in with "
-                        f"{credentials.login_method(found)}"), True
-            credentials_ok = bool(check("credentials", present))
-    elif spec is not None:
-        checks.append(Preflight("credentials", True, "none needed: the embedded warehouse"))
-        credentials_ok = True
+            credentials_ok = bool(check("credentials", lambda: (engine.login_detail((values or {}).get("snowflake_env")), True)))
 
     if spec is None or target is None or values is None or not credentials_ok:
         skip("warehouse", "an earlier check failed")
     else:
-        check("warehouse", lambda: _reach_warehouse(env, values, spec, target))
+        check("warehouse", lambda: _reach_warehouse(env, values, target))
 
     for dataset in datasets.dependency_order():
         path = config.notebooks_dir(root) / dataset.notebook
@@ -98,7 +93,7 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
         check("notebook", declares)
 
     outputs = config.runs_dir(root) / env
-    check("outputs", lambda: (f"executed notebooks go to {outputs}/<run id>/", _writable(outputs)))
+    check("outputs", lambda: (f"executed notebooks go to {outputs}/<run id>/", config.check_writable_directory(outputs)))
     # Informational: a run without a webhook works, it just fails silently.
     if env == "local":
         checks.append(Preflight("alerts", None, "local runs never alert"))
@@ -109,44 +104,18 @@ def dry_run(env: str, overrides: Mapping[str, Any] = (), root: Path | None = Non
     return checks
 
 
-def _reach_warehouse(env: str, values: Mapping[str, Any], spec: str,
-                     target: environments.Target) -> tuple[str, Any]:
-    """Connect and list the databases; say whether the target's database is there."""
-    # Imported on use: history and the warehouse pull in pandas and DuckDB (~0.5 s), which
-    # `hnpipe run` spends starting kernels instead; a dry run needs them only here.
-    from hnpipe.warehouse import reader
-
-    if spec == "snowflake":
-        warehouse = reader(env, "hnpipe run --dry-run", values)
-        try:
-            databases = warehouse.list_databases()
-        finally:
-            warehouse.close()
-        where = "Snowflake"
-    else:
-        directory = Path(spec.partition(":")[2])
-        _writable(directory)
-        # Imported on use: DuckDB is a dry run's business only here.
-        from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
-
-        databases = DuckDBWarehouse(directory).list_databases()
-        where = str(directory)
+def _reach_warehouse(env: str, values: Mapping[str, Any], target: environments.Target) -> tuple[str, Any]:
+    """Connect (read-only) and list the databases; say whether the target's database is there."""
+    with reader(env, "hnpipe run --dry-run", values) as warehouse:
+        databases = warehouse.probe()
+        where, creates = warehouse.where, warehouse.CREATES_DATABASES
     if target.database in databases:
         return f"{where} reachable; {target.database} exists", databases
     if env == "branch":
         pr = target.database.removeprefix(environments.CLONE_PREFIX)
         raise HnpipeError(f"{where} reachable, but {target.database} does not exist: run "
                           f"`hnpipe admin clone --pr {pr}` first")
-    if spec == "snowflake":
-        raise HnpipeError(f"Snowflake reachable, but database {target.database} does not exist (or this role "
+    if not creates:
+        raise HnpipeError(f"{where} reachable, but database {target.database} does not exist (or this role "
                           "cannot see it): databases are created by an admin")
     return f"{where} usable; {target.database} will be created by the first run", databases
-
-
-def _writable(directory: Path) -> None:
-    """`directory` exists and is writable, or could be created: nothing is created here."""
-    existing = directory
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise HnpipeError(f"cannot write {directory}: {existing} is not a writable directory")

@@ -24,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, Sequence
 
 if TYPE_CHECKING:  # imported where used: hnpipe.datasets imports this module, pandas-free
     import pandas as pd
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # imported where used: hnpipe.datasets imports this module, p
 from hnpipe import config
 from hnpipe.environments import CLONE_NAME, CLONE_PREFIX, Target, check_identifier
 from hnpipe.errors import GuardError, WarehouseError
+from hnpipe.warehouse.registry import WarehouseSpec
 
 WriteGuard = Callable[[Target], None]
 
@@ -182,9 +183,52 @@ class Warehouse(ABC):
 
     `write_guard`, when given, is called with the connection's *actual* current
     database.schema right before every write, and raises to refuse it.
+
+    Callers outside this package ask an engine what it can do through the capabilities below,
+    never its name: a new engine sets them and is served by every command that can use it.
     """
 
-    engine: str = "abstract"
+    engine: ClassVar[str] = "abstract"
+    # Logs in with credentials named by the parameters (`snowflake_env`): the dry run checks
+    # them, and admin logs in as the clone owner (hnpipe.ops.admin).
+    LOGS_IN: ClassVar[bool] = False
+    # A publish creates a missing database (else an admin creates databases: the dry run says so).
+    CREATES_DATABASES: ClassVar[bool] = False
+    # Roles and grants: grant_usage, run_grants, show_grants (admin clone, handover, doctor).
+    SUPPORTS_GRANTS: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def open(cls, spec: WarehouseSpec, write_guard: WriteGuard | None = None, *,
+             env_names: Mapping[str, str] | None = None,
+             query_tag: Mapping[str, object] | Callable[[], Mapping[str, object]] | None = None,
+             read_only_databases: Sequence[str] = (), on_lock_wait: Callable[[str], None] | None = None,
+             **options: object) -> Warehouse:
+        """This engine's warehouse at `spec`. Every engine takes the same options and uses
+        those that apply to it: `env_names` (which variables hold the credentials) and
+        `query_tag` (a mapping, or a function making one, e.g. calling git, only when it is
+        used) for engines that log in; `read_only_databases` and `on_lock_wait` for engines
+        that open files. `options` are the engine's own (tests pass fakes)."""
+
+    @classmethod
+    def login_detail(cls, env_names: Mapping[str, str] | None) -> str:
+        """What the dry run says about credentials: which variables are set (never their
+        values) and how it logs in; raises in one line when one is missing."""
+        return f"none needed: the {cls.engine} warehouse"
+
+    @property
+    def where(self) -> str:
+        """Where this warehouse is, as messages name it (its directory, or the engine)."""
+        return self.engine
+
+    def probe(self) -> list[str]:
+        """Check the warehouse can be reached (and, for files, written) without changing
+        anything; returns its databases (the dry run's reachability check)."""
+        return self.list_databases()
+
+    def catalog(self, database: str) -> str:
+        """The INFORMATION_SCHEMA that describes `database`'s tables (hnpipe diff)."""
+        raise self._unsupported("reading the catalog")
 
     def __init__(self, write_guard: WriteGuard | None = None) -> None:
         self.write_guard = write_guard
@@ -333,6 +377,43 @@ class Warehouse(ABC):
         """Drop a PRODUCTION_CLONE_<digits> database; returns False if it did not exist.
         Any other name is refused, whatever the caller."""
 
+    # -- accounts: engines with roles and sessions (SUPPORTS_GRANTS) -----------------------
+    def clone_table(self, source: Target, table: str, dest: Target, name: str) -> None:
+        """Make dest.name a copy of source.table (doctor's smoke test)."""
+        raise self._unsupported("clone_table")
+
+    def drop_table(self, target: Target, table: str) -> None:
+        """Drop target.table if it exists, after the write guard (doctor's clean-up)."""
+        raise self._unsupported("drop_table")
+
+    def grant_usage(self, database: str, role: str) -> None:
+        """Let `role` read `database` (a branch clone) now and the tables created in it later."""
+        raise self._unsupported("grant_usage")
+
+    def run_grants(self, statements: Sequence[str]) -> None:
+        """Run GRANT/REVOKE statements in order (hnpipe.ops.handover builds them)."""
+        raise self._unsupported("run_grants")
+
+    def show_grants(self, role: str) -> list[tuple[str, str, str]]:
+        """(privilege, granted_on, name) granted to `role` (doctor)."""
+        raise self._unsupported("show_grants")
+
+    def session_parameter(self, name: str) -> str:
+        """The session's value of a parameter, '' when unset (doctor)."""
+        raise self._unsupported("session_parameter")
+
+    def execute(self, sql: str, what: str | None = None) -> object:
+        """Run one statement as given, without the write guard: doctor's own questions and
+        throwaway database only, built from checked, quoted names."""
+        raise self._unsupported("execute")
+
+    def with_guard(self, write_guard: WriteGuard) -> Warehouse:
+        """The same session under another write guard (doctor's throwaway database)."""
+        raise self._unsupported("with_guard")
+
+    def _unsupported(self, what: str) -> WarehouseError:
+        return WarehouseError(f"{what} is not available on the {self.engine} warehouse")
+
     # -- plain rows (no pandas) --------------------------------------------------------
     # `hnpipe run` reads and writes its run history with these (its marker, a failure's row):
     # its own process then never imports pandas (about 0.5 s of every run's start-up). The
@@ -426,3 +507,20 @@ def checked_gates(gates: Sequence[Gate]) -> tuple[Gate, ...]:
             raise WarehouseError(f"invalid check {check!r}: use Check(name, sql) selecting offending rows from {{table}}")
     return gates
 
+
+
+def run_gates(gates: Sequence[Gate], staging: str, destination: str,
+              fetch: Callable[[str, str], tuple[list[str], list[tuple]]]) -> None:
+    """Run each gate on the staging table (`staging`, qualified and quoted) and refuse the
+    publish naming every gate that failed. `fetch(sql, what)` is the engine's: it runs a
+    SELECT and returns (column names, rows)."""
+    failures = []
+    for gate in gates:
+        offending = gate.sql.replace("{table}", staging).strip().rstrip(";")
+        what = f"check {gate.name} on {destination}"
+        (_, [(count,)]) = fetch(f"SELECT COUNT(*) FROM ({offending}) AS offending", what)
+        if count:
+            names, sample = fetch(f"SELECT * FROM ({offending}) AS offending LIMIT 5", what)
+            failures.append(gate_failure(gate, count, names, sample))
+    if failures:
+        raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")

@@ -12,23 +12,26 @@ import os
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import duckdb
 
+from hnpipe import config
 from hnpipe.environments import Target, check_identifier, is_identifier
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import GuardError, WarehouseError, one_line
 from hnpipe.warehouse.base import (
     STAGING_MARKER, Gate, ColumnInfo, DatabaseInfo, TableInfo, Warehouse, WriteGuard,
-    check_clone_name, check_comment_columns, check_comment_text, gate_failure, check_keep_ids,
-    check_keep_versions, checked_gates, is_bookkeeping_table, keep_plan, merge_select,
-    refuse_missing_clone, missing_version_message, staging_table_name, version_table_name, versions_to_drop,
+    check_clone_name, check_comment_columns, check_comment_text, check_keep_ids, check_keep_versions,
+    checked_gates, is_bookkeeping_table, keep_plan, merge_select, refuse_missing_clone,
+    missing_version_message, run_gates, staging_table_name, version_table_name, versions_to_drop,
 )
 from hnpipe.warehouse.duckdb_files import (
-    remove_database_files, remove_file, remove_stale_temporaries, sql_string, wal_path,
+    check_length, check_readable, open_intact, remove_database_files, remove_file, remove_stale_temporaries,
+    sql_string, wal_path,
 )
 from hnpipe.warehouse.duckdb_locks import LockWaits, lock_timeout
+from hnpipe.warehouse.registry import WarehouseSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +66,16 @@ class DuckDBWarehouse(Warehouse):
     """
 
     engine = "duckdb"
+    CREATES_DATABASES = True  # a database is a file, made by the first publish
+
+    @classmethod
+    def open(cls, spec: WarehouseSpec, write_guard: WriteGuard | None = None, *, env_names=None, query_tag=None,
+             **options: Any) -> DuckDBWarehouse:
+        return cls(spec.location, write_guard, **options)  # nothing to log in to, no session to tag
+
+    @classmethod
+    def login_detail(cls, env_names: Mapping[str, str] | None) -> str:
+        return "none needed: the embedded warehouse"
 
     def __init__(
         self,
@@ -86,6 +99,20 @@ class DuckDBWarehouse(Warehouse):
 
     def __repr__(self) -> str:
         return f"DuckDBWarehouse({str(self.directory)!r})"
+
+    @property
+    def where(self) -> str:
+        return str(self.directory)
+
+    def probe(self) -> list[str]:
+        """The directory can be written (or made): nothing is created here."""
+        config.check_writable_directory(self.directory)
+        return self.list_databases()
+
+    def catalog(self, database: str) -> str:
+        # One INFORMATION_SCHEMA for all attached databases, filtered by TABLE_CATALOG.
+        check_identifier(database, "database")
+        return "INFORMATION_SCHEMA"
 
     def path(self, database: str) -> Path:
         """The file holding `database`."""
@@ -288,7 +315,7 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(f"refused to restore {target}.{table}: {replaced} exists already; "
                                      "use a new run id")
             # Read whole first, as a publish reads what it replaces: the live table stays if damaged.
-            _check_readable(con, target, version, self.path(target.database))
+            check_readable(con, target, version, self.path(target.database))
             rows = con.execute(f"SELECT COUNT(*) FROM {_q(version)}").fetchall()[0][0]
             statements = ([f"ALTER TABLE {_q(table)} RENAME TO {_q(replaced)}"] if table in present else [])
             statements.append(f"ALTER TABLE {_q(version)} RENAME TO {_q(table)}")
@@ -357,7 +384,7 @@ class DuckDBWarehouse(Warehouse):
     def _append(self, target: Target, table: str, destination: str, statements: list) -> None:
         with self._writing(target) as con:
             if table in _table_names(con, target.schema):  # a damaged block: one line, no .wal
-                _check_readable(con, target, table, self.path(target.database))
+                check_readable(con, target, table, self.path(target.database))
             try:
                 _in_transaction(con, statements)
             except duckdb.Error as exc:
@@ -386,7 +413,7 @@ class DuckDBWarehouse(Warehouse):
                 # Every table read whole first: a damaged block is the one "damaged" line.
                 for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                                                  "WHERE database_name = 'clone_source'").fetchall():
-                    _check_readable(con, Target(source, schema), table, source_path, "CLONE_SOURCE")
+                    check_readable(con, Target(source, schema), table, source_path, "CLONE_SOURCE")
                 con.execute(f"ATTACH {sql_string(temporary)} AS hnpipe_clone")
                 con.execute("COPY FROM DATABASE clone_source TO hnpipe_clone")
                 con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
@@ -416,13 +443,13 @@ class DuckDBWarehouse(Warehouse):
 
     # -- internals ---------------------------------------------------------------------
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-        con = self._retry_locked(path, lambda: _open_intact(path, read_only))
+        con = self._retry_locked(path, lambda: open_intact(path, read_only))
         try:
             if wal_path(path).exists():
                 if read_only:
                     return con  # the log (a crash's) is replayed in memory: blocks beyond the file
                 con.execute("CHECKPOINT")  # fold the committed log into the file, then compare
-            _check_length(con, path)
+            check_length(con, path)
         except BaseException:
             con.close()
             raise
@@ -532,7 +559,7 @@ class DuckDBWarehouse(Warehouse):
         if table in present:
             # The table replaced here is kept as a version (or dropped): it must read whole first,
             # or a damaged file would be published into and its broken table kept for restores.
-            _check_readable(con, target, table, self.path(target.database))
+            check_readable(con, target, table, self.path(target.database))
         try:
             try:
                 load(con)
@@ -543,7 +570,11 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
-            self._run_gates(con, target, destination, staging, gates)
+            def fetch(sql: str, what: str) -> tuple[list[str], list[tuple]]:
+                rows = con.execute(sql).fetchall()
+                return [column[0] for column in con.description], rows
+
+            run_gates(gates, f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}", destination, fetch)
             try:
                 _in_transaction(con, swap)
             except duckdb.Error as exc:  # one hnpipe error line, as the Snowflake engine says it
@@ -554,24 +585,6 @@ class DuckDBWarehouse(Warehouse):
             raise
         return rows
 
-    def _run_gates(
-        self, con: duckdb.DuckDBPyConnection, target: Target, destination: str, staging: str,
-        gates: Sequence[Gate],
-    ) -> None:
-        qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
-        failures = []
-        for check in gates:
-            offending = check.sql.replace("{table}", qualified).strip().rstrip(";")
-            count = con.execute(f"SELECT COUNT(*) FROM ({offending}) AS offending").fetchone()[0]
-            if count:
-                sample = con.execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5")
-                names = [column[0] for column in con.description]
-                failures.append(gate_failure(check, count, names, sample.fetchall()))
-        if failures:
-            raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
-
-
-
 def _create_from_arrow(con: duckdb.DuckDBPyConnection, staging: str, arrow: object, order: str = "") -> None:
     """CREATE TABLE staging from an Arrow table or batch reader, read where it lies."""
     con.register("hnpipe_frame", arrow)
@@ -579,63 +592,6 @@ def _create_from_arrow(con: duckdb.DuckDBPyConnection, staging: str, arrow: obje
         con.execute(f"CREATE TABLE {_q(staging)} AS SELECT * FROM hnpipe_frame{order}")
     finally:
         con.unregister("hnpipe_frame")
-
-
-# DuckDB's file: three 4 KiB headers, then its blocks (PRAGMA database_size).
-_HEADER_BYTES = 3 * 4096
-
-
-def damaged(path: Path, reason: str) -> WarehouseError:
-    """The one error for a database file that cannot be read whole, with how to recover."""
-    local = path.stem == "LOCAL"
-    return WarehouseError(
-        f"{path} is damaged ({reason}); nothing was written to it. Restore it from a copy"
-        + (", or (a local run's database) delete it and run again: hnpipe rebuilds it" if local else
-           "; do not delete it unless you can rebuild every table in it")
-    )
-
-
-MEMORY_LIMIT = "256MB"  # DuckDB evicts and spills past it: memory flat in N (docs/performance.md)
-
-
-def _open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
-    except duckdb.Error as exc:
-        if "Could not set lock" in str(exc):
-            raise  # _retry_locked waits for the other process
-        if isinstance(exc, (duckdb.SerializationException, duckdb.InternalException)) or "orrupt" in str(exc) \
-                or "not a valid DuckDB database" in str(exc):
-            raise damaged(path, f"it does not open: {one_line(exc)}") from None
-        raise
-
-
-def _check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """A file shorter than the blocks its header lists was cut short (a full disk, a copy that
-    stopped): its tables would fail later, half-way through a run. Cheap: one pragma, one stat."""
-    try:
-        rows = con.execute("PRAGMA database_size").fetchall()
-    except duckdb.Error:
-        return  # nothing to compare with; reads still fail loudly
-    for name, _, block_size, _total, used_blocks, *_ in rows:
-        if name != path.stem or not block_size:
-            continue
-        # Free blocks at the end need not be on disk; the used ones must be (a lower bound:
-        # used blocks may sit anywhere below the highest).
-        needed = _HEADER_BYTES + int(used_blocks) * int(block_size)
-        actual = path.stat().st_size
-        if actual < needed:
-            raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
-
-
-def _check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path,
-                    attached_as: str | None = None) -> None:
-    """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
-    try:
-        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(attached_as or target.database)}."
-                    f"{_q(target.schema)}.{_q(table)} AS t").fetchall()
-    except duckdb.Error as exc:
-        raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None
 
 
 def _swap_sql(table: str, staging: str, keep_as: str | None = None) -> list[str]:

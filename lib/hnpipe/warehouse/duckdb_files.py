@@ -1,5 +1,6 @@
-"""The embedded engine's files beside each database: its write-ahead log, the temporary copy a
-clone is built in, and removing them."""
+"""The embedded engine's files: each database's write-ahead log, the temporary copy a clone is
+built in, removing them, and telling a damaged file (one that does not open, is cut short, or has
+a table that cannot be read whole) before anything is written to it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import contextlib
 import os
 from pathlib import Path
 
+import duckdb
+
 from hnpipe.config import process_alive
+from hnpipe.environments import Target
+from hnpipe.environments import quote_identifier as _q
+from hnpipe.errors import WarehouseError, one_line
 
 
 def sql_string(path: Path) -> str:
@@ -38,3 +44,60 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
             remove_database_files(leftover)
             removed.append(leftover)
     return removed
+
+
+# DuckDB's file: three 4 KiB headers, then its blocks (PRAGMA database_size).
+_HEADER_BYTES = 3 * 4096
+
+
+def damaged(path: Path, reason: str) -> WarehouseError:
+    """The one error for a database file that cannot be read whole, with how to recover."""
+    local = path.stem == "LOCAL"
+    return WarehouseError(
+        f"{path} is damaged ({reason}); nothing was written to it. Restore it from a copy"
+        + (", or (a local run's database) delete it and run again: hnpipe rebuilds it" if local else
+           "; do not delete it unless you can rebuild every table in it")
+    )
+
+
+MEMORY_LIMIT = "256MB"  # DuckDB evicts and spills past it: memory flat in N (docs/performance.md)
+
+
+def open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
+    except duckdb.Error as exc:
+        if "Could not set lock" in str(exc):
+            raise  # _retry_locked waits for the other process
+        if isinstance(exc, (duckdb.SerializationException, duckdb.InternalException)) or "orrupt" in str(exc) \
+                or "not a valid DuckDB database" in str(exc):
+            raise damaged(path, f"it does not open: {one_line(exc)}") from None
+        raise
+
+
+def check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A file shorter than the blocks its header lists was cut short (a full disk, a copy that
+    stopped): its tables would fail later, half-way through a run. Cheap: one pragma, one stat."""
+    try:
+        rows = con.execute("PRAGMA database_size").fetchall()
+    except duckdb.Error:
+        return  # nothing to compare with; reads still fail loudly
+    for name, _, block_size, _total, used_blocks, *_ in rows:
+        if name != path.stem or not block_size:
+            continue
+        # Free blocks at the end need not be on disk; the used ones must be (a lower bound:
+        # used blocks may sit anywhere below the highest).
+        needed = _HEADER_BYTES + int(used_blocks) * int(block_size)
+        actual = path.stat().st_size
+        if actual < needed:
+            raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
+
+
+def check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path,
+                    attached_as: str | None = None) -> None:
+    """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
+    try:
+        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(attached_as or target.database)}."
+                    f"{_q(target.schema)}.{_q(table)} AS t").fetchall()
+    except duckdb.Error as exc:
+        raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None

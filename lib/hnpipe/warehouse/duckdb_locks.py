@@ -27,7 +27,7 @@ ANNOUNCE_AFTER_S = 0.5
 
 
 def lock_timeout(value: float | None) -> float:
-    """How long to wait for a locked file: `value`, else HNPIPE_LOCK_TIMEOUT_S, else 30 s."""
+    """Seconds to wait for a locked file: `value`, else HNPIPE_LOCK_TIMEOUT_S, else 30."""
     source = "lock_timeout_s"
     if value is None:
         source, value = "HNPIPE_LOCK_TIMEOUT_S", os.environ.get("HNPIPE_LOCK_TIMEOUT_S", "30")

@@ -65,7 +65,7 @@ from hnpipe.warehouse.base import (
     WriteGuard,
     check_clone_name,
     check_comment_columns,
-    gate_failure,
+    run_gates,
     check_keep_ids,
     check_keep_versions,
     checked_gates,
@@ -78,6 +78,7 @@ from hnpipe.warehouse.base import (
     version_table_name,
     versions_to_drop,
 )
+from hnpipe.warehouse.registry import WarehouseSpec
 from hnpipe.warehouse.snowflake_session import (
     LOGIN_TIMEOUT_VARIABLE,
     STATEMENT_TIMEOUT_VARIABLE,
@@ -119,6 +120,28 @@ class SnowflakeWarehouse(Warehouse):
     """
 
     engine = "snowflake"
+    LOGS_IN = True
+    SUPPORTS_GRANTS = True
+
+    @classmethod
+    def open(cls, spec: WarehouseSpec, write_guard: WriteGuard | None = None, *, query_tag=None,
+             read_only_databases=(), on_lock_wait=None, **options: Any) -> SnowflakeWarehouse:
+        """A session of the account the credentials name; roles, not files, decide what is
+        read-only here, and nothing waits on a file lock."""
+        return cls(write_guard, query_tag=query_tag() if callable(query_tag) else query_tag, **options)
+
+    @classmethod
+    def login_detail(cls, env_names: Mapping[str, str] | None) -> str:
+        found = credentials.snowflake_credentials(env_names)
+        used = credentials.variables_used(env_names, found)
+        return f"set (values not shown): {', '.join(used)}; logs in with {credentials.login_method(found)}"
+
+    @property
+    def where(self) -> str:
+        return "Snowflake"
+
+    def catalog(self, database: str) -> str:
+        return f"{_q(database, 'database')}.INFORMATION_SCHEMA"  # one per database
 
     def __init__(
         self,
@@ -148,26 +171,17 @@ class SnowflakeWarehouse(Warehouse):
     def __repr__(self) -> str:
         return f"SnowflakeWarehouse(connected={self._connection is not None})"
 
-    def __enter__(self) -> SnowflakeWarehouse:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):  # closing is best effort
                 connection.close()
 
-    # -- for hnpipe doctor -------------------------------------------------------------------
+    # -- accounts (see Warehouse) --------------------------------------------------------------
     def execute(self, sql: str, what: str | None = None) -> Any:
-        """Run one statement as given (hnpipe doctor's questions and its throwaway database);
-        the caller builds it from checked, quoted names. No write guard: use it for nothing else."""
         return self._execute(sql, what=what)
 
     def session_parameter(self, name: str) -> str:
-        """The session's value of a parameter ('' when unset), by SHOW PARAMETERS."""
         name = check_identifier(name, "parameter")
         cursor = self._execute(f"SHOW PARAMETERS LIKE '{name}' IN SESSION", what=f"read {name}")
         columns = [column[0].lower() for column in cursor.description]
@@ -445,7 +459,6 @@ class SnowflakeWarehouse(Warehouse):
         self._execute(f"CREATE TABLE {new} CLONE {src}", what=f"clone {source}.{table} into {dest}.{name}")
 
     def drop_table(self, target: Target, table: str) -> None:
-        """DROP TABLE IF EXISTS target.table, after the write guard (hnpipe doctor's clean-up)."""
         self._use_for_write(target)
         self._execute(f"DROP TABLE IF EXISTS {_q(table, 'table')}", what=f"drop {target}.{table}")
 
@@ -619,7 +632,11 @@ class SnowflakeWarehouse(Warehouse):
                 raise WarehouseError(
                     f"refused to publish {destination}: staged {rows} rows, expected {expected_rows}"
                 )
-            self._run_gates(target, destination, staging, gates)
+            def fetch(sql: str, what: str) -> tuple[list[str], list[tuple]]:
+                cursor = self._execute(sql, what=what)
+                return [column[0] for column in cursor.description], cursor.fetchall()
+
+            run_gates(gates, f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}", destination, fetch)
             if replacing:
                 # Atomic: readers see the old table or the new one, never neither.
                 # Needs OWNERSHIP of both tables; grants stay with the table objects, so the new
@@ -657,21 +674,6 @@ class SnowflakeWarehouse(Warehouse):
     def _prune_versions(self, table: str, names: Sequence[str], keep: int) -> None:
         for old in versions_to_drop(table, names, keep):
             self._execute(f"DROP TABLE IF EXISTS {_q(old)}", what=f"drop {old}")
-
-    def _run_gates(self, target: Target, destination: str, staging: str, gates: Sequence[Gate]) -> None:
-        qualified = f"{_q(target.database)}.{_q(target.schema)}.{_q(staging)}"
-        failures = []
-        for check in gates:
-            offending = check.sql.replace("{table}", qualified).strip().rstrip(";")
-            what = f"check {check.name} on {destination}"
-            count = self._execute(f"SELECT COUNT(*) FROM ({offending}) AS offending", what=what).fetchone()[0]
-            if count:
-                sample = self._execute(f"SELECT * FROM ({offending}) AS offending LIMIT 5", what=what)
-                names = [column[0] for column in sample.description]
-                failures.append(gate_failure(check, count, names, sample.fetchall()))
-        if failures:
-            raise WarehouseError(f"refused to publish {destination}: failed checks: {'; '.join(failures)}")
-
 
 def _missing_database(database: str) -> str:
     if CLONE_NAME.fullmatch(database):
