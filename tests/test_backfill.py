@@ -198,6 +198,7 @@ def _frame(raw: list[dict]):
     return items_frame(raw)
 
 
+@pytest.mark.slow
 def test_an_environment_backfills_only_its_own_database(clean_env: Path) -> None:
     """The ledger and the stage are guarded like tables: a laptop cannot plan production's."""
     refused = hnpipe("backfill", "plan", "--env", "production", "--from", "1", "--to", "10", "--shard-size", "5")
