@@ -131,6 +131,8 @@ ALTER USER HNPIPE_BRANCH_SVC SET DEFAULT_SECONDARY_ROLES = ();
 -- | production | scheduled run | GitLab `.gitlab-ci.yml` production-run | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
 -- | production | scheduled prune | GitLab `.gitlab-ci.yml` prune-clones | HNPIPE_PROD_SVC | HNPIPE_BRANCH | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
 -- | production | freshness check | GitLab `.gitlab-ci.yml` freshness | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
+-- | production | backfill | GitHub `backfill.yml` plan, shard, merge | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `repo:OWNER/REPO:environment:production` |
+-- | production | backfill | GitLab `.gitlab-ci.yml` backfill-plan, backfill-merge | HNPIPE_PROD_SVC | HNPIPE_PROD | workload identity, subject `project_path:GROUP/PROJECT:ref_type:branch:ref:main` |
 -- | branch | merge request jobs | GitLab `.gitlab/branch-deployment.yml` branch-clone, branch-deploy, branch-stop | HNPIPE_BRANCH_SVC | HNPIPE_BRANCH | key pair |
 -- | staging | staging runs | a staging runner | HNPIPE_STAGING_SVC | HNPIPE_STAGING | key pair |
 -- | local | a developer's own runs | a laptop | the person | HNPIPE_DEV | browser SSO, password + passcode, key pair or password |

@@ -29,7 +29,14 @@ MISMATCHES = [(running, wanted) for running in ENVIRONMENTS for wanted in ENVIRO
 
 
 def fingerprint(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*"))}
+    """Each database file's digest; a database's stage (`<DB>.stage/`, its fetched Parquet files)
+    counts as part of that database."""
+    found = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*")) if p.is_file()}
+    for stage in sorted(directory.glob("*.stage")):
+        files = sorted(str(f.relative_to(stage)) for f in stage.rglob("*") if f.is_file())
+        found[stage.name.replace(".stage", ".duckdb")] = hashlib.sha256(
+            (found.get(stage.name.replace(".stage", ".duckdb"), "") + repr(files)).encode()).hexdigest()
+    return found
 
 
 def papermill(running: str, wanted: str, warehouse: Path, out: Path, notebook: str = "items.ipynb"):

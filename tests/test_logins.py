@@ -101,10 +101,10 @@ CI_ROWS = [row for row in SQL_ROWS if where(row)]
 
 def test_every_ci_job_that_logs_in_to_snowflake_has_a_row() -> None:
     listed = {(ci, name, job) for ci, name, jobs in map(where, CI_ROWS) for job in jobs}
-    github_jobs = {("GitHub", name, job) for name in ("production.yml", "branch-deployment.yml")
+    github_jobs = {("GitHub", name, job) for name in ("production.yml", "branch-deployment.yml", "backfill.yml")
                    for job in github(name)["jobs"]}
     gitlab = {("GitLab", file, job) for file, jobs in
-              ((".gitlab-ci.yml", ("production-run", "prune-clones", "freshness")),
+              ((".gitlab-ci.yml", ("production-run", "prune-clones", "freshness", "backfill-plan", "backfill-merge")),
                (".gitlab/branch-deployment.yml", ("branch-clone", "branch-deploy", "branch-stop")))
               for job in jobs}
     assert listed == github_jobs | gitlab

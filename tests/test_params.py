@@ -74,7 +74,29 @@ def test_validate_fills_defaults() -> None:
                       "concurrency": 32, "snowflake_env": {}, "branch_role": "", "keep_versions": 5,
                       "refresh": "full", "refresh_window": 500, "hn_api_private_hosts": [],
                       "request_deadline_s": 60, "max_answer_mb": 1, "max_shrink": 0.5, "shrink_window_days": 30,
-                      "allow_shrink": False}
+                      "allow_shrink": False,
+                      "id_min": None, "id_max": None, "max_requests_per_s": 0, "backfill_id": "",
+                      "backfill_shard": 0}
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"id_max": 10}, "parameter id_max=10 needs id_min too"),
+    ({"id_min": 10, "id_max": 9}, "id_max is below id_min"),
+    ({"id_min": 1, "id_max": params.MAX_ITEMS + 1}, "more than 5,000,000; fetch a longer history with `hnpipe backfill`"),
+    ({"id_min": 0}, "parameter id_min=0 is not allowed: use an HN item id from 1"),
+    ({"backfill_id": "BF_20261207T010000"}, "needs backfill_shard, id_min and id_max"),
+    ({"backfill_id": "x; drop"}, "use a backfill id that `hnpipe backfill plan` printed"),
+    ({"max_requests_per_s": -1}, "use requests per second from 0"),
+])
+def test_id_range_and_backfill_parameters_are_checked_together(values: dict, message: str) -> None:
+    with pytest.raises(ParameterError) as refused:
+        params.validate(values)
+    assert message in str(refused.value)
+
+
+def test_an_id_range_is_taken_whole_and_one_override_alone_is_fine() -> None:
+    assert params.validate({"id_min": 5, "id_max": 5})["id_max"] == 5
+    assert params.parse_override("id_max=7") == ("id_max", 7)  # checked with the rest later
 
 
 @pytest.mark.parametrize("text,message", [

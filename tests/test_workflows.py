@@ -90,9 +90,10 @@ def test_every_hnpipe_command_the_workflows_call_exists() -> None:
             parser.parse_args(command)
         except SystemExit:
             pytest.fail(f"{where}: `hnpipe {shlex.join(command)}` is not a valid hnpipe command")
-    called = {tuple(command[:2]) if command[0] == "admin" else (command[0],) for _, command in commands}
+    called = {tuple(command[:2]) if command[0] in ("admin", "backfill") else (command[0],) for _, command in commands}
     assert called == {("admin", "clone"), ("admin", "drop"), ("admin", "prune"), ("run",), ("changes",), ("diff",),
-                      ("freshness",), ("comment",)}
+                      ("freshness",), ("comment",),
+                      ("backfill", "plan"), ("backfill", "run"), ("backfill", "status"), ("backfill", "merge")}
 
 
 def test_secrets_are_never_parameters() -> None:
@@ -362,7 +363,9 @@ def test_gitlab_merge_requests_deploy_and_their_environment_stops_by_dropping() 
                                           ["run", "--env"], ["diff", "--base"], ["comment", "--report"]]
     assert [c for script in stop["script"] for c in hnpipe_commands(script, mr)] == [["admin", "drop", "--pr", "7"]]
     production = [name for name, job in jobs.items() if job.get("variables", {}).get("HNPIPE_ENV") == "production"]
-    assert sorted(production) == ["freshness", "production-run", "prune-clones"]
-    for name in production:
-        assert all("schedule" in rule["if"] or rule.get("when") == "manual" for rule in jobs[name]["rules"])
+    assert sorted(production) == ["backfill-merge", "backfill-plan", "freshness", "production-run", "prune-clones"]
+    for name in production:  # scheduled, or started by hand (a job, or a pipeline run from the web form)
+        assert all("schedule" in rule["if"] or rule.get("when") == "manual"
+                   or rule["if"].startswith('$CI_PIPELINE_SOURCE == "web" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH')
+                   for rule in jobs[name]["rules"])
     assert jobs["test"]["script"] == ["pytest"] and jobs["test"]["before_script"] == ['pip install -e ".[dev]"']

@@ -14,7 +14,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 GITHUB = ROOT / ".github" / "workflows"
-GITHUB_FILES = ["ci.yml", "branch-deployment.yml", "production.yml"]
+GITHUB_FILES = ["ci.yml", "branch-deployment.yml", "production.yml", "backfill.yml"]
+# What the shell variables the scripts pass as --env and --to hold (others become "1").
+SCRIPT_VALUES = {"HNPIPE_ENV": "staging", "BACKFILL_TO": "maxitem"}
 GITLAB = ROOT / ".gitlab-ci.yml"
 # GitLab keywords that are not jobs.
 GITLAB_KEYWORDS = {"workflow", "stages", "variables", "default", "include", "image", "services", "cache",
@@ -55,7 +57,9 @@ def gitlab_files() -> list[Path]:
     files = [GITLAB]
     for body in load(GITLAB).values():
         if isinstance(body, dict) and isinstance(body.get("trigger"), dict) and "include" in body["trigger"]:
-            files.append(ROOT / body["trigger"]["include"])
+            include = body["trigger"]["include"]
+            if isinstance(include, str):  # a file in the repository (not one a job generates, as backfill's)
+                files.append(ROOT / include)
     return files
 
 
@@ -149,9 +153,9 @@ def all_hnpipe_commands() -> list[tuple[str, list[str]]]:
     found = []
     for name in GITHUB_FILES:
         for job, script in github_scripts(github(name)):
-            found += [(f"{name}:{job}", command) for command in hnpipe_commands(script)]
+            found += [(f"{name}:{job}", command) for command in hnpipe_commands(script, SCRIPT_VALUES)]
     for job, script in gitlab_scripts():
-        found += [(f".gitlab-ci.yml:{job}", command) for command in hnpipe_commands(script)]
+        found += [(f".gitlab-ci.yml:{job}", command) for command in hnpipe_commands(script, SCRIPT_VALUES)]
     return found
 
 

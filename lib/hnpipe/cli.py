@@ -20,11 +20,13 @@ from hnpipe.errors import HnpipeError, printable
 
 # Commands that act on an environment's warehouse: each resolves it first, the same way
 # (environments.process_environment: .env loaded, and refused if it sets HNPIPE_ENV or the PR id).
-ENVIRONMENT_COMMANDS = {"run", "admin", "diff", "history", "versions", "restore", "docs", "doctor", "freshness"}
+ENVIRONMENT_COMMANDS = {"run", "backfill", "admin", "diff", "history", "versions", "restore", "docs", "doctor",
+                        "freshness"}
 
 # (command, module, help)
 COMMANDS = [
     ("run", "hnpipe.runner", "run the pipeline notebooks for an environment"),
+    ("backfill", "hnpipe.backfill.cli", "fetch an id range of the HN history in resumable shards, merge into ITEMS"),
     ("serve-sample", "hnpipe.sample.cli", "serve the bundled HN sample over HTTP"),
     ("admin", "hnpipe.ops.admin", "clone, drop, list and prune the per-pull-request copies of PRODUCTION"),
     ("changes", "hnpipe.ops.changes", "which datasets changed against a git ref, and why"),

@@ -194,7 +194,7 @@ def quality_gates(
         first, last = (int(value) for value in id_range)
         gates.append(Gate(
             "id_in_range", f"SELECT ID FROM {{table}} WHERE ID < {first} OR ID > {last}",
-            explain=f"ID must be within {first}..{last}, the n_items newest ids",
+            explain=f"ID must be within {first}..{last}, the ids this run is about",
         ))
     if dataset.item_type is not None:
         of_type = f"SELECT ID FROM ITEMS WHERE TYPE = '{dataset.item_type}'"

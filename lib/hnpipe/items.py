@@ -8,7 +8,7 @@ definition, checks, lineage) is registered in hnpipe.datasets.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -74,7 +74,10 @@ class ItemsBuilder:
 
     CHUNK_ROWS = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, on_batch: Callable[[pa.RecordBatch], None] | None = None) -> None:
+        # on_batch: each full batch leaves the builder there (the stage's Parquet files)
+        # instead of staying in memory; to_frame/to_arrow then see only what is left.
+        self._on_batch = on_batch
         self._pending: dict[str, list] = {column: [] for column in ITEMS_COLUMNS}
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
@@ -123,13 +126,21 @@ class ItemsBuilder:
             self._batches = table.to_batches()
         return table
 
+    def finish(self) -> None:
+        """Hand the last, partly filled batch on (with on_batch)."""
+        self._flush()
+
     def _flush(self) -> None:
         if not self._pending["ID"]:
             return
-        self._batches.append(pa.record_batch(
+        batch = pa.record_batch(
             [pa.array(self._pending[field.name], type=field.type) for field in ITEMS_SCHEMA],
             schema=ITEMS_SCHEMA,
-        ))
+        )
+        if self._on_batch is not None:
+            self._on_batch(batch)
+        else:
+            self._batches.append(batch)
         for values in self._pending.values():
             values.clear()
 

@@ -124,6 +124,46 @@ def _check_refresh_window(value: int) -> None:
         raise ValueError(f"use a whole number of ids from 0 to {MAX_ITEMS:,}")
 
 
+MAX_ITEM_ID = 2**53  # far above HN's ids (about 51 million in 2026), and exact in a float
+
+
+def _check_item_id(value: int | None) -> None:
+    if value is not None and not 1 <= value <= MAX_ITEM_ID:
+        raise ValueError(f"use an HN item id from 1 to {MAX_ITEM_ID:,}, or None")
+
+
+def _check_backfill_id(value: str) -> None:
+    if value and not re.fullmatch(r"BF_[0-9]{8}T[0-9]{6}(_[A-Z0-9]{1,16})?", value, re.ASCII):
+        raise ValueError("use a backfill id that `hnpipe backfill plan` printed, e.g. BF_20261207T010000, or ''")
+
+
+def _check_backfill_shard(value: int) -> None:
+    if not 0 <= value <= 1_000_000:
+        raise ValueError("use a shard number from the backfill plan (1 and up), or 0 outside a backfill")
+
+
+def _check_rate(value: float) -> None:
+    if not 0 <= value <= 100_000:
+        raise ValueError("use requests per second from 0 (no budget) to 100,000")
+
+
+def check_id_range(values: Mapping[str, Any]) -> None:
+    """id_min and id_max together: id_max needs id_min, is not below it, and the range holds
+    at most MAX_ITEMS ids (a longer history is a backfill, in shards)."""
+    low, high = values.get("id_min"), values.get("id_max")
+    if high is not None and low is None:
+        raise ParameterError(f"parameter id_max={high} needs id_min too (the range is id_min..id_max, inclusive)")
+    if low is not None and high is not None:
+        if high < low:
+            raise ParameterError(f"parameters id_min={low} and id_max={high} are not allowed: id_max is below id_min")
+        if high - low + 1 > MAX_ITEMS:
+            raise ParameterError(f"parameters id_min={low} and id_max={high} are not allowed: {high - low + 1:,} ids, "
+                                 f"more than {MAX_ITEMS:,}; fetch a longer history with `hnpipe backfill`")
+    if values.get("backfill_id") and (low is None or high is None or not values.get("backfill_shard")):
+        raise ParameterError(f"parameter backfill_id={values['backfill_id']!r} needs backfill_shard, id_min and id_max "
+                             "(`hnpipe backfill run` passes them)")
+
+
 def _check_action(value: str) -> None:
     if value not in ADMIN_ACTIONS:
         raise ValueError(f"choose one of {', '.join(ADMIN_ACTIONS)}")
@@ -207,6 +247,23 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("refresh_window", int, 500,
                   "incremental: how many ids below ITEMS' newest are fetched again, since their "
                   f"items may still change (scores, comments); 0 to {MAX_ITEMS:,}", _check_refresh_window),
+        Parameter("id_min", (int, type(None)), None,
+                  "the first id of an id range to fetch, inclusive (None: the n_items newest); "
+                  "with it n_items is not used; 1 to 2^53", _check_item_id),
+        Parameter("id_max", (int, type(None)), None,
+                  "the last id of the range, inclusive (None with id_min: up to the API's maxitem); at most 5,000,000 ids "
+                  "in one run (more: `hnpipe backfill`)",
+                  _check_item_id),
+        Parameter("max_requests_per_s", (float, int), 0,
+                  "the request budget of this process: HN API requests started per second, a token "
+                  "bucket (0: no budget; up to 100,000)", _check_rate),
+        Parameter("backfill_id", str, "",
+                  "set by `hnpipe backfill run`: the plan this shard belongs to; the fetch then goes to "
+                  "the backfill stage and publish commits the shard instead of ITEMS ('' outside a backfill)",
+                  _check_backfill_id, max_length=40),
+        Parameter("backfill_shard", int, 0,
+                  "set by `hnpipe backfill run`: which shard of the plan (0 outside a backfill)",
+                  _check_backfill_shard),
     )
 }
 
@@ -257,8 +314,9 @@ def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
 
 
 def validate(values: Mapping[str, Any], *, complete: bool = False,
-             declared: Mapping[str, Parameter] = PARAMETERS) -> dict[str, Any]:
-    """Check names and types; returns the values merged over the defaults.
+             declared: Mapping[str, Parameter] = PARAMETERS, together: bool = True) -> dict[str, Any]:
+    """Check names and types; returns the values merged over the defaults. `together`: also
+    the rules across parameters (an id range); False for one `-p` override on its own.
 
     Raises ParameterError naming the key, the value and what is allowed.
     """
@@ -296,6 +354,8 @@ def validate(values: Mapping[str, Any], *, complete: bool = False,
         if missing:
             raise ParameterError(f"missing parameters: {', '.join(missing)}")
     check_destination(values)
+    if together:
+        check_id_range(values)
     return {**{k: p.default for k, p in declared.items()}, **values}
 
 
@@ -435,7 +495,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ParameterError(f"bad -p {text!r}: write KEY=VALUE, e.g. -p n_items=500")
     value = parse_yaml(raw, f"-p {key}") if raw else ""
-    value = validate({key.strip(): value})[key.strip()]
+    value = validate({key.strip(): value}, together=False)[key.strip()]
     return key.strip(), value
 
 

@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import pandas as pd
 
-from hnpipe import alerts, config, consistency, datasets, environments, history, hn, params, reachability, refresh
+from hnpipe import alerts, budget, config, consistency, datasets, environments, history, hn, params, reachability, refresh
+from hnpipe.backfill import shard as backfill_shard
 from hnpipe.environments import Target
 from hnpipe.display import readable
 from hnpipe.errors import GuardError, HnpipeError, WarehouseLockedError
@@ -49,6 +50,7 @@ from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.run_context import RunContext
 from hnpipe.sample import SampleServer
 from hnpipe.runner import records
+from hnpipe.stage import StagedItems, open_stage
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import Gate, Warehouse
 
@@ -59,7 +61,8 @@ log = logging.getLogger("hnpipe.pipeline")
 
 
 # What a fetch depends on: a change to any of these after fetch_items makes its frame stale.
-FETCH_PARAMETERS = ("environment", "n_items", "hn_api_url", "refresh", "refresh_window")
+FETCH_PARAMETERS = ("environment", "n_items", "hn_api_url", "refresh", "refresh_window", "id_min", "id_max",
+                    "backfill_id", "backfill_shard")
 # What start() connected with: changing these needs a new start.
 CONNECTION_PARAMETERS = ("environment", "snowflake_env")
 T = TypeVar("T")
@@ -75,6 +78,7 @@ class _Fetch:
     rows: int
     params: dict[str, Any]
     items: FetchedItems | None = None  # what fetch() returned: only that object may be published
+    claim: Any = None  # a backfill shard's claim (hnpipe.backfill.shard), committed by publish
 
 
 def _closes_session(method):
@@ -117,6 +121,7 @@ class Step:
     _working: bool = field(default=False, repr=False)  # this run has begun its work
     _ended: bool = field(default=False, repr=False)  # this run published or failed
     _busy: float = field(default=0.0, repr=False)  # seconds of work in this run
+    _shard_items: Any = field(default=None, repr=False)  # a committed backfill shard's files
 
     @property
     def env(self) -> str:
@@ -199,8 +204,8 @@ class Step:
         frame on the way. `.head()` and `.to_frame()` give DataFrames when asked. The n_items
         most recent ids, or with `refresh="incremental"` only the new ids and the window
         (hnpipe.refresh); the plan is kept for `publish`, which then merges them."""
-        values, items = self._fetch_as(lambda builder: FetchedItems(builder.to_arrow()))
-        self._fetched = _Fetch(None, len(items), {name: values[name] for name in FETCH_PARAMETERS}, items)
+        values, (items, claim) = self._fetch_as(None, staged=True)
+        self._fetched = _Fetch(None, len(items), {name: values[name] for name in FETCH_PARAMETERS}, items, claim)
         self._fetch_incomplete = False
         return items
 
@@ -209,21 +214,37 @@ class Step:
         """Like `fetch`, as one ITEMS frame sorted by ID (for exploring: `fetch` publishes
         with less memory); `publish` takes the frame as it is or edited on purpose."""
         values, frame = self._fetch_as(ItemsBuilder.to_frame)
+        if values["backfill_id"]:
+            raise HnpipeError("a backfill shard fetches with step.fetch() (to the stage), not fetch_items()")
         self._fetched = _Fetch(frame_fingerprint(frame), len(frame),
                                {name: values[name] for name in FETCH_PARAMETERS})
         self._fetch_incomplete = False
         return frame
 
-    def _fetch_as(self, result: Callable[[ItemsBuilder], T]) -> tuple[dict[str, Any], T]:
-        """Fetch into an ItemsBuilder; the parameters used, and `result(builder)`."""
+    def _fetch_as(self, result: Callable[[ItemsBuilder], T] | None, staged: bool = False) -> tuple[dict[str, Any], T]:
+        """Fetch into an ItemsBuilder; the parameters used, and `result(builder)`. `staged`:
+        the builder's batches go to Parquet files in the stage as they fill (memory stays
+        flat) and the result is (StagedItems, the backfill shard's claim or None)."""
         values = self.current_params()
         self._fetched, self._fetch_incomplete = None, True
         with self._work():
             if not _under_runner():  # others reading ITEMS meanwhile are told (hnpipe.consistency)
                 self._replacing = consistency.mark_replacing(self.warehouse, self.target, self.dataset.name,
                                                              self.run_id)
-            builder = ItemsBuilder()
+            claim, writer = None, None
+            if self._fetched is not None and isinstance(self._fetched.items, StagedItems):
+                self._fetched.items.discard()  # the previous fetch's files: only the latest may be published
+            if staged:
+                if values["backfill_id"]:
+                    claim = backfill_shard.claim(self.warehouse, self.target, values, self.run_id)
+                    stage, prefix = claim.stage, claim.prefix
+                else:
+                    stage, prefix = open_stage(self.warehouse, self.target), f"runs/{self.run_id}"
+                    stage.prune("runs", older_than_s=24 * 3600)  # notebooks closed since, runs killed
+                writer = stage.writer(prefix)
+            builder = ItemsBuilder(on_batch=writer)
             with hn_base_url(values["hn_api_url"]) as base_url:
+                bucket = budget.TokenBucket(values["max_requests_per_s"]) if values["max_requests_per_s"] else None
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
                     base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
                     max_answer_bytes=values["max_answer_mb"] << 20,
@@ -234,7 +255,10 @@ class Step:
                     watcher.touch()
                     plan = refresh.plan(
                         self.warehouse, self.target, max_item=max_item, n_items=values["n_items"],
-                        mode=values["refresh"], window=values["refresh_window"], table=self.dataset.name,
+                        # A shard fetches its whole range: the merge, not the shard, replaces ITEMS.
+                        mode=refresh.FULL if values["backfill_id"] else values["refresh"],
+                        window=values["refresh_window"], table=self.dataset.name,
+                        id_min=values["id_min"], id_max=values["id_max"],
                     )
                     print(plan.summary())
                     watcher.touch()
@@ -243,8 +267,13 @@ class Step:
                         watcher.touch()
                         builder.add(*batch)
 
-                    report = client.fetch_items(plan.ids(), add)
-            fetched = result(builder)
+                    ids = plan.ids() if bucket is None else budget.Paced(plan.ids(), bucket)
+                    report = client.fetch_items(ids, add)
+            if staged:
+                builder.finish()
+                fetched = (StagedItems(writer.close(), writer.rows, stage, prefix), claim)
+            else:
+                fetched = result(builder)
         self.refresh, self.fetch_report = plan, report
         print(f"fetched {report.fetched:,} of {report.requested:,} ids in {report.seconds:.1f} s "
               f"({len(report.null_ids):,} answered null, {report.retries:,} retries)")
@@ -299,6 +328,8 @@ class Step:
         values = self.current_params()
         self._check_publishable(frame, values, edited)
         plan = self.refresh
+        if self._fetched is not None and self._fetched.claim is not None:
+            return self._commit_shard(frame)
         with self._work():
             self.warehouse.ensure_schema(self.target)
             if self.dataset.name == "ITEMS":  # what the shrink gate (or its allow_shrink note) compares with
@@ -310,6 +341,13 @@ class Step:
                     frame.to_frame() if isinstance(frame, FetchedItems) else frame, self.run_id, plan.keep_ids,
                     gates=self.quality_gates(), keep_versions=values["keep_versions"],
                 )
+            elif isinstance(frame, StagedItems):
+                try:
+                    rows = frame.stage.publish(self.warehouse, self.dataset.name, frame.files, self.run_id,
+                                               gates=self.quality_gates(), keep_versions=values["keep_versions"])
+                finally:
+                    if _under_runner():  # nothing reads them after the publish; in a notebook
+                        frame.discard()  # `items` stays readable until the next fetch
             elif isinstance(frame, FetchedItems):
                 rows = self.warehouse.publish_arrow(
                     self.target, self.dataset.name, frame.table, self.run_id, gates=self.quality_gates(),
@@ -328,6 +366,21 @@ class Step:
                  and frame_fingerprint(frame) != self._fetched_fingerprint() else None, self._shrink_note(rows)]
         self._record_success(rows, detail="; ".join(note for note in notes if note) or None)
         return rows
+
+    def _commit_shard(self, items: FetchedItems) -> int:
+        """A backfill shard's publish: its manifest and `done` row (hnpipe.backfill.shard);
+        ITEMS is left alone until `hnpipe backfill merge`."""
+        # The lock-wait budget of a run starts at its first conflict (hnpipe.warehouse.duckdb_locks):
+        # the shards of `backfill run --workers W` touch the ledger briefly at claim and commit, a
+        # whole fetch apart, so the commit gets a budget of its own rather than the claim's leftover.
+        self.warehouse.begin_run()
+        with self._work():
+            line = backfill_shard.commit(self._fetched.claim, items.files, len(items), len(self.fetch_report.null_ids))
+            print(line)
+        self._record(history.SUCCEEDED, rows=len(items), detail=line, action="backfill-shard")
+        self._fetched = None  # committed: a second publish would commit nothing new
+        self._shard_items = items  # what the preview cells show: ITEMS is not touched
+        return len(items)
 
     # -- datasets defined in SQL -----------------------------------------------------------
     @_closes_session
@@ -374,11 +427,12 @@ class Step:
 
     # -- the run history -------------------------------------------------------------------
     def _record(self, status: str, rows: int | None = None, error: str | None = None,
-                detail: str | None = None) -> None:
+                detail: str | None = None, action: str | None = None) -> None:
         self._ended = True
         consistency.unmark(getattr(self, "_replacing", None))  # replaced, or failed to
+        action = action or ("backfill-shard" if self.params.get("backfill_id") else "run")
         entry = history.RunRecord(
-            self.run_id, "run", self.dataset.name, self.env, status, started=self.started,
+            self.run_id, action, self.dataset.name, self.env, status, started=self.started,
             finished=datetime.now(timezone.utc), rows=rows, parameters=self.params,
             notebook=self.notebook, error=error, detail=detail, seconds=self._busy,
         )
@@ -409,8 +463,11 @@ class Step:
         """The gates this publish must pass; ITEMS' row count and id range come from the fetch
         report and the refresh plan (rows kept by an incremental run count too)."""
         report, plan = self.fetch_report, self.refresh
+        n_items = self.params["n_items"]
+        if plan is not None and self.params["id_min"] is not None:  # an id range: its span bounds the rows
+            n_items = plan.max_item - plan.first_id + 1
         return datasets.quality_gates(
-            self.dataset, n_items=self.params["n_items"],
+            self.dataset, n_items=n_items,
             null_ids=None if report is None else len(report.null_ids),
             fetched_ids=None if plan is None else plan.fetched_ids,
             kept_rows=plan.kept_rows if plan is not None and plan.merges else 0,
@@ -468,8 +525,10 @@ class Step:
 
     @_closes_session
     def counts_by_type(self, name: str | None = None) -> pd.DataFrame:
-        """Rows per TYPE, counted inside the warehouse."""
+        """Rows per TYPE, counted inside the warehouse (a backfill shard: in its files)."""
         self.current_params()
+        if self._shard_items is not None and name is None:
+            return self._shard_items.counts_by_type()
         table = environments.check_identifier(name or self.dataset.name, "table")
         return self.warehouse.query(
             self.target, f'SELECT TYPE, COUNT(*) AS "ROWS" FROM {table} GROUP BY TYPE ORDER BY TYPE'
@@ -477,9 +536,11 @@ class Step:
 
     @_closes_session
     def preview(self, rows: int = 5) -> pd.DataFrame:
-        """The first rows of the published table, shown readably (hnpipe.display: the values
-        are as stored)."""
+        """The first rows of the published table (a backfill shard: of its files), shown
+        readably (hnpipe.display: the values are as stored)."""
         self.current_params()
+        if self._shard_items is not None:
+            return self._shard_items.head(rows)
         table = environments.check_identifier(self.dataset.name, "table")
         note = consistency.replacing_note(self.warehouse, self.target, self.dataset.name, self.run_id)
         if note:

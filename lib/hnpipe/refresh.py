@@ -45,6 +45,7 @@ re-running the pipeline while developing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Iterator
@@ -118,13 +119,27 @@ class Plan:
                 f"keeping {self.kept_rows:,} rows of ITEMS (ids {first_kept:,}..{last_kept:,})")
 
 
-def full_plan(max_item: int, n_items: int, note: str = "") -> Plan:
-    target_ids = hn.latest_ids(max_item, n_items)
-    return Plan(FULL, max_item, target_ids.start, (target_ids,), note=note)
+def target_ids(max_item: int, n_items: int, id_min: int | None = None, id_max: int | None = None) -> range:
+    """The ids a run is about: the n_items newest, or with `id_min` the range id_min..id_max
+    (inclusive; id_max None: up to maxitem, and never above it: ids beyond maxitem do not
+    exist yet). An empty range is refused."""
+    if id_min is None:
+        return hn.latest_ids(max_item, n_items)
+    hn.latest_ids(max_item, 1)  # refuses a bad max_item
+    last = max_item if id_max is None else min(id_max, max_item)
+    if last < id_min:
+        raise ParameterError(f"id_min {id_min:,} is above the API's maxitem {max_item:,}: no such ids yet")
+    return range(id_min, last + 1)
+
+
+def full_plan(max_item: int, n_items: int, note: str = "", id_min: int | None = None,
+              id_max: int | None = None) -> Plan:
+    ids = target_ids(max_item, n_items, id_min, id_max)
+    return Plan(FULL, ids[-1], ids.start, (ids,), note=note)
 
 
 def plan(warehouse: Warehouse, target: Target, *, max_item: int, n_items: int, mode: str,
-         window: int, table: str = "ITEMS") -> Plan:
+         window: int, table: str = "ITEMS", id_min: int | None = None, id_max: int | None = None) -> Plan:
     """The plan for a run of `mode` (a `refresh` value) when the API's maxitem is `max_item`.
 
     Full asks nothing of the warehouse. Incremental reads ITEMS' id range and the rows it
@@ -134,33 +149,36 @@ def plan(warehouse: Warehouse, target: Target, *, max_item: int, n_items: int, m
         raise ParameterError(f"refresh {mode!r} is not allowed: choose one of {', '.join(REFRESH_MODES)}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ParameterError(f"refresh_window {window!r} is not allowed: use a whole number of ids >= 0")
-    target_ids = hn.latest_ids(max_item, n_items)  # refuses a bad max_item or n_items
+    ids = target_ids(max_item, n_items, id_min, id_max)  # refuses a bad max_item, n_items or range
+    # The target set is ids.start .. max_item: an id range ending below maxitem ends there.
+    max_item = ids[-1]
+    full = functools.partial(full_plan, id_min=id_min, id_max=id_max)
     if mode == FULL:
-        return full_plan(max_item, n_items)
+        return full(max_item, n_items)
     table = check_identifier(table, "table")
-    first = target_ids.start
+    first = ids.start
 
     tables = warehouse.list_tables(target)
     if table not in tables:
-        return full_plan(max_item, n_items, f"incremental asked, but there is no {table} in {target} yet")
+        return full(max_item, n_items, f"incremental asked, but there is no {table} in {target} yet")
     if tables[table] == 0:
-        return full_plan(max_item, n_items, f"incremental asked, but {target}.{table} is empty")
+        return full(max_item, n_items, f"incremental asked, but {target}.{table} is empty")
     columns = [column.name for column in warehouse.describe_table(target, table).columns]
     if sorted(columns) != sorted(ITEMS_COLUMNS):
-        return full_plan(max_item, n_items, f"incremental asked, but {table} has columns {', '.join(columns)}, "
+        return full(max_item, n_items, f"incremental asked, but {table} has columns {', '.join(columns)}, "
                                             f"not {', '.join(ITEMS_COLUMNS)}")
     bounds = warehouse.query(target, f'SELECT MIN(ID) AS OLDEST, MAX(ID) AS NEWEST FROM "{table}"')
     oldest, newest = (int(value) for value in bounds.iloc[0])
     held = f"{table} (ids {oldest:,}..{newest:,})"
     if newest > max_item:
-        return full_plan(max_item, n_items, f"incremental asked, but {held} reaches above the API's maxitem "
+        return full(max_item, n_items, f"incremental asked, but {held} reaches above the API's maxitem "
                                             f"{max_item:,}: another source?")
     if newest < first:
-        return full_plan(max_item, n_items, f"incremental asked, but {held} is older than the target set "
+        return full(max_item, n_items, f"incremental asked, but {held} is older than the target set "
                                             f"{first:,}..{max_item:,}: nothing to keep")
     fetch_from = max(first, newest + 1 - window)
     if fetch_from == first:
-        return full_plan(max_item, n_items, f"incremental asked, but refresh_window {window:,} reaches below the "
+        return full(max_item, n_items, f"incremental asked, but refresh_window {window:,} reaches below the "
                                             f"target set {first:,}..{max_item:,}: nothing to keep")
     keep_ids = (max(first, oldest), fetch_from - 1)
     kept_rows = 0
@@ -169,7 +187,7 @@ def plan(warehouse: Warehouse, target: Target, *, max_item: int, n_items: int, m
                                   list(keep_ids))
         kept_rows = int(counted.iloc[0, 0])
     if kept_rows == 0:
-        return full_plan(max_item, n_items, f"incremental asked, but no row of {held} lies below the window, "
+        return full(max_item, n_items, f"incremental asked, but no row of {held} lies below the window, "
                                             f"in {first:,}..{fetch_from - 1:,}: nothing to keep")
     below_oldest = range(first, keep_ids[0])  # the target set reaches below what ITEMS holds
     recent = range(fetch_from, max_item + 1)

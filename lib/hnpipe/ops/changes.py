@@ -54,8 +54,12 @@ PARAMS_DIR = "params/"
 TOOLING, SHARED = "tooling", "shared"
 CODE_CLASSES: dict[str, tuple[str, ...]] = {
     "ITEMS": ("lib/hnpipe/sample/", "lib/hnpipe/hn.py", "lib/hnpipe/hn_api.py", "lib/hnpipe/hn_http.py",
-              "lib/hnpipe/hn_limits.py", "lib/hnpipe/hn_loop.py", "lib/hnpipe/hn_processes.py", "lib/hnpipe/items.py"),
-    TOOLING: ("lib/hnpipe/ops/", "lib/hnpipe/cli.py"),
+              "lib/hnpipe/hn_limits.py", "lib/hnpipe/hn_loop.py", "lib/hnpipe/hn_processes.py", "lib/hnpipe/items.py",
+              # the stage of fetched ITEMS batches and the backfill that fills and merges it
+              "lib/hnpipe/stage.py", "lib/hnpipe/budget.py", "lib/hnpipe/backfill/__init__.py",
+              "lib/hnpipe/backfill/ledger.py", "lib/hnpipe/backfill/plan.py", "lib/hnpipe/backfill/shard.py",
+              "lib/hnpipe/backfill/run.py", "lib/hnpipe/backfill/merge.py"),
+    TOOLING: ("lib/hnpipe/ops/", "lib/hnpipe/cli.py", "lib/hnpipe/backfill/cli.py"),
 }
 DEPENDENCY_FILES = ("pyproject.toml", "environment.yml")
 

@@ -105,12 +105,13 @@ class DatabaseInfo:
 STAGING_MARKER = "__STAGING_"  # staging tables are <TABLE>__STAGING_<RUN ID>
 VERSION_MARKER = "__VERSION_"  # kept versions are <TABLE>__VERSION_<RUN ID that replaced it>
 HISTORY_TABLE = "PIPELINE_RUNS"  # one row per dataset per run: hnpipe.history
+BACKFILL_LEDGER = "BACKFILL_LEDGER"  # the backfill plans and their shards: hnpipe.backfill.ledger
 MAX_KEPT_VERSIONS = 100
 
 
 def is_bookkeeping_table(name: str) -> bool:
     """Whether a table is hnpipe's own (staging, kept version, run history), not published data."""
-    return STAGING_MARKER in name or VERSION_MARKER in name or name == HISTORY_TABLE
+    return STAGING_MARKER in name or VERSION_MARKER in name or name in (HISTORY_TABLE, BACKFILL_LEDGER)
 
 
 def staging_table_name(table: str, run_id: str) -> str:

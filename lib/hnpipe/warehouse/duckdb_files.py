@@ -60,9 +60,12 @@ def damaged(path: Path, reason: str) -> WarehouseError:
     )
 
 
+MEMORY_LIMIT = "256MB"  # DuckDB evicts and spills past it: memory flat in N (docs/performance.md)
+
+
 def open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
     except duckdb.Error as exc:
         if "Could not set lock" in str(exc):
             raise  # _retry_locked waits for the other process

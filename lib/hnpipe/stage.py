@@ -1,0 +1,250 @@
+"""The stage: where fetched items go as Parquet files while they are fetched, so a run's
+memory does not grow with the ids it fetches, and from where the warehouse loads them into a
+staging table (then the usual gates and swap).
+
+* DuckDB: a directory beside the database files, `<warehouse dir>/<DATABASE>.stage/<SCHEMA>/`;
+  the staging table is `CREATE TABLE .. AS SELECT * FROM read_parquet([...])`, which DuckDB
+  streams from the files, in fetch order (nearly by ID).
+* Other engines (Snowflake today): the files are written to a local temporary directory and
+  published through the engine's Arrow load. An internal stage with PUT and
+  `COPY INTO .. MATCH_BY_COLUMN_NAME` is the intended Snowflake path (docs/backfill.md);
+  until then a Snowflake run's memory grows with N at publish time as it did before.
+
+Layout under the stage root (one per database.schema, so each environment has its own):
+
+    runs/<RUN_ID>/part-000001.parquet             a run's fetch, removed after its publish
+    backfill/<BACKFILL_ID>/shard-000003/<RUN_ID>/part-*.parquet, manifest.json
+
+Files are written as `<name>.tmp` and renamed when complete: a reader never sees half a file.
+Writing to a stage is guarded like writing a table: `open_stage` asks the warehouse's write guard
+(and its read-only databases), which refuse an environment writing another's database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hnpipe.environments import Target
+from hnpipe.errors import HnpipeError, WarehouseError
+from hnpipe.items import ITEMS_SCHEMA, FetchedItems
+from hnpipe.warehouse.base import Gate, Warehouse
+from hnpipe.warehouse.frames import frame_from_arrow
+
+# The files hold TIME as naive UTC wall time, as the warehouses store it (hnpipe.warehouse.frames):
+# DuckDB's read_parquet then makes it TIMESTAMP, not TIMESTAMP WITH TIME ZONE, so ITEMS keeps its
+# column types whichever way it was loaded; reading the files back labels it UTC again.
+STAGE_SCHEMA = ITEMS_SCHEMA.set(ITEMS_SCHEMA.get_field_index("TIME"), pa.field("TIME", pa.timestamp("us")))
+_TIME = ITEMS_SCHEMA.get_field_index("TIME")
+PART_ROWS = 100_000  # rows per Parquet file: ~10 MiB each, a few row groups of the builder's batches
+MANIFEST = "manifest.json"
+
+
+class PartWriter:
+    """Writes ITEMS record batches into numbered Parquet files of at most `part_rows` rows.
+
+    Memory holds at most one open file's current row group (the batch being written)."""
+
+    def __init__(self, directory: Path, part_rows: int = PART_ROWS) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.part_rows = part_rows
+        self.files: list[Path] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._open_rows = 0
+        self._tmp: Path | None = None
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None or self._open_rows >= self.part_rows:
+            self._close_part()
+            self._tmp = self.directory / f"part-{len(self.files) + 1:06d}.parquet.tmp"
+            self._writer = pq.ParquetWriter(self._tmp, STAGE_SCHEMA)
+        columns = list(batch.columns)
+        columns[_TIME] = columns[_TIME].cast(pa.timestamp("us"))  # same instants, unlabelled: UTC wall time
+        self._writer.write_batch(pa.record_batch(columns, schema=STAGE_SCHEMA))
+        self._open_rows += batch.num_rows
+        self.rows += batch.num_rows
+
+    def _close_part(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        final = self._tmp.with_suffix("")  # drop .tmp
+        os.replace(self._tmp, final)
+        self.files.append(final)
+        self._writer, self._tmp, self._open_rows = None, None, 0
+
+    def close(self) -> list[Path]:
+        """Finish the open file; the files written, in order."""
+        self._close_part()
+        return list(self.files)
+
+
+class StagedItems(FetchedItems):
+    """What `Step.fetch()` returns when the fetch went to the stage: the items as Parquet
+    files, read back only when asked (`head`, `to_frame`, `table`)."""
+
+    def __init__(self, files: Sequence[Path], rows: int, stage: "Stage", prefix: str) -> None:
+        self.files = [Path(f) for f in files]
+        self.rows = rows
+        self.stage = stage
+        self.prefix = prefix  # where in the stage: removed after the publish
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __repr__(self) -> str:
+        size = sum(f.stat().st_size for f in self.files if f.exists()) / 2**20
+        return (f"<{self.rows:,} fetched ITEMS rows in {len(self.files)} Parquet file(s) in the stage "
+                f"({size:.1f} MiB): .head() or .to_frame() for a DataFrame>")
+
+    @property
+    def table(self) -> pa.Table:  # type: ignore[override]
+        """Every row as one Arrow table (reads all the files: memory grows with the rows)."""
+        if not self.files:
+            return ITEMS_SCHEMA.empty_table()
+        return pa.concat_tables([_read(f) for f in self.files])
+
+    def head(self, rows: int = 5) -> pd.DataFrame:
+        """The `rows` lowest ids, reading one column at a time: only ID is held whole."""
+        import pyarrow.compute as pc
+
+        rows = max(0, min(int(rows), self.rows))
+        found: list[pa.Table] = []
+        for path in self.files:
+            part = _read(path)
+            found.append(part.take(pc.select_k_unstable(part, k=min(rows, part.num_rows),
+                                                        sort_keys=[("ID", "ascending")])) if rows else part.slice(0, 0))
+        if not found:
+            return frame_from_arrow(ITEMS_SCHEMA.empty_table())
+        lowest = pa.concat_tables(found)
+        lowest = lowest.take(pc.sort_indices(lowest, sort_keys=[("ID", "ascending")])).slice(0, rows)
+        return frame_from_arrow(lowest)
+
+    def counts_by_type(self) -> pd.DataFrame:
+        """Rows per TYPE, reading only the TYPE column of each file."""
+        counts: dict[str, int] = {}
+        for path in self.files:
+            for entry in pq.read_table(path, columns=["TYPE"]).column("TYPE").value_counts().to_pylist():
+                counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
+        frame = pd.DataFrame(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or "")),
+                             columns=["TYPE", "ROWS"])
+        return frame
+
+    def discard(self) -> None:
+        """Remove the files from the stage (after the publish, or a failed one)."""
+        self.stage.remove(self.prefix)
+
+
+@dataclass
+class Stage:
+    """A database.schema's stage on the local disk (see the module doc)."""
+
+    root: Path
+    target: Target
+    engine_loads_parquet: bool  # the warehouse reads the files in SQL (DuckDB's read_parquet)
+
+    def path(self, prefix: str) -> Path:
+        parts = [part for part in prefix.split("/") if part]
+        if any(part in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", part) for part in parts):
+            raise HnpipeError(f"invalid stage path {prefix!r}")
+        return self.root.joinpath(*parts)
+
+    def writer(self, prefix: str) -> PartWriter:
+        directory = self.path(prefix)
+        if directory.exists():  # an earlier attempt under the same name: start clean
+            shutil.rmtree(directory)
+        return PartWriter(directory)
+
+    def prune(self, prefix: str, older_than_s: float) -> None:
+        """Remove the folders under `prefix` not written to for `older_than_s` seconds."""
+        folder = self.path(prefix)
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            try:
+                if entry.is_dir() and time.time() - entry.stat().st_mtime > older_than_s:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                pass
+
+    def remove(self, prefix: str) -> None:
+        shutil.rmtree(self.path(prefix), ignore_errors=True)
+
+    def write_manifest(self, prefix: str, manifest: dict) -> Path:
+        path = self.path(prefix) / MANIFEST
+        tmp = path.with_name(MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def read_manifest(self, prefix: str) -> dict | None:
+        path = self.path(prefix) / MANIFEST
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def publish(self, warehouse: Warehouse, table: str, files: Sequence[Path], run_id: str,
+                gates: Sequence[Gate], keep_versions: int | None) -> int:
+        """Load the files into `table`'s staging table inside the warehouse, gate, swap."""
+        if self.engine_loads_parquet and files:
+            listed = ", ".join(_sql_string(f) for f in files)
+            # No ORDER BY: the files are in fetch order, nearly by ID already, and sorting a
+            # million rows held the publishing process at about 400 MiB (benchmarks/flat_memory.py).
+            return warehouse.publish_query(self.target, table, f"SELECT * FROM read_parquet([{listed}])",
+                                           run_id, gates=gates, keep_versions=keep_versions)
+        reader = pa.RecordBatchReader.from_batches(STAGE_SCHEMA, _batches(files))
+        return warehouse.publish_arrow(self.target, table, reader, run_id, gates=gates,
+                                       keep_versions=keep_versions)
+
+
+def _read(path: Path) -> pa.Table:
+    """A stage file with the ITEMS schema (TIME labelled UTC again)."""
+    table = pq.read_table(path, schema=STAGE_SCHEMA)
+    return table.set_column(_TIME, ITEMS_SCHEMA.field("TIME"), table.column(_TIME).cast(ITEMS_SCHEMA.field("TIME").type))
+
+
+def _batches(files: Iterable[Path]) -> Iterable[pa.RecordBatch]:
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches()
+
+
+def _sql_string(path: Path) -> str:
+    return "'" + str(Path(path).resolve()).replace("'", "''") + "'"
+
+
+def open_stage(warehouse: Warehouse, target: Target) -> Stage:
+    """The stage of `target` on `warehouse`, after the warehouse's own guard allowed writing
+    there (the stage is guarded like the tables). The guard is asked without opening the
+    database: a fetch must not wait for a file another notebook holds (only the publish does)."""
+    if target.database in getattr(warehouse, "read_only_databases", ()):
+        raise WarehouseError(f"refused write to {target}: this warehouse opens {target.database} read-only")
+    if warehouse.write_guard is not None:
+        warehouse.write_guard(target)
+    directory = getattr(warehouse, "directory", None)  # the embedded engine keeps its files there
+    if directory is not None and hasattr(warehouse, "path"):
+        root = Path(warehouse.path(target.database)).with_suffix(".stage") / target.schema
+        return Stage(root, target, engine_loads_parquet=True)
+    root = Path(tempfile.gettempdir()) / "hnpipe-stage" / target.database / target.schema
+    return Stage(root, target, engine_loads_parquet=False)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
