@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values, load_dotenv
 
-from hnpipe.errors import GuardError, HnpipeError
+from hnpipe.errors import GuardError, HnpipeError, ParameterError
 
 # Where a run writes is decided by the process (the CI job, the scheduler, a shell), never by a
 # file lying in the checkout: HNPIPE_ENV and the pull-request id, with the CI variables it is
@@ -181,7 +181,7 @@ def current_run_id() -> str:
     given = os.environ.get("HNPIPE_RUN_ID")
     if given:
         if not is_run_id(given):
-            raise ValueError(f"HNPIPE_RUN_ID={given!r} is not a run id like 20261121T140102_3fa9c1")
+            raise ParameterError(f"HNPIPE_RUN_ID={given!r} is not a run id like 20261121T140102_3fa9c1")
         return given
     if _PROCESS_RUN_ID is None:
         _PROCESS_RUN_ID = new_run_id()
