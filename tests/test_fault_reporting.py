@@ -51,7 +51,8 @@ def test_a_full_disk_for_the_executed_notebook_is_reported_as_such(clean_env: Pa
                     "the three tables as published)"), line
     # Whole or absent: never a truncated notebook, and no temporary file left beside it.
     assert not kept.exists()
-    assert sorted(p.name for p in run_dir.iterdir()) == ["items.ipynb", "stories.ipynb"]
+    # (each kept notebook with its HTML rendering, hnpipe.runner.records; none for the unwritten one)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["items.html", "items.ipynb", "stories.html", "stories.ipynb"]
     for name in ("items.ipynb", "stories.ipynb"):
         nbformat.read(run_dir / name, as_version=4)
         json.loads((run_dir / name).read_text())
