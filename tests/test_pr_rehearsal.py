@@ -120,7 +120,9 @@ def commands_to_play(job: dict, values: dict[str, str], datasets_changed: bool) 
     for step in job["steps"]:
         skipped = "steps.changes.outputs.count != '0'" in str(step.get("if", "")) and not datasets_changed
         if "run" in step and not skipped:
-            played += step_commands({"steps": [step]}, values)
+            # `hnpipe comment` posts to GitHub's API: test_workflow_steps rehearses it against a
+            # stand-in API; here the warehouse's story is what is played.
+            played += [c for c in step_commands({"steps": [step]}, values) if c[0] != "comment"]
     return played
 
 

@@ -91,6 +91,7 @@ def test_issue_9_production_still_publishes_after_the_handover(account, monkeypa
     as_env(monkeypatch, "production")
     monkeypatch.setenv("SNOWFLAKE_PROD_USER", "IT_JANE")  # applied by a person who may manage grants
     monkeypatch.setenv("SNOWFLAKE_AUTHENTICATOR", "EXTERNALBROWSER")  # the person's browser SSO (issue 19)
+    monkeypatch.delenv("CI", raising=False)  # on the person's laptop: CI refuses a person's login
     monkeypatch.setenv("SNOWFLAKE_PROD_ROLE", "SECURITYADMIN")
     assert cli.main(["admin", "handover", "--owner-role", "IT_ADMIN", "--reader-role", "HNPIPE_READER",
                      "--analyst-role", "ANALYST", "--apply"]) == 0, capsys.readouterr().err
