@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -439,6 +440,7 @@ class DuckDBWarehouse(Warehouse):
             return False
         self._wait_until_unused(path)
         remove_database_files(path)
+        shutil.rmtree(path.with_suffix(".stage"), ignore_errors=True)  # its staged files (hnpipe.stage) go with it
         return True
 
     # -- internals ---------------------------------------------------------------------
