@@ -137,7 +137,12 @@ def test_override_is_parsed_strictly_or_refused_in_one_line(text: str) -> None:
     except HnpipeError as error:
         one_line_hnpipe_error(error)
     else:
-        check_accepted({key: value}, params.validate({key: value}))
+        try:
+            validated = params.validate({key: value})
+        except HnpipeError as error:  # e.g. id_max without id_min: refused, in one line
+            one_line_hnpipe_error(error)
+            return
+        check_accepted({key: value}, validated)
         raw = text.partition("=")[2].strip()
         if raw in ("no", "yes", "on", "off", "No", "YES", "On", "y", "n"):
             assert value == raw, "a YAML 1.1 boolean word must stay a string"
