@@ -226,14 +226,14 @@ class Step:
         the builder's batches go to Parquet files in the stage as they fill (memory stays
         flat) and the result is (StagedItems, the backfill shard's claim or None)."""
         values = self.current_params()
-        self._fetched, self._fetch_incomplete = None, True
+        previous, self._fetched, self._fetch_incomplete = self._fetched, None, True
         with self._work():
             if not _under_runner():  # others reading ITEMS meanwhile are told (hnpipe.consistency)
                 self._replacing = consistency.mark_replacing(self.warehouse, self.target, self.dataset.name,
                                                              self.run_id)
             claim, writer = None, None
-            if self._fetched is not None and isinstance(self._fetched.items, StagedItems):
-                self._fetched.items.discard()  # the previous fetch's files: only the latest may be published
+            if previous is not None and isinstance(previous.items, StagedItems):
+                previous.items.discard()  # the previous fetch's files: only the latest may be published
             if staged:
                 if values["backfill_id"]:
                     claim = backfill_shard.claim(self.warehouse, self.target, values, self.run_id)
