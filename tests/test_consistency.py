@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from hnpipe.run_context import RunContext
-from hnpipe import consistency, history, pipeline
+from hnpipe import consistency, history, pipeline, runner
 from hnpipe.environments import Target
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
@@ -26,7 +26,7 @@ def test_a_build_while_another_run_replaces_items_says_so_and_which_items_it_use
     # Another notebook starts fetching ITEMS (its marker: this process, alive) and has not published.
     fetching = pipeline.start("ITEMS", VALUES)
     with DuckDBWarehouse(str(clean_env)) as warehouse:
-        history.mark_started(warehouse, RunContext("local", VALUES, TARGET, fetching.run_id), ["ITEMS"])
+        history.record(warehouse, TARGET, runner.marker(RunContext("local", VALUES, TARGET, fetching.run_id), ["ITEMS"]))
     capsys.readouterr()
     comments = pipeline.start("COMMENTS", VALUES)
     comments.build()

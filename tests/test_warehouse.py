@@ -19,7 +19,7 @@ from hnpipe.warehouse import duckdb_engine
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError
 from hnpipe.items import items_frame
-from hnpipe.warehouse import open_warehouse
+from hnpipe.warehouse import open_warehouse, spec_for
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -275,7 +275,7 @@ def test_a_new_engine_is_served_from_its_registry_line_alone(tmp_path, monkeypat
     monkeypatch.setitem(registry.ENGINES, "third", registry.Engine("third", "hnpipe.warehouse.duckdb_engine",
                                                                     "DuckDBWarehouse", keeps_files=True))
     monkeypatch.setenv("HNPIPE_WAREHOUSE", f"third:{tmp_path / 'wh'}")
-    spec = registry.spec_for("local")
+    spec = spec_for("local")
     assert spec == registry.WarehouseSpec("third", str(tmp_path / "wh")) and spec.directory == tmp_path / "wh"
     assert isinstance(open_warehouse(spec), DuckDBWarehouse)
     checks = {check.name: check for check in preflight.dry_run("local")}

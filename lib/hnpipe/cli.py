@@ -20,7 +20,8 @@ from hnpipe.errors import HnpipeError, printable
 
 # Commands that act on an environment's warehouse: each resolves it first, the same way
 # (environments.process_environment: .env loaded, and refused if it sets HNPIPE_ENV or the PR id).
-ENVIRONMENT_COMMANDS = {"run", "backfill", "admin", "diff", "history", "versions", "restore", "docs", "doctor",
+# `run` resolves its environment itself, first thing (hnpipe.run_context.RunContext.for_run).
+ENVIRONMENT_COMMANDS = {"backfill", "admin", "diff", "history", "versions", "restore", "docs", "doctor",
                         "freshness"}
 
 # (command, module, help)

@@ -145,13 +145,15 @@ def target_for(env: str, environ: Mapping[str, str] | None = None) -> Target:
     return Target(clone_database(pr), PUBLISHED_SCHEMA)
 
 
-def resolve(requested_env: object, environ: Mapping[str, str] | None = None) -> Target:
-    """Check the run's parameters against the process, before anything is fetched or written.
+def resolve(requested_env: object, environ: Mapping[str, str] | None = None,
+            source: str = "environment parameter") -> Target:
+    """Check the run's parameters (or `--env`: `source`) against the process, before anything
+    is fetched or written.
 
     Returns the target the run may write to; refuses any disagreement in one line.
     """
     environ = os.environ if environ is None else environ
-    requested = check_environment_name(requested_env, "environment parameter")
+    requested = check_environment_name(requested_env, source)
     running = process_environment(environ)
     if requested != running:
         # In JupyterLab (its kernels get JPY_SESSION_NAME; `hnpipe run` and papermill's do not)
@@ -166,13 +168,20 @@ def resolve(requested_env: object, environ: Mapping[str, str] | None = None) -> 
     return target_for(running, environ)
 
 
+def owner_of(database: str) -> str | None:
+    """The environment whose database this is (None: nobody's)."""
+    if CLONE_NAME.fullmatch(database):
+        return "branch"
+    return {"PRODUCTION": "production", "STAGING": "staging", "LOCAL": "local"}.get(database)
+
+
+def foreign_write(env: str, allowed: Target, actual: Target) -> GuardError:
+    return GuardError(f"refused write to {actual}: environment '{env}' may write only to {allowed}")
+
+
 def check_write(env: str, actual: Target, environ: Mapping[str, str] | None = None) -> None:
-    """Right before a write: the connection's actual database.schema must be env's own."""
-    environ = os.environ if environ is None else environ
-    allowed = target_for(env, environ)
-    database_owner = {"PRODUCTION": "production", "STAGING": "staging", "LOCAL": "local"}
-    owner = "branch" if CLONE_NAME.fullmatch(actual.database) else database_owner.get(actual.database)
-    if owner != env or actual != allowed:
-        raise GuardError(
-            f"refused write to {actual}: environment '{env}' may write only to {allowed}"
-        )
+    """Right before a write: the connection's actual database.schema must be env's own target,
+    in a database env owns. (A run checks the target it resolved once: RunContext.check_write.)"""
+    allowed = target_for(env, os.environ if environ is None else environ)
+    if actual != allowed or owner_of(actual.database) != env:
+        raise foreign_write(env, allowed, actual)

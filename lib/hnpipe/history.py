@@ -133,12 +133,11 @@ def code_version_note(changed: Sequence[str], limit: int = 5) -> str | None:
 
 def safe_parameters(values: Mapping[str, Any]) -> str:
     """Parameters as JSON, without secret-looking keys (at any depth) or secret values."""
-    def clean(value: Any) -> Any:
+    def clean(value: Any) -> Any:  # called on containers only: scalars are kept as they are
         if isinstance(value, Mapping):
-            return {str(k): clean(v) for k, v in value.items() if not credentials.looks_like_secret_key(str(k))}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
+            return {str(k): clean(v) if isinstance(v, (Mapping, list, tuple)) else v
+                    for k, v in value.items() if not credentials.looks_like_secret_key(str(k))}
+        return [clean(v) if isinstance(v, (Mapping, list, tuple)) else v for v in value]
 
     text = json.dumps(clean(dict(values)), sort_keys=True, default=str)
     return credentials.redact(text)
@@ -354,15 +353,6 @@ def read(warehouse: Warehouse, target: Target, dataset: str | None = None, limit
 
 
 # -- runs that never finished -------------------------------------------------------------------
-def mark_started(warehouse: Warehouse, run: RunContext, planned: Sequence[str]) -> bool:
-    """`hnpipe run`'s marker, before its first notebook: which process runs which datasets."""
-    import socket
-
-    detail = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "datasets": list(planned)})
-    return record(warehouse, run.target, RunRecord(run.run_id, "run", None, run.env, RUNNING,
-                                                   parameters=run.values, detail=detail))
-
-
 def process_gone(info: Mapping[str, Any]) -> bool | None:
     """Whether the marker's process is gone: True/False on this host, None elsewhere."""
     import socket

@@ -20,8 +20,8 @@ import yaml
 
 from hnpipe import config
 from hnpipe.credentials import looks_like_secret_key
-from hnpipe.environments import ENVIRONMENTS, check_environment_name
-from hnpipe.errors import ParameterError, one_line
+from hnpipe.environments import ENVIRONMENTS
+from hnpipe.errors import GuardError, ParameterError, one_line
 from hnpipe.hn_url import check_private_hosts, host_kind, shown_url, url_problem
 
 MAX_ITEMS = 5_000_000
@@ -461,7 +461,8 @@ def load_params_file(path: Path) -> dict[str, Any]:
 def params_for(env: str, overrides: Mapping[str, Any] = (), root: Path | None = None) -> dict[str, Any]:
     """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment.
     What `hnpipe run`, `hnpipe admin` and `hnpipe restore` run with."""
-    check_environment_name(env, "--env")
+    if env not in ENVIRONMENTS:  # before a file name is made of it
+        raise GuardError(f"unknown --env {env!r}: choose one of {', '.join(ENVIRONMENTS)}")
     values = load_params_file(config.params_dir(root) / f"{env}.yaml")
     overrides = dict(overrides)
     if "environment" in overrides and overrides["environment"] != env:

@@ -34,11 +34,11 @@ class RunContext:
 
     @classmethod
     def for_run(cls, env: str, overrides: Mapping[str, Any] = (), root: Path | None = None) -> RunContext:
-        """`hnpipe run --env ENV -p ...`: params/<env>.yaml plus the overrides, validated and
-        guarded (refused before any notebook starts), with a new run id."""
-        values = params.params_for(env, overrides, root)
-        target = environments.resolve(values["environment"])
-        return cls(env, values, target, config.new_run_id())
+        """`hnpipe run --env ENV -p ...`: the environment guarded against the process first
+        (HNPIPE_ENV), then params/<env>.yaml plus the overrides, validated (both refused before
+        any notebook starts), with a new run id."""
+        target = environments.resolve(env, source="--env")
+        return cls(env, params.params_for(env, overrides, root), target, config.new_run_id())
 
     @classmethod
     def for_notebook(cls, values: Mapping[str, Any]) -> RunContext:
@@ -61,6 +61,12 @@ class RunContext:
     def parameters(self) -> dict[str, Any]:
         """The parameters as a plain dict (papermill, JSON)."""
         return dict(self.values)
+
+    def check_write(self, actual: Target) -> None:
+        """The run's write guard, called right before each write: `actual` (the connection's
+        database.schema) must be the target resolved once, here, and in the run's own database."""
+        if actual != self.target or environments.owner_of(actual.database) != self.env:
+            raise environments.foreign_write(self.env, self.target, actual)
 
     def replace(self, **changes: Any) -> RunContext:
         """The same run with some fields changed (a notebook's next run id, edited parameters)."""

@@ -28,7 +28,7 @@ from hnpipe.backfill.plan import PLAN_SETS
 from hnpipe.errors import HnpipeError
 from hnpipe.history import error_line
 from hnpipe.run_context import RunContext
-from hnpipe.runner import NotebookResult, _execute, kernels
+from hnpipe.runner import NotebookResult, _execute, kernels, keep_record
 from hnpipe.warehouse.base import Warehouse
 
 STALE_AFTER_S = 6 * 3600  # GitHub's job limit: a shard running longer elsewhere is lost
@@ -131,7 +131,7 @@ def _run_shard(env: str, ledger: Ledger, plan: BackfillPlan, shard: Shard, value
         "HNPIPE_NOTEBOOK_OUTPUT": str(directory / dataset.notebook)})
     started = time.perf_counter()
     context = RunContext(env, shard_params, ledger.target, run_id)
-    outcome = _execute(dataset, kernel, root, directory, context, counter)
+    outcome = _execute(dataset, kernel, root, directory, context, lambda output: keep_record(output, run_id), counter)
     seconds = time.perf_counter() - started
     if isinstance(outcome, NotebookResult):
         return ShardOutcome(shard, run_id, outcome.output, seconds)

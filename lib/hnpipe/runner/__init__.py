@@ -14,14 +14,17 @@ error and the kept output. Neither the record nor the alert can change that erro
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from hnpipe import alerts, config, datasets, environments, history, notebook_filter, params, progress
 from hnpipe.credentials import redact
@@ -117,6 +120,8 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
     notebook_files.remove_stale_temporaries(config.runs_dir(root))
     signals.remove_stale_socket_dirs()  # what a killed run left
     started_kernels: dict[str, kernels.Kernel] = {}
+    # Records are rendered (nbconvert, ~0.5 s for the first) beside the next wave, not between waves.
+    keeper = ThreadPoolExecutor(1, thread_name_prefix="hnpipe-record")
     with _run_environment(run.run_id), signals.stopping_on_signals(
             lambda: [k.process for k in started_kernels.values() if k.process is not None]) as stop:
         try:
@@ -130,7 +135,7 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
                 notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
                 for wave in _waves(order):
                     stop.check()  # SIGTERM, SIGINT: no later wave starts
-                    outcomes = _run_wave(wave, started_kernels, root, directory, run,
+                    outcomes = _run_wave(wave, started_kernels, root, directory, run, keeper,
                                          [order.index(dataset) + 1 for dataset in wave], len(order))
                     result.notebooks += [outcome for outcome in outcomes if isinstance(outcome, NotebookResult)]
                     stop.check()  # a notebook the signal stopped did not fail: the run was terminated
@@ -147,6 +152,7 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
         finally:
             for kernel in started_kernels.values():
                 kernel.shutdown()
+            keeper.shutdown(wait=True)  # every executed notebook kept as a record before the outcome
     _raise_unsaved(result)
     alerts.notify_success(run.env, "run", run.run_id, ", ".join(
         f"{nb.dataset} {'?' if nb.rows is None else f'{nb.rows:,}'} rows" for nb in result.notebooks))
@@ -204,13 +210,20 @@ def _write_marker(run: RunContext, warehouse: Warehouse | Exception, planned: li
             for entry in history.mark_abandoned(warehouse, run.target):
                 _say(f"run {entry.run_id} (started {entry.started:%Y-%m-%d %H:%M:%S} UTC) never finished: "
                      f"recorded as abandoned; {entry.detail}")
-            history.mark_started(warehouse, run, planned)
+            history.record(warehouse, run.target, marker(run, planned))
             if warehouse.lock_failure is not None:  # swallowed by the best-effort history
                 raise warehouse.lock_failure
         except WarehouseLockedError:
             raise  # the file stayed locked for the whole wait: the run stops here, saying so
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record the start of run %s: %s", run.run_id, history.error_line(exc))
+
+
+def marker(run: RunContext, planned: list[str]) -> history.RunRecord:
+    """The run's marker row in the history, written before its first notebook: which process
+    runs which datasets (a later run finds it abandoned when that process is gone)."""
+    detail = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "datasets": planned})
+    return history.RunRecord(run.run_id, "run", None, run.env, history.RUNNING, parameters=run.values, detail=detail)
 
 
 def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
@@ -227,23 +240,26 @@ def _waves(order: list[datasets.Dataset]) -> list[list[datasets.Dataset]]:
     return waves
 
 
-def _run_wave(wave, started_kernels, root: Path, directory: Path, run: RunContext,
+def _run_wave(wave, started_kernels, root: Path, directory: Path, run: RunContext, keeper: Executor,
               numbers: list[int], total: int) -> list:
-    """Execute the wave's notebooks at once; per dataset a NotebookResult, or (error, began)."""
-    if len(wave) == 1:
-        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, run,
-                         f"[{numbers[0]}/{total}]")]
-    from concurrent.futures import ThreadPoolExecutor
+    """Execute the wave's notebooks at once; per dataset a NotebookResult, or (error, began).
+    Each executed notebook is kept as a record by `keeper`'s thread, beside the next notebooks."""
+    def keep(output: Path) -> None:
+        keeper.submit(keep_record, output, run.run_id)
 
+    if len(wave) == 1:
+        return [_execute(wave[0], started_kernels[wave[0].name], root, directory, run, keep,
+                         f"[{numbers[0]}/{total}]")]
     with ThreadPoolExecutor(len(wave), thread_name_prefix="hnpipe-notebook") as pool:
-        futures = [pool.submit(_execute, dataset, started_kernels[dataset.name], root, directory, run,
+        futures = [pool.submit(_execute, dataset, started_kernels[dataset.name], root, directory, run, keep,
                                f"[{number}/{total}]") for dataset, number in zip(wave, numbers)]
         return [future.result() for future in futures]
 
 
-def _execute(dataset, kernel, root: Path, directory: Path, run: RunContext, counter: str = "[1/1]"):
+def _execute(dataset, kernel, root: Path, directory: Path, run: RunContext, keep: Callable[[Path], None],
+             counter: str = "[1/1]"):
     """Run one notebook with papermill in its started kernel; its NotebookResult, or
-    (error, began) when it failed. The executed notebook is saved either way."""
+    (error, began) when it failed. The executed notebook is saved either way, then `keep`s it."""
     import papermill
 
     source = config.notebooks_dir(root) / dataset.notebook
@@ -261,17 +277,17 @@ def _execute(dataset, kernel, root: Path, directory: Path, run: RunContext, coun
         return error, began
     finally:
         kernel.shutdown()  # finished and committed: nothing left to wait for
-        _keep_record(output, run)
+        keep(output)
     seconds = time.perf_counter() - notebook_started
     _say(f"{counter} {source.name}: done in {seconds:.1f} s")
     return NotebookResult(dataset.name, dataset.notebook, output, seconds, unsaved=notebook_files.failed_save(output))
 
 
-def _keep_record(output: Path, run: RunContext) -> None:
+def keep_record(output: Path, run_id: str) -> None:
     """The executed notebook becomes a read-only record with its HTML beside it
     (hnpipe.runner.records); a failure to do so is logged, never the run's outcome."""
     try:
-        records.keep(output, run.run_id, run.env)
+        records.keep(output, run_id)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not keep %s as a read-only record: %s", output, redact(str(exc)))
 
@@ -368,9 +384,12 @@ def main(args) -> int:
                               f"({', '.join(failed)}); see the checklist above")
         return 0
     only = [datasets.get(name).name for name in args.only] or None  # unknown names: one line, now
+    root = config.project_root()
+    config.load_env(root)
+    run = RunContext.for_run(args.env, overrides, root)  # refused here, before any side effect
     if os.environ.get("HNPIPE_GIT_FILTER") != "0":  # the README's install line ends here
-        _say(notebook_filter.ensure_installed(config.project_root()) or "")
-    print(run(args.env, overrides, only=only).summary())
+        _say(notebook_filter.ensure_installed(root) or "")
+    print(run_notebooks(run, root, only).summary())
     return 0
 
 

@@ -11,7 +11,7 @@ from hnpipe import config, credentials, datasets, environments, params
 from hnpipe.errors import HnpipeError
 from hnpipe.runner.kernels import import_papermill
 from hnpipe.warehouse import reader
-from hnpipe.warehouse.registry import engine_class, spec_for
+from hnpipe.warehouse import engine_class, spec_for
 
 
 @dataclass

@@ -32,30 +32,35 @@ def html_path(notebook: Path | str) -> Path:
     return Path(notebook).with_suffix(".html")
 
 
-def rerun_advice(env: str, notebook: str) -> str:
-    return (f"to run again, use `hnpipe run --env {env}` (a new record), or open "
-            f"notebooks/{notebook} and run it there")
+def rerun_advice(record: dict) -> str:
+    """How to run a recorded notebook again, from its `metadata.hnpipe.record`."""
+    return (f"to run again, use `hnpipe run --env {record.get('environment', 'local')}` (a new record), or "
+            f"open notebooks/{record.get('notebook', 'it')} and run it there")
 
 
-def banner(run_id: str, env: str, notebook: str) -> str:
-    return (f"**Record of run `{run_id}` ({env})**: the notebook exactly as `hnpipe run` executed "
-            f"it, kept read-only with its HTML rendering `{html_path(notebook).name}` beside it. "
-            f"Saving over it is refused and its cells refuse to run again (the injected-parameters "
-            f"cell below would override any edit to the parameters cell); "
-            f"{rerun_advice(env, notebook)}.")
+def banner(record: dict) -> str:
+    """The first cell of a record, from its `metadata.hnpipe.record`."""
+    return (f"**Record of run `{record['run_id']}` ({record['environment']})**: the notebook exactly as "
+            f"`hnpipe run` executed it, kept read-only with its HTML rendering "
+            f"`{html_path(record['notebook']).name}` beside it. Saving over it is refused and its cells "
+            f"refuse to run again (the injected-parameters cell below would override any edit to the "
+            f"parameters cell); {rerun_advice(record)}.")
 
 
-def keep(output: Path, run_id: str, env: str) -> Path | None:
+def keep(output: Path, run_id: str) -> Path | None:
     """Mark `output` as the record of run `run_id`, render it as HTML beside it, and make both
-    read-only; returns the HTML path (None when there is no executed notebook to keep)."""
+    read-only; returns the HTML path (None when there is no executed notebook to keep). The
+    environment is the one the notebook ran with (papermill's record of its parameters)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     if not output.is_file():
         return None
     notebook = nbformat.read(output, as_version=4)
-    notebook.metadata["hnpipe"] = {"record": {"run_id": run_id, "environment": env, "notebook": output.name}}
-    cell = nbformat.v4.new_markdown_cell(banner(run_id, env, output.name), metadata={"tags": [BANNER_TAG]})
+    env = notebook.metadata.get("papermill", {}).get("parameters", {}).get("environment", "local")
+    record = {"run_id": run_id, "environment": env, "notebook": output.name}
+    notebook.metadata["hnpipe"] = {"record": record}
+    cell = nbformat.v4.new_markdown_cell(banner(record), metadata={"tags": [BANNER_TAG]})
     notebook.cells.insert(0, cell)
     nbformat.write(notebook, output)
     body, _ = HTMLExporter().from_notebook_node(notebook)
@@ -77,7 +82,7 @@ def record_of(notebook: Path | str) -> dict | None:
 
 def refusal(record: dict) -> str:
     return (f"this is the kept record of run {record.get('run_id')} and is never changed; "
-            f"{rerun_advice(record.get('environment', 'local'), record.get('notebook', 'it'))}")
+            f"{rerun_advice(record)}")
 
 
 def refuse_rerun(session_path: str | None) -> None:

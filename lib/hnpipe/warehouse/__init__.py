@@ -9,6 +9,7 @@ The module map is docs/development.md.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Mapping, Sequence
 
 from hnpipe import config, environments, params
@@ -23,7 +24,7 @@ from hnpipe.warehouse.base import (
     WriteGuard,
     is_bookkeeping_table,
 )
-from hnpipe.warehouse.registry import WarehouseSpec, engine_class, parse_spec, spec_for
+from hnpipe.warehouse.registry import WarehouseSpec, engine_class, parse_spec
 
 __all__ = ["Gate", "HISTORY_TABLE", "TableVersion", "Warehouse", "WarehouseSpec", "WriteGuard", "connect",
            "engine_class", "frame_from_arrow", "is_bookkeeping_table", "open_environment", "open_warehouse",
@@ -43,6 +44,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# Without HNPIPE_WAREHOUSE, local runs on the embedded engine and the shared environments on
+# Snowflake (docs/environments.md).
+DEFAULT_ENGINE = {"local": "duckdb"}
+SHARED_ENGINE = "snowflake"
+
+
+def spec_for(env: str, environ: Mapping[str, str] | None = None) -> WarehouseSpec:
+    """Which engine serves `env`: HNPIPE_WAREHOUSE, else DEFAULT_ENGINE's choice."""
+    environ = os.environ if environ is None else environ
+    return parse_spec(environ.get("HNPIPE_WAREHOUSE") or DEFAULT_ENGINE.get(env, SHARED_ENGINE))
+
+
 def open_warehouse(spec: WarehouseSpec | str, write_guard: WriteGuard | None = None, **options) -> Warehouse:
     """The warehouse for a spec (`spec_for(env)`; a string is parsed as HNPIPE_WAREHOUSE is).
     `options` as `Warehouse.open` takes them: each engine uses those that apply to it."""
@@ -59,7 +72,7 @@ def connect(run: RunContext, notebook: str = "") -> Warehouse:
     PRODUCTION for writing: every other environment opens its file read-only, whatever the
     guard would say.
     """
-    return _guarded(run.env, run.values, notebook, run.run_id)
+    return _guarded(run.env, run.values, notebook, run.run_id, guard=run.check_write)
 
 
 def open_environment(env: str, values: Mapping[str, Any], notebook: str = "", *,
@@ -68,14 +81,14 @@ def open_environment(env: str, values: Mapping[str, Any], notebook: str = "", *,
     """`env`'s guarded warehouse for a command that is not a run of the pipeline (admin, which
     has no target of its own); like `connect`. `read_only_databases` overrides which databases
     open read-only (admin never writes PRODUCTION); credentials are the ones `values` name."""
-    return _guarded(env, values, notebook, config.current_run_id(), environ, read_only_databases)
+    return _guarded(env, values, notebook, config.current_run_id(),
+                    functools.partial(environments.check_write, env, environ=environ), environ, read_only_databases)
 
 
-def _guarded(env: str, values: Mapping[str, Any], notebook: str, run_id: str,
+def _guarded(env: str, values: Mapping[str, Any], notebook: str, run_id: str, guard: WriteGuard,
              environ: Mapping[str, str] | None = None,
              read_only_databases: Sequence[str] | None = None) -> Warehouse:
     spec = spec_for(env, environ)
-    guard = functools.partial(environments.check_write, env, environ=environ)
     if read_only_databases is None:
         writes_production = env == "production" and environments.process_environment(environ) == "production"
         read_only_databases = () if writes_production else ("PRODUCTION",)

@@ -1,8 +1,9 @@
 """The engines hnpipe knows, and the one place a warehouse spec is read.
 
 A spec names an engine and, for engines that keep files, their directory: HNPIPE_WAREHOUSE is
-`duckdb`, `duckdb:<directory>` or `snowflake`. `spec_for(env)` reads it once into a
-`WarehouseSpec`, which every caller passes along instead of the string; what an engine can do
+`duckdb`, `duckdb:<directory>` or `snowflake`. `parse_spec` reads it once into a
+`WarehouseSpec` (which engine serves which environment is hnpipe.warehouse.spec_for), which
+every caller passes along instead of the string; what an engine can do
 is asked of its class (`engine_class(spec).SUPPORTS_GRANTS`, hnpipe.warehouse.base), never by
 comparing names outside this package.
 
@@ -37,10 +38,6 @@ ENGINES: dict[str, Engine] = {engine.name: engine for engine in (
     Engine("duckdb", "hnpipe.warehouse.duckdb_engine", "DuckDBWarehouse", keeps_files=True),
     Engine("snowflake", "hnpipe.warehouse.snowflake_engine", "SnowflakeWarehouse", keeps_files=False),
 )}
-# Without HNPIPE_WAREHOUSE, local runs on the embedded engine and the shared environments on
-# Snowflake (docs/environments.md).
-DEFAULT_ENGINE = {"local": "duckdb"}
-SHARED_ENGINE = "snowflake"
 
 
 @dataclass(frozen=True)
@@ -76,12 +73,6 @@ def parse_spec(text: str, what: str = "HNPIPE_WAREHOUSE") -> WarehouseSpec:
         return WarehouseSpec(name)
     directory = location or str(config.default_warehouse_dir())
     return WarehouseSpec(name, str(Path(directory).expanduser().resolve()))
-
-
-def spec_for(env: str, environ: Mapping[str, str] | None = None) -> WarehouseSpec:
-    """Which engine serves `env`: HNPIPE_WAREHOUSE, else DEFAULT_ENGINE's choice."""
-    environ = os.environ if environ is None else environ
-    return parse_spec(environ.get("HNPIPE_WAREHOUSE") or DEFAULT_ENGINE.get(env, SHARED_ENGINE))
 
 
 def engine_class(spec: WarehouseSpec) -> type:
