@@ -20,38 +20,28 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the burst scenario the tests measure, not a copy of it
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers_throttle import fetch_through_a_burst  # noqa: E402
+from helpers_throttle import TimedClient, fetch_through_a_burst  # noqa: E402
 from process_tree import load_average  # noqa: E402
 
-from hnpipe import budget, hn  # noqa: E402
+from hnpipe import budget  # noqa: E402
 from hnpipe.sample import SampleServer  # noqa: E402
 
 
 def paced_wait(rate: float, n_ids: int, blocking: bool) -> tuple[float, float, float]:
     """(median s, p90 s from a request's start to its answer, requests/s reached)."""
-    took: list[float] = []
-
-    class Timed(hn.HttpHNClient):
-        async def _get_item(self, *args, **kwargs):
-            started = time.monotonic()
-            try:
-                return await super()._get_item(*args, **kwargs)
-            finally:
-                took.append(time.monotonic() - started)
-
     items = {i: {"id": i, "type": "story"} for i in range(1, n_ids + 1)}
     with SampleServer(items=items) as server:
         paced = budget.Paced(range(1, n_ids + 1), budget.TokenBucket(rate))
         ids = (item_id for item_id in paced) if blocking else paced
-        report = Timed(server.base_url, concurrency=32, progress=False).fetch_items(ids, lambda item: None)
-    took.sort()
+        client = TimedClient(server.base_url, concurrency=32, progress=False)
+        report = client.fetch_items(ids, lambda item: None)
+    took = sorted(client.took)
     return statistics.median(took), took[int(0.9 * len(took))], n_ids / report.seconds
 
 

@@ -1,6 +1,6 @@
 """A fetch through a burst of 429s against the sample server, measured server-side: how many
-requests a second the server saw before, during and after the burst (tests/test_throttle.py and
-benchmarks/throttle.py share it)."""
+requests a second the server saw before, during and after the burst; and a client that times
+its requests (tests/test_budget*.py and benchmarks/throttle.py share them)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,21 @@ def fetch_through_a_burst(n_ids: int, *, rate: float | None, concurrency: int, l
                    for k, (at, fault) in enumerate(times[:-1]) if fault == "http_429"]
     return Burst(**rates, ids=got, report=report, retry_waits=retry_waits,
                  penalties=0 if bucket is None else bucket.penalties, seconds=seconds, windows=windows)
+
+
+class TimedClient(HttpHNClient):
+    """The client, keeping in `took` each id's seconds from its request's start to its answer."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.took: list[float] = []
+
+    async def _get_item(self, *args, **kwargs):
+        started = time.monotonic()
+        try:
+            return await super()._get_item(*args, **kwargs)
+        finally:
+            self.took.append(time.monotonic() - started)
 
 
 def _rate(log: list[tuple[float, str, str | None]], start: float, end: float) -> float:

@@ -6,10 +6,10 @@ tests/test_budget_bursts.py)."""
 from __future__ import annotations
 
 import statistics
-import time
 
 import pytest
 
+from helpers_throttle import TimedClient
 from hnpipe import budget, hn
 from hnpipe.sample import Faults, SampleServer, generate_sample
 
@@ -163,24 +163,14 @@ def test_the_paced_wait_does_not_hold_the_answers_in_flight() -> None:
     """At 10 requests a second a token is due every 100 ms. Waiting for it with a blocking sleep
     on the client's loop held every answer in flight until the sleep ended (each request then
     took about 100 ms); awaited, an answer on loopback is read within a few ms."""
-    took: list[float] = []
-
-    class Timed(hn.HttpHNClient):
-        async def _get_item(self, *args, **kwargs):
-            started = time.monotonic()
-            try:
-                return await super()._get_item(*args, **kwargs)
-            finally:
-                took.append(time.monotonic() - started)
-
     def no_blocking_sleep(seconds: float) -> None:
         raise AssertionError("the client slept on its event loop thread")
 
     items = {i: {"id": i, "type": "story"} for i in range(1, 16)}
     with SampleServer(items=items) as server:
-        client = Timed(server.base_url, concurrency=4, progress=False)
+        client = TimedClient(server.base_url, concurrency=4, progress=False)
         bucket = budget.TokenBucket(10, sleep=no_blocking_sleep)
         report = client.fetch_items(budget.Paced(range(1, 16), bucket), lambda item: None)
     assert report.fetched == 15
     assert report.seconds >= 14 / 10 * 0.95  # still no faster than the budget
-    assert statistics.median(took) < 0.05, took
+    assert statistics.median(client.took) < 0.05, client.took
