@@ -174,3 +174,22 @@ def test_the_paced_wait_does_not_hold_the_answers_in_flight() -> None:
     assert report.fetched == 15
     assert report.seconds >= 14 / 10 * 0.95  # still no faster than the budget
     assert statistics.median(client.took) < 0.05, client.took
+
+
+def test_the_pipeline_hands_its_budget_to_the_client(clean_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With max_requests_per_s, every 429 the client retries reaches the run's bucket."""
+    from hnpipe import pipeline  # pandas and the warehouse: only this test of the file needs them
+
+    heard: list[int | None] = []
+    penalize = budget.TokenBucket.penalize
+    monkeypatch.setattr(budget.TokenBucket, "penalize",
+                        lambda self, status=None: (heard.append(status), penalize(self, status))[1])
+    items = {i: {"id": i, "type": "story", "by": "pg", "time": 1_160_418_111 + i, "title": f"t{i}"}
+             for i in range(1, 61)}
+    with SampleServer(items=items, faults=Faults(http_429=0.2, retry_after_s=0, seed=5)) as server:
+        step = pipeline.start("ITEMS", {"environment": "local", "n_items": 60, "hn_api_url": server.base_url,
+                                        "max_requests_per_s": 1000})
+        fetched = step.fetch()
+        injected = server.faults_injected["http_429"]
+    assert len(fetched) == 60 and injected > 0
+    assert heard == [429] * injected

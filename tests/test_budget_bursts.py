@@ -11,8 +11,6 @@ from __future__ import annotations
 import pytest
 
 from helpers_throttle import fetch_through_a_burst
-from hnpipe import budget
-from hnpipe.sample import Faults, SampleServer
 
 pytestmark = pytest.mark.slow
 
@@ -48,21 +46,3 @@ def test_without_a_budget_a_burst_halves_the_requests_in_flight_and_they_recover
     assert burst.later > 1.4 * burst.after, rates  # about 20 in flight again
     check_every_id_once_and_retry_after(burst, n_ids)
 
-
-def test_the_pipeline_hands_its_budget_to_the_client(clean_env, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With max_requests_per_s, every 429 the client retries reaches the run's bucket."""
-    from hnpipe import pipeline  # imported late, as the other step tests do: it reads the environment
-
-    heard: list[int | None] = []
-    penalize = budget.TokenBucket.penalize
-    monkeypatch.setattr(budget.TokenBucket, "penalize",
-                        lambda self, status=None: (heard.append(status), penalize(self, status))[1])
-    items = {i: {"id": i, "type": "story", "by": "pg", "time": 1_160_418_111 + i, "title": f"t{i}"}
-             for i in range(1, 61)}
-    with SampleServer(items=items, faults=Faults(http_429=0.2, retry_after_s=0, seed=5)) as server:
-        step = pipeline.start("ITEMS", {"environment": "local", "n_items": 60, "hn_api_url": server.base_url,
-                                        "max_requests_per_s": 1000})
-        fetched = step.fetch()
-        injected = server.faults_injected["http_429"]
-    assert len(fetched) == 60 and injected > 0
-    assert heard == [429] * injected
