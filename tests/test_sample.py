@@ -310,6 +310,31 @@ def test_http_429_fault_sends_retry_after():
         assert srv.faults_injected["http_429"] == 1
 
 
+def test_faults_change_while_serving_and_the_request_log_says_which_request_got_which():
+    """A burst: set_faults on, then off; the log keeps each request's arrival, path and fault."""
+    with SampleServer(items={1: None}, record_requests=True) as srv:
+        before = time.monotonic()
+        assert get(srv, "/v0/item/1.json")[0] == 200
+        srv.set_faults(Faults(http_429=1.0, retry_after_s=2))
+        status, headers, _ = get(srv, "/v0/item/1.json")
+        assert (status, headers["Retry-After"]) == (429, "2")
+        srv.set_faults(Faults())
+        assert get(srv, "/v0/maxitem.json")[0] == 200
+        log = srv.request_log
+    assert [(path, fault) for _, path, fault in log] == [
+        ("/v0/item/1.json", None), ("/v0/item/1.json", "http_429"), ("/v0/maxitem.json", None)]
+    times = [at for at, _, _ in log]
+    assert before <= times[0] <= times[1] <= times[2] <= time.monotonic()
+
+
+def test_set_faults_and_the_request_log_refuse_in_one_line():
+    with SampleServer(items={1: None}) as srv:
+        with pytest.raises(ParameterError, match=r"^faults must be a Faults instance, got \{'http_429': 1\.0\}$"):
+            srv.set_faults({"http_429": 1.0})
+        with pytest.raises(RuntimeError, match=r"record_requests=True"):
+            srv.request_log
+
+
 def test_timeout_fault_answers_only_after_the_sleep():
     faults = Faults(timeout=1.0, timeout_sleep_s=0.4)
     with SampleServer(items={1: None}, faults=faults) as srv:

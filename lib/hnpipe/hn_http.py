@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import requests.utils
 
-from hnpipe import __version__
+from hnpipe import __version__, budget
 from hnpipe.errors import FetchError, ParameterError, one_line
 from hnpipe.hn_api import (FetchReport, HNClient, IdSource, Sink, _check_count, _check_id, _check_number,
                            _json_type, check_base_url, check_resolved_host, repair_text)
@@ -132,6 +132,11 @@ class HttpHNClient(HNClient):
     hold across every id of a run. With a quarter of requests failing (the fault drill in
     tests/test_faults.py), 5 attempts lose some id of 1,000 two times in three; 8 attempts
     about once in 70. An id that keeps failing gives up after 11 to 23 s of backoff.
+
+    A burst of 429/5xx slows the whole fetch, not only the requests retried: `on_throttled(status)`
+    is called (on the client's loop thread, so keep it quick) for every 429 or 5xx answer, where
+    the pipeline's request budget halves its rate (hnpipe.budget); a fetch whose ids are not
+    `budget.Paced` halves the ids it fetches at once instead (`budget.InFlightLimit`).
     """
 
     def __init__(
@@ -149,6 +154,7 @@ class HttpHNClient(HNClient):
         private_hosts: Iterable[str] | None = None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         processes: int | None = None,
+        on_throttled: Callable[[int], None] | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
         # The total time one request may take, every attempt and backoff included: the read
@@ -171,6 +177,10 @@ class HttpHNClient(HNClient):
         if progress is not None and not isinstance(progress, bool):
             raise ParameterError(f"progress {progress!r} is not allowed: use True, False or None")
         self.progress = progress
+        if on_throttled is not None and not callable(on_throttled):
+            raise ParameterError(f"on_throttled {on_throttled!r} is not allowed: use a function of the "
+                                 "HTTP status, or None")
+        self.on_throttled = on_throttled
         if session is not None:  # requests.Session was accepted before the client moved to aiohttp
             raise ParameterError(f"session {session!r} is not allowed: the client opens its own aiohttp "
                                  "session per call")
@@ -224,9 +234,10 @@ class HttpHNClient(HNClient):
         async with self._session() as session:
             return await call(session)
 
-    async def _get_item(self, session: aiohttp.ClientSession, item_id: int) -> tuple[dict | None, int]:
+    async def _get_item(self, session: aiohttp.ClientSession, item_id: int,
+                        on_throttled: Callable[[int], None] | None = None) -> tuple[dict | None, int]:
         url = f"{self.base_url}/item/{item_id}.json"
-        value, retries = await self._get_json(session, url, f"item {item_id}")
+        value, retries = await self._get_json(session, url, f"item {item_id}", on_throttled or self.on_throttled)
         if isinstance(value, dict):
             value = repair_text(value)
         if value is not None and (not isinstance(value, dict) or value.get("id") != item_id
@@ -247,8 +258,10 @@ class HttpHNClient(HNClient):
             delay = max(delay, min(retry_after, self.backoff_max))
         return delay
 
-    async def _get_json(self, session: aiohttp.ClientSession, url: str, what: str) -> tuple[object, int]:
+    async def _get_json(self, session: aiohttp.ClientSession, url: str, what: str,
+                        on_throttled: Callable[[int], None] | None = None) -> tuple[object, int]:
         """GET `url` and decode its JSON, retrying transient failures; return (value, retries).
+        `on_throttled(status)` hears of every 429 or 5xx answer (default: the client's).
 
         The retry loop is ours: a dropped or truncated *body* fails while it is read, so only
         a loop around the whole GET-and-decode can retry those.
@@ -257,6 +270,7 @@ class HttpHNClient(HNClient):
         unreachable: str | None = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_deadline
+        on_throttled = on_throttled or self.on_throttled
         attempt = 0
         while attempt < self.max_attempts:
             attempt += 1
@@ -288,6 +302,8 @@ class HttpHNClient(HNClient):
                 elif status == 429 or 500 <= status <= 599:
                     last_error = f"HTTP {status} {reason}"
                     retry_after = _retry_after_seconds(headers.get("Retry-After"))
+                    if on_throttled is not None:
+                        on_throttled(status)
                 else:
                     raise FetchError(f"{what} from {url} failed: HTTP {status} {reason}"
                                      " (not retried: the request itself was refused)")
@@ -365,7 +381,9 @@ class HttpHNClient(HNClient):
         queue, so 100k ids never become 100k pending objects and a slow sink holds the fetch
         back. The first failure (after retries) stops the fetch and is raised. A large fetch
         is shared by several processes, each with its share of the requests in flight
-        (hn_processes; `processes` sets how many).
+        (hn_processes; `processes` sets how many), unless the client has an `on_throttled`
+        callback (it is called in this process). `budget.Paced` ids wait for their tokens on
+        the event loop, without holding up the answers in flight.
         """
         started = time.monotonic()
         report = FetchReport(requested=0, fetched=0)
@@ -382,12 +400,14 @@ class HttpHNClient(HNClient):
         # the fetch stops early.
         bar = Progress(total, "HN items", "item", self.progress)
         stopped: str | None = "interrupted"
-        parts = processes_for(ids, total, workers, self.processes)
+        parts = 1 if self.on_throttled is not None else processes_for(ids, total, workers, self.processes)
         if parts > 1:
             fetch: LoopThread | Processes = Processes(self, ids, parts, workers, batch, FETCH_DONE)
         else:
             results: queue.Queue = queue.Queue(maxsize=max(2, 2 * workers // batch))
-            fetch = LoopThread(self._fetch_all(IdSource(ids), workers, batch, results), results)
+            paced = isinstance(ids, budget.Paced)
+            fetch = LoopThread(self._fetch_all(IdSource(ids.ids if paced else ids), workers, batch, results,
+                                               ids.bucket if paced else None), results)
         try:
             fetch.start()
             while True:
@@ -423,9 +443,23 @@ class HttpHNClient(HNClient):
         log.info("%s from %s", report.summary(), self.base_url)
         return report
 
-    async def _fetch_all(self, take_id: IdSource, workers: int, batch: int, results: queue.Queue) -> None:
-        """Fetch every id with `workers` tasks, putting batches of (id, item, retries) on `results`."""
+    async def _fetch_all(self, take_id: IdSource, workers: int, batch: int, results: queue.Queue,
+                         bucket: budget.TokenBucket | None = None) -> None:
+        """Fetch every id with `workers` tasks, putting batches of (id, item, retries) on `results`.
+        With a `bucket`, each id waits for its token; without, a burst of 429/5xx lowers how
+        many ids are fetched at once (budget.InFlightLimit)."""
         pending: list[tuple[int, dict | None, int]] = []
+        limit = budget.InFlightLimit(workers) if bucket is None else None
+        active = 0  # ids being fetched (retries included)
+        waiting = 0  # workers waiting for the limit
+        room = asyncio.Condition()
+        one_at_a_time = asyncio.Lock()  # one worker waits for the bucket's next token, the others queue
+
+        def throttled(status: int) -> None:
+            if limit is not None:
+                limit.throttled()
+            if self.on_throttled is not None:
+                self.on_throttled(status)
 
         async def hand_over(at_least: int) -> None:
             while len(pending) >= at_least:
@@ -437,8 +471,31 @@ class HttpHNClient(HNClient):
                 pending.clear()
 
         async def work(session: aiohttp.ClientSession) -> None:
-            while (item_id := take_id()) is not None:
-                item, retries = await self._get_item(session, item_id)
+            nonlocal active, waiting
+            while True:
+                if limit is not None and active >= limit.limit:  # after a burst only
+                    waiting += 1
+                    try:
+                        async with room:
+                            await room.wait_for(lambda: active < limit.limit)
+                    finally:
+                        waiting -= 1
+                if (item_id := take_id()) is None:
+                    return
+                if bucket is not None:
+                    async with one_at_a_time:
+                        while wait := bucket.try_take():
+                            await asyncio.sleep(wait)
+                active += 1
+                try:
+                    item, retries = await self._get_item(session, item_id, throttled)
+                finally:
+                    active -= 1
+                if limit is not None:
+                    limit.answered(retries + 1)
+                    if waiting:
+                        async with room:
+                            room.notify_all()
                 pending.append((item_id, item, retries))
                 await hand_over(batch)
 

@@ -248,6 +248,7 @@ class Step:
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)
                     base_url, concurrency=values["concurrency"], request_deadline=values["request_deadline_s"],
                     max_answer_bytes=values["max_answer_mb"] << 20,
+                    on_throttled=None if bucket is None else bucket.penalize,  # 429/5xx halve the budget
                     private_hosts=None if self.env == "local" or values["hn_api_url"] == "sample"
                     else values["hn_api_private_hosts"])
                 with reachability.watch(base_url, values["request_deadline_s"]) as watcher:

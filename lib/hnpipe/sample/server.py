@@ -198,7 +198,7 @@ class _Connection(asyncio.Protocol):
             keep_alive = parts[2] == "HTTP/1.1" and not re.search(
                 r"^connection:\s*close", header_text, re.IGNORECASE | re.MULTILINE)
             path = parts[1].split("?", 1)[0]
-            fault = self.state.begin_request()
+            fault, faults = self.state.begin_request(path)
             self._arm_idle()
             if fault is None and not self.state.latency_s:
                 status, body = self.state.answer(path)
@@ -206,7 +206,7 @@ class _Connection(asyncio.Protocol):
                 if not keep_alive:
                     self.close()
             else:
-                self.task = asyncio.get_running_loop().create_task(self._slow(path, fault, keep_alive))
+                self.task = asyncio.get_running_loop().create_task(self._slow(path, fault, faults, keep_alive))
                 self.task.add_done_callback(self._slow_done)
 
     def _slow_done(self, task: asyncio.Task) -> None:
@@ -223,8 +223,8 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return True
 
-    async def _slow(self, path: str, fault: str | None, keep_alive: bool) -> None:
-        state, faults = self.state, self.state.faults
+    async def _slow(self, path: str, fault: str | None, faults: Faults, keep_alive: bool) -> None:
+        state = self.state
         if state.latency_s:
             await asyncio.sleep(state.latency_s)
         if fault == "timeout":
@@ -276,7 +276,8 @@ class _State:
     """What the connections share: items, latency, faults and counters (under one lock, as
     the properties are read from other threads)."""
 
-    def __init__(self, items: Mapping[int, Item], latency_ms: float, faults: Faults) -> None:
+    def __init__(self, items: Mapping[int, Item], latency_ms: float, faults: Faults,
+                 record_requests: bool = False) -> None:
         self.items = items
         self.max_item = max(items)
         self.latency_s = latency_ms / 1000
@@ -286,20 +287,25 @@ class _State:
         self.requests = 0
         self.connections = 0
         self.faults_injected = dict.fromkeys(_FAULT_KINDS, 0)
+        self.log: list[tuple[float, str, str | None]] | None = [] if record_requests else None
 
-    def begin_request(self) -> str | None:
+    def begin_request(self, path: str) -> tuple[str | None, Faults]:
+        """The fault this request gets (None: a plain answer), and the faults it was drawn from."""
         with self.lock:
             self.requests += 1
-            if not self.faults.any:
-                return None
-            r = self.rng.random()
-            for kind in _FAULT_KINDS:
-                rate = getattr(self.faults, kind)
-                if r < rate:
-                    self.faults_injected[kind] += 1
-                    return kind
-                r -= rate
-            return None
+            faults, fault = self.faults, None
+            if faults.any:
+                r = self.rng.random()
+                for kind in _FAULT_KINDS:
+                    rate = getattr(faults, kind)
+                    if r < rate:
+                        self.faults_injected[kind] += 1
+                        fault = kind
+                        break
+                    r -= rate
+            if self.log is not None:
+                self.log.append((time.monotonic(), path, fault))
+            return fault, faults
 
     def answer(self, path: str) -> tuple[int, bytes]:
         if path == _MAXITEM_PATH:
@@ -394,11 +400,15 @@ class SampleServer:
 
     `items=None` serves the bundled sample. `requests_served` counts every request answered
     (or deliberately not answered), `faults_injected` each fault kind, and
-    `connections_accepted` the TCP connections opened.
+    `connections_accepted` the TCP connections opened. `set_faults` changes the faults while
+    it serves (a burst of 429s: `set_faults(Faults(http_429=1.0))`, then `set_faults(Faults())`);
+    with `record_requests`, `request_log` lists every request as (time.monotonic() when it
+    arrived, path, fault or None), for tests that count requests per second.
     """
 
     def __init__(self, items: Mapping[int, Item] | None = None, host: str = "127.0.0.1",
-                 port: int = 0, latency_ms: float = 0.0, faults: Faults = Faults()) -> None:
+                 port: int = 0, latency_ms: float = 0.0, faults: Faults = Faults(),
+                 record_requests: bool = False) -> None:
         items = load_sample() if items is None else items
         if not isinstance(items, Mapping) or not items:
             raise ParameterError("items must be a non-empty mapping of id -> item dict or None")
@@ -410,7 +420,7 @@ class SampleServer:
             raise ParameterError(f"faults must be a Faults instance, got {faults!r}")
         self._host = host
         self._requested_port = check_port(port)
-        self._state = _State(items, check_latency(latency_ms), faults)
+        self._state = _State(items, check_latency(latency_ms), faults, record_requests)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -482,6 +492,22 @@ class SampleServer:
     def faults_injected(self) -> dict[str, int]:
         with self._state.lock:
             return dict(self._state.faults_injected)
+
+    def set_faults(self, faults: Faults) -> None:
+        """Inject `faults` from the next request on (a gzip bomb is built on the caller's thread)."""
+        if not isinstance(faults, Faults):
+            raise ParameterError(f"faults must be a Faults instance, got {faults!r}")
+        if faults.gzip_bomb:
+            gzip_bomb(faults.bomb_mb)
+        with self._state.lock:
+            self._state.faults = faults
+
+    @property
+    def request_log(self) -> list[tuple[float, str, str | None]]:
+        with self._state.lock:
+            if self._state.log is None:
+                raise RuntimeError("SampleServer(record_requests=True) keeps a request log; this one does not")
+            return list(self._state.log)
 
 
 def serve(port: int = 8765, latency_ms: float = 0.0, error_rate: float = 0.0,
