@@ -200,6 +200,10 @@ def test_smoke_runs_every_statement_form_and_leaves_nothing(account, monkeypatch
     assert report.ok, report.text()
     assert "SWAP WITH" in detail(report, "smoke") and "read ARRAY back as integer lists" in detail(report, "smoke")
     assert "read TIME (UTC) and the flags back" in detail(report, "smoke")  # issue 19
+    for step in ("CREATE STAGE + PUT", "LIST + GET", "COPY INTO .. MATCH_BY_COLUMN_NAME", "a bad file fails the COPY whole",
+                 "REMOVE"):  # the stage (tests/snowflake_stages.py through the model's R14)
+        assert step in detail(report, "smoke")
+    assert not any(files.files for files in account.stage_rules.stages.values())
     if env == "branch":
         assert "table clone of PRODUCTION.HACKER_NEWS.COMMENTS" in detail(report, "smoke")
     else:
