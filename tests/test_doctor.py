@@ -156,7 +156,7 @@ def test_needs_fails_naming_the_missing_grant(account, monkeypatch) -> None:
     account.run("ACCOUNTADMIN", 'REVOKE CREATE STAGE ON SCHEMA PRODUCTION.HACKER_NEWS FROM ROLE HNPIPE_PROD')
     report = doctor.run("production", connect=account.connector())
     assert checks(report)["needs"] == "FAIL"
-    assert "CREATE STAGE on schema PRODUCTION.HACKER_NEWS (publish: write_pandas' temporary stage)" in detail(report, "needs")
+    assert "CREATE STAGE on schema PRODUCTION.HACKER_NEWS (publish: write_pandas' temporary stage; the fetch's HNPIPE_STAGE)" in detail(report, "needs")
 
 
 def test_a_branch_needs_select_on_every_production_table(account, monkeypatch) -> None:

@@ -117,7 +117,7 @@ def needs(env: str, target: Target) -> list[tuple[str, set[tuple[str, str, str]]
     return schema_needs + [
         (f"USAGE on schema {schema} (every step)", {("USAGE", "SCHEMA", schema)}),
         (f"CREATE TABLE on schema {schema} (publish: staging tables; history)", {("CREATE TABLE", "SCHEMA", schema)}),
-        (f"CREATE STAGE on schema {schema} (publish: write_pandas' temporary stage)", {("CREATE STAGE", "SCHEMA", schema)}),
+        (f"CREATE STAGE on schema {schema} (publish: write_pandas' temporary stage; the fetch's HNPIPE_STAGE)", {("CREATE STAGE", "SCHEMA", schema)}),
     ]
 
 
