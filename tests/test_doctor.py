@@ -203,7 +203,7 @@ def test_smoke_runs_every_statement_form_and_leaves_nothing(account, monkeypatch
     for step in ("CREATE STAGE + PUT", "LIST + GET", "COPY INTO .. MATCH_BY_COLUMN_NAME", "a bad file fails the COPY whole",
                  "REMOVE"):  # the stage (tests/snowflake_stages.py through the model's R14)
         assert step in detail(report, "smoke")
-    assert not any(files.files for files in account.stage_rules.stages.values())
+    assert not [path for stage in account.stage_rules.stages.values() for path in stage.files if "doctor/" in path]
     if env == "branch":
         assert "table clone of PRODUCTION.HACKER_NEWS.COMMENTS" in detail(report, "smoke")
     else:
