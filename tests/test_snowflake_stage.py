@@ -9,6 +9,7 @@ The privileges side (who may create, write and read the stage) runs on the accou
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from hnpipe.environments import Target
 from hnpipe.errors import GuardError, HnpipeError, WarehouseError
 from hnpipe.sample import DEFAULT_MAX_ITEM
 from hnpipe.stage import StagedItems, open_stage
+from hnpipe.warehouse import snowflake_stage
 from hnpipe.warehouse.snowflake_engine import SnowflakeWarehouse
 
 LOCAL = Target("LOCAL", "TESTER")
@@ -152,12 +154,16 @@ def test_shards_from_two_runners_merge_from_the_stage(on_fakesnow, runner, monke
     runner("merger")
     assert {s.status for s in ledger.load().shards.values()} == {DONE}
     no_local_load(monkeypatch)
+    monkeypatch.setattr(snowflake_stage, "MAX_FILES_PER_COPY", 1)  # as with 1,001 files: one COPY per batch
     published = merging.merge("local", warehouse, LOCAL, ledger, say=lambda line: None)
     expected = pd.concat(fetched).sort_values("ID", ignore_index=True)
     assert published == len(expected) > 0
     pd.testing.assert_frame_equal(warehouse.read_table(LOCAL, "ITEMS"), expected)
     assert on_fakesnow.stages.files("LOCAL", "TESTER") == {}  # removed after the merge
     assert any(s.startswith("GET @HNPIPE_STAGE/backfill/") for s in on_fakesnow.stages.log)
+    copies = [s for s in on_fakesnow.stages.log if s.startswith("COPY INTO")]
+    assert [re.search(r"FILES = \('(shard-\d+)/", s).group(1) for s in copies] == ["shard-000001", "shard-000002"]
+    assert all(f"FROM @HNPIPE_STAGE/backfill/{plan.backfill_id}/ " in s for s in copies)
 
 
 def test_a_shard_killed_after_its_upload_is_fetched_again_and_only_the_new_files_merge(
