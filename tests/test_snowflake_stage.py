@@ -250,3 +250,35 @@ def _write_items(path: Path) -> None:
     from hnpipe.stage import STAGE_SCHEMA
 
     pq.write_table(STAGE_SCHEMA.empty_table(), path)
+
+
+def test_a_file_copy_did_not_load_is_named_though_another_shard_has_its_name(tmp_path: Path) -> None:
+    """Every shard has a part-000001.parquet: COPY's result is matched by whole path, so a file
+    Snowflake skipped (e.g. as loaded before) is not hidden by another shard's file of that name."""
+    from hnpipe.stage import STAGE_SCHEMA
+    from hnpipe.warehouse.snowflake_stage import SnowflakeStage
+
+    class Cursor:
+        def __init__(self, names, rows):
+            self.description = [(name,) for name in names]
+            self._rows = rows
+
+        def fetchall(self):
+            return self._rows
+
+    class Session:
+        def _use_for_write(self, target):
+            return target
+
+        def _execute(self, sql, what=None):
+            if sql.startswith("COPY"):
+                return Cursor(["file", "status"], [("hnpipe_stage/backfill/B/shard-000001/R1/part-000001.parquet", "LOADED")])
+            return Cursor([], [])
+
+        def _publish(self, target, table, staging, load, expected, gates, keep):
+            load()
+            return 0
+
+    names = ["shard-000001/R1/part-000001.parquet", "shard-000002/R2/part-000001.parquet"]
+    with pytest.raises(WarehouseError, match="did not load 1 of 2 files, e.g. shard-000002/R2/part-000001.parquet"):
+        SnowflakeStage(Session(), LOCAL, tmp_path).publish("ITEMS", "backfill/B", names, STAGE_SCHEMA, "R9", (), None)

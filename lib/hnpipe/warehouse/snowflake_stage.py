@@ -115,7 +115,7 @@ class SnowflakeStage(FileStage):
         self._here()
         folder = tempfile.mkdtemp(prefix="hnpipe-get-")
         try:
-            self._run(f"GET {STAGE}/{path} 'file://{folder}/'", what=f"download {path} from {STAGE_NAME}")
+            self._run(f"GET {STAGE}/{path} {_file_url(Path(folder))[:-1]}/'", what=f"download {path} from {STAGE_NAME}")
             found = Path(folder) / path.rpartition("/")[2]
             return found.read_text(encoding="utf-8") if found.is_file() else None
         finally:
@@ -174,9 +174,9 @@ class SnowflakeStage(FileStage):
                 listed = ", ".join(f"'{name}'" for name in batch)
                 rows = self._run(f"COPY INTO {_q(staging)} FROM {where} FILES = ({listed}) {COPY_OPTIONS}",
                                  what=f"load {len(batch)} staged file(s) into {self.target}.{table}")
-                loaded = {str(row.get("file", "")).rpartition("/")[2] for row in rows
-                          if str(row.get("status", "")).upper() == "LOADED"}
-                missing = [name for name in batch if name.rpartition("/")[2] not in loaded]
+                # Every shard has a part-000001.parquet: a file is matched by its whole path.
+                loaded = ["/" + str(row.get("file", "")) for row in rows if str(row.get("status", "")).upper() == "LOADED"]
+                missing = [name for name in batch if not any(path.endswith("/" + name) for path in loaded)]
                 if missing:
                     raise WarehouseError(f"refused to publish {self.target}.{table}: COPY did not load "
                                          f"{len(missing)} of {len(batch)} files, e.g. {missing[0]} ({rows[:1]!r:.200})")
