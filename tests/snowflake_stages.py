@@ -32,8 +32,9 @@ S6 COPY INTO <table> FROM @<stage>/<folder>/ FILES = ('a', ..) FILE_FORMAT = (TY
 S7 Stage privileges: READ for GET, LIST and COPY from it; WRITE for PUT and REMOVE; the owner
    holds both. https://docs.snowflake.com/en/user-guide/security-access-control-privileges
 S8 Stages belong to their schema: a table-by-table clone (hnpipe's) has none, the branch role
-   creates its own; the model's CREATE DATABASE .. CLONE copies tables only.
-   https://docs.snowflake.com/en/user-guide/object-clone
+   creates its own; the model's CREATE DATABASE .. CLONE copies tables only (internal named
+   stages are not cloned: https://docs.snowflake.com/en/user-guide/object-clone as summarised at
+   https://velog.io/@pinggu95/Snowflake-Cloning-Zero-Copy-Cloning; hnpipe does not rely on it).
 
 Not modelled: encryption, load metadata (a file loaded into the same table before is skipped;
 hnpipe loads each staging table once), time travel.

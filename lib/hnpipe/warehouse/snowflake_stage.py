@@ -26,7 +26,9 @@ another (the merge). Each statement is Snowflake's documented form:
   https://docs.snowflake.com/en/user-guide/data-load-considerations-load): the staging table
   is created first with ITEMS' column types (TIME as TIMESTAMP_NTZ, the files hold UTC wall
   time without a zone; USE_LOGICAL_TYPE reads the Parquet timestamp as a timestamp, as
-  write_pandas' own `use_logical_type` does). ON_ERROR = ABORT_STATEMENT: a bad file fails the
+  write_pandas' own `use_logical_type` does:
+  https://docs.snowflake.com/en/sql-reference/sql/create-file-format; USE_VECTORIZED_SCANNER is
+  left at its default). ON_ERROR = ABORT_STATEMENT: a bad file fails the
   whole load, and the publish then drops the staging table, so the published table stays.
   PURGE = FALSE: the files stay until the publish succeeded (a refused merge can be retried);
   hnpipe removes them afterwards. Each COPY's result must say LOADED for every file named
