@@ -107,7 +107,7 @@ def test_a_bad_file_fails_the_copy_whole_and_items_stays(on_fakesnow, runner, mo
     assert [t for t in on_fakesnow.tables("LOCAL", "TESTER") if "__STAGING_" in t] == []
 
 
-def test_the_guard_refuses_another_environments_stage(on_fakesnow) -> None:
+def test_the_guard_refuses_another_environments_stage(on_fakesnow, tmp_path: Path) -> None:
     """local may not touch PRODUCTION's stage: refused before any stage statement, both by
     open_stage and by the engine's stage itself (which asks the guard with where the session is)."""
     from hnpipe import environments
@@ -116,7 +116,7 @@ def test_the_guard_refuses_another_environments_stage(on_fakesnow) -> None:
     production = Target("PRODUCTION", "HACKER_NEWS")
     with pytest.raises(GuardError, match="PRODUCTION"):
         open_stage(warehouse, production)
-    part = Path(tempfile.mkdtemp()) / "part-000001.parquet"
+    part = tmp_path / "part-000001.parquet"
     part.write_bytes(b"x")
     with pytest.raises(GuardError, match="PRODUCTION"):
         warehouse.stage(production).upload("runs/R1/part-000001.parquet", part)

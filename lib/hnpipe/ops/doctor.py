@@ -452,6 +452,9 @@ def _smoke_stage(warehouse, place: Target, prefix: str, steps: list[str]) -> Non
     if stage.listing(folder):
         raise HnpipeError("REMOVE left files in the stage")
     steps.append("REMOVE")
+    for empty in (stage.path("doctor"), stage.root, stage.root.parent):  # the local folders, when nothing else is there
+        with contextlib.suppress(OSError):
+            empty.rmdir()
 
 
 def _future_readers(warehouse, env: str, place: Target, prefix: str, steps: list[str]) -> None:
