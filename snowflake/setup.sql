@@ -68,13 +68,13 @@ GRANT USAGE ON WAREHOUSE HNPIPE_WH TO ROLE HNPIPE_READER;   -- readers' queries
 GRANT USAGE ON DATABASE PRODUCTION TO ROLE HNPIPE_PROD;                 -- pipeline.start: USE SCHEMA PRODUCTION.HACKER_NEWS
 GRANT USAGE ON SCHEMA PRODUCTION.HACKER_NEWS TO ROLE HNPIPE_PROD;       -- pipeline.start: USE SCHEMA; every read
 GRANT CREATE TABLE ON SCHEMA PRODUCTION.HACKER_NEWS TO ROLE HNPIPE_PROD; -- publish: CREATE TABLE <T>__STAGING_<run>, CTAS; history: PIPELINE_RUNS
-GRANT CREATE STAGE ON SCHEMA PRODUCTION.HACKER_NEWS TO ROLE HNPIPE_PROD; -- publish: write_pandas' temporary stage
+GRANT CREATE STAGE ON SCHEMA PRODUCTION.HACKER_NEWS TO ROLE HNPIPE_PROD; -- publish: write_pandas' temporary stage; HNPIPE_STAGE (owned, so read and written, by the role)
 
 -- == Staging: HNPIPE_STAGING (nothing on PRODUCTION) ============================================
 GRANT USAGE ON DATABASE STAGING TO ROLE HNPIPE_STAGING;                  -- pipeline.start: USE SCHEMA STAGING.HACKER_NEWS
 GRANT USAGE ON SCHEMA STAGING.HACKER_NEWS TO ROLE HNPIPE_STAGING;        -- pipeline.start: USE SCHEMA; every read
 GRANT CREATE TABLE ON SCHEMA STAGING.HACKER_NEWS TO ROLE HNPIPE_STAGING; -- publish: staging tables, CTAS; history: PIPELINE_RUNS
-GRANT CREATE STAGE ON SCHEMA STAGING.HACKER_NEWS TO ROLE HNPIPE_STAGING; -- publish: write_pandas' temporary stage
+GRANT CREATE STAGE ON SCHEMA STAGING.HACKER_NEWS TO ROLE HNPIPE_STAGING; -- publish: write_pandas' temporary stage; HNPIPE_STAGE (owned, so read and written, by the role)
 
 -- == Branch: HNPIPE_BRANCH (reads PRODUCTION, writes only databases it creates) ==================
 GRANT CREATE DATABASE ON ACCOUNT TO ROLE HNPIPE_BRANCH;                  -- admin clone: CREATE OR REPLACE DATABASE PRODUCTION_CLONE_<PR> (owned by this role)

@@ -105,7 +105,9 @@ def publish_all(monkeypatch: pytest.MonkeyPatch, env: str, run_id: str, pr: int 
     values = params.params_for(env, {"hn_api_url": "sample", "n_items": n_items})
     step = pipeline.start("ITEMS", values)
     try:
-        step.publish(step.fetch_items())
+        items = step.fetch()  # as items.ipynb does: through the stage (PUT, COPY INTO), R14
+        step.publish(items)
+        items.discard()  # as `hnpipe run` does after the publish (REMOVE)
     finally:
         step.warehouse.close()
     for dataset in built_in_sql():

@@ -5,6 +5,9 @@ No Snowflake account exists for tests. Two stand-ins, both clearly test fakes:
 * fakesnow 0.12.1, in process (`fakesnow.patch()`): runs the SQL on DuckDB. It cannot parse
   `ALTER TABLE .. SWAP WITH`, so `SwapEmulatingConnection` replays that one statement as three
   renames; it has no DROP DATABASE or GRANT, ignores QUERY_TAG, and clones databases empty.
+  It cannot COPY from a stage path, LIST a path, GET or REMOVE, so the stage statements go to
+  the stage model (tests/snowflake_stages.py, `FakeSnowflake.stages`), whose COPY hands the
+  rows to fakesnow with write_pandas (fakesnow then holds them and runs the gates).
 * `RecordingConnection`: records every (sql, params) it is sent and answers from a small
   script, so the exact statements Snowflake would receive are pinned.
 
@@ -20,6 +23,7 @@ import re
 from typing import Any, Iterator
 
 import pytest
+from snowflake_stages import STAGE_STATEMENT, Stages, matched_columns
 
 PASSWORD = "sn0wflake-Pa55-do-not-leak"
 ENV = {
@@ -54,6 +58,10 @@ class SwapEmulatingConnection:
     def fail_swaps(self) -> BaseException | None:
         return getattr(self._owner, "fail_swaps", None)
 
+    @property
+    def stages(self) -> Stages | None:
+        return getattr(self._owner, "stages", None)
+
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         return _SwapEmulatingCursor(self._inner.cursor(*args, **kwargs), self)
 
@@ -65,7 +73,48 @@ class _SwapEmulatingCursor:
     def __init__(self, inner: Any, connection: SwapEmulatingConnection) -> None:
         self._inner, self._connection = inner, connection
 
+    _result: tuple | None = None  # a stage statement's (description, rows), answered by the stage model
+
+    @property
+    def description(self) -> Any:
+        return self._result[0] if self._result is not None else self._inner.description
+
+    def fetchall(self) -> list:
+        return list(self._result[1]) if self._result is not None else self._inner.fetchall()
+
+    def fetchone(self) -> Any:
+        if self._result is not None:
+            return self._result[1][0] if self._result[1] else None
+        return self._inner.fetchone()
+
+    def _copy_rows(self, table: str, loaded: Any) -> None:
+        """The stage model's COPY: the file's rows into the fakesnow table, by column name."""
+        import pyarrow as pa
+        import snowflake.connector.pandas_tools
+        from hnpipe.warehouse.frames import frame_from_arrow
+
+        name = table.split(".")[-1].strip('"')
+        database, schema = self._inner.execute("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").fetchone()
+        columns = [c[0] for c in self._inner.execute(f'SELECT * FROM "{name}" LIMIT 0').description]
+        if not loaded.num_rows:
+            return
+        matched = matched_columns(loaded, columns)
+        arrays = [found if found is not None else pa.nulls(loaded.num_rows) for found in matched.values()]
+        frame = frame_from_arrow(pa.table(arrays, names=columns))
+        for column in frame.columns:  # NTZ holds UTC wall time, as the engine's own loads write it
+            if getattr(frame[column].dtype, "tz", None) is not None:
+                frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
+        snowflake.connector.pandas_tools.write_pandas(
+            self._connection._inner, frame, name, database=database, schema=schema, quote_identifiers=True,
+            auto_create_table=False, overwrite=False, use_logical_type=True)
+
     def execute(self, sql: str, params: Any = None) -> Any:
+        self._result = None
+        if STAGE_STATEMENT.match(sql) and self._connection.stages is not None:
+            current = tuple(self._inner.execute("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").fetchone())
+            self._result = self._connection.stages.execute(sql, current, "FAKESNOW", lambda need, on: True,
+                                                           self._copy_rows)
+            return self
         match = _SWAP.fullmatch(sql)
         if match:
             bound = iter(params or [])
@@ -92,6 +141,7 @@ class FakeSnowflake:
     def __init__(self) -> None:
         self.connections: list[SwapEmulatingConnection] = []
         self.fail_swaps: BaseException | None = None  # set: every SWAP WITH raises it
+        self.stages = Stages()  # the account's named stages (tests/snowflake_stages.py)
 
     def connect(self, **kwargs: Any) -> SwapEmulatingConnection:
         """A fakesnow connection that replays SWAP WITH; the engine's `connect`."""

@@ -54,6 +54,11 @@ R11 Objects are found by schema: USE SCHEMA needs USAGE on the database and the 
 R12 Not a rule the model enforces: IDENTIFIER() takes a bound name "in some cases"
     (https://docs.snowflake.com/en/sql-reference/identifier-literal); hnpipe no longer relies on
     it for names, and tests/test_snowflake_lifecycle.py scans that none is left in DDL.
+R14 Internal named stages (CREATE STAGE, PUT, LIST, GET, REMOVE, COPY INTO .. FROM @stage): the
+    files and the statement forms are tests/snowflake_stages.py's (its rules S1-S8 cite their
+    pages); this model adds who may: CREATE STAGE on the schema to create one, the stage's
+    owner or READ (LIST, GET, COPY) / WRITE (PUT, REMOVE) grants on it, INSERT on COPY's table.
+    https://docs.snowflake.com/en/user-guide/security-access-control-privileges
 R13 Logins (SnowflakeModel.connector): a WORKLOAD_IDENTITY login presents an OIDC token and
     Snowflake signs in the service user whose workload identity has the token's issuer and
     subject (one literal SUBJECT, no pattern; audience snowflakecomputing.com unless
@@ -82,6 +87,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import snowflake.connector.errors
+from snowflake_stages import Stages, matched_columns
 
 # A name, double-quoted as hnpipe writes it, or bare upper case as snowflake/setup.sql does
 # (the same object in Snowflake).
@@ -184,6 +190,7 @@ class SnowflakeModel:
         self.parents: dict[str, set[str]] = {}  # role -> roles granted to it (R9)
         self.roles: set[str] = {"ACCOUNTADMIN", "SECURITYADMIN", "SYSADMIN", "PUBLIC"}
         self.log: list[tuple[str, str]] = []  # (role, sql) of every statement that succeeded
+        self.stage_rules = Stages()  # R14: the account's named stages and their files
         self.users: dict[str, set[str]] = {}  # user -> roles granted to it
         # R13: user -> workload identity name (DEFAULT for the WORKLOAD_IDENTITY property) -> (issuer, subject)
         self.identities: dict[str, dict[str, tuple[str, str]]] = {}
@@ -759,6 +766,28 @@ def _columns(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     return [_meta("COLUMN_NAME"), _meta("DATA_TYPE"), _meta("COMMENT")], rows or [("ID", "NUMBER", None)]
 
 
+def _stage_statement(cur: ModelCursor, m: re.Match, params: list) -> tuple:
+    """R14: a stage statement, run by the stage model with this role's privileges."""
+    model = cur.model
+    database, schema = cur.connection.current
+
+    def may(privilege: str, on) -> bool:
+        if on == "schema":
+            return model.has(cur.role, cur._schema(database, schema).grants, "CREATE STAGE")
+        roles = model.effective(cur.role)
+        return on.owner in roles or bool(roles & on.granted.get(privilege, set()))
+
+    def insert(table: str, loaded) -> None:
+        found = cur._require_table_priv(*cur._where(table), "INSERT")
+        matched = matched_columns(loaded, [name for name, _ in found.columns])
+        values = [column.to_pylist() if column is not None else [None] * loaded.num_rows
+                  for column in matched.values()]
+        found.data += [tuple(_cell(value) for value in row) for row in zip(*values)]
+        found.rows += loaded.num_rows
+
+    return model.stage_rules.execute(m.group(0), cur.connection.current, cur.role, may, insert)
+
+
 def _grant(cur: ModelCursor, m: re.Match, params: list) -> tuple:
     privileges = [p.strip().upper() for p in m.group(1).split(",")]
     on, role = m.group(2), m.group(3)
@@ -937,6 +966,7 @@ def _set_secondary_roles(cur: ModelCursor, m: re.Match, params: list) -> tuple:
 
 _T = r'((?:"?[A-Z0-9_]+"?\.){0,2}"?[A-Z0-9_]+"?)'
 _HANDLERS: list[tuple[str, Any]] = [
+    (r"(?:CREATE STAGE |PUT |LIST @|GET @|REMOVE @|COPY INTO .* FROM @).*", _stage_statement),
     (rf"USE SCHEMA {NAME}\.{NAME}", _use_schema),
     (rf"USE DATABASE {NAME}", _use_database),
     (r"SELECT ((?:CURRENT_[A-Z]+\(\)(?:, )?)+)", _current),

@@ -20,6 +20,7 @@ from hnpipe.backfill.merge import problems
 from hnpipe.backfill.plan import shard_ranges
 from hnpipe.backfill.ledger import BackfillPlan, Shard
 from hnpipe.sample import SampleServer, generate_sample
+from hnpipe.warehouse.directory_stage import DirectoryStage
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = 60_000
@@ -59,7 +60,7 @@ def test_merge_refusal_names_what_is_missing(tmp_path: Path) -> None:
     from hnpipe.environments import Target
     from hnpipe.stage import Stage
 
-    stage = Stage(tmp_path, Target("LOCAL", "TESTER"), True)
+    stage = Stage(DirectoryStage(None, Target("LOCAL", "TESTER"), tmp_path), Target("LOCAL", "TESTER"))
     found = problems(_plan([(1, 10, "planned"), (11, 20, "failed"), (21, 30, "planned")]), stage)
     assert found[0].startswith("3 of 3 shards not done: 1 (planned), 2 (failed), 3 (planned)")
     gap = problems(_plan([(1, 10, "planned"), (12, 20, "planned"), (21, 30, "planned")]), stage)

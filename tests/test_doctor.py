@@ -156,7 +156,7 @@ def test_needs_fails_naming_the_missing_grant(account, monkeypatch) -> None:
     account.run("ACCOUNTADMIN", 'REVOKE CREATE STAGE ON SCHEMA PRODUCTION.HACKER_NEWS FROM ROLE HNPIPE_PROD')
     report = doctor.run("production", connect=account.connector())
     assert checks(report)["needs"] == "FAIL"
-    assert "CREATE STAGE on schema PRODUCTION.HACKER_NEWS (publish: write_pandas' temporary stage)" in detail(report, "needs")
+    assert "CREATE STAGE on schema PRODUCTION.HACKER_NEWS (publish: write_pandas' temporary stage; the fetch's HNPIPE_STAGE)" in detail(report, "needs")
 
 
 def test_a_branch_needs_select_on_every_production_table(account, monkeypatch) -> None:
@@ -200,6 +200,10 @@ def test_smoke_runs_every_statement_form_and_leaves_nothing(account, monkeypatch
     assert report.ok, report.text()
     assert "SWAP WITH" in detail(report, "smoke") and "read ARRAY back as integer lists" in detail(report, "smoke")
     assert "read TIME (UTC) and the flags back" in detail(report, "smoke")  # issue 19
+    for step in ("CREATE STAGE + PUT", "LIST + GET", "COPY INTO .. MATCH_BY_COLUMN_NAME", "a bad file fails the COPY whole",
+                 "REMOVE"):  # the stage (tests/snowflake_stages.py through the model's R14)
+        assert step in detail(report, "smoke")
+    assert not [path for stage in account.stage_rules.stages.values() for path in stage.files if "doctor/" in path]
     if env == "branch":
         assert "table clone of PRODUCTION.HACKER_NEWS.COMMENTS" in detail(report, "smoke")
     else:

@@ -666,3 +666,42 @@ def test_close_ends_the_session_is_safe_twice_and_the_warehouse_is_a_context_man
             raise RuntimeError("boom")  # the session ends on the way out of an error too
     assert engine.sessions_open() == 0
     assert re.fullmatch(r"\w+Warehouse\(.*\)", repr(wh))
+
+
+# -- the stage (hnpipe.warehouse.base.FileStage) -------------------------------------------------
+def test_the_stage_keeps_lists_reads_loads_and_removes_files_alike(engine, wh: Warehouse, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each engine's stage: parts uploaded into two folders are listed with their sizes, a
+    manifest reads back, the files load into a table (gated, swapped) equal to the rows
+    written, and a removed folder is gone; a stage path with `..` is refused."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # Snowflake's local parts: this test's
+
+    from hnpipe.errors import HnpipeError
+    from hnpipe.items import ITEMS_SCHEMA
+    from hnpipe.stage import open_stage
+
+    stage = open_stage(wh, T)
+    frame = items(10, 11, 13)  # lists, a quote and a backslash, flags, times
+    batch = pa.Table.from_pandas(frame.reindex(columns=list(ITEMS_SCHEMA.names)), schema=ITEMS_SCHEMA,
+                                 preserve_index=False).combine_chunks().to_batches()[0]
+    files = []
+    for folder, rows in (("backfill/BF_1/shard-000001/R1", batch.slice(0, 2)), ("backfill/BF_1/shard-000002/R2", batch.slice(2))):
+        writer = stage.writer(folder)
+        writer(rows)
+        files += writer.close()
+    stage.write_manifest("backfill/BF_1/shard-000001/R1", {"rows": 2})
+    assert stage.listing("backfill/BF_1") == {
+        "shard-000001/R1/part-000001.parquet": files[0].stat().st_size,
+        "shard-000001/R1/manifest.json": (stage.path("backfill/BF_1/shard-000001/R1") / "manifest.json").stat().st_size,
+        "shard-000002/R2/part-000001.parquet": files[1].stat().st_size}
+    assert stage.read_manifest("backfill/BF_1/shard-000001/R1") == {"rows": 2}
+    assert stage.read_manifest("backfill/BF_1/shard-000002/R2") is None
+    gate = Gate("id_unique", 'SELECT "ID" FROM {table} GROUP BY "ID" HAVING COUNT(*) > 1')
+    assert stage.publish(wh, "ITEMS", files, "run1", gates=[gate], keep_versions=None) == 3
+    pd.testing.assert_frame_equal(by_id(wh.read_table(T, "ITEMS")), by_id(frame))
+    stage.remove("backfill/BF_1")
+    assert stage.listing("backfill/BF_1") == {}
+    with pytest.raises(HnpipeError, match="invalid stage path"):
+        stage.path("backfill/../../etc")

@@ -4,18 +4,24 @@ staging table (then the usual gates and swap).
 
 * DuckDB: a directory beside the database files, `<warehouse dir>/<DATABASE>.stage/<SCHEMA>/`;
   the staging table is `CREATE TABLE .. AS SELECT * FROM read_parquet([...])`, which DuckDB
-  streams from the files, in fetch order (nearly by ID).
-* Other engines (Snowflake today): the files are written to a local temporary directory and
-  published through the engine's Arrow load. An internal stage with PUT and
-  `COPY INTO .. MATCH_BY_COLUMN_NAME` is the intended Snowflake path (docs/backfill.md);
-  until then a Snowflake run's memory grows with N at publish time as it did before.
+  streams from the files, in fetch order (nearly by ID). The files are written in place.
+* Snowflake: an internal named stage, `HNPIPE_STAGE`, in the environment's own schema. Each
+  part is written to a local temporary folder and sent with PUT as soon as it is complete
+  (memory stays flat: at most one part's row group); the staging table is loaded with
+  `COPY INTO .. MATCH_BY_COLUMN_NAME` inside Snowflake (hnpipe.warehouse.snowflake_stage), so
+  a shard's files, in Snowflake, can be merged from another CI runner.
+
+The engine's side is hnpipe.warehouse.base.FileStage (`Warehouse.stage(target)`); this module
+writes the parts, the manifests and the previews whatever the engine.
 
 Layout under the stage root (one per database.schema, so each environment has its own):
 
     runs/<RUN_ID>/part-000001.parquet             a run's fetch, removed after its publish
     backfill/<BACKFILL_ID>/shard-000003/<RUN_ID>/part-*.parquet, manifest.json
 
-Files are written as `<name>.tmp` and renamed when complete: a reader never sees half a file.
+Files are written as `<name>.tmp` and renamed when complete (then uploaded): a reader never sees
+half a file. A backfill shard's manifest is written (uploaded) after its parts, and the ledger's
+`done` row after the manifest: that row is the commit point (hnpipe.backfill.shard).
 Writing to a stage is guarded like writing a table: `open_stage` asks the warehouse's write guard
 (and its read-only databases), which refuse an environment writing another's database.
 """
@@ -27,11 +33,9 @@ import json
 import os
 import re
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -40,7 +44,7 @@ import pyarrow.parquet as pq
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError, WarehouseError
 from hnpipe.items import ITEMS_SCHEMA, FetchedItems
-from hnpipe.warehouse.base import Gate, Warehouse
+from hnpipe.warehouse.base import FileStage, Gate, Warehouse
 from hnpipe.warehouse.frames import frame_from_arrow
 
 # The files hold TIME as naive UTC wall time, as the warehouses store it (hnpipe.warehouse.frames):
@@ -57,8 +61,10 @@ class PartWriter:
 
     Memory holds at most one open file's current row group (the batch being written)."""
 
-    def __init__(self, directory: Path, part_rows: int = PART_ROWS) -> None:
+    def __init__(self, directory: Path, part_rows: int = PART_ROWS,
+                 on_part: Callable[[Path], None] | None = None) -> None:
         self.directory = Path(directory)
+        self.on_part = on_part  # each complete file, e.g. sent to the warehouse's stage
         self.directory.mkdir(parents=True, exist_ok=True)
         self.part_rows = part_rows
         self.files: list[Path] = []
@@ -84,8 +90,10 @@ class PartWriter:
         self._writer.close()
         final = self._tmp.with_suffix("")  # drop .tmp
         os.replace(self._tmp, final)
-        self.files.append(final)
         self._writer, self._tmp, self._open_rows = None, None, 0
+        if self.on_part is not None:
+            self.on_part(final)
+        self.files.append(final)
 
     def close(self) -> list[Path]:
         """Finish the open file; the files written, in order."""
@@ -151,64 +159,79 @@ class StagedItems(FetchedItems):
 
 @dataclass
 class Stage:
-    """A database.schema's stage on the local disk (see the module doc)."""
+    """A database.schema's stage (see the module doc): the local folder the parts are written
+    in, and the engine's stage (`files`, hnpipe.warehouse.base.FileStage) they go to."""
 
-    root: Path
+    files: FileStage
     target: Target
-    engine_loads_parquet: bool  # the warehouse reads the files in SQL (DuckDB's read_parquet)
+
+    @property
+    def root(self) -> Path:
+        return self.files.local
+
+    @property
+    def shared(self) -> bool:
+        """The files are in the warehouse: shards written on other machines can be merged."""
+        return self.files.shared
 
     def path(self, prefix: str) -> Path:
-        parts = [part for part in prefix.split("/") if part]
-        if any(part in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", part) for part in parts):
-            raise HnpipeError(f"invalid stage path {prefix!r}")
-        return self.root.joinpath(*parts)
+        """Where `prefix` is on the local disk (checked: plain names, no `..`)."""
+        return self.root.joinpath(*_parts(prefix))
 
     def writer(self, prefix: str) -> PartWriter:
         directory = self.path(prefix)
         if directory.exists():  # an earlier attempt under the same name: start clean
             shutil.rmtree(directory)
-        return PartWriter(directory)
+        prefix = "/".join(_parts(prefix))
+        return PartWriter(directory, on_part=lambda part: self.files.upload(f"{prefix}/{part.name}", part))
 
     def prune(self, prefix: str, older_than_s: float) -> None:
         """Remove the folders under `prefix` not written to for `older_than_s` seconds."""
-        folder = self.path(prefix)
-        if not folder.is_dir():
-            return
-        for entry in folder.iterdir():
-            try:
-                if entry.is_dir() and time.time() - entry.stat().st_mtime > older_than_s:
-                    shutil.rmtree(entry, ignore_errors=True)
-            except OSError:
-                pass
+        self.files.prune("/".join(_parts(prefix)), older_than_s)
 
     def remove(self, prefix: str) -> None:
-        shutil.rmtree(self.path(prefix), ignore_errors=True)
+        self.files.remove("/".join(_parts(prefix)))
 
     def write_manifest(self, prefix: str, manifest: dict) -> Path:
+        """The manifest beside the files, sent to the stage last: the shard's upload is then complete."""
         path = self.path(prefix) / MANIFEST
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, path)
+        self.files.upload("/".join(_parts(prefix)) + "/" + MANIFEST, path)
         return path
 
     def read_manifest(self, prefix: str) -> dict | None:
-        path = self.path(prefix) / MANIFEST
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = self.files.read_text("/".join(_parts(prefix)) + "/" + MANIFEST)
+        return None if text is None else json.loads(text)
+
+    def listing(self, prefix: str) -> dict[str, int]:
+        """Every file in the stage under `prefix`, with its bytes."""
+        return self.files.listing("/".join(_parts(prefix)))
+
+    def local_copy(self, prefix: str, name: str) -> Path | None:
+        """The file when it is readable on this machine (its sha256 can be checked), else None."""
+        return self.files.local_copy("/".join([*_parts(prefix), *_parts(name)]))
 
     def publish(self, warehouse: Warehouse, table: str, files: Sequence[Path], run_id: str,
                 gates: Sequence[Gate], keep_versions: int | None) -> int:
-        """Load the files into `table`'s staging table inside the warehouse, gate, swap."""
-        if self.engine_loads_parquet and files:
-            listed = ", ".join(_sql_string(f) for f in files)
-            # No ORDER BY: the files are in fetch order, nearly by ID already, and sorting a
-            # million rows held the publishing process at about 400 MiB (benchmarks/flat_memory.py).
-            return warehouse.publish_query(self.target, table, f"SELECT * FROM read_parquet([{listed}])",
-                                           run_id, gates=gates, keep_versions=keep_versions)
-        reader = pa.RecordBatchReader.from_batches(STAGE_SCHEMA, _batches(files))
-        return warehouse.publish_arrow(self.target, table, reader, run_id, gates=gates,
-                                       keep_versions=keep_versions)
+        """Load the files (paths under `root`) into `table`'s staging table inside the
+        warehouse, gate, swap."""
+        if not files:
+            return warehouse.publish_arrow(self.target, table, STAGE_SCHEMA.empty_table(), run_id,
+                                           gates=gates, keep_versions=keep_versions)
+        names = [Path(f).relative_to(self.root).as_posix() for f in files]
+        prefix = os.path.commonpath([name.rpartition("/")[0] for name in names])
+        return self.files.publish(table, prefix, [name[len(prefix) + 1:] for name in names], STAGE_SCHEMA,
+                                  run_id, gates, keep_versions)
+
+
+def _parts(prefix: str) -> list[str]:
+    parts = [part for part in prefix.split("/") if part]
+    if not parts or any(part in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", part) for part in parts):
+        raise HnpipeError(f"invalid stage path {prefix!r}")
+    return parts
 
 
 def _read(path: Path) -> pa.Table:
@@ -217,29 +240,16 @@ def _read(path: Path) -> pa.Table:
     return table.set_column(_TIME, ITEMS_SCHEMA.field("TIME"), table.column(_TIME).cast(ITEMS_SCHEMA.field("TIME").type))
 
 
-def _batches(files: Iterable[Path]) -> Iterable[pa.RecordBatch]:
-    for path in files:
-        yield from pq.ParquetFile(path).iter_batches()
-
-
-def _sql_string(path: Path) -> str:
-    return "'" + str(Path(path).resolve()).replace("'", "''") + "'"
-
-
 def open_stage(warehouse: Warehouse, target: Target) -> Stage:
     """The stage of `target` on `warehouse`, after the warehouse's own guard allowed writing
     there (the stage is guarded like the tables). The guard is asked without opening the
-    database: a fetch must not wait for a file another notebook holds (only the publish does)."""
+    database: a fetch must not wait for a file another notebook holds (only the publish does).
+    The engine's stage asks its guard again before each statement it sends (Snowflake)."""
     if target.database in getattr(warehouse, "read_only_databases", ()):
         raise WarehouseError(f"refused write to {target}: this warehouse opens {target.database} read-only")
     if warehouse.write_guard is not None:
         warehouse.write_guard(target)
-    directory = getattr(warehouse, "directory", None)  # the embedded engine keeps its files there
-    if directory is not None and hasattr(warehouse, "path"):
-        root = Path(warehouse.path(target.database)).with_suffix(".stage") / target.schema
-        return Stage(root, target, engine_loads_parquet=True)
-    root = Path(tempfile.gettempdir()) / "hnpipe-stage" / target.database / target.schema
-    return Stage(root, target, engine_loads_parquet=False)
+    return Stage(warehouse.stage(target), target)
 
 
 def file_digest(path: Path) -> str:

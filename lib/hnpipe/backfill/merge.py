@@ -1,9 +1,12 @@
 """`hnpipe backfill merge`: every shard's files into ITEMS, atomically, then COMMENTS and STORIES.
 
 It refuses, naming what is missing, unless every shard is done, the shards' ranges tile the
-plan's range without gap or overlap, and each done shard's manifest is in the stage, names
+plan's range without gap or overlap, and each done shard's manifest is in the stage (the one
+of the run the ledger's `done` row names: files of a killed attempt are never read), names
 the files the ledger names, and adds up (rows per file summing to the ledger's rows, each
-file's sha256 as written). Then the files are loaded into ITEMS' staging table inside the
+file in the stage with the size written and, where the file is on this machine, its sha256).
+On Snowflake the manifests are read with GET and the files listed with LIST from
+HNPIPE_STAGE, so shards that ran on other CI runners merge (hnpipe.warehouse.snowflake_stage). Then the files are loaded into ITEMS' staging table inside the
 warehouse (hnpipe.stage), ITEMS' gates run (every id within the plan's range, none twice,
 exactly the rows the shards committed), the replaced ITEMS is kept as a version, the staging
 table is swapped in, COMMENTS and STORIES are rebuilt by their notebooks (hnpipe.runner),
@@ -15,7 +18,6 @@ the plan's first id (its target set is then id_min..maxitem, see hnpipe.refresh)
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -50,6 +52,8 @@ def problems(plan: BackfillPlan, stage: Stage, verify_files: bool = True) -> lis
     else:
         if expected != plan.id_max + 1:
             found.append(f"the shards end at {expected - 1:,}, the plan at {plan.id_max:,}")
+    folder = backfill_prefix(plan.backfill_id)
+    listed = stage.listing(folder)  # what the stage holds (on Snowflake: LIST, from any machine)
     for shard in plan.shards.values():
         if shard.status != DONE:
             continue
@@ -68,12 +72,15 @@ def problems(plan: BackfillPlan, stage: Stage, verify_files: bool = True) -> lis
         elif manifest.get("null_ids") != shard.null_ids:
             found.append(f"{where}: the manifest's null ids are not the ledger's")
         else:
-            folder = stage.path(backfill_prefix(plan.backfill_id))
             for entry in entries:
-                path = folder / entry["file"]
-                if not path.is_file():
+                size = listed.get(entry["file"])
+                local = stage.local_copy(folder, entry["file"]) if verify_files and size is not None else None
+                if size is None:
                     found.append(f"{where}: file {entry['file']} is missing from the stage")
-                elif verify_files and file_digest(path) != entry["sha256"]:
+                elif size != entry["bytes"]:
+                    found.append(f"{where}: file {entry['file']} changed since it was written ({size:,} bytes, "
+                                 f"the manifest says {entry['bytes']:,})")
+                elif local is not None and file_digest(local) != entry["sha256"]:
                     found.append(f"{where}: file {entry['file']} changed since it was written (sha256)")
     return found
 
@@ -119,8 +126,8 @@ def merge(env: str, warehouse: Warehouse, target: Target, ledger: Ledger, keep_s
                    "STATUS": MERGED, "ROWS": published, "NULL_IDS": nulls, "RUN_ID": run_id,
                    "GIT_SHA": config.git_sha(), "RECORDED_AT": datetime.now(timezone.utc)})
     say(f"published {published:,} rows to {target}.ITEMS (the replaced ITEMS kept as a version)")
-    if not keep_stage:
-        shutil.rmtree(folder, ignore_errors=True)
+    if not keep_stage:  # every attempt's files, committed or not (killed attempts' too)
+        stage.remove(backfill_prefix(plan.backfill_id))
     return published
 
 

@@ -7,11 +7,17 @@ claim it in the ledger, fetch its id range into the stage, then commit it.
     step.publish()  -> commit(): manifest.json beside the files, then the `done` row (the
                        commit point). Refused when another run took the shard over meanwhile.
 
+On Snowflake each part is sent to HNPIPE_STAGE (PUT) as it is complete and the manifest last,
+so a shard killed between its uploads and its `done` row leaves files no ledger row names:
+the next attempt (a new run id, a new folder) removes them and fetches the range again, and
+the merge reads only the manifest of the run the `done` row names.
+
 Nothing is written to ITEMS: `hnpipe backfill merge` does that once, for every shard.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,6 +65,9 @@ def claim(warehouse: Warehouse, target: Target, values: dict, run_id: str) -> Cl
         raise HnpipeError(f"shard {number} of {backfill_id} is done already ({shard.rows:,} rows, run "
                           f"{shard.run_id}): a done shard is never fetched again")
     stage = open_stage(warehouse, target)  # guarded like the tables
+    if shard.run_id:  # an attempt killed or failed before its `done` row: its files are never read
+        with contextlib.suppress(HnpipeError):  # best effort; the merge removes them too
+            stage.remove(shard_prefix(backfill_id, number, shard.run_id))
     attempt = shard.attempts + 1
     ledger.event(shard, RUNNING, ATTEMPT=attempt, RUN_ID=run_id, HOST=socket.gethostname(), PID=os.getpid(),
                  GIT_SHA=config.git_sha())

@@ -24,7 +24,10 @@ role may create databases, and a table clone of PRODUCTION checks it may read pr
 forms: CREATE TABLE, write_pandas of KIDS/PARTS lists into ARRAY columns and reading them back as
 integer lists, TIME (TIMESTAMP_NTZ) and the DEAD/DELETED flags read back equal as UTC, the
 quality-check SELECTs, RENAME (first publish), SWAP WITH (republish), RENAME to
-a kept version, CTAS, COMMENT ON TABLE/COLUMN, CREATE TABLE .. CLONE, DROP TABLE (and, for a
+a kept version, CTAS, COMMENT ON TABLE/COLUMN, CREATE TABLE .. CLONE, DROP TABLE, the stage
+(CREATE STAGE, PUT of Parquet parts into two sub-folders and a manifest, LIST, GET, COPY INTO
+with MATCH_BY_COLUMN_NAME and FILES naming sub-folders: TIME, lists and flags read back; a bad
+file fails the COPY whole and leaves the table; REMOVE) (and, for a
 branch, CREATE/DROP DATABASE, CREATE SCHEMA WITH MANAGED ACCESS and its future grant); then, for
 production and staging, SHOW GRANTS ON the table just published: the roles snowflake/setup.sql's
 schema-level future grants name (FUTURE_READERS) must hold SELECT on it. These are
@@ -55,6 +58,8 @@ import pandas as pd
 from hnpipe import config, credentials, datasets, environments, params
 from hnpipe.environments import CLONE_PREFIX, PUBLISHED_SCHEMA, Target
 from hnpipe.errors import GuardError, HnpipeError
+from hnpipe.items import ITEMS_SCHEMA
+from hnpipe.stage import open_stage
 from hnpipe.warehouse import Gate, WarehouseSpec, open_warehouse, spec_for
 
 PASS, FAIL, SKIP = "ok", "FAIL", "skip"
@@ -112,7 +117,7 @@ def needs(env: str, target: Target) -> list[tuple[str, set[tuple[str, str, str]]
     return schema_needs + [
         (f"USAGE on schema {schema} (every step)", {("USAGE", "SCHEMA", schema)}),
         (f"CREATE TABLE on schema {schema} (publish: staging tables; history)", {("CREATE TABLE", "SCHEMA", schema)}),
-        (f"CREATE STAGE on schema {schema} (publish: write_pandas' temporary stage)", {("CREATE STAGE", "SCHEMA", schema)}),
+        (f"CREATE STAGE on schema {schema} (publish: write_pandas' temporary stage; the fetch's HNPIPE_STAGE)", {("CREATE STAGE", "SCHEMA", schema)}),
     ]
 
 
@@ -341,6 +346,7 @@ def _smoke_snowflake(report: Report, warehouse, env: str, target: Target, enviro
         else:
             warehouse.ensure_schema(place)
         _smoke_forms(warehouse, place, prefix, steps)
+        _smoke_stage(warehouse, place, prefix, steps)
         _future_readers(warehouse, env, place, prefix, steps)
     except HnpipeError as error:
         report.append(Check("smoke", FAIL, f"failed after {len(steps)} statement forms "
@@ -390,6 +396,67 @@ def _smoke_forms(warehouse, place: Target, prefix: str, steps: list[str]) -> Non
     steps.append("DROP TABLE")
 
 
+def _stage_batch(frame: pd.DataFrame):
+    """The smoke frame as one ITEMS record batch (the columns it lacks empty), as a fetch writes it."""
+    import pyarrow as pa
+
+    full = pd.DataFrame({name: frame[name] if name in frame else pd.Series([None] * len(frame), dtype=object)
+                         for name in ITEMS_SCHEMA.names})
+    return pa.RecordBatch.from_pandas(full, schema=ITEMS_SCHEMA, preserve_index=False)
+
+
+def _smoke_stage(warehouse, place: Target, prefix: str, steps: list[str]) -> None:
+    """The stage as a run and a merge use it (hnpipe.warehouse.snowflake_stage): CREATE STAGE,
+    PUT parts into two sub-folders and a manifest, LIST, GET, COPY INTO a staging table with
+    MATCH_BY_COLUMN_NAME and FILES naming sub-folders, TIME (a Parquet timestamp into
+    TIMESTAMP_NTZ), lists and flags read back; a bad file fails the COPY whole; REMOVE."""
+    frame = _smoke_frame()
+    stage = open_stage(warehouse, place)
+    folder = f"doctor/{prefix}"
+    files = []
+    for sub, rows in (("a", frame.iloc[:2]), ("b", frame.iloc[2:])):
+        writer = stage.writer(f"{folder}/{sub}")
+        writer(_stage_batch(rows.reset_index(drop=True)))
+        files += writer.close()
+    stage.write_manifest(folder, {"smoke": prefix})
+    steps.append("CREATE STAGE + PUT (AUTO_COMPRESS = FALSE)")
+    listed = stage.listing(folder)
+    if listed.get("a/part-000001.parquet") != files[0].stat().st_size or "b/part-000001.parquet" not in listed:
+        raise HnpipeError(f"LIST of the stage gave {listed!r:.200}, not the two parts just sent")
+    if stage.read_manifest(folder) != {"smoke": prefix}:
+        raise HnpipeError("GET of the manifest just sent did not give it back")
+    steps.append("LIST + GET")
+    table = f"{prefix}_STAGED"
+    stage.publish(warehouse, table, files, f"{prefix}R5", gates=(), keep_versions=None)
+    back = warehouse.read_table(place, table)
+    if str(back["TIME"].dtype) != "datetime64[us, UTC]" or not _same(back["TIME"], frame["TIME"]):
+        raise HnpipeError(f"TIME loaded by COPY read back as {back['TIME'].tolist()!r:.120}, not the UTC times "
+                          f"written {frame['TIME'].tolist()!r:.120} (check USE_LOGICAL_TYPE)")
+    if [list(v) for v in back["KIDS"]] != [list(v) for v in frame["KIDS"]] or not _same(back["DEAD"], frame["DEAD"]):
+        raise HnpipeError(f"KIDS/DEAD loaded by COPY read back as {back['KIDS'].tolist()!r:.80}, {back['DEAD'].tolist()!r}")
+    steps.append("COPY INTO .. MATCH_BY_COLUMN_NAME (FILES in sub-folders; TIME, lists, flags)")
+    bad = stage.path(f"{folder}/c") / "part-000001.parquet"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(b"PAR1 not a parquet file PAR1")
+    stage.files.upload(f"{folder}/c/part-000001.parquet", bad)
+    try:
+        stage.publish(warehouse, table, [*files, bad], f"{prefix}R6", gates=(), keep_versions=None)
+    except HnpipeError:
+        pass
+    else:
+        raise HnpipeError("COPY loaded a stage with a bad file: ON_ERROR = ABORT_STATEMENT did not hold")
+    if len(warehouse.read_table(place, table)) != len(frame):
+        raise HnpipeError("a failed COPY changed the table it was to replace")
+    steps.append("a bad file fails the COPY whole")
+    stage.remove(folder)
+    if stage.listing(folder):
+        raise HnpipeError("REMOVE left files in the stage")
+    steps.append("REMOVE")
+    for empty in (stage.path("doctor"), stage.root, stage.root.parent):  # the local folders, when nothing else is there
+        with contextlib.suppress(OSError):
+            empty.rmdir()
+
+
 def _future_readers(warehouse, env: str, place: Target, prefix: str, steps: list[str]) -> None:
     """The table the smoke published (created by the publish's swap) is readable by the roles
     the schema's future grants name: branch clones and readers keep working after a publish."""
@@ -415,6 +482,8 @@ def _clean_up(warehouse, env: str, place: Target, prefix: str) -> list[str]:
         if env == "branch":
             warehouse.execute(f'DROP DATABASE IF EXISTS "{place.database}"', what="drop the throwaway database")
             return [place.database] if warehouse.database_exists(place.database) else []
+        with contextlib.suppress(HnpipeError):  # the stage files, if a step failed before REMOVE
+            open_stage(warehouse, place).remove(f"doctor/{prefix}")
         for name in warehouse.list_tables(place, bookkeeping=True):
             if name.startswith(prefix):
                 warehouse.drop_table(place, name)

@@ -20,7 +20,10 @@ production pipeline (`pipeline_role`), because every publish swaps a new table i
 ALTER TABLE .. SWAP WITH needs ownership of both tables; that role keeps USAGE, CREATE TABLE and
 CREATE STAGE on the schema and is granted to IT's role, so IT controls every one of those tables
 through the role hierarchy (https://docs.snowflake.com/en/user-guide/security-access-control-overview)
-while production keeps publishing. Analyst roles lose write access
+while production keeps publishing. HNPIPE_STAGE, the schema's named stage for fetched Parquet parts
+(hnpipe.warehouse.snowflake_stage), is created and so owned by the pipeline role; the schema's new
+owner does not change that, and its owner may PUT, LIST, GET, COPY from and REMOVE without grants
+(https://docs.snowflake.com/en/user-guide/security-access-control-privileges). Analyst roles lose write access
 (INSERT, UPDATE, DELETE, TRUNCATE on all and future tables, and CREATE TABLE on the schema);
 the reader role gets read access (USAGE on the database and schema, SELECT on all and future
 tables). Every role passes `environments.check_identifier`. The statements are printed for

@@ -24,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, Sequence
 
 if TYPE_CHECKING:  # imported where used: hnpipe.datasets imports this module, pandas-free
@@ -176,6 +177,54 @@ def versions_to_drop(table: str, names: Sequence[str], keep: int) -> list[str]:
     """The versions of `table` beyond the `keep` newest (run ids sort by time)."""
     versions = sorted((name for name in names if name.startswith(table + VERSION_MARKER)), reverse=True)
     return versions[keep:]
+
+
+STAGE_NAME = "HNPIPE_STAGE"  # an engine's named stage in each database.schema (hnpipe.stage)
+
+
+class FileStage(ABC):
+    """A database.schema's stage as an engine keeps it: Parquet files written part by part on
+    the local disk under `local` (hnpipe.stage's PartWriter), handed to the engine one by one
+    (`upload`), and loaded by the engine into a staging table (`publish`). Paths are relative
+    to the stage's root, checked by hnpipe.stage (`runs/<RUN>/part-000001.parquet`).
+
+    `shared`: the files are in the warehouse, readable from other machines (a CI matrix's
+    shards merge on another runner); else they are on this machine only."""
+
+    local: Path
+    shared: ClassVar[bool] = False
+
+    @abstractmethod
+    def upload(self, path: str, local_file: Path) -> None:
+        """Put the complete local file at `path` in the stage (nothing to do when `local` is the stage)."""
+
+    @abstractmethod
+    def read_text(self, path: str) -> str | None:
+        """A small file's text (a manifest), None when the stage has no such file."""
+
+    @abstractmethod
+    def listing(self, prefix: str) -> dict[str, int]:
+        """Every file under `prefix` with its size in bytes, by its path relative to `prefix`."""
+
+    def local_copy(self, path: str) -> Path | None:
+        """The file itself when it is readable here (its sha256 can be checked), else None."""
+        found = self.local.joinpath(*path.split("/"))
+        return found if not self.shared and found.is_file() else None
+
+    @abstractmethod
+    def remove(self, prefix: str) -> None:
+        """Remove every file under `prefix` (a folder), here and in the warehouse."""
+
+    @abstractmethod
+    def prune(self, prefix: str, older_than_s: float) -> None:
+        """Remove the folders under `prefix` whose files are all older than `older_than_s`."""
+
+    @abstractmethod
+    def publish(self, table: str, prefix: str, names: Sequence[str], schema: "pa.Schema", run_id: str,
+                gates: Sequence[Gate], keep_versions: int | None) -> int:
+        """Atomically replace `table` with the rows of the files `prefix`/`names` (in that
+        order; `schema` is theirs), loaded inside the warehouse into the staging table, gated and swapped as
+        publish_frame does; a file that cannot be read fails the whole publish."""
 
 
 class Warehouse(ABC):
@@ -378,6 +427,10 @@ class Warehouse(ABC):
         Any other name is refused, whatever the caller."""
 
     # -- accounts: engines with roles and sessions (SUPPORTS_GRANTS) -----------------------
+    def stage(self, target: Target) -> FileStage:
+        """target's stage (hnpipe.stage opens it after the write guard allowed target)."""
+        raise self._unsupported("a stage")
+
     def clone_table(self, source: Target, table: str, dest: Target, name: str) -> None:
         """Make dest.name a copy of source.table (doctor's smoke test)."""
         raise self._unsupported("clone_table")

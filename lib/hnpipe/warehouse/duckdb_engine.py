@@ -27,6 +27,7 @@ from hnpipe.warehouse.base import (
     checked_gates, is_bookkeeping_table, keep_plan, merge_select, refuse_missing_clone,
     missing_version_message, run_gates, staging_table_name, version_table_name, versions_to_drop,
 )
+from hnpipe.warehouse.directory_stage import DirectoryStage
 from hnpipe.warehouse.duckdb_files import (
     check_length, check_readable, open_intact, remove_database_files, remove_file, remove_stale_temporaries,
     sql_string, wal_path,
@@ -114,6 +115,9 @@ class DuckDBWarehouse(Warehouse):
         # One INFORMATION_SCHEMA for all attached databases, filtered by TABLE_CATALOG.
         check_identifier(database, "database")
         return "INFORMATION_SCHEMA"
+
+    def stage(self, target: Target) -> DirectoryStage:
+        return DirectoryStage(self, target, self.path(target.database).with_suffix(".stage") / target.schema)
 
     def path(self, database: str) -> Path:
         """The file holding `database`."""

@@ -79,6 +79,7 @@ from hnpipe.warehouse.base import (
     versions_to_drop,
 )
 from hnpipe.warehouse.registry import WarehouseSpec
+from hnpipe.warehouse.snowflake_stage import SnowflakeStage
 from hnpipe.warehouse.snowflake_session import (
     LOGIN_TIMEOUT_VARIABLE,
     STATEMENT_TIMEOUT_VARIABLE,
@@ -450,6 +451,9 @@ class SnowflakeWarehouse(Warehouse):
             with contextlib.suppress(HnpipeError):  # nothing half-made: drop the new clone again
                 self._execute(f"DROP DATABASE IF EXISTS {_q(dest)}")
             raise
+
+    def stage(self, target: Target) -> SnowflakeStage:
+        return SnowflakeStage(self, target)  # HNPIPE_STAGE in target (hnpipe.warehouse.snowflake_stage)
 
     def clone_table(self, source: Target, table: str, dest: Target, name: str) -> None:
         """CREATE TABLE dest.name CLONE source.table: zero-copy, owned by this role, no grants
