@@ -57,6 +57,7 @@ def test_paced_ids_keep_their_length_and_order() -> None:
     assert len(paced) == 5 and list(paced) == [5, 6, 7, 8, 9]
 
 
+@pytest.mark.slow  # seconds of waiting on purpose: the full suite runs it
 def test_the_client_with_a_budget_fetches_everything_at_the_budget() -> None:
     items = generate_sample(n_ids=300, max_item=1_000)
     with SampleServer(items=items) as server:
@@ -159,6 +160,7 @@ def test_a_callback_keeps_the_fetch_in_this_process() -> None:
     assert report.fetched == 40 and injected > 0 and bucket.penalties >= 1
 
 
+@pytest.mark.slow  # seconds of waiting on purpose: the full suite runs it
 def test_the_paced_wait_does_not_hold_the_answers_in_flight() -> None:
     """At 10 requests a second a token is due every 100 ms. Waiting for it with a blocking sleep
     on the client's loop held every answer in flight until the sleep ended (each request then

@@ -55,6 +55,7 @@ from helpers_faults import (
 API_CASES = [(seed, 8) for seed in range(1, 7 if LONG else 2)] + [(7, 2)]
 
 
+@pytest.mark.slow  # seconds of waiting on purpose: the full suite runs it
 @pytest.mark.parametrize("seed,attempts", API_CASES)
 def test_api_faults_publish_exactly_the_expected_ids_or_fail_cleanly(tmp_path: Path, seed: int,
                                                                       attempts: int) -> None:

@@ -340,6 +340,7 @@ def test_runs_that_never_finished_are_shown_abandoned_with_their_start_and_what_
     assert len(history.read(wh, TARGET, status=history.ABANDONED)) == 2
 
 
+@pytest.mark.slow  # damages and reopens a DuckDB file several times (~2.5 s)
 def test_a_damaged_history_block_gets_the_one_line_damaged_message_and_leaves_no_wal(tmp_path: Path) -> None:
     """Issue 18 row 8: appending to a PIPELINE_RUNS whose block is garbage used to fail with a raw
     `FatalException ... Failed to create checkpoint` and leave a .wal beside the file."""

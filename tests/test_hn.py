@@ -199,6 +199,7 @@ def test_fetch_survives_every_kind_of_fault():
     assert report.retries >= sum(injected.values()) - injected["timeout"]  # maxitem may retry too
 
 
+@pytest.mark.slow  # seconds of waiting on purpose: the full suite runs it
 def test_retry_after_is_honoured():
     # One worker, so the seeded fault draws happen in a fixed order: seed 3 throttles once.
     faults = Faults(http_429=0.5, retry_after_s=1, seed=3)
@@ -373,6 +374,7 @@ def test_a_redirect_to_another_host_is_refused_and_one_on_the_same_host_followed
     assert FixedBodies.hits["/v0/item/10.json"] == 1
 
 
+@pytest.mark.slow  # seconds of waiting on purpose: the full suite runs it
 def test_a_trickling_server_fails_the_request_within_its_deadline(fixed_server):
     """200 at once, then one byte every 0.5 s: the read timeout (10 s) never fires, the
     request's total deadline does, and the error says so."""

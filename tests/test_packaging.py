@@ -86,6 +86,7 @@ def test_git_attributes_send_notebooks_through_the_filter_hnpipe_sets_up() -> No
     assert [h["id"] for repo in hook for h in repo["hooks"]] == ["nbstripout"]
 
 
+@pytest.mark.slow  # a git clone and an `hnpipe run` subprocess
 def test_run_sets_up_the_filter_in_a_fresh_clone_so_an_executed_notebook_adds_nothing_to_git(
         tmp_path: Path) -> None:
     """A fresh clone, `hnpipe run`'s filter setup, then the executed notebook saved over the

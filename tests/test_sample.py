@@ -362,6 +362,7 @@ def test_truncate_fault_sends_part_of_the_promised_body():
         assert srv.faults_injected["truncate"] == 1
 
 
+@pytest.mark.slow  # seconds of waiting on purpose: the full suite runs it
 def test_trickle_fault_answers_at_once_then_sends_the_body_a_byte_at_a_time():
     item = {"id": 1, "type": "story", "title": "slow"}
     with SampleServer(items={1: item}, faults=Faults(trickle=1.0, trickle_interval_s=0.05)) as srv:
