@@ -254,7 +254,7 @@ def kernel_ready_seconds(warm: bool, repeats: int) -> float:
     runs = []
     for _ in range(repeats):
         started = time.perf_counter()
-        kernel = kernels.Kernel(ROOT / "notebooks", dict(os.environ), warm=warm)
+        kernel = kernels.Kernel(ROOT / "notebooks", dict(os.environ), warm=kernels.SOURCE_WARM_MODULES if warm else ())
         client = kernel.manager.blocking_client()
         client.start_channels()
         try:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import pandas as pd
 
-from hnpipe import alerts, budget, config, consistency, datasets, environments, history, hn, params, reachability, refresh
+from hnpipe import alerts, budget, config, consistency, datasets, environments, history, params, reachability, refresh
 from hnpipe.backfill import shard as backfill_shard
 from hnpipe.environments import Target
 from hnpipe.display import readable
@@ -243,6 +243,10 @@ class Step:
                     stage.prune("runs", older_than_s=24 * 3600)  # notebooks closed since, runs killed
                 writer = stage.writer(prefix)
             builder = ItemsBuilder(on_batch=writer)
+            # Imported here: the HN client (aiohttp, requests: ~0.2 s) is ITEMS' alone, and every
+            # other notebook's kernel imports this module at start-up (hnpipe.runner.kernels).
+            from hnpipe import hn
+
             with hn_base_url(values["hn_api_url"]) as base_url:
                 bucket = budget.TokenBucket(values["max_requests_per_s"]) if values["max_requests_per_s"] else None
                 client = hn.HttpHNClient(  # outside local runs only listed private hosts (not the sample: ours)

@@ -50,7 +50,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Iterator
 
-from hnpipe import hn
+from hnpipe.hn_api import latest_ids
 from hnpipe.datasets import ITEMS_COLUMNS
 from hnpipe.environments import Target, check_identifier
 from hnpipe.errors import ParameterError
@@ -124,7 +124,7 @@ def target_ids(max_item: int, n_items: int, id_min: int | None = None, id_max: i
     (inclusive; id_max None: up to maxitem, and never above it: ids beyond maxitem do not
     exist yet). An empty range is refused."""
     if id_min is None:
-        return hn.latest_ids(max_item, n_items)
+        return latest_ids(max_item, n_items)
     hn.latest_ids(max_item, 1)  # refuses a bad max_item
     last = max_item if id_max is None else min(id_max, max_item)
     if last < id_min:

@@ -128,7 +128,7 @@ def _run_shard(env: str, ledger: Ledger, plan: BackfillPlan, shard: Shard, value
                     "backfill_id": plan.backfill_id, "backfill_shard": shard.shard}
     kernel = kernels.Kernel(config.notebooks_dir(root), {
         **os.environ, "HNPIPE_RUN_ID": run_id, "HNPIPE_PROGRESS": "0",
-        "HNPIPE_NOTEBOOK_OUTPUT": str(directory / dataset.notebook)})
+        "HNPIPE_NOTEBOOK_OUTPUT": str(directory / dataset.notebook)}, warm=kernels.SOURCE_WARM_MODULES)
     started = time.perf_counter()
     context = RunContext(env, shard_params, ledger.target, run_id)
     outcome = _execute(dataset, kernel, root, directory, context, lambda output: keep_record(output, run_id), counter)

@@ -128,7 +128,8 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
             for dataset in order:  # upstream first: the first notebook's kernel gets going first
                 started_kernels[dataset.name] = kernels.Kernel(
                     config.notebooks_dir(root), {**os.environ, "HNPIPE_NOTEBOOK_OUTPUT": str(
-                        directory / dataset.notebook)})
+                        directory / dataset.notebook)},
+                    warm=kernels.WARM_MODULES if dataset.upstream else kernels.SOURCE_WARM_MODULES)
             # Opened after the kernels are launched, so its imports do not delay theirs.
             with _run_warehouse(run) as warehouse:
                 _mark_started(run, warehouse, order)  # papermill is imported by now
