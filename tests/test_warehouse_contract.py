@@ -14,6 +14,8 @@ INFORMATION_SCHEMA), so an engine is never its own witness for "nothing was writ
 
 from __future__ import annotations
 
+import warnings
+
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -207,7 +209,9 @@ def test_reading_a_missing_table_names_it(wh: Warehouse) -> None:
 
 def test_query_binds_parameters_in_the_target_schema_and_returns_hnpipe_dtypes(wh: Warehouse) -> None:
     wh.publish_frame(T, "ITEMS", items(), "run1")
-    got = wh.query(T, "SELECT ID, TYPE, DEAD, KIDS, TIME FROM ITEMS WHERE SCORE > ? ORDER BY ID", [2])
+    with warnings.catch_warnings():  # hnpipe's warnings land in every executed notebook's output
+        warnings.filterwarnings("error", module=r"hnpipe\.")  # (fakesnow's own are not hnpipe's)
+        got = wh.query(T, "SELECT ID, TYPE, DEAD, KIDS, TIME FROM ITEMS WHERE SCORE > ? ORDER BY ID", [2])
     expected = by_id(items(10, 13))[["ID", "TYPE", "DEAD", "KIDS", "TIME"]]
     pd.testing.assert_frame_equal(got, expected)
 

@@ -164,8 +164,10 @@ class DuckDBWarehouse(Warehouse):
         return frame_from_arrow(arrow)
 
     def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
-        with self._selecting(target, sql, params) as cursor:
-            return frame_from_arrow(cursor.to_arrow_table())
+        # A relation, not the DB-API cursor: DuckDB 2 copies a cursor's rows once more for Arrow,
+        # and says so in a UserWarning that landed in every executed notebook's output.
+        with self._selecting(target, sql, params, relation=True) as relation:
+            return frame_from_arrow(relation.to_arrow_table())
 
     def query_rows(self, target: Target, sql: str, params: Sequence[object] = ()) -> list[dict[str, object]]:
         with self._selecting(target, sql, params) as cursor:
@@ -173,8 +175,9 @@ class DuckDBWarehouse(Warehouse):
             return [{name: _utc(value) for name, value in zip(names, row)} for row in cursor.fetchall()]
 
     @contextmanager
-    def _selecting(self, target: Target, sql: str, params: Sequence[object]) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The connection with `sql`'s result pending, run in target's schema."""
+    def _selecting(self, target: Target, sql: str, params: Sequence[object], relation: bool = False) -> Iterator[Any]:
+        """The connection with `sql`'s result pending (or, with `relation`, the query as a
+        DuckDB relation), run in target's schema."""
         with self._reading(target.database) as con:
             if con is None:
                 raise WarehouseError(f"no database {target.database} in {self.directory}")
@@ -183,9 +186,10 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
             try:
                 # The file is open read-only, so anything but a read fails here.
-                if con.execute(sql, list(params) or None).description is None:
+                result = con.sql(sql, params=list(params) or None) if relation else con.execute(sql, list(params) or None)
+                if result is None or (not relation and result.description is None):
                     raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
-                yield con
+                yield result if relation else con
             except duckdb.Error as exc:
                 raise WarehouseError(f"query in {target} failed: {one_line(exc)}") from exc
 
