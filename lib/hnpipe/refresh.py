@@ -125,7 +125,7 @@ def target_ids(max_item: int, n_items: int, id_min: int | None = None, id_max: i
     exist yet). An empty range is refused."""
     if id_min is None:
         return latest_ids(max_item, n_items)
-    hn.latest_ids(max_item, 1)  # refuses a bad max_item
+    latest_ids(max_item, 1)  # refuses a bad max_item
     last = max_item if id_max is None else min(id_max, max_item)
     if last < id_min:
         raise ParameterError(f"id_min {id_min:,} is above the API's maxitem {max_item:,}: no such ids yet")

@@ -14,10 +14,8 @@ A new engine is one module beside duckdb_engine.py and one `Engine` line below
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from hnpipe import config
 from hnpipe.errors import GuardError
