@@ -35,6 +35,15 @@ def fingerprint(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+def test_a_dry_run_under_a_bad_hnpipe_env_is_refused_in_one_line(clean_env, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HNPIPE_ENV", "prod")
+    assert cli.main(["run", "--env", "local", "--dry-run"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("hnpipe: error: unknown HNPIPE_ENV 'prod': choose one of local, staging, production, "
+                            "branch\n")
+
+
 def test_local_dry_run_passes_and_creates_nothing(clean_env, tmp_path, capsys) -> None:
     assert cli.main(["run", "--env", "local", "--dry-run"]) == 0
     marks, err = checklist(capsys)

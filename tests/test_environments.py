@@ -8,6 +8,7 @@ import pytest
 from hnpipe import environments as envs
 from hnpipe.environments import Target
 from hnpipe.errors import GuardError
+from hnpipe.run_context import RunContext
 from hnpipe.warehouse import WarehouseSpec, spec_for
 
 PAIRS = [(running, wanted) for running in envs.ENVIRONMENTS for wanted in envs.ENVIRONMENTS]
@@ -95,6 +96,29 @@ def test_check_write_allows_only_the_own_target(env: str, database: str) -> None
     else:
         with pytest.raises(GuardError, match=f"refused write to {database}"):
             envs.check_write(env, actual, BASE)
+
+
+@pytest.mark.parametrize("env", envs.ENVIRONMENTS)
+@pytest.mark.parametrize("database", ["LOCAL", "STAGING", "PRODUCTION", "PRODUCTION_CLONE_42",
+                                      "PRODUCTION_CLONE_43", "OTHER"])
+def test_a_runs_write_guard_allows_only_the_target_it_resolved(env: str, database: str) -> None:
+    """RunContext.check_write, the guard of every write a run makes, follows check_write's rule
+    against the target resolved once."""
+    run = RunContext(env, {"environment": env}, envs.target_for(env, BASE), "20261207T000000_abcdef")
+    actual = Target(database, "JANE" if database == "LOCAL" else "HACKER_NEWS")
+    if actual == run.target:
+        run.check_write(actual)
+    else:
+        with pytest.raises(GuardError, match=f"refused write to {database}.*environment '{env}' may write only to {run.target}"):
+            run.check_write(actual)
+
+
+def test_a_runs_write_guard_does_not_move_when_the_process_environment_changes(monkeypatch) -> None:
+    run = RunContext("branch", {"environment": "branch"}, envs.target_for("branch", BASE), "20261207T000000_abcdef")
+    monkeypatch.setenv("HNPIPE_PR_ID", "43")  # resolved as PR 42 (BASE): the run stays there
+    run.check_write(Target("PRODUCTION_CLONE_42", "HACKER_NEWS"))
+    with pytest.raises(GuardError):
+        run.check_write(Target("PRODUCTION_CLONE_43", "HACKER_NEWS"))
 
 
 def test_check_write_refuses_another_schema_in_the_right_database() -> None:

@@ -81,3 +81,44 @@ def test_the_readme_opens_the_project_with_the_config_that_installs_the_hook() -
     readme = (ROOT / "README.md").read_text()
     assert "jupyter lab --config=jupyter_server_config.py" in readme
     assert 'pre_save_hook = "hnpipe.runner.records.refuse_save"' in (ROOT / "jupyter_server_config.py").read_text()
+
+
+def executed_notebook(path: Path, environment: str) -> Path:
+    """A small executed notebook as papermill leaves it: its parameters in metadata.papermill."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    notebook.metadata["papermill"] = {"parameters": {"environment": environment, "n_items": 10}}
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_a_record_names_the_environment_its_notebook_ran_with(tmp_path: Path) -> None:
+    output = executed_notebook(tmp_path / "items.ipynb", "staging")
+    records.keep(output, "20261207T000000_abcdef")
+    kept = nbformat.read(output, as_version=4)
+    assert kept.metadata.hnpipe.record == {"run_id": "20261207T000000_abcdef", "environment": "staging",
+                                           "notebook": "items.ipynb"}
+    assert kept.cells[0].source.startswith("**Record of run `20261207T000000_abcdef` (staging)**")
+    assert "use `hnpipe run --env staging`" in kept.cells[0].source
+
+
+@pytest.mark.slow  # a subprocess with a file-size limit
+def test_a_record_that_cannot_be_written_leaves_the_executed_notebook_whole(tmp_path: Path) -> None:
+    """The file-size limit makes the record's write fail part way (EFBIG), as a full disk would:
+    the executed notebook papermill saved is still the same, whole file."""
+    output = executed_notebook(tmp_path / "items.ipynb", "local")
+    before = output.read_bytes()
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from hnpipe.runner import records\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 200}, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    records.keep(Path({str(output)!r}), '20261207T000000_abcdef')\n"
+        "except OSError as error:\n"
+        "    sys.exit(f'refused: {error.errno}')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "refused: 27" in done.stderr, done.stderr  # EFBIG
+    assert output.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -73,7 +73,8 @@ def test_run_refuses_a_mismatched_environment_before_anything_runs(clean_env: Pa
     result = hnpipe("run", "--env", "production")  # HNPIPE_ENV is unset: this process is local
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
-    assert "refused: the parameters ask for environment 'production'" in result.stderr
+    assert ("refused: --env production asks for environment 'production' but this process runs as "
+            "HNPIPE_ENV=local; use --env local here, or run where HNPIPE_ENV=production is set") in result.stderr
     assert not clean_env.exists() and not (tmp_path / "runs").exists()
 
 

@@ -159,11 +159,15 @@ def resolve(requested_env: object, environ: Mapping[str, str] | None = None,
         # In JupyterLab (its kernels get JPY_SESSION_NAME; `hnpipe run` and papermill's do not)
         # the parameters are the notebook's cell, not a params file.
         interactive = environ.get("JPY_SESSION_NAME") and not environ.get("HNPIPE_NOTEBOOK_OUTPUT")
-        fix = (f'set environment = "{running}" in the parameters cell and run it again' if interactive
-               else f"use params/{running}.yaml here")
+        if source == "--env":  # `hnpipe run --env X`: the command line asked, not a params file
+            asked, fix = f"--env {requested} asks for environment '{requested}'", f"use --env {running} here"
+        else:
+            asked = f"the parameters ask for environment '{requested}'"
+            fix = (f'set environment = "{running}" in the parameters cell and run it again' if interactive
+                   else f"use params/{running}.yaml here")
         raise GuardError(
-            f"refused: the parameters ask for environment '{requested}' but this process runs "
-            f"as HNPIPE_ENV={running}; {fix}, or run where HNPIPE_ENV={requested} is set"
+            f"refused: {asked} but this process runs as HNPIPE_ENV={running}; {fix}, or run where "
+            f"HNPIPE_ENV={requested} is set"
         )
     return target_for(running, environ)
 

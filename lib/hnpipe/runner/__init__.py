@@ -375,6 +375,7 @@ def _raise_unsaved(result: RunResult) -> None:
 def main(args) -> int:
     overrides = dict(params.parse_override(p) for p in args.param)
     if args.dry_run:
+        environments.process_environment()  # a bad HNPIPE_ENV is refused in one line, as by every command
         checks = dry_run(args.env, overrides)
         print(f"dry run of `hnpipe run --env {args.env}`: nothing fetched, nothing written")
         for check in checks:

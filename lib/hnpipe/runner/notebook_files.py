@@ -44,8 +44,9 @@ def keep_under(directory: Path) -> None:
             _registered.add(scheme)
 
 
-def save(text: str, path: str) -> None:
-    """Write `text` to `path` through a temporary file; remember an OSError instead of raising."""
+def write_whole(text: str, path: Path | str) -> None:
+    """Write `text` to `path` through a temporary file renamed into place: the file is whole or
+    as it was. Raises the OSError (the temporary file removed)."""
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -54,14 +55,22 @@ def save(text: str, path: str) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
-    except OSError as error:
+    except OSError:
         with contextlib.suppress(OSError):
             os.remove(temporary)
+        raise
+
+
+def save(text: str, path: str) -> None:
+    """Write `text` to `path` whole (write_whole); remember an OSError instead of raising."""
+    try:
+        write_whole(text, path)
+    except OSError as error:
         with _lock:
-            _failed[str(target)] = error
+            _failed[str(path)] = error
     else:
         with _lock:
-            _failed.pop(str(target), None)
+            _failed.pop(str(path), None)
 
 
 def failed_save(path: Path) -> OSError | None:
@@ -74,7 +83,7 @@ def remove_stale_temporaries(directory: Path) -> None:
     """Temporary notebooks a killed run left under `directory` (named after its process id)."""
     if not directory.is_dir():
         return
-    for leftover in directory.glob("*/*/.*.ipynb.*.tmp"):
+    for leftover in [*directory.glob("*/*/.*.ipynb.*.tmp"), *directory.glob("*/*/.*.html.*.tmp")]:
         pid = leftover.name.rsplit(".", 2)[-2]
         if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):

@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 
 from hnpipe.errors import GuardError
+from hnpipe.runner.notebook_files import write_whole
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 BANNER_TAG = "hnpipe-record"
@@ -57,15 +58,17 @@ def keep(output: Path, run_id: str) -> Path | None:
     if not output.is_file():
         return None
     notebook = nbformat.read(output, as_version=4)
-    env = notebook.metadata.get("papermill", {}).get("parameters", {}).get("environment", "local")
+    env = notebook.metadata.get("papermill", {}).get("parameters", {}).get("environment", "<environment>")
     record = {"run_id": run_id, "environment": env, "notebook": output.name}
     notebook.metadata["hnpipe"] = {"record": record}
     cell = nbformat.v4.new_markdown_cell(banner(record), metadata={"tags": [BANNER_TAG]})
     notebook.cells.insert(0, cell)
-    nbformat.write(notebook, output)
     body, _ = HTMLExporter().from_notebook_node(notebook)
+    # Each file whole or as it was: a full disk or a kill mid-write must not damage the
+    # executed notebook papermill saved whole.
+    write_whole(nbformat.writes(notebook), output)
     html = html_path(output)
-    html.write_text(body, encoding="utf-8")
+    write_whole(body, html)
     for path in (output, html):
         os.chmod(path, READ_ONLY)
     return html
