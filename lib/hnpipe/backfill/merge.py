@@ -100,8 +100,9 @@ def problems(plan: BackfillPlan, stage: Stage, verify_files: bool = True) -> lis
                 elif local is not None and file_digest(local) != entry["sha256"]:
                     found.append(f"{where}: file {entry['file']} changed since it was written (sha256)")
     if other_schema:  # e.g. shards written before and after a column change: COPY would fill NULLs
-        found.append(f"shards {_named([str(n) for n in other_schema])} hold files whose columns are not today's ITEMS columns (or their "
-                     "manifest does not say): plan the backfill again (hnpipe backfill plan)")
+        found.append(f"shard(s) {_named([str(n) for n in other_schema])} hold files whose columns are not "
+                     "today's ITEMS columns (or their manifest does not say): plan the backfill again "
+                     "(hnpipe backfill plan)")
     return found
 
 
