@@ -202,13 +202,18 @@ def test_a_shard_killed_after_its_upload_is_fetched_again_and_only_the_new_files
     assert published == len(ids) and ids.is_unique and ids.between(FIRST, LAST).all()
 
 
-def test_merge_refuses_a_file_missing_from_the_stage(on_fakesnow, runner) -> None:
+def _both_shards_committed(on_fakesnow, runner) -> tuple:
     warehouse = on_fakesnow.warehouse()
     ledger, plan = _plan(warehouse)
     runner("runner-1")
     for number in (1, 2):
         step = _shard(number, plan)
         step.publish(step.fetch())
+    return warehouse, ledger
+
+
+def test_merge_refuses_a_file_missing_from_the_stage(on_fakesnow, runner) -> None:
+    warehouse, ledger = _both_shards_committed(on_fakesnow, runner)
     stage = on_fakesnow.stages.stages[("LOCAL", "TESTER", "HNPIPE_STAGE")]
     lost = next(p for p in stage.files if "shard-000002" in p and p.endswith(".parquet"))
     del stage.files[lost]
@@ -376,12 +381,7 @@ def test_merge_refuses_shards_written_with_other_columns(on_fakesnow, runner, mo
 
     from hnpipe import stage as staging
 
-    warehouse = on_fakesnow.warehouse()
-    ledger, plan = _plan(warehouse)
-    runner("runner-1")
-    for number in (1, 2):
-        step = _shard(number, plan)
-        step.publish(step.fetch())
+    warehouse, ledger = _both_shards_committed(on_fakesnow, runner)
     files = on_fakesnow.stages.stages[("LOCAL", "TESTER", "HNPIPE_STAGE")].files
     second = next(p for p in files if "shard-000002" in p and p.endswith("manifest.json"))
     manifest = json.loads(files[second][0])
