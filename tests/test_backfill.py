@@ -94,8 +94,8 @@ def test_merge_loads_only_the_files_of_each_shards_own_run(tmp_path: Path, bad: 
                                                          "schema": [[f.name, str(f.type)] for f in STAGE_SCHEMA]})
     plan = BackfillPlan("BF", 1, 30, 30, {}, None, False, {1: Shard(
         "BF", 1, 1, 30, "done", rows=0, null_ids=0, files=[bad], checksum=checksum, run_id="R2")})
-    assert problems(plan, stage) == [f"shard 1 (run R2): file name {bad!r} is not "
-                                     "shard-000001/R2/part-NNNNNN.parquet"]
+    expected = f"shard 1 (run R2): file name {bad!r} is not shard-000001/R2/part-NNNNNN.parquet"
+    assert problems(plan, stage) == [expected]
 
 
 @pytest.mark.slow
