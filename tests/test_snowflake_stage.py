@@ -353,6 +353,8 @@ def test_a_committed_shard_keeps_no_local_copy_and_still_previews(on_fakesnow, r
     assert folder.is_dir()
     step.publish(items)
     assert not folder.exists() and other.is_dir()
+    with pytest.raises(HnpipeError, match="no longer on this machine .*step.preview"):
+        items.head()  # the fetch cell's `items`, run again after the publish
     assert any(p.endswith(items.files[0].name) for p in on_fakesnow.stages.files("LOCAL", "TESTER"))
     pd.testing.assert_frame_equal(step.preview(3), expected.head(3))
     counts = step.counts_by_type()

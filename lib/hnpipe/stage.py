@@ -132,7 +132,7 @@ class StagedItems(FetchedItems):
         """Every row as one Arrow table (reads all the files: memory grows with the rows)."""
         if not self.files:
             return ITEMS_SCHEMA.empty_table()
-        return pa.concat_tables([_read(f) for f in self.files])
+        return pa.concat_tables([_read(f) for f in self._here()])
 
     def head(self, rows: int = 5) -> pd.DataFrame:
         """The `rows` lowest ids, reading one column at a time: only ID is held whole."""
@@ -140,7 +140,7 @@ class StagedItems(FetchedItems):
 
         rows = max(0, min(int(rows), self.rows))
         found: list[pa.Table] = []
-        for path in self.files:
+        for path in self._here():
             part = _read(path)
             found.append(part.take(pc.select_k_unstable(part, k=min(rows, part.num_rows),
                                                         sort_keys=[("ID", "ascending")])) if rows else part.slice(0, 0))
@@ -153,12 +153,19 @@ class StagedItems(FetchedItems):
     def counts_by_type(self) -> pd.DataFrame:
         """Rows per TYPE, reading only the TYPE column of each file."""
         counts: dict[str, int] = {}
-        for path in self.files:
+        for path in self._here():
             for entry in pq.read_table(path, columns=["TYPE"]).column("TYPE").value_counts().to_pylist():
                 counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
         frame = pd.DataFrame(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or "")),
                              columns=["TYPE", "ROWS"])
         return frame
+
+    def _here(self) -> list[Path]:
+        gone = next((path for path in self.files if not path.is_file()), None)
+        if gone is not None:
+            raise HnpipeError(f"{gone} is no longer on this machine (a shard's files leave it at its commit on "
+                              "Snowflake: the stage has them); step.preview() and step.counts_by_type() show them")
+        return self.files
 
     def discard(self) -> None:
         """Remove the files from the stage (after the publish, or a failed one)."""
