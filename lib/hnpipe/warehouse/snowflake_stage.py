@@ -56,7 +56,8 @@ from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import HnpipeError, WarehouseError
 from hnpipe.warehouse.base import STAGE_NAME, FileStage, Gate, checked_gates, keep_plan, staging_table_name
 
-_FILE_NAME = re.compile(r"(?!(.*/)?\.{1,2}(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")  # hnpipe.stage's names: no quote, no `..` part
+# hnpipe.stage's names: plain parts, no quote (FILES = ('..') takes them as they are), no `.`/`..` part
+_FILE_NAME = re.compile(r"(?!(.*/)?\.{1,2}(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 MAX_FILES_PER_COPY = 1000  # COPY's FILES list takes at most 1,000 names
 STAGE = f"@{STAGE_NAME}"  # a plain upper-case name: the same object as "HNPIPE_STAGE"
 COPY_OPTIONS = ("FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE "
