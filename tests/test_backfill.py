@@ -71,6 +71,33 @@ def test_merge_refusal_names_what_is_missing(tmp_path: Path) -> None:
     assert "the shards end at 20, the plan at 30" in short[1]
 
 
+@pytest.mark.parametrize("bad", ["shard-000001/R1/part-000001.parquet",  # another run's file, in the stage
+                                 "shard-000001/R2/../R1/part-000001.parquet",  # relative_to is lexical
+                                 "shard-000001/R2/part-000001.parquet') , ('x.parquet"])  # Snowflake's FILES
+def test_merge_loads_only_the_files_of_each_shards_own_run(tmp_path: Path, bad: str) -> None:
+    """Names from the ledger and the manifest go into the load: each must be one of its shard's
+    run's parts, whatever the rows and checksums say."""
+    import pyarrow.parquet as pq
+
+    from hnpipe.backfill.shard import combined_checksum
+    from hnpipe.environments import Target
+    from hnpipe.stage import STAGE_SCHEMA, Stage, file_digest
+
+    stage = Stage(DirectoryStage(None, Target("LOCAL", "TESTER"), tmp_path), Target("LOCAL", "TESTER"))
+    killed = stage.path("backfill/BF/shard-000001/R1") / "part-000001.parquet"  # an earlier attempt's
+    killed.parent.mkdir(parents=True)
+    pq.write_table(STAGE_SCHEMA.empty_table(), killed)
+    entry = {"file": bad, "rows": 0, "bytes": killed.stat().st_size, "sha256": file_digest(killed)}
+    checksum = combined_checksum([entry["sha256"]])
+    stage.write_manifest("backfill/BF/shard-000001/R2", {"files": [entry], "rows": 0, "null_ids": 0,
+                                                         "checksum": checksum,
+                                                         "schema": [[f.name, str(f.type)] for f in STAGE_SCHEMA]})
+    plan = BackfillPlan("BF", 1, 30, 30, {}, None, False, {1: Shard(
+        "BF", 1, 1, 30, "done", rows=0, null_ids=0, files=[bad], checksum=checksum, run_id="R2")})
+    expected = f"shard 1 (run R2): file name {bad!r} is not shard-000001/R2/part-NNNNNN.parquet"
+    assert problems(plan, stage) == [expected]
+
+
 @pytest.mark.slow
 def test_backfill_survives_sigkill_and_merges_exactly_the_answered_ids(clean_env: Path) -> None:
     items = generate_sample(n_ids=IDS, max_item=MAX_ITEM)

@@ -202,13 +202,18 @@ def test_a_shard_killed_after_its_upload_is_fetched_again_and_only_the_new_files
     assert published == len(ids) and ids.is_unique and ids.between(FIRST, LAST).all()
 
 
-def test_merge_refuses_a_file_missing_from_the_stage(on_fakesnow, runner) -> None:
+def _both_shards_committed(on_fakesnow, runner) -> tuple:
     warehouse = on_fakesnow.warehouse()
     ledger, plan = _plan(warehouse)
     runner("runner-1")
     for number in (1, 2):
         step = _shard(number, plan)
         step.publish(step.fetch())
+    return warehouse, ledger
+
+
+def test_merge_refuses_a_file_missing_from_the_stage(on_fakesnow, runner) -> None:
+    warehouse, ledger = _both_shards_committed(on_fakesnow, runner)
     stage = on_fakesnow.stages.stages[("LOCAL", "TESTER", "HNPIPE_STAGE")]
     lost = next(p for p in stage.files if "shard-000002" in p and p.endswith(".parquet"))
     del stage.files[lost]
@@ -258,27 +263,136 @@ def test_a_file_copy_did_not_load_is_named_though_another_shard_has_its_name(tmp
     from hnpipe.stage import STAGE_SCHEMA
     from hnpipe.warehouse.snowflake_stage import SnowflakeStage
 
-    class Cursor:
-        def __init__(self, names, rows):
-            self.description = [(name,) for name in names]
-            self._rows = rows
-
-        def fetchall(self):
-            return self._rows
-
-    class Session:
-        def _use_for_write(self, target):
-            return target
-
-        def _execute(self, sql, what=None):
-            if sql.startswith("COPY"):
-                return Cursor(["file", "status"], [("hnpipe_stage/backfill/B/shard-000001/R1/part-000001.parquet", "LOADED")])
-            return Cursor([], [])
-
-        def _publish(self, target, table, staging, load, expected, gates, keep):
-            load()
-            return 0
-
     names = ["shard-000001/R1/part-000001.parquet", "shard-000002/R2/part-000001.parquet"]
     with pytest.raises(WarehouseError, match="did not load 1 of 2 files, e.g. shard-000002/R2/part-000001.parquet"):
-        SnowflakeStage(Session(), LOCAL, tmp_path).publish("ITEMS", "backfill/B", names, STAGE_SCHEMA, "R9", (), None)
+        SnowflakeStage(_Session(), LOCAL, tmp_path).publish("ITEMS", "backfill/B", names, STAGE_SCHEMA, "R9", (), None)
+
+
+class _Cursor:
+    def __init__(self, names, rows):
+        self.description = [(name,) for name in names]
+        self._rows = rows
+
+    def fetchall(self):
+        return self._rows
+
+
+class _Session:
+    """A Snowflake session whose COPY loads only shard 1's part (the stage's statements, else nothing)."""
+
+    def __init__(self):
+        self.log = []
+
+    def _use_for_write(self, target):
+        return target
+
+    def _execute(self, sql, what=None):
+        self.log.append(sql)
+        if sql.startswith("COPY"):
+            return _Cursor(["file", "status"], [("hnpipe_stage/backfill/B/shard-000001/R1/part-000001.parquet", "LOADED")])
+        return _Cursor([], [])
+
+    def _publish(self, target, table, staging, load, expected, gates, keep):
+        load()
+        return 0
+
+
+def test_a_staged_file_name_with_a_quote_or_dot_dot_never_reaches_copy(tmp_path: Path) -> None:
+    from hnpipe.stage import STAGE_SCHEMA
+    from hnpipe.warehouse.snowflake_stage import SnowflakeStage
+
+    for bad in ("shard-000001/R1/x.parquet'), ('../../runs/R9/part-000001.parquet",
+                "shard-000001/../../runs/R9/part-000001.parquet"):
+        session = _Session()
+        with pytest.raises(WarehouseError, match="refused to load .*letters, digits"):
+            SnowflakeStage(session, LOCAL, tmp_path).publish("ITEMS", "backfill/B", [bad], STAGE_SCHEMA, "R9", (), None)
+        assert not [sql for sql in session.log if sql.startswith(("CREATE TABLE", "COPY"))]
+
+
+# -- the local folder parts wait in for their PUT -------------------------------------------
+def test_the_local_parts_folder_is_this_users_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per user, 0700: a folder shared by every user of the host (as /tmp/hnpipe-stage was) lets
+    another one block it or swap a part between its rename and its PUT."""
+    import os
+    import stat
+
+    from hnpipe.warehouse.snowflake_stage import SnowflakeStage
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = tmp_path / f"hnpipe-stage-{os.getuid()}"
+    assert SnowflakeStage(None, LOCAL).local == root / "LOCAL" / "TESTER"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    root.chmod(0o777)  # made by someone else's umask, or another user
+    with pytest.raises(WarehouseError, match=rf"refused the stage's local folder {root}: it is group/world-writable"):
+        SnowflakeStage(None, LOCAL)
+    root.chmod(0o700)
+    monkeypatch.setattr(os, "getuid", lambda: 4242)  # as another user who finds this folder at its name
+    (tmp_path / "hnpipe-stage-4242").mkdir(mode=0o700)
+    with pytest.raises(WarehouseError, match="owned by uid"):
+        SnowflakeStage(None, LOCAL)
+    (tmp_path / "hnpipe-stage-4242").rmdir()
+    (tmp_path / "hnpipe-stage-4242").symlink_to(root)  # pre-made by another local user
+    with pytest.raises(WarehouseError, match="it is a symlink"):
+        SnowflakeStage(None, LOCAL)
+
+
+# -- what a shard leaves behind on a shared stage ---------------------------------------------
+def test_a_committed_shard_keeps_no_local_copy_and_still_previews(on_fakesnow, runner) -> None:
+    """Once the `done` row is written the stage has the files: the local ones go (this run's
+    only), so `backfill run --workers` on a laptop does not hold the backfill twice; the preview
+    cells show the shard's rows from what was read before."""
+    warehouse = on_fakesnow.warehouse()
+    _, plan = _plan(warehouse)
+    runner("laptop")
+    step = _shard(1, plan)
+    items = step.fetch()
+    expected = items.to_frame().sort_values("ID", ignore_index=True)
+    folder = items.files[0].parent
+    other = folder.parent / "20261207T000000_abcdef"  # another run's folder: not this commit's to remove
+    other.mkdir()
+    assert folder.is_dir()
+    step.publish(items)
+    assert not folder.exists() and other.is_dir()
+    with pytest.raises(HnpipeError, match="no longer on this machine .*step.preview"):
+        items.head()  # the fetch cell's `items`, run again after the publish
+    assert any(p.endswith(items.files[0].name) for p in on_fakesnow.stages.files("LOCAL", "TESTER"))
+    pd.testing.assert_frame_equal(step.preview(3), expected.head(3))
+    counts = step.counts_by_type()
+    assert counts["ROWS"].sum() == len(expected) and set(counts["TYPE"]) == set(expected["TYPE"])
+
+
+def test_a_shard_refused_at_its_commit_keeps_its_local_files(on_fakesnow, runner) -> None:
+    warehouse = on_fakesnow.warehouse()
+    ledger, plan = _plan(warehouse)
+    runner("laptop")
+    step = _shard(1, plan)
+    items = step.fetch()
+    ledger.event(ledger.shard(plan.backfill_id, 1), RUNNING, RUN_ID="20261207T000000_other0")  # taken over
+    with pytest.raises(HnpipeError, match="taken over"):
+        step.publish(items)
+    assert all(path.is_file() for path in items.files)
+
+
+# -- files written with other columns ---------------------------------------------------------
+def test_merge_refuses_shards_written_with_other_columns(on_fakesnow, runner, monkeypatch) -> None:
+    """Shards written before a column change: COPY .. MATCH_BY_COLUMN_NAME would load the new
+    column as NULLs (stage model S6), so the merge refuses them, by the manifests' columns."""
+    import json
+
+    import pyarrow as pa
+
+    from hnpipe import stage as staging
+
+    warehouse, ledger = _both_shards_committed(on_fakesnow, runner)
+    files = on_fakesnow.stages.stages[("LOCAL", "TESTER", "HNPIPE_STAGE")].files
+    second = next(p for p in files if "shard-000002" in p and p.endswith("manifest.json"))
+    manifest = json.loads(files[second][0])
+    manifest.pop("schema", None)  # as an older hnpipe wrote it
+    files[second] = (json.dumps(manifest).encode(), files[second][1])
+    with pytest.raises(HnpipeError, match=r"shard\(s\) 2 hold files whose columns .*plan the backfill again"):
+        merging.merge("local", warehouse, LOCAL, ledger, say=lambda line: None)
+    monkeypatch.setattr(staging, "STAGE_SCHEMA", staging.STAGE_SCHEMA.append(pa.field("RANK", pa.int64())))
+    with pytest.raises(HnpipeError, match=r"shard\(s\) 1, 2 hold files whose columns are not today's"):
+        merging.merge("local", warehouse, LOCAL, ledger, say=lambda line: None)
+    assert "ITEMS" not in warehouse.list_tables(LOCAL)
+    assert not [s for s in on_fakesnow.stages.log if s.startswith("COPY INTO")]

@@ -50,7 +50,7 @@ from hnpipe.items import FetchedItems, ItemsBuilder
 from hnpipe.run_context import RunContext
 from hnpipe.sample import SampleServer
 from hnpipe.runner import records
-from hnpipe.stage import StagedItems, open_stage
+from hnpipe.stage import StagedItems, StagedPreview, open_stage
 from hnpipe.warehouse import connect, reader
 from hnpipe.warehouse.base import Gate, Warehouse
 
@@ -379,12 +379,14 @@ class Step:
         # the shards of `backfill run --workers W` touch the ledger briefly at claim and commit, a
         # whole fetch apart, so the commit gets a budget of its own rather than the claim's leftover.
         self.warehouse.begin_run()
+        # A shared stage's commit removes the local files: the preview cells' rows are read first.
+        shown = StagedPreview(items) if isinstance(items, StagedItems) and items.stage.shared else items
         with self._work():
             line = backfill_shard.commit(self._fetched.claim, items.files, len(items), len(self.fetch_report.null_ids))
             print(line)
         self._record(history.SUCCEEDED, rows=len(items), detail=line, action="backfill-shard")
         self._fetched = None  # committed: a second publish would commit nothing new
-        self._shard_items = items  # what the preview cells show: ITEMS is not touched
+        self._shard_items = shown  # what the preview cells show: ITEMS is not touched
         return len(items)
 
     # -- datasets defined in SQL -----------------------------------------------------------

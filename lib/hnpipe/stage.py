@@ -54,6 +54,14 @@ STAGE_SCHEMA = ITEMS_SCHEMA.set(ITEMS_SCHEMA.get_field_index("TIME"), pa.field("
 _TIME = ITEMS_SCHEMA.get_field_index("TIME")
 PART_ROWS = 100_000  # rows per Parquet file: ~10 MiB each, a few row groups of the builder's batches
 MANIFEST = "manifest.json"
+PREVIEW_ROWS = 100  # a committed shard on a shared stage keeps this many rows for its preview cells
+
+
+def schema_columns(schema: pa.Schema | None = None) -> list[list[str]]:
+    """The files' columns as a manifest records them: [name, Arrow type] each (today's STAGE_SCHEMA
+    by default). A merge refuses files written with other columns: Snowflake's COPY ..
+    MATCH_BY_COLUMN_NAME would load a column they lack as NULLs (hnpipe.backfill.merge)."""
+    return [[field.name, str(field.type)] for field in (STAGE_SCHEMA if schema is None else schema)]
 
 
 class PartWriter:
@@ -124,7 +132,7 @@ class StagedItems(FetchedItems):
         """Every row as one Arrow table (reads all the files: memory grows with the rows)."""
         if not self.files:
             return ITEMS_SCHEMA.empty_table()
-        return pa.concat_tables([_read(f) for f in self.files])
+        return pa.concat_tables([_read(f) for f in self._here()])
 
     def head(self, rows: int = 5) -> pd.DataFrame:
         """The `rows` lowest ids, reading one column at a time: only ID is held whole."""
@@ -132,7 +140,7 @@ class StagedItems(FetchedItems):
 
         rows = max(0, min(int(rows), self.rows))
         found: list[pa.Table] = []
-        for path in self.files:
+        for path in self._here():
             part = _read(path)
             found.append(part.take(pc.select_k_unstable(part, k=min(rows, part.num_rows),
                                                         sort_keys=[("ID", "ascending")])) if rows else part.slice(0, 0))
@@ -145,16 +153,41 @@ class StagedItems(FetchedItems):
     def counts_by_type(self) -> pd.DataFrame:
         """Rows per TYPE, reading only the TYPE column of each file."""
         counts: dict[str, int] = {}
-        for path in self.files:
+        for path in self._here():
             for entry in pq.read_table(path, columns=["TYPE"]).column("TYPE").value_counts().to_pylist():
                 counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
         frame = pd.DataFrame(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or "")),
                              columns=["TYPE", "ROWS"])
         return frame
 
+    def _here(self) -> list[Path]:
+        gone = next((path for path in self.files if not path.is_file()), None)
+        if gone is not None:
+            raise HnpipeError(f"{gone} is no longer on this machine (a shard's files leave it at its commit on "
+                              "Snowflake: the stage has them); step.preview() and step.counts_by_type() show them")
+        return self.files
+
     def discard(self) -> None:
         """Remove the files from the stage (after the publish, or a failed one)."""
         self.stage.remove(self.prefix)
+
+
+class StagedPreview:
+    """What a committed shard's preview cells show once its local files are gone (a shared
+    stage removes them at the commit): the rows per TYPE and the `rows` lowest ids, read before."""
+
+    def __init__(self, items: StagedItems, rows: int = PREVIEW_ROWS) -> None:
+        self.rows = len(items)
+        self._head = items.head(rows)
+        self._counts = items.counts_by_type()
+
+    def head(self, rows: int = 5) -> pd.DataFrame:
+        if rows > len(self._head) and self.rows > len(self._head):
+            print(f"(the {len(self._head):,} lowest ids of {self.rows:,}: the shard's files are in the stage now)")
+        return self._head.head(max(0, int(rows))).copy()
+
+    def counts_by_type(self) -> pd.DataFrame:
+        return self._counts.copy()
 
 
 @dataclass
@@ -192,6 +225,12 @@ class Stage:
     def remove(self, prefix: str) -> None:
         self.files.remove("/".join(_parts(prefix)))
 
+    def drop_local(self, prefix: str) -> None:
+        """Remove `prefix`'s local copies when the warehouse holds the files (a shared stage):
+        the stage's own files otherwise."""
+        if self.shared:
+            shutil.rmtree(self.path(prefix), ignore_errors=True)
+
     def write_manifest(self, prefix: str, manifest: dict) -> Path:
         """The manifest beside the files, sent to the stage last: the shard's upload is then complete."""
         path = self.path(prefix) / MANIFEST
@@ -221,7 +260,8 @@ class Stage:
         if not files:
             return warehouse.publish_arrow(self.target, table, STAGE_SCHEMA.empty_table(), run_id,
                                            gates=gates, keep_versions=keep_versions)
-        names = [Path(f).relative_to(self.root).as_posix() for f in files]
+        # relative_to is lexical: `_parts` refuses a `..` (or a quote) before it reaches a load
+        names = ["/".join(_parts(Path(f).relative_to(self.root).as_posix())) for f in files]
         prefix = os.path.commonpath([name.rpartition("/")[0] for name in names])
         return self.files.publish(table, prefix, [name[len(prefix) + 1:] for name in names], STAGE_SCHEMA,
                                   run_id, gates, keep_versions)

@@ -3,8 +3,10 @@
 It refuses, naming what is missing, unless every shard is done, the shards' ranges tile the
 plan's range without gap or overlap, and each done shard's manifest is in the stage (the one
 of the run the ledger's `done` row names: files of a killed attempt are never read), names
-the files the ledger names, and adds up (rows per file summing to the ledger's rows, each
-file in the stage with the size written and, where the file is on this machine, its sha256).
+the files the ledger names (each one of that shard's run's parts, by name: nothing else in
+the stage is loaded), says its files hold today's ITEMS columns (Snowflake's COPY ..
+MATCH_BY_COLUMN_NAME would load a column older files lack as NULLs), and adds up (rows per
+file summing to the ledger's rows, each file in the stage with the size written and, where the file is on this machine, its sha256).
 On Snowflake the manifests are read with GET and the files listed with LIST from
 HNPIPE_STAGE, so shards that ran on other CI runners merge (hnpipe.warehouse.snowflake_stage). Then the files are loaded into ITEMS' staging table inside the
 warehouse (hnpipe.stage), ITEMS' gates run (every id within the plan's range, none twice,
@@ -18,6 +20,7 @@ the plan's first id (its target set is then id_min..maxitem, see hnpipe.refresh)
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,10 +30,11 @@ from hnpipe.backfill.ledger import DONE, MERGED, BackfillPlan, Ledger
 from hnpipe.backfill.shard import backfill_prefix, combined_checksum, shard_prefix
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError
-from hnpipe.stage import Stage, file_digest, open_stage
+from hnpipe.stage import Stage, file_digest, open_stage, schema_columns
 from hnpipe.warehouse.base import Warehouse
 
 MAX_NAMED = 10  # how many missing shards an error names before "and N more"
+RUN_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}")  # one plain stage folder name
 
 
 def problems(plan: BackfillPlan, stage: Stage, verify_files: bool = True) -> list[str]:
@@ -38,9 +42,8 @@ def problems(plan: BackfillPlan, stage: Stage, verify_files: bool = True) -> lis
     found: list[str] = []
     not_done = [s for s in plan.shards.values() if s.status != DONE]
     if not_done:
-        named = ", ".join(f"{s.shard} ({s.status}{': ' + s.error if s.error else ''})" for s in not_done[:MAX_NAMED])
-        more = f" and {len(not_done) - MAX_NAMED} more" if len(not_done) > MAX_NAMED else ""
-        found.append(f"{len(not_done)} of {len(plan.shards)} shards not done: {named}{more}")
+        named = _named([f"{s.shard} ({s.status}{': ' + s.error if s.error else ''})" for s in not_done])
+        found.append(f"{len(not_done)} of {len(plan.shards)} shards not done: {named}")
     expected = plan.id_min
     for shard in sorted(plan.shards.values(), key=lambda s: s.id_min):
         if shard.id_min != expected:
@@ -54,16 +57,30 @@ def problems(plan: BackfillPlan, stage: Stage, verify_files: bool = True) -> lis
             found.append(f"the shards end at {expected - 1:,}, the plan at {plan.id_max:,}")
     folder = backfill_prefix(plan.backfill_id)
     listed = stage.listing(folder)  # what the stage holds (on Snowflake: LIST, from any machine)
-    for shard in plan.shards.values():
+    other_schema: list[int] = []
+    for shard in sorted(plan.shards.values(), key=lambda s: s.shard):
         if shard.status != DONE:
             continue
-        manifest = stage.read_manifest(shard_prefix(plan.backfill_id, shard.shard, shard.run_id))
         where = f"shard {shard.shard} (run {shard.run_id})"
+        if not RUN_ID.fullmatch(shard.run_id or ""):
+            found.append(f"{where}: the ledger's run id {shard.run_id!r} is not a run id (letters, digits, _ . -)")
+            continue
+        manifest = stage.read_manifest(shard_prefix(plan.backfill_id, shard.shard, shard.run_id))
         if manifest is None:
             found.append(f"{where}: no manifest in the stage")
             continue
+        if manifest.get("schema") != schema_columns():
+            other_schema.append(shard.shard)
+            continue
         entries = manifest.get("files", [])
-        if [e["file"] for e in entries] != shard.files:
+        # The names go into the load (Snowflake's FILES list, DuckDB's paths): each must be one of
+        # this shard's run's parts (hnpipe.stage's layout), nothing else in the stage.
+        allowed = re.compile(rf"shard-{shard.shard:06d}/{re.escape(shard.run_id)}/part-\d{{6}}\.parquet")
+        bad = next((name for name in [*shard.files, *(e.get("file") for e in entries)]
+                    if not isinstance(name, str) or not allowed.fullmatch(name)), None)
+        if bad is not None:
+            found.append(f"{where}: file name {bad!r} is not shard-{shard.shard:06d}/{shard.run_id}/part-NNNNNN.parquet")
+        elif [e["file"] for e in entries] != shard.files:
             found.append(f"{where}: the manifest names other files than the ledger")
         elif sum(e["rows"] for e in entries) != shard.rows or manifest.get("rows") != shard.rows:
             found.append(f"{where}: the manifest's rows do not add up to the ledger's {shard.rows:,}")
@@ -82,7 +99,16 @@ def problems(plan: BackfillPlan, stage: Stage, verify_files: bool = True) -> lis
                                  f"the manifest says {entry['bytes']:,})")
                 elif local is not None and file_digest(local) != entry["sha256"]:
                     found.append(f"{where}: file {entry['file']} changed since it was written (sha256)")
+    if other_schema:  # e.g. shards written before and after a column change: COPY would fill NULLs
+        found.append(f"shard(s) {_named([str(n) for n in other_schema])} hold files whose columns are not "
+                     "today's ITEMS columns (or their manifest does not say): plan the backfill again "
+                     "(hnpipe backfill plan)")
     return found
+
+
+def _named(names: list[str]) -> str:
+    more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
+    return ", ".join(names[:MAX_NAMED]) + more
 
 
 def merge(env: str, warehouse: Warehouse, target: Target, ledger: Ledger, keep_stage: bool = False,

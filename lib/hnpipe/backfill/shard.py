@@ -4,8 +4,10 @@ claim it in the ledger, fetch its id range into the stage, then commit it.
     step.fetch()    -> claim(): the ledger says which range; a done shard is refused (never
                        fetched again); a `running` row with this run's id and process is added;
                        the items go to backfill/<ID>/shard-<K>/<RUN_ID>/part-*.parquet
-    step.publish()  -> commit(): manifest.json beside the files, then the `done` row (the
-                       commit point). Refused when another run took the shard over meanwhile.
+    step.publish()  -> commit(): manifest.json beside the files (with their columns: the merge
+                       refuses files of another schema), then the `done` row (the commit
+                       point). Refused when another run took the shard over meanwhile. On a
+                       shared stage (Snowflake) the run's local copies are then removed.
 
 On Snowflake each part is sent to HNPIPE_STAGE (PUT) as it is complete and the manifest last,
 so a shard killed between its uploads and its `done` row leaves files no ledger row names:
@@ -31,7 +33,7 @@ from hnpipe import config
 from hnpipe.backfill.ledger import DONE, RUNNING, Ledger, Shard
 from hnpipe.environments import Target
 from hnpipe.errors import HnpipeError
-from hnpipe.stage import Stage, file_digest, open_stage
+from hnpipe.stage import STAGE_SCHEMA, Stage, file_digest, open_stage, schema_columns
 from hnpipe.warehouse.base import Warehouse
 
 
@@ -80,7 +82,11 @@ def commit(claim: Claim, files: list[Path], rows: int, null_ids: int) -> str:
     folder = claim.stage.path(backfill_prefix(shard.backfill_id))
     described = []
     for path in files:
-        meta = pq.ParquetFile(path).metadata
+        found = pq.ParquetFile(path)
+        if not found.schema_arrow.equals(STAGE_SCHEMA):  # the manifest vouches for today's columns
+            raise HnpipeError(f"shard {shard.shard}: {Path(path).name} holds other columns than ITEMS' files "
+                              f"({found.schema_arrow.names}): not committed")
+        meta = found.metadata
         ids = [meta.row_group(g).column(0).statistics for g in range(meta.num_row_groups)]
         described.append({"file": str(Path(path).relative_to(folder)), "rows": meta.num_rows,
                           "bytes": Path(path).stat().st_size, "sha256": file_digest(path),
@@ -92,7 +98,8 @@ def commit(claim: Claim, files: list[Path], rows: int, null_ids: int) -> str:
     checksum = combined_checksum(entry["sha256"] for entry in described)
     manifest = {"backfill_id": shard.backfill_id, "shard": shard.shard, "id_min": shard.id_min,
                 "id_max": shard.id_max, "rows": rows, "null_ids": null_ids, "files": described,
-                "checksum": checksum, "run_id": claim.run_id, "git_sha": config.git_sha()}
+                "checksum": checksum, "run_id": claim.run_id, "git_sha": config.git_sha(),
+                "schema": schema_columns()}
     claim.stage.write_manifest(claim.prefix, manifest)
     latest = claim.ledger.shard(shard.backfill_id, shard.shard)
     if latest.status != RUNNING or latest.run_id != claim.run_id:
@@ -102,6 +109,9 @@ def commit(claim: Claim, files: list[Path], rows: int, null_ids: int) -> str:
                        FILES=json.dumps([entry["file"] for entry in described]),
                        BYTES=sum(entry["bytes"] for entry in described), CHECKSUM=checksum,
                        RUN_ID=claim.run_id, HOST=socket.gethostname(), PID=os.getpid(), GIT_SHA=config.git_sha())
+    # Committed: the warehouse's stage has the files (shared), so the local copies go, this run's
+    # only (else `backfill run --workers` keeps the whole backfill twice on the machine).
+    claim.stage.drop_local(claim.prefix)
     return (f"committed shard {shard.shard} of {shard.backfill_id}: ids {shard.id_min:,}..{shard.id_max:,}, "
             f"{rows:,} rows ({null_ids:,} ids answered null) in {len(files)} file(s)")
 

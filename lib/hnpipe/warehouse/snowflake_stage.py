@@ -41,7 +41,10 @@ FILES with a sub-folder) is checked by `hnpipe doctor --smoke`.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from email.utils import parsedate_to_datetime
@@ -53,6 +56,8 @@ from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import HnpipeError, WarehouseError
 from hnpipe.warehouse.base import STAGE_NAME, FileStage, Gate, checked_gates, keep_plan, staging_table_name
 
+# hnpipe.stage's names: plain parts, no quote (FILES = ('..') takes them as they are), no `.`/`..` part
+_FILE_NAME = re.compile(r"(?!(.*/)?\.{1,2}(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 MAX_FILES_PER_COPY = 1000  # COPY's FILES list takes at most 1,000 names
 STAGE = f"@{STAGE_NAME}"  # a plain upper-case name: the same object as "HNPIPE_STAGE"
 COPY_OPTIONS = ("FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE "
@@ -73,6 +78,23 @@ def column_ddl(schema: Any) -> str:
     return ", ".join(columns)
 
 
+def private_folder() -> Path:
+    """`<temp dir>/hnpipe-stage-<uid>`, where this user's parts wait for their PUT: made 0700, and
+    refused when it is a symlink, not this user's, or group/world-writable (another local user
+    could otherwise swap a part between its rename and its PUT, or block the folder)."""
+    root = Path(tempfile.gettempdir()) / f"hnpipe-stage-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    found = os.lstat(root)
+    wrong = ("a symlink" if stat.S_ISLNK(found.st_mode) else "not a directory" if not stat.S_ISDIR(found.st_mode)
+             else f"owned by uid {found.st_uid}" if found.st_uid != os.getuid()
+             else f"group/world-writable ({stat.S_IMODE(found.st_mode):o})" if found.st_mode & 0o022 else None)
+    if wrong:
+        raise WarehouseError(f"refused the stage's local folder {root}: it is {wrong}; it must be a directory "
+                             "of your own that only you may write (remove it, hnpipe makes it again)")
+    return root
+
+
 def _file_url(path: Path) -> str:
     text = str(Path(path).resolve())
     if "'" in text or "\\" in text:
@@ -87,7 +109,7 @@ class SnowflakeStage(FileStage):
 
     def __init__(self, warehouse: Any, target: Target, local: Path | None = None) -> None:
         self.warehouse, self.target = warehouse, target
-        self.local = Path(local or Path(tempfile.gettempdir()) / "hnpipe-stage" / target.database / target.schema)
+        self.local = Path(local) if local else private_folder() / target.database / target.schema
         self._ready = False
 
     def _here(self) -> None:
@@ -166,6 +188,10 @@ class SnowflakeStage(FileStage):
         gates = checked_gates(gates)
         keep = keep_plan(table, run_id, keep_versions)
         names = list(names)
+        bad = next((name for name in names if not _FILE_NAME.fullmatch(name)), None)
+        if bad is not None:  # the names go into FILES = ('..') as they are
+            raise WarehouseError(f"refused to load {bad!r} from {STAGE_NAME}: a staged file is named with "
+                                 "letters, digits, _ . - and /, no . or .. part")
         self._here()
         where = f"{STAGE}/{prefix.strip('/')}/"
 
