@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from hnpipe.run_context import RunContext
 from hnpipe import consistency, history, pipeline, runner
 from hnpipe.environments import Target
@@ -21,6 +23,7 @@ def published_items() -> str:
     return step.run_id
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_a_build_while_another_run_replaces_items_says_so_and_which_items_it_used(clean_env, capsys) -> None:
     old = published_items()
     # Another notebook starts fetching ITEMS (its marker: this process, alive) and has not published.
@@ -54,6 +57,7 @@ def test_an_interactive_fetch_marks_itself_as_replacing_items_until_it_publishes
     assert consistency.replacing(wh, TARGET, "ITEMS") == []
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_explore_names_each_tables_run_and_warns_when_they_differ(clean_env, capsys) -> None:
     published_items()
     stories = pipeline.start("STORIES", VALUES)

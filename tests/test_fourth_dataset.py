@@ -77,6 +77,7 @@ def run_notebook(path: Path, parameters: dict) -> dict:
     return namespace
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_jobs_is_built_by_its_notebook_published_and_recorded_like_the_others(project: Path) -> None:
     step = pipeline.start("ITEMS", VALUES)
     step.publish(step.fetch_items())

@@ -162,6 +162,7 @@ def test_gates_run_on_the_snowflake_engine(fake_snowflake) -> None:
         wh.close()
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_a_publish_that_would_shrink_items_past_max_shrink_is_refused_with_the_counts(clean_env: Path) -> None:
     """The API's maxitem drops (a bad deploy, a wrong URL): 10 rows would become 3, and every
     other gate passes. Refused unless the run says allow_shrink, which the history records."""
@@ -194,6 +195,7 @@ def test_a_publish_that_would_shrink_items_past_max_shrink_is_refused_with_the_c
     assert latest.DETAIL == "allow_shrink: ITEMS shrank from 10 to 3 rows"
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_items_cannot_shrink_step_by_step_below_a_fraction_of_its_largest_size(clean_env: Path) -> None:
     """Issue 18 row 12: daily runs each dropping 49% used to pass the per-run gate one by one, and
     ITEMS went from 100 rows to 1. ITEMS' largest size over its kept versions and the last

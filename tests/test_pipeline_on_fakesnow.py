@@ -25,6 +25,7 @@ def namespace(**overrides) -> dict:
     return {"environment": "local", "n_items": 300, "hn_api_url": "sample", **overrides}
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_local_pipeline_runs_on_the_snowflake_adapter(on_fakesnow) -> None:
     items_step = pipeline.start("ITEMS", namespace())
     assert items_step.warehouse.engine == "snowflake"

@@ -162,6 +162,7 @@ def test_requests_grow_with_the_new_ids_not_with_n(clean_env, n_items: int, new:
     assert requests == 1 + new + window  # maxitem, the new ids, the window: whatever n_items is
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_the_default_window_is_the_parameter_default(clean_env) -> None:
     with SampleServer(items=hn_until(TOP)) as server:
         run_items(server, 1_200)

@@ -138,6 +138,7 @@ def _plan(warehouse) -> tuple[Ledger, object]:
     return ledger, plan
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_shards_from_two_runners_merge_from_the_stage(on_fakesnow, runner, monkeypatch) -> None:
     """Each shard on its own machine, whose files are gone afterwards: only the stage has them,
     and the merge, on a third machine, reads the manifests with GET and loads with COPY."""
@@ -166,6 +167,7 @@ def test_shards_from_two_runners_merge_from_the_stage(on_fakesnow, runner, monke
     assert all(f"FROM @HNPIPE_STAGE/backfill/{plan.backfill_id}/ " in s for s in copies)
 
 
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_a_shard_killed_after_its_upload_is_fetched_again_and_only_the_new_files_merge(
         on_fakesnow, runner, monkeypatch) -> None:
     warehouse = on_fakesnow.warehouse()
@@ -374,6 +376,7 @@ def test_a_shard_refused_at_its_commit_keeps_its_local_files(on_fakesnow, runner
 
 
 # -- files written with other columns ---------------------------------------------------------
+@pytest.mark.slow  # whole pipelines or backfills, several over (the full suite runs it)
 def test_merge_refuses_shards_written_with_other_columns(on_fakesnow, runner, monkeypatch) -> None:
     """Shards written before a column change: COPY .. MATCH_BY_COLUMN_NAME would load the new
     column as NULLs (stage model S6), so the merge refuses them, by the manifests' columns."""
