@@ -13,13 +13,12 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from hnpipe import alerts, params
+from loopback_api import LoopbackAPI
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_SECRETS = {
@@ -31,40 +30,25 @@ DEAD_HN = "http://127.0.0.1:9/v0"  # port 9 (discard) refuses connections on loo
 
 
 class Webhook:
-    """A local stand-in for Slack: records each POSTed JSON body, optionally slowly or failing."""
+    """A local stand-in for Slack (tests/loopback_api.py): records each POSTed JSON body,
+    optionally slowly or failing."""
+
+    # The URL's path is the secret part of a real webhook: it must never show.
+    PATH = "/services/T0/B0/webhook-secret-7g8h"
 
     def __init__(self, delay_s: float = 0.0, status: int = 200) -> None:
         self.messages: list[dict] = []
-        self.delay_s, self.status = delay_s, status
-        webhook = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                webhook.messages.append(json.loads(body))
-                time.sleep(webhook.delay_s)
-                try:
-                    self.send_response(webhook.status)
-                    self.end_headers()
-                    self.wfile.write(b"ok")
-                except (BrokenPipeError, ConnectionResetError):
-                    # The slow webhook's caller gave up, as meant: a traceback here would land
-                    # on a later test's captured stderr.
-                    pass
+        def answer(body: dict | None) -> tuple[int, str]:
+            self.messages.append(body)
+            time.sleep(delay_s)
+            return status, "ok"
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        # The URL's path is the secret part of a real webhook: it must never show.
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/webhook-secret-7g8h"
+        self.api = LoopbackAPI({("POST", self.PATH): answer})
+        self.url = self.api.url + self.PATH
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.api.__exit__()
 
 
 @pytest.fixture
