@@ -53,9 +53,13 @@ def is_identifier(value: object) -> bool:
     return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
 
 
+def unknown_environment(value: object, source: str = "environment") -> GuardError:
+    return GuardError(f"unknown {source} {value!r}: choose one of {', '.join(ENVIRONMENTS)}")
+
+
 def check_environment_name(value: object, source: str = "environment") -> str:
     if value not in ENVIRONMENTS:
-        raise GuardError(f"unknown {source} {value!r}: choose one of {', '.join(ENVIRONMENTS)}")
+        raise unknown_environment(value, source)
     return value  # type: ignore[return-value]
 
 

@@ -237,7 +237,7 @@ class HttpHNClient(HNClient):
     async def _get_item(self, session: aiohttp.ClientSession, item_id: int,
                         on_throttled: Callable[[int], None] | None = None) -> tuple[dict | None, int]:
         url = f"{self.base_url}/item/{item_id}.json"
-        value, retries = await self._get_json(session, url, f"item {item_id}", on_throttled or self.on_throttled)
+        value, retries = await self._get_json(session, url, f"item {item_id}", on_throttled)
         if isinstance(value, dict):
             value = repair_text(value)
         if value is not None and (not isinstance(value, dict) or value.get("id") != item_id

@@ -20,8 +20,8 @@ import yaml
 
 from hnpipe import config
 from hnpipe.credentials import looks_like_secret_key
-from hnpipe.environments import ENVIRONMENTS
-from hnpipe.errors import GuardError, ParameterError, one_line
+from hnpipe.environments import ENVIRONMENTS, unknown_environment
+from hnpipe.errors import ParameterError, one_line
 from hnpipe.hn_url import check_private_hosts, host_kind, shown_url, url_problem
 
 MAX_ITEMS = 5_000_000
@@ -462,7 +462,7 @@ def params_for(env: str, overrides: Mapping[str, Any] = (), root: Path | None = 
     """params/<env>.yaml with overrides applied, validated; refuses a mismatched environment.
     What `hnpipe run`, `hnpipe admin` and `hnpipe restore` run with."""
     if env not in ENVIRONMENTS:  # before a file name is made of it
-        raise GuardError(f"unknown --env {env!r}: choose one of {', '.join(ENVIRONMENTS)}")
+        raise unknown_environment(env, "--env")
     values = load_params_file(config.params_dir(root) / f"{env}.yaml")
     overrides = dict(overrides)
     if "environment" in overrides and overrides["environment"] != env:

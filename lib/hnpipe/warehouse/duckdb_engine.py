@@ -164,20 +164,19 @@ class DuckDBWarehouse(Warehouse):
         return frame_from_arrow(arrow)
 
     def query(self, target: Target, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
-        # A relation, not the DB-API cursor: DuckDB 2 copies a cursor's rows once more for Arrow,
-        # and says so in a UserWarning that landed in every executed notebook's output.
-        with self._selecting(target, sql, params, relation=True) as relation:
+        with self._selecting(target, sql, params) as relation:
             return frame_from_arrow(relation.to_arrow_table())
 
     def query_rows(self, target: Target, sql: str, params: Sequence[object] = ()) -> list[dict[str, object]]:
-        with self._selecting(target, sql, params) as cursor:
-            names = [column[0] for column in cursor.description]
-            return [{name: _utc(value) for name, value in zip(names, row)} for row in cursor.fetchall()]
+        with self._selecting(target, sql, params) as relation:
+            names = relation.columns
+            return [{name: _utc(value) for name, value in zip(names, row)} for row in relation.fetchall()]
 
     @contextmanager
-    def _selecting(self, target: Target, sql: str, params: Sequence[object], relation: bool = False) -> Iterator[Any]:
-        """The connection with `sql`'s result pending (or, with `relation`, the query as a
-        DuckDB relation), run in target's schema."""
+    def _selecting(self, target: Target, sql: str, params: Sequence[object]) -> Iterator[duckdb.DuckDBPyRelation]:
+        """`sql` as a DuckDB relation, run in target's schema. A relation, not the DB-API cursor:
+        DuckDB 2 copies a cursor's rows once more for Arrow, and says so in a UserWarning that
+        landed in every executed notebook's output."""
         with self._reading(target.database) as con:
             if con is None:
                 raise WarehouseError(f"no database {target.database} in {self.directory}")
@@ -186,10 +185,10 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
             try:
                 # The file is open read-only, so anything but a read fails here.
-                result = con.sql(sql, params=list(params) or None) if relation else con.execute(sql, list(params) or None)
-                if result is None or (not relation and result.description is None):
+                relation = con.sql(sql, params=list(params) or None)
+                if relation is None:
                     raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
-                yield result if relation else con
+                yield relation
             except duckdb.Error as exc:
                 raise WarehouseError(f"query in {target} failed: {one_line(exc)}") from exc
 
