@@ -19,6 +19,7 @@ Protocol, one JSON line each way on the zygote's stdin/stdout: {"argv", "cwd", "
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -31,7 +32,10 @@ from jupyter_client.provisioning import LocalProvisioner
 
 # Imported in the zygote before any fork: what every kernel imports anyway (ipykernel's app)
 # and what the pipeline notebooks import first (hnpipe.runner.kernels' warm modules).
-PRELOAD = ("ipykernel.kernelapp", "hnpipe.pipeline", "hnpipe.hn")
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython.core.debugger",
+           "IPython.core.oinspect", "IPython.core.completerlib", "IPython.extensions.storemagic",
+           "tornado.platform.asyncio", "tornado.queues",
+           "hnpipe.pipeline", "hnpipe.hn", "hnpipe.warehouse.duckdb_engine", "duckdb")
 # Variables read once at interpreter start-up: a kernel asking for other values than the
 # zygote started with cannot be forked from it (it gets the plain launch).
 STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "PYTHONSAFEPATH", "PYTHONNOUSERSITE",
@@ -48,24 +52,35 @@ class Zygote:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hnpipe.runner.zygote"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-c", "from hnpipe.runner.zygote import main; main()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C reaches the runner, which stops the kernels itself
             text=True, bufsize=1)
         self.startup = {name: os.environ.get(name) for name in STARTUP_VARIABLES}
         self._lock = threading.Lock()
+        self._asked = 0
+        self._answers: dict[int, dict] = {}
 
-    def fork(self, argv: list[str], cwd: str, env: dict[str, str]) -> int:
-        """The pid of a new kernel run as `ipykernel_launcher argv`; raises when it cannot."""
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str]):
+        """Asks for a new kernel run as `ipykernel_launcher argv` and returns at once, with a
+        function that waits for its pid (raising when the zygote could not fork it): the
+        zygote may still be importing, and the runner has its own start-up to get on with."""
         if any(env.get(name) != value for name, value in self.startup.items()):
             raise RuntimeError("the kernel's start-up environment differs from the zygote's")
         with self._lock:
-            assert self.process.stdin and self.process.stdout
+            assert self.process.stdin
             self.process.stdin.write(json.dumps({"argv": argv, "cwd": cwd, "env": env}) + "\n")
             self.process.stdin.flush()
-            line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the kernel zygote exited")
-        answer = json.loads(line)
+            number = self._asked
+            self._asked += 1
+        return lambda: self._answer(number)
+
+    def _answer(self, number: int) -> int:
+        with self._lock:
+            assert self.process.stdout
+            while number not in self._answers:
+                line = self.process.stdout.readline()
+                self._answers[len(self._answers)] = json.loads(line) if line else {"error": "it exited"}
+            answer = self._answers[number]
         if "pid" not in answer:
             raise RuntimeError(f"the kernel zygote could not fork: {answer.get('error')}")
         return int(answer["pid"])
@@ -102,21 +117,40 @@ def shared() -> Zygote | None:
 
 
 class ForkedProcess:
-    """Popen's interface (what jupyter_client and hnpipe use) for a kernel the zygote forked:
-    not our child, so its exit is seen by the pid going away (the zygote reaps it at once)."""
+    """Popen's interface (what jupyter_client and hnpipe use) for a kernel the zygote forks:
+    not our child, so its exit is seen by the pid going away (the zygote reaps it at once).
+    The pid is waited for on first use; if the zygote failed, `fallback` launches the kernel
+    the plain way and this object stands for that Popen instead."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, answer, fallback) -> None:
+        self._answer, self._fallback = answer, fallback
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._popen: subprocess.Popen | None = None
         self.returncode: int | None = None
         self.stdin = self.stdout = self.stderr = None
 
+    def _resolve(self) -> None:
+        with self._lock:
+            if self._pid is None and self._popen is None:
+                try:
+                    self._pid = self._answer()
+                except Exception:  # noqa: BLE001 - the zygote failed: the usual launch
+                    self._popen = self._fallback()
+
+    @property
+    def pid(self) -> int:
+        self._resolve()
+        return self._popen.pid if self._popen else self._pid  # type: ignore[return-value]
+
     def poll(self) -> int | None:
-        if self.returncode is None:
+        self._resolve()
+        if self._popen:
+            self.returncode = self._popen.poll()
+        elif self.returncode is None:
             try:
                 os.kill(self.pid, 0)
-            except ProcessLookupError:
-                self.returncode = 0  # gone; its status went to the zygote
-            except PermissionError:  # the pid was reused by someone else's process
+            except (ProcessLookupError, PermissionError):  # gone (its status went to the zygote)
                 self.returncode = 0
         return self.returncode
 
@@ -142,7 +176,29 @@ class ForkedProcess:
 
 
 class ZygoteProvisioner(LocalProvisioner):
-    """LocalProvisioner that forks the kernel from the zygote; the plain launch when it cannot."""
+    """LocalProvisioner that forks the kernel from the zygote; the plain launch when it cannot.
+    Its pid (and process group: the kernel is a session leader) is known once the zygote
+    answered; they are read only to signal the kernel or to save the provisioner's state."""
+
+    _process_group = None
+
+    @property  # type: ignore[override]
+    def pid(self):
+        return self.process.pid if self.process is not None else None
+
+    @pid.setter
+    def pid(self, _value) -> None:  # LocalProvisioner's launch and cleanup set it; process says it
+        pass
+
+    @property  # type: ignore[override]
+    def pgid(self):
+        if self._process_group is not None:
+            return self._process_group
+        return self.process.pid if isinstance(self.process, ForkedProcess) else None
+
+    @pgid.setter
+    def pgid(self, value) -> None:
+        self._process_group = value
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         zygote = shared()
@@ -151,11 +207,13 @@ class ZygoteProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         cwd = str(kwargs.get("cwd") or os.getcwd())
         try:
-            pid = zygote.fork(cmd[3:], cwd, env)
+            answer = zygote.fork(cmd[3:], cwd, env)
         except Exception:  # noqa: BLE001 - any trouble: the kernel starts the usual way
             return await super().launch_kernel(cmd, **kwargs)
-        self.process = ForkedProcess(pid)
-        self.pid = self.pgid = pid  # a session leader: its process group is its pid
+        from jupyter_client.launcher import launch_kernel  # here: only a failed fork needs it
+
+        scrubbed = LocalProvisioner._scrub_kwargs(kwargs)
+        self.process = ForkedProcess(answer, lambda: launch_kernel(cmd, **scrubbed))
         self.cwd = cwd
         return self.connection_info
 
@@ -186,11 +244,13 @@ def _child(request: dict[str, Any], ready: int, keep: tuple[int, ...]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the kernel exits when the zygote does
-        sys.argv = ["ipykernel_launcher", *request["argv"]]
+        # The kernel exits when the zygote does (which ends with the runner). Given as an
+        # argument: IPKernelApp read JPY_PARENT_PID into its default when the zygote imported it.
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
+        sys.argv = ["ipykernel_launcher", *argv]
         from ipykernel import kernelapp
-
-        kernelapp.launch_new_instance(argv=request["argv"])
+        kernelapp.launch_new_instance(argv=argv)
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
@@ -218,8 +278,12 @@ def main() -> None:
     os.dup2(2, 1)
     if sys.path and sys.path[0] == os.getcwd():  # `-m` put the zygote's cwd first; a kernel has none
         del sys.path[0]
+    # pydevd (under ipykernel.debugger) warns about frozen modules on import; a kernel's
+    # warning goes to its captured stderr, the zygote's would reach the runner's terminal
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for module in PRELOAD:
         __import__(module)
+    gc.freeze()  # the imported objects stay out of the children's collections: fewer pages copied
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner stops kernels; the zygote ends on EOF
     signal.signal(signal.SIGCHLD, _reap)
     keep = (requests.fileno(), answers.fileno())
