@@ -386,7 +386,6 @@ def main(args) -> int:
                               f"({', '.join(failed)}); see the checklist above")
         return 0
     only = [datasets.get(name).name for name in args.only] or None  # unknown names: one line, now
-    kernels.zygote.shared()  # the kernels' imports start now, beside this process's own start-up
     root = config.project_root()
     config.load_env(root)
     run = RunContext.for_run(args.env, overrides, root)  # refused here, before any side effect

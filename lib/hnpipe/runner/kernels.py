@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Mapping
 
+from hnpipe import kernel_zygote
 from hnpipe.runner import zygote
 from hnpipe.runner.signals import socket_dir
 
@@ -76,7 +77,7 @@ class Kernel:
             """Keeps the clients papermill opens, to close them with the kernel."""
 
             async def _async_pre_start_kernel(self, **kwargs):
-                if self.provisioner is None and zygote.enabled():  # forked from the warm zygote
+                if self.provisioner is None and kernel_zygote.enabled():  # forked from the warm zygote
                     self.kernel_id = self.kernel_id or str(uuid.uuid4())
                     self.provisioner = zygote.ZygoteProvisioner(
                         kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
