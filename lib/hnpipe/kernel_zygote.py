@@ -32,7 +32,7 @@ PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "I
            "IPython.core.oinspect", "IPython.core.completerlib", "IPython.extensions.storemagic",
            "tornado.platform.asyncio", "tornado.queues",
            "IPython.core.logger", "sqlite3", "faulthandler",
-           "hnpipe.pipeline", "hnpipe.hn", "hnpipe.warehouse.duckdb_engine", "duckdb",
+           "hnpipe.pipeline", "hnpipe.hn",
            "pyarrow.dataset", "pyarrow.pandas_compat", "pandas.io.formats.html", "pandas.io.formats.string")
 # Variables read once at interpreter start-up: a kernel asking for other values than the
 # zygote started with cannot be forked from it (it gets the plain launch).
@@ -165,6 +165,18 @@ def _child(request: dict[str, Any], ready: int, keep: tuple[int, ...]) -> None:
         os._exit(code)
 
 
+def _import_engine() -> None:
+    """The warehouse engine this environment's runs use (HNPIPE_WAREHOUSE, HNPIPE_ENV), as the
+    notebooks will import it; a bad setting is the run's to report, not the zygote's."""
+    try:
+        # here: this module imports nothing of hnpipe where the runner imports it
+        from hnpipe.warehouse import engine_class, spec_for
+
+        engine_class(spec_for(os.environ.get("HNPIPE_ENV") or "local"))
+    except Exception:  # noqa: BLE001 - the kernel imports it itself then
+        pass
+
+
 def main() -> None:
     # The request and answer pipes move off fds 0 and 1: a kernel's stdout is the runner's
     # stderr (as with the plain launch), its stdin nothing.
@@ -181,6 +193,7 @@ def main() -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for module in PRELOAD:
         __import__(module)
+    _import_engine()
     gc.freeze()  # the imported objects stay out of the children's collections: fewer pages copied
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner stops kernels; the zygote ends on EOF
     signal.signal(signal.SIGCHLD, _reap)
