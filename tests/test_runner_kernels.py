@@ -23,6 +23,8 @@ from hnpipe.runner import kernels
 from hnpipe.runner.zygote import ForkedProcess
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
+from kernels import kernel_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,23 +40,6 @@ def project(tmp_path: Path, cells: dict[str, str]) -> Path:
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(notebook, root / "notebooks" / f"{name}.ipynb")
     return root
-
-
-def kernel_processes() -> list[int]:
-    """ipykernel processes that are children of this process, or of its kernel zygote."""
-    found = []
-    for pid in children(os.getpid()):
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        command = cmdline.read_bytes() if cmdline.exists() else b""
-        if b"ipykernel" in command:
-            found.append(pid)
-        elif b"kernel_zygote" in command:
-            found += children(pid)
-    return found
-
-
-def children(pid: int) -> list[int]:
-    return [int(child) for task in Path(f"/proc/{pid}/task").glob("*/children") for child in task.read_text().split()]
 
 
 # A rendezvous: each notebook leaves its mark and waits (bounded) for the other's. Run one

@@ -51,10 +51,20 @@ class Zygote:
     """The runner's handle on its zygote process; requests are answered in order."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", RUN_THIS_FILE, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C reaches the runner, which stops the kernels itself
-            text=True, bufsize=1)
+        # Answers come back on a pipe of their own: the zygote's (and so the kernels') stdout
+        # and stderr are the runner's, as a launched kernel's are.
+        read, write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", RUN_THIS_FILE, __file__, str(write)], stdin=subprocess.PIPE,
+                pass_fds=(write,), text=True, bufsize=1,
+                start_new_session=True)  # Ctrl-C reaches the runner, which stops the kernels itself
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        self._answer_pipe = os.fdopen(read, "r")
         self.startup = {name: os.environ.get(name) for name in STARTUP_VARIABLES}
         self._lock = threading.Lock()
         self._asked = 0
@@ -76,9 +86,8 @@ class Zygote:
 
     def _answer(self, number: int) -> int:
         with self._lock:
-            assert self.process.stdout
             while number not in self._answers:
-                line = self.process.stdout.readline()
+                line = self._answer_pipe.readline()
                 self._answers[len(self._answers)] = json.loads(line) if line else {"error": "it exited"}
             answer = self._answers[number]
         if "pid" not in answer:
@@ -89,6 +98,7 @@ class Zygote:
         with self._lock:
             if self.process.stdin:
                 self.process.stdin.close()
+            self._answer_pipe.close()
         try:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
@@ -147,8 +157,16 @@ def _child(request: dict[str, Any], ready: int, keep: tuple[int, ...]) -> None:
         os.environ["JPY_PARENT_PID"] = str(os.getppid())
         argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
         sys.argv = ["ipykernel_launcher", *argv]
-        from ipykernel import kernelapp
-        kernelapp.launch_new_instance(argv=argv)
+        from ipykernel.kernelapp import IPKernelApp
+
+        app = IPKernelApp.instance()  # IPKernelApp.launch_instance, with one step between
+        app.initialize(argv)
+        # What importing hnpipe does in a kernel (short errors, the notebooks' log file) needs
+        # the kernel's shell, which did not exist when the zygote imported hnpipe.
+        import hnpipe  # here: imported already, by the preloads
+
+        hnpipe._in_a_kernel()
+        app.start()
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
@@ -178,14 +196,13 @@ def _import_engine() -> None:
 
 
 def main() -> None:
-    # The request and answer pipes move off fds 0 and 1: a kernel's stdout is the runner's
-    # stderr (as with the plain launch), its stdin nothing.
+    # Requests move off fd 0: a kernel's stdin is nothing, as with the plain launch (whose
+    # stdin is a pipe no one writes to). Its stdout and stderr are the runner's, inherited.
     requests = os.fdopen(os.dup(0), "r")
-    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    answers = os.fdopen(int(sys.argv[1]), "w", buffering=1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    os.dup2(2, 1)
     if sys.path and sys.path[0] == "":  # `-c` put the cwd first; ipykernel_launcher removes it
         del sys.path[0]
     # pydevd (under ipykernel.debugger) warns about frozen modules on import; a kernel's
