@@ -231,6 +231,30 @@ def test_a_forked_kernel_is_interrupted_and_shut_down_as_a_launched_one(tmp_path
     assert kernel_processes() == []
 
 
+# What the zygote imported started native threads (OpenBLAS's pool, jemalloc's background
+# thread): a forked kernel must still use each library's threads without hanging.
+THREADED_WORK = """
+import duckdb, numpy, pyarrow, pyarrow.compute
+assert (numpy.ones((600, 600)) @ numpy.ones((600, 600)))[0, 0] == 600
+assert pyarrow.compute.sum(pyarrow.array(range(2_000_000))).as_py() == 1_999_999_000_000
+assert duckdb.sql("SELECT count(*) FROM range(5000000)").fetchone()[0] == 5_000_000
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
+def test_a_forked_kernel_uses_numpy_pyarrow_and_duckdb_threads(tmp_path: Path) -> None:
+    kernel = kernels.Kernel(tmp_path, dict(os.environ))
+    assert isinstance(kernel.process, ForkedProcess)
+    client = started_client(kernel)
+    try:
+        reply = client.execute_interactive(THREADED_WORK, timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        kernel.shutdown()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
 def test_a_kernel_the_zygote_cannot_serve_is_launched_the_plain_way(tmp_path: Path) -> None:
