@@ -126,3 +126,38 @@ class Kernel:
         cell = self.run(f"import json as _json; print(_json.dumps({expression}, default=str))")
         assert cell.status == "ok", cell.traceback
         return json.loads(cell.stdout.strip().splitlines()[-1])
+
+
+def kernel_processes(parent: int | None = None) -> list[int]:
+    """The notebook kernels `parent` (default: this process) started: its ipykernel children,
+    and the children of its kernel zygote (hnpipe.kernel_zygote), which forks them. Linux only
+    (/proc). A forked kernel's /proc environ is the zygote's: find kernels by ancestry."""
+    found = []
+    for pid in _children(os.getpid() if parent is None else parent):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if b"ipykernel" in command:
+            found.append(pid)
+        elif b"kernel_zygote" in command:
+            found += _children(pid)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has yet to collect it
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return found

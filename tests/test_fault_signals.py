@@ -14,20 +14,8 @@ import pytest
 from hnpipe.sample import Faults, SampleServer, generate_sample
 
 from helpers_faults import hnpipe_process, log_trial
+from kernels import alive, kernel_processes
 from registered import DATASET_TABLES
-
-
-def processes_of_run(run_id: str) -> list[int]:
-    """Every process whose environment says it belongs to run `run_id` (the runner's kernels)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if f"HNPIPE_RUN_ID={run_id}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.mark.slow  # hnpipe run in its own process, its kernels, a sample server
@@ -49,7 +37,7 @@ def test_a_signal_stops_the_kernels_records_the_run_and_leaves_nothing(
                     break
             run_id = next((clean_env.parent / "runs" / "local").iterdir()).name
             time.sleep(4)  # the fetch cell is under way
-            kernels = processes_of_run(run_id)
+            kernels = kernel_processes(process.pid)
             assert len(kernels) >= 3, kernels  # one per notebook, started ahead
             sent = time.monotonic()
             # Ctrl-C reaches the terminal's foreground group: the runner, not the kernels' sessions.
@@ -66,7 +54,7 @@ def test_a_signal_stops_the_kernels_records_the_run_and_leaves_nothing(
     assert err.strip().count("\n") == 0 and err.startswith(
         f"hnpipe: error: run {run_id} terminated by {name}: its notebooks were stopped; published before: "
         f"nothing; not published: {', '.join(DATASET_TABLES)}"), err
-    assert processes_of_run(run_id) == []  # no kernel lives on to publish after the runner
+    assert [pid for pid in kernels if alive(pid)] == []  # no kernel lives on to publish after the runner
     time.sleep(2)
     with duckdb.connect(str(clean_env / "LOCAL.duckdb"), read_only=True) as con:
         tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}

@@ -14,10 +14,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.blocking import BlockingKernelClient
+from jupyter_core.utils import run_sync
 
-from hnpipe import datasets, history, runner
+from hnpipe import datasets, history, kernel_zygote, runner
 from hnpipe.environments import Target
+from hnpipe.runner import kernels
+from hnpipe.runner.zygote import ForkedProcess
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+
+from kernels import kernel_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,17 +40,6 @@ def project(tmp_path: Path, cells: dict[str, str]) -> Path:
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(notebook, root / "notebooks" / f"{name}.ipynb")
     return root
-
-
-def kernel_processes() -> list[int]:
-    """ipykernel processes that are children of this process."""
-    found = []
-    for pid in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        for child in pid.read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline")
-            if cmdline.exists() and b"ipykernel" in cmdline.read_bytes():
-                found.append(int(child))
-    return found
 
 
 # A rendezvous: each notebook leaves its mark and waits (bounded) for the other's. Run one
@@ -182,3 +177,97 @@ def test_a_run_opens_one_warehouse_closes_it_and_records_without_pandas(clean_en
     runs = DuckDBWarehouse(clean_env).query_rows(
         Target("LOCAL", "TESTER"), "SELECT COUNT(*) AS N FROM PIPELINE_RUNS WHERE STATUS = 'running'")
     assert runs == [{"N": 2}]  # each run's marker, written without pandas
+
+
+# Each notebook writes its kernel's parent pid, own pid and process group beside the run.
+WHO_AM_I = ("import os; from pathlib import Path\n"
+            "Path(os.environ['HNPIPE_NOTEBOOK_OUTPUT']).with_suffix('.who').write_text("
+            "f'{os.getppid()} {os.getpid()} {os.getpgid(0)}')")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
+def test_a_runs_kernels_are_forked_from_one_zygote_each_leading_its_process_group(
+        clean_env: Path, tmp_path: Path) -> None:
+    root = project(tmp_path, {"items": WHO_AM_I, "comments": WHO_AM_I, "stories": WHO_AM_I})
+    result = runner.run("local", {"n_items": 10}, root=root)
+    who = [(result.directory / dataset.notebook).with_suffix(".who").read_text().split()
+           for dataset in datasets.dependency_order()]
+    zygote = kernel_zygote.shared()
+    assert zygote is not None and zygote.process.pid != os.getpid()
+    assert {int(parent) for parent, _, _ in who} == {zygote.process.pid}  # not this process: the zygote
+    assert len({pid for _, pid, _ in who}) == len(who)  # one kernel per notebook
+    assert all(pid == group for _, pid, group in who)  # as jupyter_client's launcher makes them: signalled as a group
+    assert kernel_processes() == []
+
+
+def started_client(kernel: kernels.Kernel) -> BlockingKernelClient:
+    client = BlockingKernelClient()
+    client.load_connection_info(kernel.manager.get_connection_info())
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    return client
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
+def test_a_forked_kernel_is_interrupted_and_shut_down_as_a_launched_one(tmp_path: Path) -> None:
+    kernel = kernels.Kernel(tmp_path, dict(os.environ), warm=())
+    assert isinstance(kernel.process, ForkedProcess)
+    client = started_client(kernel)
+    assert kernel_processes() == [kernel.process.pid]  # the helper above sees forked kernels
+    try:
+        running = client.execute("import time; print('asleep', flush=True); time.sleep(60)")
+        # Interrupted once the cell runs: a SIGINT right after execute_input can be lost by
+        # ipykernel 7 (launched kernels too: 1 of 20 tries, with the kernel left asleep).
+        while client.get_iopub_msg(timeout=30)["content"].get("text") != "asleep\n":
+            pass
+        run_sync(kernel.manager.interrupt_kernel)()  # SIGINT to its process group, as for any kernel
+        reply = client.get_shell_msg(timeout=15)
+        assert reply["parent_header"]["msg_id"] == running
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert client.execute_interactive("x = 1", timeout=15)["content"]["status"] == "ok"  # still up
+    finally:
+        client.stop_channels()
+        kernel.shutdown()
+    assert kernel_processes() == []
+
+
+# What the zygote imported started native threads (OpenBLAS's pool, jemalloc's background
+# thread): a forked kernel must still use each library's threads without hanging.
+THREADED_WORK = """
+import duckdb, numpy, pyarrow, pyarrow.compute
+assert (numpy.ones((600, 600)) @ numpy.ones((600, 600)))[0, 0] == 600
+assert pyarrow.compute.sum(pyarrow.array(range(2_000_000))).as_py() == 1_999_999_000_000
+assert duckdb.sql("SELECT count(*) FROM range(5000000)").fetchall() == [(5_000_000,)]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
+def test_a_forked_kernel_uses_numpy_pyarrow_and_duckdb_threads(tmp_path: Path) -> None:
+    kernel = kernels.Kernel(tmp_path, dict(os.environ))
+    assert isinstance(kernel.process, ForkedProcess)
+    client = started_client(kernel)
+    try:
+        reply = client.execute_interactive(THREADED_WORK, timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        kernel.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
+def test_a_kernel_the_zygote_cannot_serve_is_launched_the_plain_way(tmp_path: Path) -> None:
+    # PYTHONPATH is read at interpreter start: a kernel asking for another one is not forked
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    kernel = kernels.Kernel(tmp_path, env, warm=())
+    assert isinstance(kernel.process, subprocess.Popen)
+    client = started_client(kernel)
+    try:
+        assert client.execute_interactive("import sys; assert sys.path[0] == %r" % str(tmp_path),
+                                          timeout=15)["content"]["status"] == "ok"
+    finally:
+        client.stop_channels()
+        kernel.shutdown()

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from hnpipe import environments
+from hnpipe import environments, kernel_zygote
 from hnpipe.credentials import install_log_redaction, redact
 from hnpipe.errors import HnpipeError, printable
 
@@ -63,6 +63,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     named = [word for word in argv if word in {name for name, _, _ in COMMANDS}]
+    if named[:1] == ["run"] and not {"--dry-run", "-h", "--help"} & set(argv):
+        kernel_zygote.shared()  # the kernels' imports start now, beside this process's start-up
     args = build_parser(only=named[0] if named else "").parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -47,6 +47,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "HNPIPE_SLACK_TIMEOUT_S": "how long a Slack post may take (default 5)",
     "HNPIPE_GIT_FILTER": "`0` keeps `hnpipe run` from setting up the nbstripout git filter in the checkout "
                          "(the tests set it: their runs must not change the developer's git config)",
+    "HNPIPE_ZYGOTE": "`0` starts each notebook kernel as its own process instead of forking it from the "
+                     "pre-imported kernel zygote (default `1` on POSIX; see docs/decisions.md)",
     "HNPIPE_GITLAB_TOKEN": "GitLab CI only: a `read_api` token the nightly prune uses to list open "
                            "merge requests (a secret)",
     # Set by `hnpipe run` for the notebook kernels it starts, not by people:

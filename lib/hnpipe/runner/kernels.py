@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import Mapping
 
+from hnpipe import kernel_zygote
+from hnpipe.runner.zygote import ZygoteProvisioner
 from hnpipe.runner.signals import socket_dir
 
 # What every pipeline notebook imports first; run at kernel start-up, bound to no name the
@@ -72,6 +75,13 @@ class Kernel:
 
         class Manager(AsyncKernelManager):
             """Keeps the clients papermill opens, to close them with the kernel."""
+
+            async def _async_pre_start_kernel(self, **kwargs):
+                if self.provisioner is None and kernel_zygote.enabled():  # forked from the warm zygote
+                    self.kernel_id = self.kernel_id or str(uuid.uuid4())
+                    self.provisioner = ZygoteProvisioner(
+                        kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+                return await super()._async_pre_start_kernel(**kwargs)
 
             def client(self, **kwargs):
                 client = super().client(**kwargs)
