@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 import pytest
@@ -20,6 +21,7 @@ from jupyter_core.utils import run_sync
 from hnpipe import datasets, history, kernel_zygote, runner
 from hnpipe.environments import Target
 from hnpipe.runner import kernels
+from hnpipe.runner.kernel_client import ReadyClient
 from hnpipe.runner.zygote import ForkedProcess
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
 
@@ -271,3 +273,51 @@ def test_a_kernel_the_zygote_cannot_serve_is_launched_the_plain_way(tmp_path: Pa
     finally:
         client.stop_channels()
         kernel.shutdown()
+
+
+# The client papermill gets is ready on the kernel's answer to kernel_info, with no fixed
+# wait (hnpipe.runner.kernel_client); these pin what "answer" means.
+def message(parent: str, msg_type: str, state: str | None = None) -> dict:
+    return {"parent_header": {"msg_id": parent}, "msg_type": msg_type,
+            "content": {"execution_state": state} if state else {}}
+
+
+def queue_of(*messages: dict):
+    pending = list(messages)
+
+    async def get(timeout: float) -> dict:
+        if not pending:
+            raise Empty
+        return pending.pop(0)
+    return get
+
+
+def test_readiness_skips_what_answers_another_request_and_waits_for_the_idle_status() -> None:
+    get = queue_of(message("earlier", "status", "idle"), message("ours", "status", "busy"),
+                   message("ours", "status", "idle"), message("ours", "stream"))
+    found = run_sync(ReadyClient._next)(get, "ours", 1, "status", "idle")
+    assert found == message("ours", "status", "idle")
+    with pytest.raises(Empty):  # nothing else answers: the caller asks the kernel again
+        run_sync(ReadyClient._next)(queue_of(message("earlier", "kernel_info_reply")), "ours", 1,
+                                    "kernel_info_reply")
+
+
+@pytest.mark.slow
+def test_papermill_gets_a_client_that_is_ready_once_the_kernel_answered(tmp_path: Path) -> None:
+    kernel = kernels.Kernel(tmp_path, dict(os.environ), warm=())
+    client = kernel.manager.client()  # as papermill asks for it
+    outputs: list[dict] = []
+    try:
+        assert isinstance(client, ReadyClient)
+        client.start_channels()
+        run_sync(client.wait_for_ready)(timeout=60)
+        # ready means both channels answer: a cell's output comes back on IOPub
+        reply = run_sync(client.execute_interactive)("print('up')", timeout=15,
+                                                     output_hook=lambda msg: outputs.append(msg))
+        assert reply["content"]["status"] == "ok"
+        assert any(msg["content"].get("text") == "up\n" for msg in outputs)
+    finally:
+        client.stop_channels()
+        kernel.shutdown()
+    assert kernel.process is None or kernel.process.poll() is not None
+

@@ -70,10 +70,12 @@ class Kernel:
     """One started (not yet necessarily ready) python3 kernel for one notebook."""
 
     def __init__(self, cwd: Path, env: Mapping[str, str], warm: tuple[str, ...] = WARM_MODULES):
-        from jupyter_client.manager import AsyncKernelManager
+        # here: jupyter_client (~0.1 s) is imported once a run starts its kernels, not by `import hnpipe.runner`
         from jupyter_core.utils import run_sync
 
-        class Manager(AsyncKernelManager):
+        from hnpipe.runner.kernel_client import QuickManager
+
+        class Manager(QuickManager):
             """Keeps the clients papermill opens, to close them with the kernel."""
 
             async def _async_pre_start_kernel(self, **kwargs):
