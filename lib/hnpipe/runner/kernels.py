@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping
 
 from hnpipe import kernel_zygote
+from hnpipe.runner.kernel_client import QuickManager
 from hnpipe.runner.zygote import ZygoteProvisioner
 from hnpipe.runner.signals import socket_dir
 
@@ -70,10 +71,7 @@ class Kernel:
     """One started (not yet necessarily ready) python3 kernel for one notebook."""
 
     def __init__(self, cwd: Path, env: Mapping[str, str], warm: tuple[str, ...] = WARM_MODULES):
-        # here: jupyter_client (~0.1 s) is imported once a run starts its kernels, not by `import hnpipe.runner`
         from jupyter_core.utils import run_sync
-
-        from hnpipe.runner.kernel_client import QuickManager
 
         class Manager(QuickManager):
             """Keeps the clients papermill opens, to close them with the kernel."""
