@@ -133,6 +133,7 @@ def run_notebooks(run: RunContext, root: Path, only: list[str] | None = None) ->
             # Opened after the kernels are launched, so its imports do not delay theirs.
             with _run_warehouse(run) as warehouse:
                 _mark_started(run, warehouse, order)  # papermill is imported by now
+                keeper.submit(_warm_records)  # on the core the runner leaves idle until ITEMS' kernel answers
                 notebook_files.keep_under(config.runs_dir(root))  # whole or absent, a failed save reported
                 for wave in _waves(order):
                     stop.check()  # SIGTERM, SIGINT: no later wave starts
@@ -291,6 +292,13 @@ def keep_record(output: Path, run_id: str) -> None:
         records.keep(output, run_id)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not keep %s as a read-only record: %s", output, redact(str(exc)))
+
+
+def _warm_records() -> None:
+    try:
+        records.warm_up()
+    except Exception as exc:  # noqa: BLE001 - the first record then pays for it, or says why it failed
+        log.warning("could not prepare the records' HTML rendering: %s", redact(str(exc)))
 
 
 def _raise_failed(run: RunContext, warehouse: Warehouse | Exception, dataset, error: Exception,

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+from functools import lru_cache
 from pathlib import Path
 
 from hnpipe.errors import GuardError
@@ -53,7 +55,6 @@ def keep(output: Path, run_id: str) -> Path | None:
     read-only; returns the HTML path (None when there is no executed notebook to keep). The
     environment is the one the notebook ran with (papermill's record of its parameters)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     if not output.is_file():
         return None
@@ -63,7 +64,8 @@ def keep(output: Path, run_id: str) -> Path | None:
     notebook.metadata["hnpipe"] = {"record": record}
     cell = nbformat.v4.new_markdown_cell(banner(record), metadata={"tags": [BANNER_TAG]})
     notebook.cells.insert(0, cell)
-    body, _ = HTMLExporter().from_notebook_node(notebook)
+    with _rendering:
+        body, _ = _exporter().from_notebook_node(notebook)
     # Each file whole or as it was: a full disk or a kill mid-write must not damage the
     # executed notebook papermill saved whole.
     write_whole(nbformat.writes(notebook), output)
@@ -72,6 +74,27 @@ def keep(output: Path, run_id: str) -> Path | None:
     for path in (output, html):
         os.chmod(path, READ_ONLY)
     return html
+
+
+# One exporter for all records: its templates are compiled once (a new one per record cost
+# ~0.1 s each); a lock, as one exporter is not meant to render two notebooks at once.
+_rendering = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _exporter():
+    from nbconvert import HTMLExporter  # here: ~0.5 s of imports, paid only where records are kept
+
+    return HTMLExporter()
+
+
+def warm_up() -> None:
+    """Import nbconvert and compile its templates (the first record's ~0.5 s) now: `hnpipe run`
+    calls it while its first kernel starts, when a core is idle, not beside the notebooks."""
+    import nbformat
+
+    with _rendering:
+        _exporter().from_notebook_node(nbformat.v4.new_notebook())
 
 
 def record_of(notebook: Path | str) -> dict | None:
