@@ -28,7 +28,7 @@ from hnpipe.warehouse.base import (
     checked_gates, is_bookkeeping_table, keep_plan, merge_select, refuse_missing_clone,
     missing_version_message, run_gates, staging_table_name, version_table_name, versions_to_drop,
 )
-from hnpipe.warehouse import duckdb_host
+from hnpipe.warehouse.duckdb_host import current_host
 from hnpipe.warehouse.directory_stage import DirectoryStage
 from hnpipe.warehouse.duckdb_files import (
     check_length, check_readable, open_intact, remove_database_files, remove_file, remove_stale_temporaries,
@@ -204,7 +204,7 @@ class DuckDBWarehouse(Warehouse):
             for path in paths:  # each read-only under its name
                 attached.enter_context(self._connect(path, "read"))
             # Its own connection, at the instance's empty in-memory database as before.
-            host = duckdb_host.current(paths[0] if paths else self.directory)
+            host = current_host(paths[0] if paths else self.directory)
             con = attached.enter_context(contextlib.closing(host.cursor()))
             try:
                 _refuse_all_but_selects(con, sql, f"query across {', '.join(databases)} failed")
@@ -454,7 +454,7 @@ class DuckDBWarehouse(Warehouse):
         """A connection at `path`'s database (`alias`, default its name), which is attached to
         this process's DuckDB host for the block: mode "read" (read-only, shared with this
         process's other readers), "write" (shared with its writers) or "exclusive"."""
-        host = duckdb_host.current(path)
+        host = current_host(path)
         fresh = self._retry_locked(path, lambda wait_s: open_intact(
             path, lambda: host.attach(path, mode, wait_s, alias)))
         try:

@@ -43,7 +43,7 @@ class _Attachment:
 
 
 class Host:
-    """The instance, what is attached to it and by whom. Use `current()`, not this class."""
+    """The instance, what is attached to it and by whom. Use `current_host()`, not this class."""
 
     def __init__(self, temp_directory: str) -> None:
         self.pid = os.getpid()
@@ -132,7 +132,7 @@ _creating = threading.Lock()
 _inherited: list[Host] = []
 
 
-def current(first_path: Path) -> Host:
+def current_host(first_path: Path) -> Host:
     """This process's host, made on first use (spilling beside `first_path`); a forked child
     makes its own."""
     global _host
