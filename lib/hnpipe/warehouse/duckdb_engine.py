@@ -28,12 +28,12 @@ from hnpipe.warehouse.base import (
     checked_gates, is_bookkeeping_table, keep_plan, merge_select, refuse_missing_clone,
     missing_version_message, run_gates, staging_table_name, version_table_name, versions_to_drop,
 )
-from hnpipe.warehouse.duckdb_host import current_host
 from hnpipe.warehouse.directory_stage import DirectoryStage
 from hnpipe.warehouse.duckdb_files import (
     check_length, check_readable, open_intact, remove_database_files, remove_file, remove_stale_temporaries,
     wal_path,
 )
+from hnpipe.warehouse.duckdb_host import current_host
 from hnpipe.warehouse.duckdb_locks import LockWaits, lock_timeout
 from hnpipe.warehouse.registry import WarehouseSpec
 
@@ -459,9 +459,9 @@ class DuckDBWarehouse(Warehouse):
             path, lambda: host.attach(path, mode, wait_s, alias)))
         try:
             with contextlib.closing(host.cursor(alias or path.stem)) as con:
-                # A file this call attached is checked; one shared was checked by its first user.
+                # Checked when this call attached it (a shared file was, by its first user). A
+                # crash's log opened read-only is replayed in memory only: blocks beyond the file.
                 wal = fresh and wal_path(path).exists()
-                # Read-only, a crash's log is replayed in memory: blocks beyond the file.
                 if fresh and not (wal and mode == "read"):
                     if wal:
                         con.execute("CHECKPOINT")  # fold the committed log into the file, then compare

@@ -98,11 +98,10 @@ def check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
 
 
-def check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path,
-                    attached_as: str | None = None) -> None:
+def check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path) -> None:
     """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
     try:
-        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(attached_as or target.database)}."
+        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(target.database)}."
                     f"{_q(target.schema)}.{_q(table)} AS t").fetchall()
     except duckdb.Error as exc:
         raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None
