@@ -7,9 +7,10 @@ kernels) may take the file in between. Why a host rather than `duckdb.connect(fi
 operation: that builds a whole database instance each time (docs/decisions.md).
 
 Within the process the host is the only way to a file: fcntl locks do not conflict inside one
-process, so a second instance on the same file could overwrite the first's blocks. Users of the
-same file in the same mode share one attachment (counted per thread); any other request for the
-name waits on a condition for the users to finish, bounded by the caller, and is refused at
+process, so a second instance on the same file could overwrite the first's blocks (DuckDB 2
+refuses one, "Unique file handle conflict", at once rather than waiting). Users of the same file
+in the same mode share one attachment (counted per thread); any other request for the name or
+the file waits on a condition for its users to finish, bounded by the caller, and is refused at
 once when the asking thread is one of those users (it would wait for itself).
 """
 
