@@ -213,6 +213,18 @@ def test_a_wait_for_another_thread_times_out_as_a_lock_wait_does(wh) -> None:
     assert impatient.lock_failure is error and held(wh) == {}
 
 
+def test_a_long_wait_for_another_thread_is_announced_once(wh) -> None:
+    said: list[str] = []
+    patient = DuckDBWarehouse(wh.directory, lock_timeout_s=10, on_lock_wait=said.append)
+    with wh._reading("LOCAL"):
+        thread, outcome = in_thread(lambda: patient.ensure_schema(TARGET))
+        time.sleep(0.8)
+    thread.join(10)
+    assert outcome.get("error") is None and 0.75 <= outcome["seconds"] < 5
+    assert said == [f"waiting for {wh.path('LOCAL')}: another thread of this process (PID {os.getpid()}, read) "
+                    "holds it; this run waits up to 10 s in all (HNPIPE_LOCK_TIMEOUT_S)"]
+
+
 def test_writers_in_several_threads_share_the_file(wh) -> None:
     def append(n: int) -> None:
         for i in range(5):
