@@ -54,7 +54,7 @@ def test_warehouse_engines_import_nothing_above_the_warehouse_package() -> None:
     below = {"hnpipe.config", "hnpipe.environments", "hnpipe.errors", "hnpipe.credentials",
              "hnpipe.warehouse.base", "hnpipe.warehouse.frames", "hnpipe.warehouse.snowflake_frames",
              "hnpipe.warehouse.snowflake_session", "hnpipe.warehouse.duckdb_locks",
-             "hnpipe.warehouse.duckdb_files", "hnpipe.warehouse.registry",
+             "hnpipe.warehouse.duckdb_files", "hnpipe.warehouse.duckdb_host", "hnpipe.warehouse.registry",
              "hnpipe.warehouse.directory_stage", "hnpipe.warehouse.snowflake_stage"}
     from hnpipe.warehouse.registry import ENGINES  # the registry under test
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from hnpipe.errors import GuardError, WarehouseError, WarehouseLockedError
 from hnpipe.items import items_frame
 from hnpipe.warehouse import open_warehouse, spec_for
 from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from duckdb_holders import hold_lock, release
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TARGET = Target("LOCAL", "TESTER")
@@ -48,25 +47,6 @@ def items() -> pd.DataFrame:
 def fingerprint(directory: Path) -> dict[str, str]:
     """Every file in the directory by content: 'nothing written' means this did not change."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
-
-
-def hold_lock(path: Path, seconds: float | None = None) -> subprocess.Popen:
-    """Another process holding `path` open for writing, as a JupyterLab kernel might.
-
-    Holds it until its stdin closes, or for `seconds`; returns once the lock is held.
-    """
-    release = f"time.sleep({seconds})" if seconds is not None else "sys.stdin.read()"
-    code = (f"import duckdb, sys, time\ncon = duckdb.connect({str(path)!r})\n"
-            f"print('holding', flush=True)\n{release}\ncon.close()\n")
-    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "holding"
-    return process
-
-
-def release(process: subprocess.Popen) -> None:
-    process.stdin.close()
-    process.wait(timeout=10)
 
 
 # -- round trip -------------------------------------------------------------------------------

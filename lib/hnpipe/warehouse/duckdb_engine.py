@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,8 +31,9 @@ from hnpipe.warehouse.base import (
 from hnpipe.warehouse.directory_stage import DirectoryStage
 from hnpipe.warehouse.duckdb_files import (
     check_length, check_readable, open_intact, remove_database_files, remove_file, remove_stale_temporaries,
-    sql_string, wal_path,
+    wal_path,
 )
+from hnpipe.warehouse.duckdb_host import current_host
 from hnpipe.warehouse.duckdb_locks import LockWaits, lock_timeout
 from hnpipe.warehouse.registry import WarehouseSpec
 
@@ -60,7 +62,8 @@ log = logging.getLogger("hnpipe.warehouse")
 class DuckDBWarehouse(Warehouse):
     """The embedded warehouse: `<directory>/<DATABASE>.duckdb`, tables `<SCHEMA>.<TABLE>`.
 
-    Connections live for one operation only, because JupyterLab may open the same files.
+    A file is attached to this process's DuckDB instance for one operation only (each with a
+    connection of its own), because JupyterLab may open the same files (duckdb_host).
     DuckDB lets one process write a file (or several read it): when another process holds
     it, operations wait up to `lock_timeout_s` (default: HNPIPE_LOCK_TIMEOUT_S, else 30 s),
     then raise WarehouseLockedError. Reads open files read-only. `read_only_databases`
@@ -184,7 +187,7 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(f"no schema {target} in {self.directory}")
             con.execute(f"USE {_q(target.database)}.{_q(target.schema)}")
             try:
-                # The file is open read-only, so anything but a read fails here.
+                _refuse_all_but_selects(con, sql, f"query in {target} failed")
                 relation = con.sql(sql, params=list(params) or None)
                 if relation is None:
                     raise WarehouseError(f"query in {target} returned no rows: query() runs SELECTs only")
@@ -193,20 +196,21 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(f"query in {target} failed: {one_line(exc)}") from exc
 
     def query_across(self, databases: Sequence[str], sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
-        con = duckdb.connect()  # in memory; each database attached read-only under its name
-        try:
-            for database in dict.fromkeys(databases):
-                path = self.path(database)
-                if not path.is_file():
-                    raise WarehouseError(f"no database {database} in {self.directory}")
-                self._retry_locked(path, lambda: con.execute(
-                    f"ATTACH {sql_string(path)} AS {_q(database)} (READ_ONLY)"))
+        paths = [self.path(database) for database in dict.fromkeys(databases)]
+        for path in paths:
+            if not path.is_file():
+                raise WarehouseError(f"no database {path.stem} in {self.directory}")
+        with contextlib.ExitStack() as attached:
+            for path in paths:  # each read-only under its name
+                attached.enter_context(self._connect(path, "read"))
+            # Its own connection, at the instance's empty in-memory database as before.
+            host = current_host(paths[0] if paths else self.directory)
+            con = attached.enter_context(contextlib.closing(host.cursor()))
             try:
+                _refuse_all_but_selects(con, sql, f"query across {', '.join(databases)} failed")
                 arrow = con.sql(sql, params=list(params) or None).to_arrow_table()
             except duckdb.Error as exc:
                 raise WarehouseError(f"query across {', '.join(databases)} failed: {one_line(exc)}") from exc
-        finally:
-            con.close()
         return frame_from_arrow(arrow)
 
     def describe_databases(self) -> list[DatabaseInfo]:
@@ -412,23 +416,17 @@ class DuckDBWarehouse(Warehouse):
         remove_stale_temporaries(self.directory)  # what a killed clone left
         remove_database_files(temporary)
         try:
-            con = duckdb.connect()  # in memory; the files are attached below
-            try:
-                # READ_ONLY: a consistent snapshot that never writes the source, and that
-                # shares the file with other readers.
-                self._retry_locked(source_path, lambda: con.execute(
-                    f"ATTACH {sql_string(source_path)} AS clone_source (READ_ONLY)"))
+            # Read-only: a consistent snapshot that never writes the source, and that shares
+            # the file with other readers. The copy's name is this clone's alone (the host is
+            # the whole process's); both are detached when the block ends, however it ends.
+            copy = f"HNPIPE_CLONE_{threading.get_ident()}"
+            with self._connect(source_path, "read") as con, self._connect(temporary, "exclusive", copy):
                 # Every table read whole first: a damaged block is the one "damaged" line.
                 for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
-                                                 "WHERE database_name = 'clone_source'").fetchall():
-                    check_readable(con, Target(source, schema), table, source_path, "CLONE_SOURCE")
-                con.execute(f"ATTACH {sql_string(temporary)} AS hnpipe_clone")
-                con.execute("COPY FROM DATABASE clone_source TO hnpipe_clone")
-                con.execute("CHECKPOINT hnpipe_clone")  # everything in the file, no WAL
-                con.execute("DETACH hnpipe_clone")
-                con.execute("DETACH clone_source")
-            finally:
-                con.close()
+                                                 "WHERE database_name = current_database()").fetchall():
+                    check_readable(con, Target(source, schema), table, source_path)
+                con.execute(f"COPY FROM DATABASE {_q(source)} TO {_q(copy)}")
+                con.execute(f"CHECKPOINT {_q(copy)}")  # everything in the file, no WAL
             if dest_path.exists():
                 self._wait_until_unused(dest_path)
             # A WAL left beside the old clone would be replayed into the new one.
@@ -451,18 +449,26 @@ class DuckDBWarehouse(Warehouse):
         return True
 
     # -- internals ---------------------------------------------------------------------
-    def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-        con = self._retry_locked(path, lambda: open_intact(path, read_only))
+    @contextmanager
+    def _connect(self, path: Path, mode: str, alias: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection at `path`'s database (`alias`, default its name), which is attached to
+        this process's DuckDB host for the block: mode "read" (read-only, shared with this
+        process's other readers), "write" (shared with its writers) or "exclusive"."""
+        host = current_host(path)
+        fresh = self._retry_locked(path, lambda wait_s: open_intact(
+            path, lambda: host.attach(path, mode, wait_s, alias)))
         try:
-            if wal_path(path).exists():
-                if read_only:
-                    return con  # the log (a crash's) is replayed in memory: blocks beyond the file
-                con.execute("CHECKPOINT")  # fold the committed log into the file, then compare
-            check_length(con, path)
-        except BaseException:
-            con.close()
-            raise
-        return con
+            with contextlib.closing(host.cursor(alias or path.stem)) as con:
+                # Checked when this call attached it (a shared file was, by its first user). A
+                # crash's log opened read-only is replayed in memory only: blocks beyond the file.
+                wal = fresh and wal_path(path).exists()
+                if fresh and not (wal and mode == "read"):
+                    if wal:
+                        con.execute("CHECKPOINT")  # fold the committed log into the file, then compare
+                    check_length(con, path)
+                yield con
+        finally:
+            host.detach(path, alias)
 
     def begin_run(self) -> None:
         """A new run: it may wait for a locked file again (once)."""
@@ -477,9 +483,10 @@ class DuckDBWarehouse(Warehouse):
             self.lock_failure = self._locks.failure
 
     def _wait_until_unused(self, path: Path) -> None:
-        """Open `path` for writing and close it: waits out other processes (then raises
-        WarehouseLockedError), and closing folds any WAL into the file."""
-        self._connect(path, read_only=False).close()
+        """Open `path` for writing alone and close it: waits out other processes and this one's
+        other threads (then raises WarehouseLockedError), and closing folds any WAL into the file."""
+        with self._connect(path, "exclusive"):
+            pass
 
     @contextmanager
     def _reading(self, database: str) -> Iterator[duckdb.DuckDBPyConnection | None]:
@@ -488,11 +495,8 @@ class DuckDBWarehouse(Warehouse):
         if not path.is_file():
             yield None
             return
-        con = self._connect(path, read_only=True)
-        try:
+        with self._connect(path, "read") as con:
             yield con
-        finally:
-            con.close()
 
     @contextmanager
     def _writing(self, target: Target) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -513,13 +517,10 @@ class DuckDBWarehouse(Warehouse):
         allowed = False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            con = self._connect(path, read_only=False)
-            try:
+            with self._connect(path, "write") as con:
                 self._use(con, target)
                 allowed = True
                 yield con
-            finally:
-                con.close()
         finally:
             if not allowed and created_file:
                 remove_database_files(path)
@@ -649,6 +650,14 @@ def _in_transaction(con: duckdb.DuckDBPyConnection,
         with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back already
             con.execute("ROLLBACK")
         raise
+
+
+def _refuse_all_but_selects(con: duckdb.DuckDBPyConnection, sql: str, failed: str) -> None:
+    """query() and query_across() run on the process's one DuckDB instance: a statement that
+    changed it (an ATTACH, a SET, a table in its in-memory database) would outlast the call."""
+    kinds = sorted({statement.type.name for statement in con.extract_statements(sql)} - {"SELECT"})
+    if kinds:
+        raise WarehouseError(f"{failed}: it runs SELECTs only, not {', '.join(kinds)}")
 
 
 def _schema_names(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import duckdb
 
@@ -14,6 +15,8 @@ from hnpipe.config import process_alive
 from hnpipe.environments import Target
 from hnpipe.environments import quote_identifier as _q
 from hnpipe.errors import WarehouseError, one_line
+
+T = TypeVar("T")
 
 
 def sql_string(path: Path) -> str:
@@ -60,12 +63,14 @@ def damaged(path: Path, reason: str) -> WarehouseError:
     )
 
 
-MEMORY_LIMIT = "256MB"  # DuckDB evicts and spills past it: memory flat in N (docs/performance.md)
+MEMORY_LIMIT = "256MB"  # the process's DuckDB instance evicts and spills past it: memory flat in N (docs/performance.md)
 
 
-def open_intact(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def open_intact(path: Path, open_file: Callable[[], T]) -> T:
+    """`open_file()` (which attaches `path`), with DuckDB's refusals of a damaged file said as
+    `damaged`."""
     try:
-        return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
+        return open_file()
     except duckdb.Error as exc:
         if "Could not set lock" in str(exc):
             raise  # _retry_locked waits for the other process
@@ -93,11 +98,10 @@ def check_length(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             raise damaged(path, f"{actual:,} bytes on disk, but its blocks need {needed:,}: truncated")
 
 
-def check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path,
-                    attached_as: str | None = None) -> None:
+def check_readable(con: duckdb.DuckDBPyConnection, target: Target, table: str, path: Path) -> None:
     """Read every value of `table` (hashing whole rows), so a damaged block shows now."""
     try:
-        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(attached_as or target.database)}."
+        con.execute(f"SELECT COUNT(*), bit_xor(hash(t)) FROM {_q(target.database)}."
                     f"{_q(target.schema)}.{_q(table)} AS t").fetchall()
     except duckdb.Error as exc:
         raise damaged(path, f"{target}.{table} cannot be read whole: {one_line(exc)}") from None

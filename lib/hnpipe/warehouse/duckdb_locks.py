@@ -5,7 +5,8 @@ run), hnpipe retries for `HNPIPE_LOCK_TIMEOUT_S`. The first conflict of a run st
 budget and every later operation of the run on the file shares it, so a file that stays
 locked fails the run once; what the run does after giving up (recording the failure) fails
 at once instead of waiting again. A wait longer than a moment is announced, naming the file
-and its holder ('a notebook kernel (PID n)' when /proc says so).
+and its holder ('a notebook kernel (PID n)' when /proc says so). This process's other threads
+are waited for under the same budget (hnpipe.warehouse.duckdb_host).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable, TypeVar
 import duckdb
 
 from hnpipe.errors import WarehouseError, WarehouseLockedError, one_line
+from hnpipe.warehouse.duckdb_host import HeldInProcess
 
 T = TypeVar("T")
 # A wait is announced once it lasts this long: a run's own kernels (COMMENTS and STORIES
@@ -71,31 +73,39 @@ class LockWaits:
         self.deadlines.clear()
         self.failure = None
 
-    def retry(self, path: Path, open_file: Callable[[], T]) -> T:
-        """Run `open_file`, retrying while another process holds `path`'s lock."""
+    def retry(self, path: Path, open_file: Callable[[float], T]) -> T:
+        """Run `open_file(wait_s)`, retrying while another process holds `path`'s lock.
+        `open_file` itself waits up to `wait_s` for this process's other threads (on a
+        condition: hnpipe.warehouse.duckdb_host), under the same budget and announcement."""
         pause, announced, began = 0.01, False, time.monotonic()
         while True:
+            now = time.monotonic()
+            budget = max(0.0, self.deadlines.get(path, began + self.timeout_s) - now)
             try:
-                return open_file()
+                return open_file(budget if announced else min(budget, max(0.0, began + ANNOUNCE_AFTER_S - now)))
+            except HeldInProcess as exc:
+                holder, in_process = str(exc), True
             except duckdb.IOException as exc:
                 if "Could not set lock" not in str(exc):
                     raise WarehouseError(f"cannot open {path}: {one_line(exc)}") from exc
-                now = time.monotonic()
-                earlier = path in self.deadlines and now - began < ANNOUNCE_AFTER_S
-                deadline = self.deadlines.setdefault(path, now + self.timeout_s)
-                remaining = deadline - now
-                if remaining <= 0:
-                    waited = "this run already waited" if earlier else "waited"
-                    failure = WarehouseLockedError(
-                        f"{path} is locked by {lock_holder(str(exc))}; {waited} {self.timeout_s:g} s: "
-                        "close it there (a notebook: Kernel > Shut Down Kernel) and retry, or raise "
-                        "HNPIPE_LOCK_TIMEOUT_S")
-                    self.failure = self.failure or failure
-                    raise failure from None
-                if not announced and now - began >= ANNOUNCE_AFTER_S:
-                    announced = True
-                    self.announce(f"waiting for {path}: {lock_holder(str(exc))} holds it; this run waits "
-                                  f"up to {self.timeout_s:g} s in all (HNPIPE_LOCK_TIMEOUT_S)")
+                holder, in_process = lock_holder(str(exc)), False
+            now = time.monotonic()
+            earlier = path in self.deadlines and now - began < ANNOUNCE_AFTER_S
+            deadline = self.deadlines.setdefault(path, began + self.timeout_s)
+            remaining = deadline - now
+            if remaining <= 0:
+                waited = "this run already waited" if earlier else "waited"
+                failure = WarehouseLockedError(
+                    f"{path} is locked by {holder}; {waited} {self.timeout_s:g} s: "
+                    "close it there (a notebook: Kernel > Shut Down Kernel) and retry, or raise "
+                    "HNPIPE_LOCK_TIMEOUT_S")
+                self.failure = self.failure or failure
+                raise failure from None
+            if not announced and now - began >= ANNOUNCE_AFTER_S:
+                announced = True
+                self.announce(f"waiting for {path}: {holder} holds it; this run waits "
+                              f"up to {self.timeout_s:g} s in all (HNPIPE_LOCK_TIMEOUT_S)")
+            if not in_process:  # the host waited on its condition already
                 time.sleep(min(pause, remaining))
                 # Capped low: the usual holder is another kernel of the same run (COMMENTS and
                 # STORIES build at once) whose operations take tens of ms; a failed open is
