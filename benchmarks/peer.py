@@ -245,24 +245,40 @@ def timed_python(code: str, repeats: int) -> float:
     return med(runs)
 
 
-def kernel_ready_seconds(warm: bool, repeats: int) -> float:
-    """Median seconds from launching a python3 kernel (as `hnpipe run` does) to its first answer."""
-    from jupyter_client.blocking import BlockingKernelClient  # noqa: F401  (imported before timing)
+def kernel_ready_seconds(warm: bool, repeats: int, zygote: str = "off") -> float:
+    """Median seconds from asking for a python3 kernel (as `hnpipe run` does) to its first answer.
+    zygote: "off" launches it as its own process (HNPIPE_ZYGOTE=0); "new" forks it from a kernel
+    zygote started for it (the zygote's imports included); "warm" from one that has imported."""
+    from jupyter_core.utils import run_sync
 
+    from hnpipe import kernel_zygote
     from hnpipe.runner import kernels
 
+    saved = os.environ.get("HNPIPE_ZYGOTE")
+    os.environ["HNPIPE_ZYGOTE"] = "0" if zygote == "off" else "1"
+    if zygote == "warm":
+        kernel_zygote.shared()
+        time.sleep(3)  # its imports done
     runs = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        kernel = kernels.Kernel(ROOT / "notebooks", dict(os.environ), warm=kernels.SOURCE_WARM_MODULES if warm else ())
-        client = kernel.manager.blocking_client()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=60)
-            runs.append(time.perf_counter() - started)
-        finally:
-            client.stop_channels()
-            kernel.shutdown()
+    try:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            kernel = kernels.Kernel(ROOT / "notebooks", dict(os.environ),
+                                    warm=kernels.SOURCE_WARM_MODULES if warm else ())
+            client = kernel.manager.client()  # the client papermill gets
+            client.start_channels()
+            try:
+                run_sync(client.wait_for_ready)(timeout=60)
+                runs.append(time.perf_counter() - started)
+            finally:
+                client.stop_channels()
+                kernel.shutdown()
+            if zygote == "new" and kernel_zygote._shared is not None:
+                kernel_zygote._shared.close()  # the next kernel starts a zygote of its own
+    finally:
+        if zygote != "new" and kernel_zygote._shared is not None:
+            kernel_zygote._shared.close()
+        os.environ.pop("HNPIPE_ZYGOTE") if saved is None else os.environ.update(HNPIPE_ZYGOTE=saved)
     return med(runs)
 
 
@@ -298,6 +314,8 @@ def phases(repeats: int) -> str:
         pipeline_import = timed_python("import hnpipe.pipeline", repeats)
         bare = kernel_ready_seconds(False, repeats)
         warm = kernel_ready_seconds(True, repeats)
+        forked_new = kernel_ready_seconds(True, repeats, zygote="new")
+        forked_warm = kernel_ready_seconds(True, repeats, zygote="warm")
         walls, notebooks = [], []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -322,9 +340,11 @@ def phases(repeats: int) -> str:
         f"| `import hnpipe.runner` (what `hnpipe run` imports before the kernels start) | {runner_import:.2f} |",
         f"| `import papermill` as the runner does it (s3, hdfs and jsonschema's IRI checker skipped), while the kernels start | {papermill_import:.2f} |",
         f"| `import papermill` plainly | {papermill_plain:.2f} |",
-        f"| a kernel, launch to first answer, bare | {bare:.2f} |",
-        f"| a kernel with hnpipe's imports at start-up (`import hnpipe.pipeline`), launch to first answer | {warm:.2f} |",
+        f"| a kernel launched as its own process (`HNPIPE_ZYGOTE=0`), launch to first answer, bare | {bare:.2f} |",
+        f"| the same with hnpipe's imports at start-up (`import hnpipe.pipeline`) | {warm:.2f} |",
         f"| of which importing hnpipe's dependencies (difference) | {warm - bare:.2f} |",
+        f"| a kernel forked from a kernel zygote started for it (its imports included), to first answer | {forked_new:.2f} |",
+        f"| a kernel forked from a zygote that has imported already (what the later kernels of a run wait) | {forked_warm:.2f} |",
         f"| `import hnpipe.pipeline` in a fresh interpreter | {pipeline_import:.2f} |",
     ]
     for name in ("items", "comments", "stories"):

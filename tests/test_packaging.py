@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -117,3 +118,17 @@ def test_run_sets_up_the_filter_in_a_fresh_clone_so_an_executed_notebook_adds_no
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
     assert status.stdout == ""
     assert notebook_filter.changed_files(clone) == []
+
+
+def test_the_hnpipe_process_ends_without_collecting_its_whole_heap() -> None:
+    # The entry point freezes the heap at exit (its last atexit handler), so the interpreter's
+    # teardown skips it (docs/performance.md); a test calling cli.main(argv) leaves it alone.
+    probe = ("import atexit, gc, sys\n"
+             "from hnpipe import cli\n"
+             "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+             "sys.argv = ['hnpipe', '--help']\n"
+             "cli.main() if sys.argv[-1:] == ['entry'] else cli.main(['--help'])\n")
+    for how, frozen in (("entry", True), ("called", False)):
+        out = subprocess.run([sys.executable, "-c", probe.replace("sys.argv[-1:] == ['entry']", repr(how == "entry"))],
+                             capture_output=True, text=True, timeout=60).stdout
+        assert f"frozen at exit: {frozen}" in out, (how, out)
