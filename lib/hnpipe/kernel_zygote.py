@@ -229,6 +229,14 @@ def main() -> None:
             answers.write(json.dumps({"pid": pid}) + "\n")
         except Exception as error:  # noqa: BLE001 - the runner falls back to the plain launch
             answers.write(json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n")
+    # The runner is done with it (stdin closed) and waits for it to exit: nothing here needs
+    # the interpreter's teardown of everything the zygote imported (~0.06 s of that wait).
+    for stream in (answers, sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the runner closed its end first
+            pass
+    os._exit(0)
 
 
 if __name__ == "__main__":
