@@ -275,6 +275,42 @@ def test_a_kernel_the_zygote_cannot_serve_is_launched_the_plain_way(tmp_path: Pa
         kernel.shutdown()
 
 
+def zygote_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HNPIPE_ZYGOTE", "0")
+
+
+def zygote_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    def cannot_start() -> None:
+        raise OSError("no zygote here")
+    monkeypatch.setattr(kernel_zygote, "_shared", None)
+    monkeypatch.setattr(kernel_zygote, "Zygote", cannot_start)
+
+
+def zygote_cannot_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fork(self, argv, cwd, env):
+        def answer() -> int:  # what Zygote._answer raises when the zygote answers an error
+            raise RuntimeError("the kernel zygote could not fork: OSError: [Errno 11] EAGAIN")
+        return answer
+    monkeypatch.setattr(kernel_zygote.Zygote, "fork", fork)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trouble", [zygote_switched_off, zygote_cannot_start, zygote_cannot_fork],
+                         ids=["HNPIPE_ZYGOTE=0", "zygote cannot start", "zygote cannot fork"])
+def test_without_a_working_zygote_a_runs_kernels_are_launched_the_plain_way(
+        trouble, clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trouble(monkeypatch)
+    root = project(tmp_path, {"items": WHO_AM_I, "comments": WHO_AM_I, "stories": WHO_AM_I})
+    result = runner.run("local", {"n_items": 10}, root=root)
+    who = [(result.directory / dataset.notebook).with_suffix(".who").read_text().split()
+           for dataset in datasets.dependency_order()]
+    # launched by this process (jupyter_client's Popen), one per notebook, each its own group
+    assert {int(parent) for parent, _, _ in who} == {os.getpid()}
+    assert len({pid for _, pid, _ in who}) == len(who)
+    assert all(pid == group for _, pid, group in who)
+    assert kernel_processes() == []
+
+
 # The client papermill gets is ready on the kernel's answer to kernel_info, with no fixed
 # wait (hnpipe.runner.kernel_client); these pin what "answer" means.
 def message(parent: str, msg_type: str, state: str | None = None) -> dict:
