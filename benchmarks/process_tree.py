@@ -48,6 +48,7 @@ class TreePeak:
     peak_kb: int = 0
     per_process_kb: dict[int, int] = field(default_factory=dict)
     commands: dict[int, str] = field(default_factory=dict)
+    parents: dict[int, int] = field(default_factory=dict)
     samples: int = 0
 
 
@@ -64,7 +65,9 @@ def run_measured(command: list[str], interval: float = 0.05, kill_when=None,
             while todo:
                 pid = todo.pop()
                 tree.append(pid)
-                todo += _children(pid)
+                children = _children(pid)
+                peak.parents.update((child, pid) for child in children)
+                todo += children
             total = 0
             for pid in tree:
                 rss = _rss_kb(pid)
