@@ -322,3 +322,41 @@ def test_a_forked_child_builds_its_own_instance(wh) -> None:
     os.waitpid(pid, 0)
     assert answer == "True True True"
     assert current_host(wh.path("LOCAL")) is parent and wh.list_tables(TARGET) == {"ITEMS": 3}
+
+
+# The child leaves through the interpreter's teardown (sys.exit), which the test above avoids:
+# the parent's instance, inherited without its threads, must not be destroyed there.
+CHILD_EXITS = """
+import os, sys
+from pathlib import Path
+from hnpipe.environments import Target
+from hnpipe.warehouse.duckdb_engine import DuckDBWarehouse
+from hnpipe.warehouse.duckdb_host import current_host
+
+wh = DuckDBWarehouse(Path(sys.argv[1]))
+path = wh.path("LOCAL")
+held = sys.argv[2] == "held"
+if held:  # the parent is writing the file when it forks
+    current_host(path).attach(path, "write", 5)
+    current_host(path).cursor("LOCAL").execute('INSERT INTO "LOCAL"."TESTER"."ITEMS" ("ID") SELECT 9')
+else:
+    wh.list_tables(Target("LOCAL", "TESTER"))
+size = path.stat().st_size
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), path.stat().st_size == size)
+if held:
+    current_host(path).detach(path)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parent", ["idle", "held"])
+def test_a_forked_child_exits_normally_and_leaves_the_parents_file_alone(wh, parent: str) -> None:
+    result = subprocess.run([sys.executable, "-c", CHILD_EXITS, str(wh.directory), parent],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]  # exit status 0 (was SIGSEGV), file untouched
+    assert wh.list_tables(TARGET) == {"ITEMS": 4 if parent == "held" else 3}

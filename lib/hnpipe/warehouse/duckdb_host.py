@@ -128,8 +128,9 @@ class Host:
 
 _host: Host | None = None
 _creating = threading.Lock()
-# A forked child keeps its parent's instance referenced and never uses it: destroying it here
-# would checkpoint files the parent may still be writing.
+# A forked child never uses its parent's instance and never frees it: the instance's threads
+# were not forked, and destroying it (at the child's exit too) crashed the child or
+# checkpointed files the parent was still writing.
 _inherited: list[Host] = []
 
 
@@ -152,6 +153,12 @@ def current_host(first_path: Path) -> Host:
 def _after_fork_in_child() -> None:
     global _creating
     _creating = threading.Lock()  # a parent thread may have held it at the fork
+    if _host is not None:
+        import ctypes  # here: only a child forked from a process with an instance needs it
+
+        # One reference the interpreter's teardown never drops: sys.exit in the child no longer
+        # runs the instance's destructor (SIGSEGV, or a checkpoint of the parent's open file).
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(_host._con))
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
