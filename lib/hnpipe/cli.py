@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the `hnpipe` process itself, not a test calling in
         # At exit the interpreter garbage-collects every module it imported (papermill,
         # jupyter_client, duckdb: ~0.2 s of a small `hnpipe run`); frozen objects are skipped,
-        # and their memory goes back with the process. Registered first, so it runs last.
+        # and their memory goes back with the process. atexit runs this after the handlers
+        # registered later (the zygote's close) and before earlier ones (logging's flush).
+        # Objects still freed by reference count (the DuckDB host, module globals) are; only a
+        # finalizer inside a reference cycle would not run, and hnpipe closes what it writes
+        # with `with` blocks instead of leaving it to one.
         atexit.register(gc.freeze)
     argv = sys.argv[1:] if argv is None else argv
     named = [word for word in argv if word in {name for name, _, _ in COMMANDS}]
