@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -273,6 +274,41 @@ def test_a_kernel_the_zygote_cannot_serve_is_launched_the_plain_way(tmp_path: Pa
     finally:
         client.stop_channels()
         kernel.shutdown()
+
+
+@pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
+def test_a_zygote_that_does_not_answer_is_killed_and_the_wait_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel_zygote, "ANSWER_WAIT_S", 1.0)
+    zygote = kernel_zygote.Zygote()
+    try:
+        os.kill(zygote.process.pid, signal.SIGSTOP)  # wedged: it reads nothing, answers nothing
+        answer = zygote.fork(["-f", str(tmp_path / "kernel.json")], str(tmp_path), dict(os.environ))
+        with pytest.raises(RuntimeError, match="did not answer within 1 s"):
+            answer()  # the caller (ForkedProcess) then launches the kernel the plain way
+        # killed: it cannot fork that kernel later, beside the one launched instead
+        assert zygote.process.wait(10) == -signal.SIGKILL
+    finally:
+        zygote.close()
+
+
+def test_a_zygote_asked_for_nothing_is_stopped_without_waiting_for_its_imports() -> None:
+    zygote = kernel_zygote.Zygote()  # as `hnpipe run --no-such-option` starts one, then fails
+    zygote.close()
+    assert zygote.process.returncode == -signal.SIGKILL
+
+
+def test_closing_a_zygote_that_died_with_a_request_unsent_raises_nothing(tmp_path: Path) -> None:
+    zygote = kernel_zygote.Zygote()
+    zygote.process.kill()
+    zygote.process.wait()
+    with pytest.raises(OSError):  # the provisioner launches that kernel the plain way
+        zygote.fork(["-f", str(tmp_path / "kernel.json")], str(tmp_path), dict(os.environ))
+    zygote.close()  # flushing the request left in the buffer raised BrokenPipeError at exit
+
+
+def test_a_module_the_zygote_cannot_preload_is_left_to_the_kernels() -> None:
+    assert kernel_zygote.preload(("hnpipe_no_such_module", "json")) == ["hnpipe_no_such_module"]
 
 
 def zygote_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:

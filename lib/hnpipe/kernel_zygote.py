@@ -20,10 +20,12 @@ from __future__ import annotations
 import gc
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 # Imported in the zygote before any fork: what every kernel imports anyway (ipykernel's app)
@@ -41,6 +43,9 @@ STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "PYTHONSAFEPA
 # The zygote runs this file as a script: importing it as a module of hnpipe.runner would
 # import the runner's own modules first (~0.1 s more before the first fork).
 RUN_THIS_FILE = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')"
+# How long the runner waits for a kernel's pid: the zygote's imports take about a second, a fork
+# milliseconds; papermill gives a kernel 60 s to start (its start_timeout default) as well.
+ANSWER_WAIT_S = 60.0
 
 
 def enabled() -> bool:
@@ -64,7 +69,9 @@ class Zygote:
             raise
         finally:
             os.close(write)
-        self._answer_pipe = os.fdopen(read, "r")
+        self._answer_fd = read
+        self._unread = b""
+        self._failed: str | None = None
         self.startup = {name: os.environ.get(name) for name in STARTUP_VARIABLES}
         self._lock = threading.Lock()
         self._asked = 0
@@ -86,19 +93,45 @@ class Zygote:
 
     def _answer(self, number: int) -> int:
         with self._lock:
-            while number not in self._answers:
-                line = self._answer_pipe.readline()
-                self._answers[len(self._answers)] = json.loads(line) if line else {"error": "it exited"}
-            answer = self._answers[number]
+            deadline = time.monotonic() + ANSWER_WAIT_S
+            while number not in self._answers and self._failed is None:
+                line = self._read_line(deadline)
+                if line:
+                    self._answers[len(self._answers)] = json.loads(line)
+            answer = self._answers.get(number, {"error": self._failed})
         if "pid" not in answer:
             raise RuntimeError(f"the kernel zygote could not fork: {answer.get('error')}")
         return int(answer["pid"])
 
+    def _read_line(self, deadline: float) -> str:
+        """The next answer, or "" once the zygote has exited or failed to answer in time; then
+        it is killed, so that it cannot fork, later, a kernel the runner has launched itself."""
+        while b"\n" not in self._unread:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._answer_fd], [], [], remaining)[0]:
+                self._failed = f"it did not answer within {ANSWER_WAIT_S:g} s"
+                self.process.kill()
+                return ""
+            chunk = os.read(self._answer_fd, 65536)
+            if not chunk:
+                self._failed = "it exited"
+                return ""
+            self._unread += chunk
+        line, _, self._unread = self._unread.partition(b"\n")
+        return line.decode()
+
     def close(self) -> None:
         with self._lock:
-            if self.process.stdin:
-                self.process.stdin.close()
-            self._answer_pipe.close()
+            if not self._asked:  # no kernel of its own: no need to wait for its imports to end
+                self.process.kill()
+            try:
+                if self.process.stdin:
+                    self.process.stdin.close()
+            except OSError:  # it is gone, with a request still in the buffer
+                pass
+            if self._answer_fd >= 0:
+                os.close(self._answer_fd)
+                self._answer_fd = -1
         try:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
@@ -195,6 +228,19 @@ def _import_engine() -> None:
         pass
 
 
+def preload(modules: tuple[str, ...]) -> list[str]:
+    """Import what the kernels will; returns what failed. A module that fails (say, hnpipe
+    itself mid-edit) is left to the kernels, whose notebooks report it where the analyst looks,
+    instead of ending the zygote with a traceback on the runner's terminal."""
+    failed = []
+    for module in modules:
+        try:
+            __import__(module)
+        except Exception:  # noqa: BLE001 - see above
+            failed.append(module)
+    return failed
+
+
 def main() -> None:
     # Requests move off fd 0: a kernel's stdin is nothing, as with the plain launch (whose
     # stdin is a pipe no one writes to). Its stdout and stderr are the runner's, inherited.
@@ -208,27 +254,30 @@ def main() -> None:
     # pydevd (under ipykernel.debugger) warns about frozen modules on import; a kernel's
     # warning goes to its captured stderr, the zygote's would reach the runner's terminal
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    for module in PRELOAD:
-        __import__(module)
+    preload(PRELOAD)
     _import_engine()
     gc.freeze()  # the imported objects stay out of the children's collections: fewer pages copied
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner stops kernels; the zygote ends on EOF
     signal.signal(signal.SIGCHLD, _reap)
     keep = (requests.fileno(), answers.fileno())
     for line in requests:
+        pipe: tuple[int, ...] = ()
         try:
             request = json.loads(line)
-            read, ready = os.pipe()
+            pipe = read, ready = os.pipe()
             pid = os.fork()
             if pid == 0:
                 os.close(read)
                 _child(request, ready, keep)
             os.close(ready)
+            pipe = (read,)
             os.read(read, 1)  # EOF once the child is a session leader (or died)
-            os.close(read)
             answers.write(json.dumps({"pid": pid}) + "\n")
         except Exception as error:  # noqa: BLE001 - the runner falls back to the plain launch
             answers.write(json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n")
+        finally:  # a failed fork leaves no descriptor for the next kernels to inherit
+            for fd in pipe:
+                os.close(fd)
     # The runner is done with it (stdin closed) and waits for it to exit: nothing here needs
     # the interpreter's teardown of everything the zygote imported (~0.06 s of that wait).
     for stream in (answers, sys.stdout, sys.stderr):
