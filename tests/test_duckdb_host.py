@@ -281,7 +281,9 @@ def test_query_across_and_clone_attach_nothing_that_outlasts_them(wh) -> None:
 
 
 @pytest.mark.parametrize("sql", ["ATTACH ':memory:' AS STRAY", "SET threads = 1",
-                                 "CREATE TABLE memory.main.STRAY AS SELECT 1 AS A"])
+                                 "CREATE TABLE memory.main.STRAY AS SELECT 1 AS A",
+                                 "EXPLAIN ANALYZE CREATE TABLE memory.main.STRAY AS SELECT 1 AS A",
+                                 "PRAGMA enable_profiling", "SELECT 1; SET threads = 1"])
 def test_queries_cannot_change_the_shared_instance(wh, sql) -> None:
     def settings() -> list:
         with wh._reading("LOCAL") as con:
@@ -299,6 +301,23 @@ def test_queries_cannot_change_the_shared_instance(wh, sql) -> None:
     finally:
         con.close()
     assert settings() == before
+
+
+@pytest.mark.parametrize("sql, column", [
+    ("EXPLAIN SELECT * FROM ITEMS", "explain_key"),
+    ("explain analyze SELECT * FROM ITEMS", "explain_key"),
+    ("PRAGMA table_info('ITEMS')", "name"),
+    ("DESCRIBE ITEMS", "column_name"),
+    ("PIVOT ITEMS ON TITLE IN ('a', 'b') USING count(*)", "a"),
+])
+def test_queries_that_only_read_pass(wh, sql: str, column: str) -> None:
+    assert column in wh.query(TARGET, sql).columns
+
+
+def test_a_pivot_without_its_in_list_is_refused_with_what_to_write_instead(wh) -> None:
+    # DuckDB runs it as two statements (the IN list is queried first): MULTI, not a SELECT
+    with pytest.raises(WarehouseError, match=r"not MULTI \(a PIVOT needs its IN list here\)$"):
+        wh.query(TARGET, "PIVOT ITEMS ON TITLE USING count(*)")
 
 
 # -- a forked child ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import threading
 from contextlib import contextmanager
@@ -652,12 +653,36 @@ def _in_transaction(con: duckdb.DuckDBPyConnection,
         raise
 
 
+# PRAGMAs that only read (each a table function underneath); the others change the instance.
+READ_ONLY_PRAGMAS = frozenset({
+    "table_info", "show", "show_tables", "show_tables_expanded", "show_databases", "database_list",
+    "database_size", "storage_info", "metadata_info", "version", "platform", "functions",
+    "collations", "user_agent"})
+_EXPLAIN = re.compile(r"\s*EXPLAIN\b(\s+ANALY[SZ]E\b)?(\s*\([^)]*\))?", re.IGNORECASE)
+_PRAGMA = re.compile(r"\s*PRAGMA\s+(\w+)", re.IGNORECASE)
+
+
 def _refuse_all_but_selects(con: duckdb.DuckDBPyConnection, sql: str, failed: str) -> None:
     """query() and query_across() run on the process's one DuckDB instance: a statement that
-    changed it (an ATTACH, a SET, a table in its in-memory database) would outlast the call."""
-    kinds = sorted({statement.type.name for statement in con.extract_statements(sql)} - {"SELECT"})
-    if kinds:
-        raise WarehouseError(f"{failed}: it runs SELECTs only, not {', '.join(kinds)}")
+    changed it (an ATTACH, a SET, a table in its in-memory database) would outlast the call.
+    SELECTs pass, and what only reads: EXPLAIN of a SELECT, the PRAGMAs above."""
+    refused = sorted({statement.type.name for statement in con.extract_statements(sql)
+                      if not _reads_only(con, statement.type.name, statement.query)})
+    if refused:
+        hint = " (a PIVOT needs its IN list here)" if "MULTI" in refused else ""
+        raise WarehouseError(f"{failed}: it runs SELECTs only (and EXPLAIN of one, read-only PRAGMAs "
+                             f"such as table_info), not {', '.join(refused)}{hint}")
+
+
+def _reads_only(con: duckdb.DuckDBPyConnection, kind: str, statement: str) -> bool:
+    if kind == "SELECT":
+        return True
+    if kind == "EXPLAIN" and (explained := _EXPLAIN.match(statement)):
+        inner = con.extract_statements(statement[explained.end():])
+        return bool(inner) and all(part.type.name == "SELECT" for part in inner)
+    if kind == "PRAGMA" and (pragma := _PRAGMA.match(statement)):
+        return pragma.group(1).lower() in READ_ONLY_PRAGMAS
+    return False
 
 
 def _schema_names(con: duckdb.DuckDBPyConnection) -> list[str]:
