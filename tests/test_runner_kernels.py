@@ -367,11 +367,18 @@ def queue_of(*messages: dict):
 def test_readiness_skips_what_answers_another_request_and_waits_for_the_idle_status() -> None:
     get = queue_of(message("earlier", "status", "idle"), message("ours", "status", "busy"),
                    message("ours", "status", "idle"), message("ours", "stream"))
-    found = run_sync(ReadyClient._next)(get, "ours", 1, "status", "idle")
+    found = run_sync(ReadyClient._next)(get, {"ours"}, 1, "status", "idle")
     assert found == message("ours", "status", "idle")
     with pytest.raises(Empty):  # nothing else answers: the caller asks the kernel again
-        run_sync(ReadyClient._next)(queue_of(message("earlier", "kernel_info_reply")), "ours", 1,
+        run_sync(ReadyClient._next)(queue_of(message("earlier", "kernel_info_reply")), {"ours"}, 1,
                                     "kernel_info_reply")
+
+
+def test_a_late_answer_to_an_earlier_attempt_counts() -> None:
+    # the first kernel_info's idle came after the 0.2 s wait, while the second was asked
+    get = queue_of(message("startup", "status", "idle"), message("first", "status", "idle"))
+    found = run_sync(ReadyClient._next)(get, {"first", "second"}, 1, "status", "idle")
+    assert found == message("first", "status", "idle")
 
 
 @pytest.mark.slow

@@ -25,31 +25,36 @@ SHUTDOWN_POLL_S = 0.005
 class ReadyClient(AsyncKernelClient):
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not await self._kernel_info_answered(self.kernel_info()):
+        asked: set[str] = set()
+        while True:
+            asked.add(self.kernel_info())
+            if await self._kernel_info_answered(asked):
+                return
             if not await self.is_alive():
                 raise RuntimeError("Kernel died before replying to kernel_info")
             if deadline is not None and time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
 
-    async def _kernel_info_answered(self, request: str) -> bool:
-        """The reply to `request` came on the shell channel (within 1 s, as jupyter_client
-        waits) and its idle status on IOPub (within 0.2 s of it); else False: ask again."""
+    async def _kernel_info_answered(self, requests: set[str]) -> bool:
+        """A reply to one of `requests` came on the shell channel (within 1 s, as jupyter_client
+        waits) and the idle status of one on IOPub (within 0.2 s of it); else False: ask again.
+        Any of them: a late answer to an earlier attempt counts (a busy machine)."""
         try:
-            reply = await self._next(self.get_shell_msg, request, 1, "kernel_info_reply")
-            await self._next(self.get_iopub_msg, request, 0.2, "status", "idle")
+            reply = await self._next(self.get_shell_msg, requests, 1, "kernel_info_reply")
+            await self._next(self.get_iopub_msg, requests, 0.2, "status", "idle")
         except Empty:
             return False
         self._handle_kernel_info_reply(reply)
         return True
 
     @staticmethod
-    async def _next(get, request: str, timeout: float, msg_type: str, state: str | None = None) -> dict:
-        """The next message answering `request` with this type (others, from an earlier
-        attempt or the kernel's start, are skipped); Empty when none came within `timeout`."""
+    async def _next(get, requests: set[str], timeout: float, msg_type: str, state: str | None = None) -> dict:
+        """The next message answering one of `requests` with this type (others, from the
+        kernel's start, are skipped); Empty when none came within `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             message = await get(timeout=max(deadline - time.monotonic(), 0))
-            if (message["parent_header"].get("msg_id") == request and message["msg_type"] == msg_type
+            if (message["parent_header"].get("msg_id") in requests and message["msg_type"] == msg_type
                     and (state is None or message["content"].get("execution_state") == state)):
                 return message
 
