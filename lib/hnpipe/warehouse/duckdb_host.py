@@ -128,10 +128,6 @@ class Host:
 
 _host: Host | None = None
 _creating = threading.Lock()
-# A forked child never uses its parent's instance and never frees it: the instance's threads
-# were not forked, and destroying it (at the child's exit too) crashed the child or
-# checkpointed files the parent was still writing.
-_inherited: list[Host] = []
 
 
 def current_host(first_path: Path) -> Host:
@@ -139,26 +135,26 @@ def current_host(first_path: Path) -> Host:
     makes its own."""
     global _host
     host = _host
-    if host is not None and host.pid == os.getpid():
+    if host is not None:
         return host
     with _creating:
-        if _host is not None and _host.pid != os.getpid():
-            _inherited.append(_host)
-            _host = None
         if _host is None:
             _host = Host(f"{first_path}.tmp")
         return _host
 
 
 def _after_fork_in_child() -> None:
-    global _creating
+    """A forked child never uses its parent's instance and never frees it: the instance's threads
+    were not forked, and destroying it (at the child's exit too: sys.exit) crashed the child or
+    checkpointed files the parent was still writing. So: one reference the interpreter's
+    teardown never drops, and a host of the child's own on first use."""
+    global _creating, _host
     _creating = threading.Lock()  # a parent thread may have held it at the fork
     if _host is not None:
         import ctypes  # here: only a child forked from a process with an instance needs it
 
-        # One reference the interpreter's teardown never drops: sys.exit in the child no longer
-        # runs the instance's destructor (SIGSEGV, or a checkpoint of the parent's open file).
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(_host._con))
+        _host = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
