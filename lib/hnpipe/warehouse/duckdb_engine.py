@@ -667,20 +667,21 @@ def _refuse_all_but_selects(con: duckdb.DuckDBPyConnection, sql: str, failed: st
     changed it (an ATTACH, a SET, a table in its in-memory database) would outlast the call.
     SELECTs pass, and what only reads: EXPLAIN of a SELECT, the PRAGMAs above."""
     refused = sorted({statement.type.name for statement in con.extract_statements(sql)
-                      if not _reads_only(con, statement.type.name, statement.query)})
+                      if not _reads_only(con, statement)})
     if refused:
         hint = " (a PIVOT needs its IN list here)" if "MULTI" in refused else ""
         raise WarehouseError(f"{failed}: it runs SELECTs only (and EXPLAIN of one, read-only PRAGMAs "
                              f"such as table_info), not {', '.join(refused)}{hint}")
 
 
-def _reads_only(con: duckdb.DuckDBPyConnection, kind: str, statement: str) -> bool:
+def _reads_only(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement) -> bool:
+    kind, text = statement.type.name, statement.query
     if kind == "SELECT":
         return True
-    if kind == "EXPLAIN" and (explained := _EXPLAIN.match(statement)):
-        inner = con.extract_statements(statement[explained.end():])
+    if kind == "EXPLAIN" and (explained := _EXPLAIN.match(text)):
+        inner = con.extract_statements(text[explained.end():])
         return bool(inner) and all(part.type.name == "SELECT" for part in inner)
-    if kind == "PRAGMA" and (pragma := _PRAGMA.match(statement)):
+    if kind == "PRAGMA" and (pragma := _PRAGMA.match(text)):
         return pragma.group(1).lower() in READ_ONLY_PRAGMAS
     return False
 
