@@ -188,17 +188,21 @@ WHO_AM_I = ("import os; from pathlib import Path\n"
             "f'{os.getppid()} {os.getpid()} {os.getpgid(0)}')")
 
 
+def kernels_of(result: runner.RunResult) -> list[tuple[int, ...]]:
+    """(parent pid, pid, process group) of each notebook's kernel, in run order (WHO_AM_I)."""
+    files = [(result.directory / dataset.notebook).with_suffix(".who") for dataset in datasets.dependency_order()]
+    return [tuple(int(number) for number in file.read_text().split()) for file in files]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not kernel_zygote.enabled(), reason="kernels are forked on POSIX only")
 def test_a_runs_kernels_are_forked_from_one_zygote_each_leading_its_process_group(
         clean_env: Path, tmp_path: Path) -> None:
     root = project(tmp_path, {"items": WHO_AM_I, "comments": WHO_AM_I, "stories": WHO_AM_I})
-    result = runner.run("local", {"n_items": 10}, root=root)
-    who = [(result.directory / dataset.notebook).with_suffix(".who").read_text().split()
-           for dataset in datasets.dependency_order()]
+    who = kernels_of(runner.run("local", {"n_items": 10}, root=root))
     zygote = kernel_zygote.shared()
     assert zygote is not None and zygote.process.pid != os.getpid()
-    assert {int(parent) for parent, _, _ in who} == {zygote.process.pid}  # not this process: the zygote
+    assert {parent for parent, _, _ in who} == {zygote.process.pid}  # not this process: the zygote
     assert len({pid for _, pid, _ in who}) == len(who)  # one kernel per notebook
     assert all(pid == group for _, pid, group in who)  # as jupyter_client's launcher makes them: signalled as a group
     assert kernel_processes() == []
@@ -337,11 +341,9 @@ def test_without_a_working_zygote_a_runs_kernels_are_launched_the_plain_way(
         trouble, clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trouble(monkeypatch)
     root = project(tmp_path, {"items": WHO_AM_I, "comments": WHO_AM_I, "stories": WHO_AM_I})
-    result = runner.run("local", {"n_items": 10}, root=root)
-    who = [(result.directory / dataset.notebook).with_suffix(".who").read_text().split()
-           for dataset in datasets.dependency_order()]
+    who = kernels_of(runner.run("local", {"n_items": 10}, root=root))
     # launched by this process (jupyter_client's Popen), one per notebook, each its own group
-    assert {int(parent) for parent, _, _ in who} == {os.getpid()}
+    assert {parent for parent, _, _ in who} == {os.getpid()}
     assert len({pid for _, pid, _ in who}) == len(who)
     assert all(pid == group for _, pid, group in who)
     assert kernel_processes() == []
